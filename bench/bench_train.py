@@ -1,0 +1,115 @@
+"""Train on Adult with a 60 s budget: `fairpilot-job train` against plain AutoGluon.
+
+Both run in this process's machine, one after the other, on adult.data (train) and
+adult.test (test). Reported: test ROC AUC of each, their difference, and each one's wall time
+against the budget (ours measured around the whole `fairpilot-job` command: start-up, data
+loading, training, metrics, model upload and report included).
+
+    python bench/bench_train.py [--budget 60] [--out bench/results/train.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fairpilot.datasets import export_adult
+from machine import describe
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=int, default=60)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/train.json"))
+    args = parser.parse_args()
+
+    import pandas as pd
+    from autogluon.tabular import TabularPredictor
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        tmp_path = Path(tmp)
+        paths = export_adult(tmp_path / "data")
+        spec = {
+            "dataset": {"uri": f"file://{paths['train']}"},
+            "testDataset": {"uri": f"file://{paths['test']}"},
+            "target": "income",
+            "evalMetric": "roc_auc",
+            "timeLimitSeconds": args.budget,
+        }
+        (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fairpilot_jobs.cli",
+                "train",
+                "--spec",
+                str(tmp_path / "spec.yaml"),
+                "--output",
+                f"file://{tmp_path / 'ours'}",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        ours_wall = time.perf_counter() - started
+        ours = json.loads((tmp_path / "ours" / "result.json").read_text())
+
+        train, test = pd.read_csv(paths["train"]), pd.read_csv(paths["test"])
+        started = time.perf_counter()
+        plain = TabularPredictor(
+            label="income", eval_metric="roc_auc", path=str(tmp_path / "plain"), verbosity=0
+        )
+        plain.fit(train, time_limit=args.budget)
+        plain_fit_wall = time.perf_counter() - started
+        plain_auc = float(plain.evaluate(test, silent=True)["roc_auc"])
+
+    ours_auc = ours["metrics"]["test"]["roc_auc"]
+    figures = {
+        "machine": describe("autogluon.tabular", "lightgbm", "xgboost", "catboost", "torch"),
+        "budgetSeconds": args.budget,
+        "ours": {
+            "testRocAuc": ours_auc,
+            "wallSeconds": round(ours_wall, 2),
+            "fitSeconds": ours["fitSeconds"],
+            "overBudget": round(ours_wall / args.budget - 1, 4),
+            "bestModel": ours["bestModel"],
+            "gpu": ours["gpu"],
+        },
+        "plainAutoGluon": {
+            "testRocAuc": plain_auc,
+            "fitWallSeconds": round(plain_fit_wall, 2),
+            "bestModel": plain.model_best,
+        },
+        "aucDifference": round(ours_auc - plain_auc, 5),
+        "targets": {
+            "testRocAuc": ">= 0.925",
+            "aucDifference": "|d| <= 0.003",
+            "overBudget": "<= 0.10",
+        },
+        "met": {
+            "testRocAuc": ours_auc >= 0.925,
+            "aucDifference": abs(ours_auc - plain_auc) <= 0.003,
+            "overBudget": ours_wall <= 1.10 * args.budget,
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(
+        json.dumps(
+            {k: figures[k] for k in ("ours", "plainAutoGluon", "aucDifference", "met")}, indent=2
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""FairPilot stage jobs."""

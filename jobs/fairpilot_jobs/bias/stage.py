@@ -1,0 +1,140 @@
+"""The bias stage: fairness metrics per sensitive feature and group, and reweighing weights."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairpilot.api import BiasJobSpec
+from fairpilot_jobs.artifacts import ArtifactStore
+from fairpilot_jobs.bias.labels import normalise, positive_mask, resolve_positive_label
+from fairpilot_jobs.bias.metrics import bias_detected, feature_bias
+from fairpilot_jobs.bias.reweighing import reweighing_table
+from fairpilot_jobs.errors import JobError
+from fairpilot_jobs.tables import read_table, require_columns
+
+log = logging.getLogger(__name__)
+
+REWEIGHING_FILE = "reweighing.json"
+
+
+def predictions(
+    spec: BiasJobSpec, frame: pd.DataFrame, positive: Any
+) -> tuple[np.ndarray | None, str | None]:
+    """Which rows a model predicts positive: from a column, or from a stored model."""
+    if spec.prediction_column is not None:
+        return positive_mask(
+            frame[spec.prediction_column], positive
+        ), f"column {spec.prediction_column}"
+    if spec.model is None:
+        return None, None
+    from fairpilot_jobs.models import load_predictor
+
+    with ExitStack() as stack:
+        predictor, _ = load_predictor(spec.model.uri, stack)
+        missing = [f for f in predictor.original_features if f not in frame.columns]
+        if missing:
+            raise JobError(
+                "ColumnNotFound", f"the dataset lacks the model's features {missing[:20]}"
+            )
+        if predictor.problem_type != "binary":
+            raise JobError(
+                "UnsupportedModel",
+                "post-training bias needs a binary classifier; "
+                f"the model is {predictor.problem_type}",
+            )
+        predicted = predictor.predict(frame[predictor.original_features])
+    return positive_mask(predicted, positive), f"model {spec.model.uri}"
+
+
+def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
+    from fairpilot_jobs.reports.bias_report import build_bias_report
+
+    frame = read_table(spec.dataset)
+    named = {spec.target: "target", **{f: "sensitiveFeatures" for f in spec.sensitive_features}}
+    if spec.prediction_column:
+        named[spec.prediction_column] = "predictionColumn"
+    require_columns(frame, named)
+    dropped = int(frame[spec.target].isna().sum())
+    frame = frame[frame[spec.target].notna()].reset_index(drop=True)
+    if frame.empty:
+        raise JobError("EmptyLabel", f"target {spec.target!r} has no values")
+    positive, positive_reason = resolve_positive_label(frame[spec.target], spec.positive_label)
+    label_positive = positive_mask(frame[spec.target], positive)
+    predicted, source = predictions(spec, frame, positive)
+    log.info(
+        "bias on %d rows, %d features, predictions: %s",
+        len(frame),
+        len(spec.sensitive_features),
+        source,
+    )
+
+    features: dict[str, Any] = {}
+    findings: list[str] = []
+    for feature in spec.sensitive_features:
+        privileged = spec.privileged_groups.get(feature)
+        try:
+            result = feature_bias(
+                frame[feature],
+                label_positive,
+                predicted,
+                privileged_group=normalise(privileged) if privileged is not None else None,
+                min_group_size=spec.min_group_size,
+            )
+        except ValueError as exc:
+            raise JobError("UnknownGroup", f"privilegedGroups.{feature}: {exc}") from exc
+        features[feature] = result.to_dict()
+        findings += [
+            f"{feature}={finding}" if not finding.startswith(f"{feature}=") else finding
+            for finding in bias_detected(
+                result.metrics,
+                min_disparate_impact=spec.thresholds.disparate_impact,
+                max_abs_parity_difference=spec.thresholds.max_parity_difference,
+            )
+        ]
+
+    table = reweighing_table(frame, spec.sensitive_features, label_positive)
+    reweighing_uri = store.write_json(
+        REWEIGHING_FILE,
+        {
+            "method": "reweighing (Kamiran & Calders 2012)",
+            "target": spec.target,
+            "positiveLabel": positive,
+            "sensitiveFeatures": spec.sensitive_features,
+            "table": table,
+        },
+    )
+    result: dict[str, Any] = {
+        "target": spec.target,
+        "positiveLabel": positive,
+        "positiveLabelReason": positive_reason,
+        "rows": len(frame),
+        "droppedMissingLabel": dropped,
+        "predictionSource": source,
+        "thresholds": spec.thresholds.model_dump(by_alias=True),
+        "features": features,
+        "biasDetected": bool(findings),
+        "findings": findings,
+        "summary": summary(features),
+        "mitigation": {"method": "reweighing", "uri": reweighing_uri},
+    }
+    result["reports"] = {
+        "bias": store.write_text("report.html", build_bias_report(result), "text/html")
+    }
+    return result
+
+
+def summary(features: dict[str, Any]) -> dict[str, Any]:
+    """The one figure a status column shows: the lowest disparate impact, and where."""
+    worst: tuple[float, str, str] | None = None
+    for feature, data in features.items():
+        for group, metrics in data["metrics"].items():
+            value = metrics.get("DI", metrics.get("LDI"))
+            if value is not None and (worst is None or value < worst[0]):
+                worst = (value, feature, group)
+    if worst is None:
+        return {"minDisparateImpact": None}
+    return {"minDisparateImpact": worst[0], "feature": worst[1], "group": worst[2]}

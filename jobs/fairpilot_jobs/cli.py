@@ -1,0 +1,206 @@
+"""`fairpilot-job STAGE --spec FILE --output URI`: run one pipeline stage.
+
+The contract with the operator: on success, artifacts and `result.json` under the output URI
+and exit code 0; on failure, one line on stderr, `error.json` with the reason, no
+`result.json`, and a non-zero exit code (2: the input is wrong, 1: FairPilot failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from fairpilot import API_GROUP, API_VERSION, __version__
+from fairpilot.api import JOB_SPECS
+from pydantic import BaseModel, ValidationError
+
+from fairpilot_jobs.artifacts import ArtifactStore, read_bytes
+from fairpilot_jobs.errors import JobError
+
+log = logging.getLogger("fairpilot.job")
+
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.json"
+TERMINATION_LOG_ENV = "FAIRPILOT_TERMINATION_LOG"
+
+StageFunction = Callable[[Any, ArtifactStore], dict[str, Any]]
+
+
+# Imported on demand: `--help` and spec errors should not wait for AutoGluon to import.
+STAGE_FUNCTIONS = {
+    "profile": "fairpilot_jobs.profile:run_profile",
+    "bias": "fairpilot_jobs.bias.stage:run_bias",
+    "train": "fairpilot_jobs.train:run_train",
+    "explain": "fairpilot_jobs.explain.stage:run_explain",
+}
+
+
+def stage_function(stage: str) -> StageFunction:
+    module, _, name = STAGE_FUNCTIONS[stage].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fairpilot-job",
+        description=(
+            "Run one FairPilot stage. Reads a spec (YAML or JSON; the custom resource's spec "
+            "with references resolved to URIs), writes artifacts, an HTML report and "
+            "result.json under the output URI."
+        ),
+        epilog=(
+            "stages: profile (types, missing values, suggested target), bias (fairness "
+            "metrics, reweighing), train (AutoGluon), explain (SHAP). "
+            "Example: fairpilot-job profile --spec dataset.yaml --output file:///tmp/out"
+        ),
+    )
+    parser.add_argument("stage", choices=sorted(JOB_SPECS), help="which stage to run")
+    parser.add_argument(
+        "--spec", required=True, help="spec file (path, file:// or s3:// URI; '-' for stdin)"
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="output URI for artifacts (file:///dir or s3://bucket/prefix)",
+    )
+    parser.add_argument(
+        "--log-level", default=os.environ.get("FAIRPILOT_LOG_LEVEL", "INFO"), help="default: INFO"
+    )
+    return parser
+
+
+def load_spec(stage: str, source: str) -> BaseModel:
+    """Parse and validate a spec; errors name the field (camelCase, as in the resource)."""
+    try:
+        if source == "-":
+            raw = sys.stdin.buffer.read()
+        elif "://" in source:
+            raw = read_bytes(source)
+        else:
+            with open(source, "rb") as handle:
+                raw = handle.read()
+    except FileNotFoundError as exc:
+        raise JobError("SpecNotFound", f"spec file {source} does not exist") from exc
+    except JobError as exc:
+        raise JobError("SpecNotFound", f"spec {source}: {exc.message}") from exc
+    try:
+        document = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise JobError("InvalidSpec", f"spec {source} is not YAML or JSON: {exc}") from exc
+    if isinstance(document, dict) and "spec" in document and "kind" in document:
+        document = document["spec"]  # a whole custom resource was given: take its spec
+    if not isinstance(document, dict):
+        raise JobError("InvalidSpec", f"spec {source} must be a mapping of fields")
+    try:
+        return JOB_SPECS[stage].model_validate(document)
+    except ValidationError as exc:
+        raise JobError("InvalidSpec", describe_validation_error(exc)) from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "spec"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        parts.append(f"{field}: {message}")
+    return "invalid spec: " + "; ".join(parts)
+
+
+def run(stage: str, spec_source: str, output: str) -> int:
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    store: ArtifactStore | None = None
+    try:
+        store = ArtifactStore(output)
+        # A stale result from an earlier run must not pass for this run's.
+        store.delete(RESULT_FILE)
+        store.delete(ERROR_FILE)
+        spec = load_spec(stage, spec_source)
+        log.info("%s: starting, output %s", stage, store.uri())
+        result = stage_function(stage)(spec, store)
+        envelope = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "StageResult",
+            "stage": stage,
+            "fairpilotVersion": __version__,
+            "startedAt": started.isoformat(),
+            "finishedAt": datetime.now(UTC).isoformat(),
+            "durationSeconds": round(time.monotonic() - clock, 3),
+            **result,
+        }
+        store.write_json(RESULT_FILE, envelope)
+        log.info(
+            "%s: done in %.1f s, result %s", stage, time.monotonic() - clock, store.uri(RESULT_FILE)
+        )
+        return 0
+    except JobError as exc:
+        return _fail(stage, store, exc.reason, exc.message, None, exit_code=2)
+    except Exception as exc:
+        detail = traceback.format_exc()
+        log.debug(detail)
+        return _fail(stage, store, "InternalError", f"{type(exc).__name__}: {exc}", detail, 1)
+
+
+def _fail(
+    stage: str,
+    store: ArtifactStore | None,
+    reason: str,
+    message: str,
+    detail: str | None,
+    exit_code: int,
+) -> int:
+    line = " ".join(message.split())  # one line, whatever the message held
+    payload = {"stage": stage, "reason": reason, "message": line, "exitCode": exit_code}
+    if detail:
+        payload["detail"] = detail
+    if store is not None:
+        try:
+            store.write_json(ERROR_FILE, payload)
+        except Exception as exc:  # the store itself may be what failed
+            line += f" (and error.json could not be written: {exc})"
+    _write_termination_message(json.dumps({"reason": reason, "message": line})[:4000])
+    print(f"fairpilot-job {stage}: {reason}: {line}", file=sys.stderr, flush=True)
+    return exit_code
+
+
+def _write_termination_message(text: str) -> None:
+    """Kubernetes shows /dev/termination-log as the container's termination message."""
+    path = os.environ.get(TERMINATION_LOG_ENV, "/dev/termination-log")
+    try:
+        if os.path.exists(path) or os.environ.get(TERMINATION_LOG_ENV):
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+    except OSError:
+        pass
+
+
+def configure_logging(level: str) -> None:
+    # Progress goes to stdout: stderr is kept for the one-line failure message.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO")
+    logging.captureWarnings(True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    return run(args.stage, args.spec, args.output)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

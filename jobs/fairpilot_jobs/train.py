@@ -1,0 +1,444 @@
+"""The train stage: AutoGluon's TabularPredictor within a time budget, stored as a model artifact.
+
+AutoGluon does the modelling; this module turns a spec into its arguments, checks the input
+first so that a wrong label fails in a second rather than after the budget, and turns what
+AutoGluon knows (leaderboard, validation data, ensemble weights) into the result the operator
+and the model registry (seed 004) need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairpilot import __version__
+from fairpilot.api import Algorithm, TaskType, TrainJobSpec
+
+from fairpilot_jobs import artifacts
+from fairpilot_jobs.errors import JobError
+from fairpilot_jobs.models import METADATA_FILE
+from fairpilot_jobs.tables import read_table, require_columns
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+WEIGHT_COLUMN = "__fairpilot_sample_weight__"
+
+# Our algorithm names -> AutoGluon's hyperparameter keys.
+AUTOGLUON_KEYS = {
+    Algorithm.LIGHTGBM: "GBM",
+    Algorithm.CATBOOST: "CAT",
+    Algorithm.XGBOOST: "XGB",
+    Algorithm.RANDOM_FOREST: "RF",
+    Algorithm.EXTRA_TREES: "XT",
+    Algorithm.NEURAL_NETWORK: "NN_TORCH",
+    Algorithm.KNN: "KNN",
+    Algorithm.LINEAR: "LR",
+}
+# Short names people use for AutoGluon's long metric names (ARCHITECTURE.md: `rmse`).
+METRIC_ALIASES = {
+    "root_mean_squared_error": "rmse",
+    "mean_squared_error": "mse",
+    "mean_absolute_error": "mae",
+    "median_absolute_error": "median_ae",
+    "mean_absolute_percentage_error": "mape",
+}
+
+
+def problem_type(label: pd.Series, task: TaskType | None) -> str:
+    """AutoGluon's problem type for a label, refusing labels that cannot be learnt."""
+    non_null = label.dropna()
+    distinct = int(non_null.nunique())
+    if distinct < 2:
+        raise JobError(
+            "SingleClassLabel",
+            f"label {label.name!r} has {distinct} distinct value(s); training needs at least two",
+        )
+    if task is TaskType.REGRESSION:
+        if not pd.api.types.is_numeric_dtype(label) or pd.api.types.is_bool_dtype(label):
+            example = non_null.astype(str).iloc[0]
+            raise JobError(
+                "NonNumericLabel",
+                f"taskType is regression but label {label.name!r} is not numeric "
+                f"(e.g. {example!r})",
+            )
+        return "regression"
+    if task is TaskType.BINARY:
+        if distinct != 2:
+            raise JobError(
+                "LabelMismatch",
+                f"taskType is binary but label {label.name!r} has {distinct} values",
+            )
+        return "binary"
+    if task is TaskType.MULTICLASS:
+        return "multiclass"
+    if task is TaskType.CLASSIFICATION:
+        return "binary" if distinct == 2 else "multiclass"
+    from fairpilot_jobs.profile import infer_task_type
+
+    return str(infer_task_type(label)[0])
+
+
+def hyperparameters(algorithms: list[Algorithm]) -> dict[str, Any]:
+    """AutoGluon's default model zoo restricted to the chosen families, tuned variants kept."""
+    from autogluon.tabular.configs.hyperparameter_configs import get_hyperparameter_config
+
+    defaults = get_hyperparameter_config("default")
+    chosen: dict[str, Any] = {}
+    for algorithm in algorithms:
+        key = AUTOGLUON_KEYS[algorithm]
+        chosen[key] = defaults.get(key, {})
+    return chosen
+
+
+def sample_weights(spec: TrainJobSpec, frame: pd.DataFrame) -> np.ndarray | None:
+    """Per-row weights from a bias job's reweighing table, or None without mitigation."""
+    if spec.mitigation is None:
+        return None
+    from fairpilot_jobs.bias.labels import positive_mask
+    from fairpilot_jobs.bias.reweighing import apply_reweighing
+
+    document = artifacts.read_json(spec.mitigation.reweighing.uri)
+    try:
+        features = document["sensitiveFeatures"]
+        table = document["table"]
+        positive = document["positiveLabel"]
+        target = document["target"]
+    except (KeyError, TypeError) as exc:
+        raise JobError(
+            "InvalidReweighing",
+            f"{spec.mitigation.reweighing.uri} is not a reweighing table written by a bias job",
+        ) from exc
+    if target != spec.target:
+        raise JobError(
+            "InvalidReweighing",
+            f"the reweighing table is for target {target!r}, not {spec.target!r}",
+        )
+    require_columns(frame, {f: "sensitiveFeatures (of the reweighing table)" for f in features})
+    return apply_reweighing(frame, table, features, positive_mask(frame[target], positive))
+
+
+def natural_metrics(scores: dict[str, Any]) -> dict[str, float]:
+    """AutoGluon reports errors negated (higher is better); give them their usual sign."""
+    from autogluon.core.metrics import get_metric
+
+    out = {}
+    for name, value in scores.items():
+        if value is None or not np.isfinite(value):
+            continue
+        with contextlib.suppress(ValueError, AttributeError):  # not a metric AutoGluon knows
+            value = get_metric(name).convert_score_to_original(value)
+        out[METRIC_ALIASES.get(name, name)] = float(value)
+    return out
+
+
+def validation_metrics(predictor: Any) -> tuple[dict[str, float], str]:
+    """All metrics on AutoGluon's own validation data (holdout, or out-of-fold when bagged)."""
+    try:
+        x_val, y_val = predictor.load_data_internal("val")
+    except Exception:
+        x_val, y_val = None, None
+    if x_val is not None and y_val is not None and len(y_val):
+        if predictor.problem_type == "regression":
+            predicted = predictor.predict(x_val, transform_features=False)
+        else:
+            predicted = predictor.predict_proba(x_val, transform_features=False)
+        truth = predictor.transform_labels(y_val, inverse=True)
+        scores = predictor.evaluate_predictions(
+            truth, predicted, silent=True, auxiliary_metrics=True
+        )
+        return natural_metrics(scores), "holdout"
+    try:
+        _, y_train = predictor.load_data_internal("train", return_X=False)
+        oof = (
+            predictor.predict_oof()
+            if predictor.problem_type == "regression"
+            else predictor.predict_proba_oof()
+        )
+        truth = predictor.transform_labels(y_train.loc[oof.index], inverse=True)
+        scores = predictor.evaluate_predictions(truth, oof, silent=True, auxiliary_metrics=True)
+        return natural_metrics(scores), "out-of-fold"
+    except Exception as exc:  # never fail a finished training over an extra figure
+        log.warning("no validation metrics beyond the leaderboard: %s", exc)
+        return {}, "none"
+
+
+def verdict(
+    spec: TrainJobSpec, metrics: dict[str, dict[str, float]], eval_metric: str
+) -> dict[str, Any]:
+    """Seed 003's validation against a threshold: does the model meet the bound?"""
+    threshold = spec.validation_threshold
+    if threshold is None:
+        return {"checked": False, "passed": True, "message": "no validation threshold set"}
+    name = METRIC_ALIASES.get(threshold.metric or eval_metric, threshold.metric or eval_metric)
+    split = "test" if threshold.on == "test" and metrics.get("test") else "validation"
+    value = metrics.get(split, {}).get(name)
+    if value is None:
+        known = sorted(metrics.get(split, {}))
+        raise JobError(
+            "UnknownMetric",
+            f"validationThreshold.metric {name!r} was not computed on {split}; known: {known}",
+        )
+    passed = (threshold.min is None or value >= threshold.min) and (
+        threshold.max is None or value <= threshold.max
+    )
+    bounds = " and ".join(
+        f"{op} {bound}"
+        for op, bound in ((">=", threshold.min), ("<=", threshold.max))
+        if bound is not None
+    )
+    return {
+        "checked": True,
+        "passed": passed,
+        "metric": name,
+        "split": split,
+        "value": value,
+        "min": threshold.min,
+        "max": threshold.max,
+        "message": f"{split} {name} {value:.4f} {'meets' if passed else 'misses'} {bounds}",
+    }
+
+
+def ensemble_description(predictor: Any) -> dict[str, Any]:
+    """The best model and, for an ensemble, its members and weights."""
+    best = predictor.model_best
+    info = predictor.info()["model_info"][best]
+    weights: dict[str, float] = {}
+    for child in (info.get("children_info") or {}).values():
+        weights.update({k: float(v) for k, v in (child.get("model_weights") or {}).items()})
+    return {"name": best, "type": info.get("model_type"), "members": weights}
+
+
+def file_records(model_dir: Path, base_uri: str) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(model_dir).as_posix()
+        data = path.read_bytes()
+        records.append(
+            {
+                "filename": path.name,
+                "file_path": f"{base_uri.rstrip('/')}/{relative}",
+                "file_size": len(data),
+                "file_type": path.suffix.lstrip(".") or "bin",
+                "file_hash": hashlib.sha256(data).hexdigest(),
+                "content_type": "application/json"
+                if path.suffix == ".json"
+                else "application/octet-stream",
+                "is_primary": relative == "predictor.pkl",
+                "description": "AutoGluon TabularPredictor" if relative == "predictor.pkl" else "",
+            }
+        )
+    return records
+
+
+def gpu_plan(spec: TrainJobSpec) -> dict[str, Any]:
+    """GPUs are used when asked for and present; asking without CUDA trains on CPU, said aloud."""
+    import torch
+
+    cuda = bool(torch.cuda.is_available())
+    count = torch.cuda.device_count() if cuda else 0
+    used = min(spec.resources.gpu, count)
+    plan = {"requested": spec.resources.gpu, "cudaAvailable": cuda, "used": used}
+    if used:
+        plan["devices"] = [torch.cuda.get_device_name(i) for i in range(used)]
+    if spec.resources.gpu and not cuda:
+        log.warning(
+            "%d GPU(s) requested but CUDA is not available: training on CPU", spec.resources.gpu
+        )
+    return plan
+
+
+def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, Any]:
+    from autogluon.tabular import TabularPredictor
+
+    from fairpilot_jobs.reports.training_report import build_training_report
+
+    frame = read_table(spec.dataset)
+    named = {spec.target: "target", **{c: "excludedColumns" for c in spec.excluded_columns}}
+    require_columns(frame, named)
+    test = None
+    if spec.test_dataset is not None:
+        test = read_table(spec.test_dataset, what="test dataset")
+        require_columns(test, {spec.target: "target"}, what="test dataset")
+    dropped = int(frame[spec.target].isna().sum())
+    frame = frame[frame[spec.target].notna()].drop(columns=spec.excluded_columns)
+    kind = problem_type(frame[spec.target], spec.task_type)
+    weights = sample_weights(spec, frame)
+    if weights is not None:
+        frame = frame.assign(**{WEIGHT_COLUMN: weights})
+    if test is not None:
+        test = test[test[spec.target].notna()].drop(
+            columns=[c for c in spec.excluded_columns if c in test.columns]
+        )
+        if kind != "regression":
+            unseen = set(test[spec.target].unique()) - set(frame[spec.target].unique())
+            if unseen:
+                raise JobError(
+                    "LabelMismatch",
+                    "test dataset has label values never seen in training: "
+                    f"{sorted(map(str, unseen))[:10]}",
+                )
+    gpus = gpu_plan(spec)
+    log.info(
+        "training %s on %d rows, budget %d s, gpus %d",
+        kind,
+        len(frame),
+        spec.time_limit_seconds,
+        gpus["used"],
+    )
+
+    with tempfile.TemporaryDirectory(prefix="fairpilot-train-") as tmp:
+        model_dir = Path(tmp) / MODEL_DIR
+        started = time.monotonic()
+        predictor = TabularPredictor(
+            label=spec.target,
+            problem_type=kind,
+            eval_metric=spec.eval_metric,
+            path=str(model_dir),
+            sample_weight=WEIGHT_COLUMN if weights is not None else None,
+            verbosity=1,
+        )
+        try:
+            predictor.fit(
+                frame,
+                time_limit=spec.time_limit_seconds,
+                presets=str(spec.presets),
+                hyperparameters=hyperparameters(spec.algorithms),
+                num_gpus=gpus["used"],
+                ag_args_fit={"random_seed": spec.seed} if spec.seed else None,
+            )
+        except ValueError as exc:
+            raise JobError("TrainingFailed", f"AutoGluon refused the data: {exc}") from exc
+        fit_seconds = time.monotonic() - started
+        if not predictor.model_names():
+            raise JobError("TrainingFailed", "no model finished within the time budget")
+        eval_metric = predictor.eval_metric.name
+        val_metrics, val_source = validation_metrics(predictor)
+        # Scored on the training rows themselves: the seed's `training_accuracy`, and the gap
+        # to validation shows over-fitting.
+        train_scores = predictor.evaluate(frame, silent=True, auxiliary_metrics=True)
+        metrics: dict[str, dict[str, float]] = {
+            "training": natural_metrics(train_scores),
+            "validation": val_metrics,
+        }
+        board = predictor.leaderboard(test, silent=True)
+        if test is not None:
+            scores = predictor.evaluate(test, silent=True, auxiliary_metrics=True)
+            metrics["test"] = natural_metrics(scores)
+        judged = verdict(spec, metrics, eval_metric)
+        best = ensemble_description(predictor)
+        # Keep only what the best model needs: smaller artifact, faster explain and predict.
+        predictor.delete_models(models_to_keep="best", dry_run=False, delete_from_disk=True)
+        predictor.save_space()
+
+        size = sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file())
+        model_uri = store.uri(MODEL_DIR)
+        metadata = model_metadata(spec, kind, best, metrics, size, model_dir, model_uri, judged)
+        (model_dir / METADATA_FILE).write_text(_dumps(metadata))
+        store.upload_dir(model_dir, MODEL_DIR)
+
+    leaderboard = leaderboard_records(board)
+    result = {
+        "problemType": kind,
+        "evalMetric": METRIC_ALIASES.get(eval_metric, eval_metric),
+        "rows": {
+            "train": len(frame),
+            "test": len(test) if test is not None else None,
+            "droppedMissingLabel": dropped,
+        },
+        "sampleWeights": "reweighing" if weights is not None else None,
+        "timeLimitSeconds": spec.time_limit_seconds,
+        "fitSeconds": round(fit_seconds, 2),
+        "gpu": gpus,
+        "bestModel": best,
+        "leaderboard": leaderboard,
+        "metrics": metrics,
+        "validationSource": val_source,
+        "validation": judged,
+        "model": {"uri": model_uri, "sizeMb": round(size / 2**20, 3), "metadata": metadata},
+    }
+    report = build_training_report(result, spec)
+    result["reports"] = {"training": store.write_text("report.html", report, "text/html")}
+    store.write_json("model_metadata.json", metadata)
+    return result
+
+
+def leaderboard_records(board: pd.DataFrame) -> list[dict[str, Any]]:
+    columns = {
+        "model": "model",
+        "score_test": "scoreTest",
+        "score_val": "scoreValidation",
+        "fit_time": "fitSeconds",
+        "pred_time_val": "predictSecondsValidation",
+        "stack_level": "stackLevel",
+    }
+    present = [c for c in columns if c in board.columns]
+    records = board[present].rename(columns=columns).to_dict(orient="records")
+    return [
+        {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
+        for r in records
+    ]
+
+
+def model_metadata(
+    spec: TrainJobSpec,
+    kind: str,
+    best: dict[str, Any],
+    metrics: dict[str, dict[str, float]],
+    size: int,
+    model_dir: Path,
+    model_uri: str,
+    judged: dict[str, Any],
+) -> dict[str, Any]:
+    """Seed 004's model metadata schema, filled from the training run."""
+    import autogluon.tabular
+
+    now = datetime.now(UTC).isoformat()
+    members = ", ".join(f"{name} {weight:.2f}" for name, weight in best["members"].items())
+    accuracy_key = "accuracy" if kind != "regression" else "r2"
+    return {
+        "model_id": spec.model_id or "model",
+        "user_id": spec.user_id,
+        "name": spec.model_id or f"{spec.target} {kind} model",
+        "description": f"AutoGluon {kind} model predicting {spec.target}",
+        "version": spec.version,
+        "framework": "autogluon",
+        "model_type": "regression" if kind == "regression" else "classification",
+        "algorithm": f"{best['name']} ({members})" if members else best["name"],
+        "files": file_records(model_dir, model_uri),
+        "primary_file_path": f"{model_uri}/predictor.pkl",
+        "model_size_mb": round(size / 2**20, 3),
+        "training_dataset": spec.dataset.uri,
+        "training_accuracy": metrics.get("training", {}).get(accuracy_key),
+        "validation_accuracy": metrics.get("validation", {}).get(accuracy_key),
+        "test_accuracy": metrics.get("test", {}).get(accuracy_key),
+        "training_loss": None,
+        "metrics": metrics,
+        "python_version": platform.python_version(),
+        "dependencies": [
+            f"autogluon.tabular=={autogluon.tabular.__version__}",
+            f"fairpilot=={__version__}",
+        ],
+        "hardware_requirements": "GPU" if spec.resources.gpu else "CPU",
+        "tags": ["fairpilot", "autogluon", kind],
+        "custom_metadata": {"target": spec.target, "problem_type": kind, "best_model": best},
+        "created_at": now,
+        "updated_at": now,
+        "is_active": True,
+        "is_production_ready": bool(judged["passed"]),
+    }
+
+
+def _dumps(payload: Any) -> str:
+    import json
+
+    return json.dumps(payload, indent=2, default=str)

@@ -1,0 +1,106 @@
+"""BiasAnalysis: pre- and post-training bias metrics per sensitive feature and group."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from fairpilot.api.common import (
+    ColumnName,
+    DataLocation,
+    LabelValue,
+    ModelLocation,
+    SpecModel,
+    _UniqueColumnsMixin,
+)
+
+
+class BiasThresholds(SpecModel):
+    """When to set the `BiasDetected` condition."""
+
+    disparate_impact: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description=(
+            "Smallest acceptable disparate impact (DI, or the label's ratio LDI before training): "
+            "0.8 is the four-fifths rule."
+        ),
+    )
+    max_parity_difference: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Largest acceptable |DPPL| (or |DPL| before training); unchecked if unset.",
+    )
+
+
+class BiasFields(_UniqueColumnsMixin):
+    """Fields shared by the BiasAnalysis resource and the bias job spec."""
+
+    target: ColumnName = Field(description="Label column.")
+    positive_label: LabelValue | None = Field(
+        default=None,
+        description=(
+            "The favourable label value. When omitted: 1/true if the label is 0/1 or boolean, "
+            "else the less frequent of two values."
+        ),
+    )
+    sensitive_features: list[ColumnName] = Field(
+        min_length=1,
+        max_length=64,
+        description="Columns describing protected groups, e.g. [sex, race].",
+    )
+    privileged_groups: dict[ColumnName, LabelValue] = Field(
+        default_factory=dict,
+        description=(
+            "Privileged (advantaged) group per sensitive feature. Features not listed use the "
+            "group with the highest positive rate."
+        ),
+    )
+    prediction_column: ColumnName | None = Field(
+        default=None,
+        description="Column holding a model's predictions, for post-training metrics.",
+    )
+    thresholds: BiasThresholds = Field(
+        default_factory=BiasThresholds, description="When bias counts as detected."
+    )
+    min_group_size: int = Field(
+        default=1,
+        ge=1,
+        description="Groups with fewer rows are reported but get no metrics.",
+    )
+
+    @model_validator(mode="after")
+    def _privileged_features_are_sensitive(self) -> BiasFields:
+        unknown = sorted(set(self.privileged_groups) - set(self.sensitive_features))
+        if unknown:
+            raise ValueError(
+                f"privilegedGroups names {unknown}, which are not in sensitiveFeatures"
+            )
+        return self
+
+
+class BiasJobSpec(BiasFields):
+    """Spec file of `fairpilot-job bias`: references resolved to locations."""
+
+    dataset: DataLocation = Field(description="The data to analyse.")
+    model: ModelLocation | None = Field(
+        default=None,
+        description="A model from the train stage; its predictions give post-training metrics.",
+    )
+
+    @model_validator(mode="after")
+    def _one_prediction_source(self) -> BiasJobSpec:
+        if self.model is not None and self.prediction_column is not None:
+            raise ValueError("give either model or predictionColumn, not both")
+        return self
+
+
+class BiasAnalysisSpec(BiasFields):
+    """Spec of the BiasAnalysis custom resource."""
+
+    dataset_ref: str = Field(description="Name of the Dataset in the same namespace.")
+    training_run_ref: str | None = Field(
+        default=None,
+        description="Name of a TrainingRun whose model gives post-training metrics.",
+    )

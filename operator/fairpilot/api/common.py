@@ -1,0 +1,103 @@
+"""Building blocks shared by every spec: the base model, data locations, task types."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+# Kubernetes-facing names are camelCase; Python code uses snake_case.
+_MODEL_CONFIG = ConfigDict(
+    alias_generator=to_camel,
+    populate_by_name=True,
+    extra="forbid",
+    use_enum_values=False,
+    validate_default=True,
+)
+
+URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?|file://.+)$"
+
+# A column name as users write it: anything printable, bounded so it cannot be abused.
+ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
+# A label value as written in YAML or JSON: `>50K`, `1`, `true` are all plausible.
+LabelValue = str | int | float | bool
+
+
+class SpecModel(BaseModel):
+    """Base for every spec: camelCase aliases, unknown fields refused."""
+
+    model_config = _MODEL_CONFIG
+
+
+class TaskType(StrEnum):
+    """What kind of prediction problem the target defines."""
+
+    CLASSIFICATION = "classification"  # binary or multiclass, decided from the label
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"
+
+
+class DataFormat(StrEnum):
+    """File formats a dataset may have; `None` in a spec means: from the file extension."""
+
+    CSV = "csv"
+    PARQUET = "parquet"
+    JSONL = "jsonl"
+
+
+class DataLocation(SpecModel):
+    """Where a table lives: an `s3://` or `file://` URI and, optionally, its format."""
+
+    uri: str = Field(
+        description="Location of the data: s3://bucket/key or file:///absolute/path.",
+        pattern=URI_PATTERN,
+        max_length=2048,
+    )
+    format: DataFormat | None = Field(
+        default=None,
+        description="csv, parquet or jsonl; inferred from the file extension when omitted.",
+    )
+
+
+class ModelLocation(SpecModel):
+    """Where a model stored by the `train` stage lives (its `model/` directory)."""
+
+    uri: str = Field(
+        description="URI of the model directory written by the train stage.",
+        pattern=URI_PATTERN,
+        max_length=2048,
+    )
+
+
+def unique_columns(values: list[str]) -> list[str]:
+    """Reject duplicate column names: they make per-column results ambiguous."""
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"column {value!r} is listed twice")
+        seen.add(value)
+    return values
+
+
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+def kubernetes_name(value: str) -> str:
+    """A DNS-1123 subdomain, as Kubernetes requires for object names."""
+    if len(value) > 253 or not _K8S_NAME.match(value):
+        raise ValueError(
+            "must be a Kubernetes object name: lower-case letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit, at most 253 characters"
+        )
+    return value
+
+
+class _UniqueColumnsMixin(SpecModel):
+    @field_validator("sensitive_features", check_fields=False)
+    @classmethod
+    def _unique_sensitive(cls, value: list[str]) -> list[str]:
+        return unique_columns(value)

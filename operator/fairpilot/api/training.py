@@ -1,0 +1,139 @@
+"""TrainingRun: AutoGluon training with an optional bias mitigation and validation threshold."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field, model_validator
+
+from fairpilot.api.common import ColumnName, DataLocation, SpecModel, TaskType
+
+
+class Algorithm(StrEnum):
+    """Model families AutoGluon may try; names map to AutoGluon's hyperparameter keys."""
+
+    LIGHTGBM = "lightgbm"
+    CATBOOST = "catboost"
+    XGBOOST = "xgboost"
+    RANDOM_FOREST = "random_forest"
+    EXTRA_TREES = "extra_trees"
+    NEURAL_NETWORK = "neural_network"
+    KNN = "knn"
+    LINEAR = "linear"
+
+
+Preset = StrEnum(
+    "Preset",
+    {
+        name.upper(): name
+        for name in (
+            "medium_quality",
+            "good_quality",
+            "high_quality",
+            "best_quality",
+            "optimize_for_deployment",
+        )
+    },
+)
+
+
+class Resources(SpecModel):
+    """What the stage's pod gets; `gpu > 0` makes AutoGluon train on the GPU."""
+
+    cpu: str | None = Field(default=None, description="CPU request, e.g. '2' or '500m'.")
+    memory: str | None = Field(default=None, description="Memory request, e.g. '8Gi'.")
+    gpu: int = Field(default=0, ge=0, le=16, description="Number of GPUs.")
+
+
+class ValidationThreshold(SpecModel):
+    """The seed's model validation: the model passes when the metric reaches the bound."""
+
+    metric: str | None = Field(
+        default=None, description="AutoGluon metric name; defaults to the eval metric."
+    )
+    min: float | None = Field(default=None, description="Pass when the metric is >= min.")
+    max: float | None = Field(default=None, description="Pass when the metric is <= max.")
+    on: str = Field(
+        default="test",
+        pattern="^(test|validation)$",
+        description="Which metrics to judge: test (falls back to validation) or validation.",
+    )
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> ValidationThreshold:
+        if self.min is None and self.max is None:
+            raise ValueError("give min or max")
+        return self
+
+
+class TrainingFields(SpecModel):
+    """Fields shared by the TrainingRun resource and the train job spec."""
+
+    target: ColumnName = Field(description="Column to predict.")
+    task_type: TaskType | None = Field(
+        default=None, description="classification, binary, multiclass or regression."
+    )
+    eval_metric: str | None = Field(
+        default=None,
+        max_length=64,
+        description="AutoGluon metric (roc_auc, accuracy, f1, rmse, ...); AutoGluon's default.",
+    )
+    time_limit_seconds: int = Field(
+        default=300, ge=10, le=7 * 24 * 3600, description="Training time budget in seconds."
+    )
+    presets: Preset = Field(default=Preset.MEDIUM_QUALITY, description="AutoGluon presets.")
+    algorithms: list[Algorithm] = Field(
+        default_factory=lambda: [Algorithm.LIGHTGBM, Algorithm.CATBOOST, Algorithm.XGBOOST],
+        min_length=1,
+        description=(
+            "Model families to try. The default, gradient-boosted trees, lets the explanation "
+            "use exact TreeSHAP."
+        ),
+    )
+    excluded_columns: list[ColumnName] = Field(
+        default_factory=list, description="Columns not used as features (IDs, leaks)."
+    )
+    resources: Resources = Field(default_factory=Resources, description="Pod resources.")
+    validation_threshold: ValidationThreshold | None = Field(
+        default=None, description="Bound the model must meet to be marked production-ready."
+    )
+    model_id: str | None = Field(
+        default=None, max_length=128, description="Model id for the registry (seed 004)."
+    )
+    version: str = Field(default="v1", max_length=32, description="Model version, e.g. v1.")
+    user_id: str | None = Field(default=None, max_length=128, description="Owner of the model.")
+    seed: int = Field(default=0, ge=0, description="Random seed, for reproducible runs.")
+
+
+class JobMitigation(SpecModel):
+    """Resolved mitigation: the reweighing table written by a bias job."""
+
+    reweighing: DataLocation = Field(description="reweighing.json from a bias job.")
+
+
+class TrainJobSpec(TrainingFields):
+    """Spec file of `fairpilot-job train`: references resolved to locations."""
+
+    dataset: DataLocation = Field(description="Training data.")
+    test_dataset: DataLocation | None = Field(
+        default=None, description="Held-out data for test metrics."
+    )
+    mitigation: JobMitigation | None = Field(
+        default=None, description="Sample weights from a bias analysis."
+    )
+
+
+class Mitigation(SpecModel):
+    """Bias mitigation for a TrainingRun."""
+
+    bias_analysis_ref: str = Field(
+        description="BiasAnalysis whose reweighing weights become sample weights."
+    )
+
+
+class TrainingRunSpec(TrainingFields):
+    """Spec of the TrainingRun custom resource."""
+
+    dataset_ref: str = Field(description="Dataset to train on.")
+    test_dataset_ref: str | None = Field(default=None, description="Dataset for test metrics.")
+    mitigation: Mitigation | None = Field(default=None, description="Bias mitigation.")

@@ -1,0 +1,212 @@
+"""Bad input: non-zero exit, one line on stderr, error.json with the reason, no result.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import run_job
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("bad")
+    small = pd.DataFrame(
+        {
+            "age": [25, 38, 52, 41],
+            "sex": ["F", "M", "M", "F"],
+            "job": ["a", "b", "a", "c"],
+            "y": ["no", "yes", "no", "yes"],
+        }
+    )
+    small.to_csv(root / "small.csv", index=False)
+    small.assign(y="no").to_csv(root / "one_class.csv", index=False)
+    (root / "empty.csv").write_text("")
+    (root / "header_only.csv").write_text("age,sex,y\n")
+    (root / "garbage.parquet").write_bytes(b"\x00\x01 definitely not parquet \xff" * 20)
+    (root / "no_model").mkdir()
+    (root / "no_model" / "readme.txt").write_text("nothing here")
+    return {
+        name: f"file://{root / name}"
+        for name in (
+            "small.csv",
+            "one_class.csv",
+            "empty.csv",
+            "header_only.csv",
+            "garbage.parquet",
+            "no_model",
+        )
+    } | {"missing": f"file://{root / 'missing.csv'}"}
+
+
+def cases(f: dict[str, str]) -> list[tuple[str, str, dict, str, str]]:
+    bias = {"target": "y", "sensitiveFeatures": ["sex"]}
+    train = {"target": "y", "timeLimitSeconds": 10}
+    return [
+        ("missing file", "profile", {"uri": f["missing"]}, "DatasetNotFound", "does not exist"),
+        (
+            "unreadable parquet",
+            "profile",
+            {"uri": f["garbage.parquet"]},
+            "UnreadableData",
+            "not readable as parquet",
+        ),
+        ("empty file", "profile", {"uri": f["empty.csv"]}, "EmptyTable", "0 rows"),
+        (
+            "header only",
+            "bias",
+            {"dataset": {"uri": f["header_only.csv"]}, **bias},
+            "EmptyTable",
+            "0 rows",
+        ),
+        (
+            "unknown target (bias)",
+            "bias",
+            {"dataset": {"uri": f["small.csv"]}, **bias, "target": "income"},
+            "TargetNotFound",
+            "columns are: age, sex, job, y",
+        ),
+        (
+            "unknown target (train)",
+            "train",
+            {"dataset": {"uri": f["small.csv"]}, **train, "target": "income"},
+            "TargetNotFound",
+            "columns are: age, sex, job, y",
+        ),
+        (
+            "unknown target (profile)",
+            "profile",
+            {"uri": f["small.csv"], "target": "income"},
+            "TargetNotFound",
+            "columns are",
+        ),
+        (
+            "missing sensitive feature",
+            "bias",
+            {"dataset": {"uri": f["small.csv"]}, **bias, "sensitiveFeatures": ["race"]},
+            "SensitiveFeatureNotFound",
+            "'race'",
+        ),
+        (
+            "single-class label (bias)",
+            "bias",
+            {"dataset": {"uri": f["one_class.csv"]}, **bias},
+            "SingleClassLabel",
+            "1 distinct",
+        ),
+        (
+            "single-class label (train)",
+            "train",
+            {"dataset": {"uri": f["one_class.csv"]}, **train},
+            "SingleClassLabel",
+            "at least two",
+        ),
+        (
+            "text label for regression",
+            "train",
+            {"dataset": {"uri": f["small.csv"]}, **train, "taskType": "regression"},
+            "NonNumericLabel",
+            "not numeric",
+        ),
+        (
+            "unknown privileged group",
+            "bias",
+            {"dataset": {"uri": f["small.csv"]}, **bias, "privilegedGroups": {"sex": "X"}},
+            "UnknownGroup",
+            "X",
+        ),
+        (
+            "unknown positive label",
+            "bias",
+            {"dataset": {"uri": f["small.csv"]}, **bias, "positiveLabel": "maybe"},
+            "UnknownPositiveLabel",
+            "'maybe'",
+        ),
+        (
+            "directory without a model",
+            "explain",
+            {"model": {"uri": f["no_model"]}, "dataset": {"uri": f["small.csv"]}},
+            "ModelNotFound",
+            "no predictor.pkl",
+        ),
+        (
+            "model URI that does not exist",
+            "explain",
+            {"model": {"uri": f["missing"]}, "dataset": {"uri": f["small.csv"]}},
+            "ModelNotFound",
+            "no model at",
+        ),
+        (
+            "spec with a wrong type",
+            "train",
+            {"dataset": {"uri": f["small.csv"]}, **train, "timeLimitSeconds": "soon"},
+            "InvalidSpec",
+            "timeLimitSeconds",
+        ),
+        (
+            "spec with an unknown field",
+            "profile",
+            {"uri": f["small.csv"], "targt": "y"},
+            "InvalidSpec",
+            "targt: unknown field",
+        ),
+        ("s3 bucket name invalid", "profile", {"uri": "s3://A/b.csv"}, "InvalidSpec", "uri"),
+    ]
+
+
+def test_every_bad_input_fails_cleanly(files: dict[str, str], tmp_path: Path) -> None:
+    problems = []
+    for name, stage, spec, reason, words in cases(files):
+        output = tmp_path / name.replace(" ", "-").replace("(", "").replace(")", "")
+        output.mkdir()
+        (output / "result.json").write_text("{}")  # a stale result from an earlier run
+        run = run_job(stage, spec, output)
+        lines = run.stderr.strip().splitlines()
+        checks = {
+            "exit code non-zero": run.returncode != 0,
+            "one line on stderr": len(lines) == 1,
+            "no result.json": not (output / "result.json").exists(),
+            "error.json written": (output / "error.json").exists(),
+        }
+        if checks["error.json written"]:
+            error = run.error
+            checks[f"reason {reason}"] = error["reason"] == reason
+            checks[f"message mentions {words!r}"] = words in error["message"]
+            checks["stderr names the reason"] = bool(lines) and reason in lines[0]
+        failed = [check for check, ok in checks.items() if not ok]
+        if failed:
+            problems.append(f"{name}: failed {failed}; stderr={run.stderr[-500:]!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_input_errors_exit_2_and_internal_errors_exit_1(
+    files: dict[str, str], tmp_path: Path
+) -> None:
+    run = run_job("profile", {"uri": files["missing"]}, tmp_path / "a")
+    assert run.returncode == 2
+    assert run.error["exitCode"] == 2
+
+
+def test_spec_file_that_does_not_exist(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fairpilot_jobs.cli",
+            "profile",
+            "--spec",
+            str(tmp_path / "nope.yaml"),
+            "--output",
+            f"file://{tmp_path}/out",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [
+        f"fairpilot-job profile: SpecNotFound: spec file {tmp_path / 'nope.yaml'} does not exist"
+    ]
