@@ -1,0 +1,1 @@
+"""The bias stage: fairness metrics per sensitive feature and group, and reweighing."""
