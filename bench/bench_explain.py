@@ -23,8 +23,9 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fairpilot.datasets import adult, export_adult
 from machine import describe
+
+from fairpilot.datasets import adult, export_adult
 
 
 def train_model(directory: Path, budget: int) -> Path:
@@ -66,6 +67,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from autogluon.tabular import TabularPredictor
+
     from fairpilot_jobs.explain.agnostic import explained_output, kernel_shap
     from fairpilot_jobs.explain.tree import tree_shap
 

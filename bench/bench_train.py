@@ -21,8 +21,9 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fairpilot.datasets import export_adult
 from machine import describe
+
+from fairpilot.datasets import export_adult
 
 
 def main() -> int:

@@ -105,11 +105,21 @@ def check_page(path: Path, screenshot: Path | None = None, timeout: float = 30) 
         tools = _DevTools(_page_socket(profile, deadline), timeout)
         for domain in ("Runtime", "Log", "Network", "Page"):
             tools.call(f"{domain}.enable")
-        tools.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+        tools.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=1280,
+            height=900,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         url = Path(path).resolve().as_uri()
         tools.call("Page.navigate", url=url)
         tools.wait_for("Page.loadEventFired", deadline)
-        text = tools.call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True)
+        text = tools.call(
+            "Runtime.evaluate",
+            expression="document.body ? document.body.innerText : ''",
+            returnByValue=True,
+        )
         check = PageCheck(text=text.get("result", {}).get("value") or "")
         if screenshot is not None:
             shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)
@@ -119,9 +129,17 @@ def check_page(path: Path, screenshot: Path | None = None, timeout: float = 30) 
             method, params = event.get("method"), event.get("params", {})
             if method == "Runtime.exceptionThrown":
                 details = params.get("exceptionDetails", {})
-                check.errors.append(details.get("exception", {}).get("description") or details.get("text", "exception"))
+                check.errors.append(
+                    details.get("exception", {}).get("description")
+                    or details.get("text", "exception")
+                )
             elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
-                check.errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
+                check.errors.append(
+                    " ".join(
+                        str(a.get("value", a.get("description", "")))
+                        for a in params.get("args", [])
+                    )
+                )
             elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
                 check.errors.append(params["entry"].get("text", "log error"))
             elif method == "Network.requestWillBeSent":

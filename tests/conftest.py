@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from fairpilot.datasets import export_adult
 
 TRAIN_BUDGET_SECONDS = 30

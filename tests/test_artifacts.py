@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from fairpilot.api import DataLocation
 from fairpilot_jobs import artifacts
 from fairpilot_jobs.artifacts import ArtifactStore, parse_uri

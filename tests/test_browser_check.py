@@ -9,13 +9,17 @@ from browser_check import check_page, chromium_path
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(chromium_path() is None, reason="chromium missing: the report tests fail for it"),
+    pytest.mark.skipif(
+        chromium_path() is None, reason="chromium missing: the report tests fail for it"
+    ),
 ]
 
 
 def test_script_error_is_caught(tmp_path: Path) -> None:
     page = tmp_path / "broken.html"
-    page.write_text("<html><body><p>hello there</p><script>undefinedFunction();</script></body></html>")
+    page.write_text(
+        "<html><body><p>hello there</p><script>undefinedFunction();</script></body></html>"
+    )
     check = check_page(page)
     assert "hello there" in check.text
     assert any("undefinedFunction" in error for error in check.errors)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import JobRun, run_job
+
 from fairpilot.datasets import adult
 from fairpilot_jobs.explain.agnostic import explained_output, permutation_shap
 from fairpilot_jobs.explain.tree import tree_shap

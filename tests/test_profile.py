@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from fairpilot.api import ProfileJobSpec, TaskType
 from fairpilot.datasets import adult
 from fairpilot_jobs.errors import JobError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from fairpilot.api import BiasJobSpec, ExplainJobSpec, TrainJobSpec
 from fairpilot_jobs.cli import load_spec
 from fairpilot_jobs.errors import JobError

@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
-from fairpilot import API_GROUP, API_VERSION, __version__
-from fairpilot.api import JOB_SPECS
 from pydantic import BaseModel, ValidationError
 
+from fairpilot import API_GROUP, API_VERSION, __version__
+from fairpilot.api import JOB_SPECS
 from fairpilot_jobs.artifacts import ArtifactStore, read_bytes
 from fairpilot_jobs.errors import JobError
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from fairpilot.api import ProfileJobSpec, TaskType
 from fairpilot.api.common import DataLocation
-
 from fairpilot_jobs.artifacts import ArtifactStore
 from fairpilot_jobs.errors import JobError
 from fairpilot_jobs.tables import read_table, require_columns

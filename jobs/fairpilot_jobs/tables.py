@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
-from fairpilot.api.common import DataFormat, DataLocation
 
+from fairpilot.api.common import DataFormat, DataLocation
 from fairpilot_jobs import artifacts
 from fairpilot_jobs.errors import JobError
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from fairpilot import __version__
 from fairpilot.api import Algorithm, TaskType, TrainJobSpec
-
 from fairpilot_jobs import artifacts
 from fairpilot_jobs.errors import JobError
 from fairpilot_jobs.models import METADATA_FILE

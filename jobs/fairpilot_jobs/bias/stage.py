@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from fairpilot.api import BiasJobSpec
 from fairpilot_jobs.artifacts import ArtifactStore
 from fairpilot_jobs.bias.labels import normalise, positive_mask, resolve_positive_label

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fairpilot.api import ExplainJobSpec, ShapMethod
 
+from fairpilot.api import ExplainJobSpec, ShapMethod
 from fairpilot_jobs import artifacts
 from fairpilot_jobs.errors import JobError
 from fairpilot_jobs.explain.agnostic import explained_output, kernel_shap, permutation_shap

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from fairpilot.api import ExpertiseLevel
 from fairpilot_jobs.reports import charts
 from fairpilot_jobs.reports.html import Report
@@ -94,9 +95,11 @@ def _beginner(
     ups = [f"{name} = {rows.iloc[index][name]}" for name, v in contributions[:6] if v > 0][:3]
     downs = [f"{name} = {rows.iloc[index][name]}" for name, v in contributions[:6] if v < 0][:3]
     example.paragraph(
-        f"On average the model predicts {_fmt(base[index], result)}. For this example it predicts "
-        f"{_fmt(output[index], result)}."
+        f"Across the {len(output):,} examples the model predicts "
+        f"{_fmt(float(np.mean(output)), result)} on average. "
+        f"For the example below it predicts {_fmt(output[index], result)}."
     )
+    example.key_values({str(name): rows.iloc[index][name] for name, _ in contributions[:6]})
     if ups:
         example.callout("Pushed the prediction up: " + "; ".join(ups), kind="info")
     if downs:
