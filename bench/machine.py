@@ -23,10 +23,13 @@ def describe(*packages: str) -> dict[str, Any]:
         pass
     versions = {}
     for package in ("numpy", "pandas", *packages):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
+        versions[package] = None
+        for distribution in (package, f"{package}-cpu"):  # xgboost ships as xgboost-cpu too
+            try:
+                versions[package] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     try:
         import torch
 
