@@ -29,6 +29,7 @@ from fairpilot.datasets import export_adult
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=60)
+    parser.add_argument("--gpus", type=int, default=0, help="GPUs for both sides (needs CUDA)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/train.json"))
     args = parser.parse_args()
 
@@ -44,6 +45,7 @@ def main() -> int:
             "target": "income",
             "evalMetric": "roc_auc",
             "timeLimitSeconds": args.budget,
+            "resources": {"gpu": args.gpus},
         }
         (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
         started = time.perf_counter()
@@ -69,7 +71,7 @@ def main() -> int:
         plain = TabularPredictor(
             label="income", eval_metric="roc_auc", path=str(tmp_path / "plain"), verbosity=0
         )
-        plain.fit(train, time_limit=args.budget)
+        plain.fit(train, time_limit=args.budget, num_gpus=args.gpus)
         plain_fit_wall = time.perf_counter() - started
         plain_auc = float(plain.evaluate(test, silent=True)["roc_auc"])
 

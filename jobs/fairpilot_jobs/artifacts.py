@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -248,7 +247,3 @@ def local_dir(uri: str) -> Iterator[Path]:
         if count == 0:
             raise JobError("NotFound", f"{uri} holds no files")
         yield Path(tmp)
-
-
-def copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, dirs_exist_ok=True)

@@ -232,6 +232,8 @@ def profile_frame(frame: pd.DataFrame, spec: ProfileJobSpec) -> dict[str, Any]:
     if spec.target:
         named[spec.target] = "target"
     require_columns(frame, named)
+    if spec.target and frame[spec.target].dropna().empty:
+        raise JobError("EmptyLabel", f"target {spec.target!r} has no values")
     profiles = [profile_column(frame[column]) for column in frame.columns]
     by_name = {p.name: p for p in profiles}
 
@@ -309,8 +311,6 @@ def run_profile(spec: ProfileJobSpec, store: ArtifactStore) -> dict[str, Any]:
 
     frame = read_table(DataLocation(uri=spec.uri, format=spec.format))
     log.info("profiling %d rows x %d columns", *frame.shape)
-    if spec.target and frame[spec.target].dropna().empty:
-        raise JobError("EmptyLabel", f"target {spec.target!r} has no values")
     result = profile_frame(frame, spec)
     report = build_profile_report(result, spec)
     result["reports"] = {"profile": store.write_text("report.html", report, "text/html")}

@@ -89,7 +89,7 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
             raise JobError("UnknownGroup", f"privilegedGroups.{feature}: {exc}") from exc
         features[feature] = result.to_dict()
         findings += [
-            f"{feature}={finding}" if not finding.startswith(f"{feature}=") else finding
+            f"{feature}={finding}"
             for finding in bias_detected(
                 result.metrics,
                 min_disparate_impact=spec.thresholds.disparate_impact,

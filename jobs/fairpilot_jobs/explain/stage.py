@@ -104,10 +104,8 @@ def run_explain(spec: ExplainJobSpec, store: artifacts.ArtifactStore) -> dict[st
         output = explained_output(predictor, rows)
         values = np.asarray(shap["values"], dtype="float64")
         base = np.asarray(shap["base"], dtype="float64")
-        if values.ndim == 3:  # multiclass: (rows, features, classes)
-            error = np.abs(base + values.sum(axis=1) - output).max()
-        else:
-            error = np.abs(base + values.sum(axis=1) - output).max()
+        # Summing over features works for (rows, features) and (rows, features, classes).
+        error = np.abs(base + values.sum(axis=1) - output).max()
         kind = predictor.problem_type
         classes = [str(c) for c in predictor.class_labels] if kind != "regression" else []
 

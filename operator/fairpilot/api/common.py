@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated
 
@@ -81,19 +80,6 @@ def unique_columns(values: list[str]) -> list[str]:
             raise ValueError(f"column {value!r} is listed twice")
         seen.add(value)
     return values
-
-
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-
-
-def kubernetes_name(value: str) -> str:
-    """A DNS-1123 subdomain, as Kubernetes requires for object names."""
-    if len(value) > 253 or not _K8S_NAME.match(value):
-        raise ValueError(
-            "must be a Kubernetes object name: lower-case letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit, at most 253 characters"
-        )
-    return value
 
 
 class _UniqueColumnsMixin(SpecModel):
