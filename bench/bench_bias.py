@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe
+from harness import describe
 
 from fairpilot.datasets import adult
 from fairpilot_jobs.bias.metrics import feature_bias

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe
+from harness import describe, run_stage
 
 from fairpilot.datasets import adult, export_adult
 
@@ -36,21 +34,7 @@ def train_model(directory: Path, budget: int) -> Path:
         "evalMetric": "roc_auc",
         "timeLimitSeconds": budget,
     }
-    (directory / "spec.yaml").write_text(yaml.safe_dump(spec))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fairpilot_jobs.cli",
-            "train",
-            "--spec",
-            str(directory / "spec.yaml"),
-            "--output",
-            f"file://{directory / 'train'}",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    run_stage("train", spec, directory)
     return directory / "train" / "model"
 
 

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe
+from harness import describe, run_stage
 
 from fairpilot.datasets import export_adult
 
@@ -47,24 +44,9 @@ def main() -> int:
             "timeLimitSeconds": args.budget,
             "resources": {"gpu": args.gpus},
         }
-        (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
         started = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fairpilot_jobs.cli",
-                "train",
-                "--spec",
-                str(tmp_path / "spec.yaml"),
-                "--output",
-                f"file://{tmp_path / 'ours'}",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        ours = run_stage("train", spec, tmp_path)
         ours_wall = time.perf_counter() - started
-        ours = json.loads((tmp_path / "ours" / "result.json").read_text())
 
         train, test = pd.read_csv(paths["train"]), pd.read_csv(paths["test"])
         started = time.perf_counter()

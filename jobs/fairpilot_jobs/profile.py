@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from fairpilot.api import ProfileJobSpec, TaskType
-from fairpilot.api.common import DataLocation
 from fairpilot_jobs.artifacts import ArtifactStore
 from fairpilot_jobs.errors import JobError
 from fairpilot_jobs.tables import read_table, require_columns
@@ -309,7 +308,7 @@ def _warning(kind: str, column: str, text: str) -> dict[str, str]:
 def run_profile(spec: ProfileJobSpec, store: ArtifactStore) -> dict[str, Any]:
     from fairpilot_jobs.reports.profile_report import build_profile_report
 
-    frame = read_table(DataLocation(uri=spec.uri, format=spec.format))
+    frame = read_table(spec)
     log.info("profiling %d rows x %d columns", *frame.shape)
     result = profile_frame(frame, spec)
     report = build_profile_report(result, spec)

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from fairpilot.api.common import URI_PATTERN, ColumnName, DataFormat, TaskType, _UniqueColumnsMixin
+from fairpilot.api.common import ColumnName, DataLocation, TaskType, _UniqueColumnsMixin
 
 
-class DatasetFields(_UniqueColumnsMixin):
-    """Fields shared by the Dataset resource and the profile job spec."""
+class DatasetFields(DataLocation, _UniqueColumnsMixin):
+    """Fields shared by the Dataset resource and the profile job spec: a location and more."""
 
-    uri: str = Field(
-        description="Location of the data: s3://bucket/key or file:///absolute/path.",
-        pattern=URI_PATTERN,
-        max_length=2048,
-    )
-    format: DataFormat | None = Field(
-        default=None,
-        description="csv, parquet or jsonl; inferred from the file extension when omitted.",
-    )
     user_id: str | None = Field(
         default=None,
         max_length=128,

@@ -1,4 +1,4 @@
-"""What a benchmark ran on, written next to its figures."""
+"""Shared by the benchmarks: what they ran on, and running a stage as its users do."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 
@@ -47,3 +48,29 @@ def describe(*packages: str) -> dict[str, Any]:
         "versions": versions,
         "command": " ".join([os.path.relpath(sys.executable), *sys.argv]),
     }
+
+
+def run_stage(stage: str, spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Run `fairpilot-job STAGE` in a subprocess into workdir/STAGE; returns its result.json."""
+    import json
+
+    import yaml
+
+    spec_file = workdir / f"{stage}.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    output = workdir / stage
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fairpilot_jobs.cli",
+            stage,
+            "--spec",
+            str(spec_file),
+            "--output",
+            f"file://{output}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return json.loads((output / "result.json").read_text())
