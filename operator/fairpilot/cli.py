@@ -24,6 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("name", choices=["adult"], help="adult: UCI Adult income (train and test)")
     data.add_argument("--output", type=Path, required=True, help="directory to write into")
+    crds = commands.add_parser(
+        "crds",
+        help="write the CustomResourceDefinitions generated from the pydantic models",
+        description="Generate crds/*.yaml from the API models, or check them for drift.",
+    )
+    crds.add_argument("--output", type=Path, default=Path("crds"), help="default: crds")
+    crds.add_argument("--check", action="store_true", help="exit 1 if the files are out of date")
     return parser
 
 
@@ -34,6 +41,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for split, path in EXPORTERS[args.name](args.output.resolve()).items():
             print(f"{split}: file://{path}")
+    elif args.command == "crds":
+        from fairpilot.crds import drift, write_all
+
+        if args.check:
+            stale = drift(args.output)
+            for name in stale:
+                print(f"out of date: {args.output / name} (run: fairpilot crds)", file=sys.stderr)
+            return 1 if stale else 0
+        for path in write_all(args.output):
+            print(path)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from fairpilot.api.common import (
     ColumnName,
@@ -34,10 +34,15 @@ class BiasThresholds(SpecModel):
     )
 
 
-class BiasFields(_UniqueColumnsMixin):
-    """Fields shared by the BiasAnalysis resource and the bias job spec."""
+PRIVILEGED_RULE = {
+    "rule": "self.privilegedGroups.all(k, k in self.sensitiveFeatures)",
+    "message": "privilegedGroups may only name features listed in sensitiveFeatures",
+}
 
-    target: ColumnName = Field(description="Label column.")
+
+class BiasOptions(SpecModel):
+    """How to analyse: the fields a Dataset's pipeline may set for its bias stage."""
+
     positive_label: LabelValue | None = Field(
         default=None,
         description=(
@@ -45,13 +50,9 @@ class BiasFields(_UniqueColumnsMixin):
             "else the less frequent of two values."
         ),
     )
-    sensitive_features: list[ColumnName] = Field(
-        min_length=1,
-        max_length=64,
-        description="Columns describing protected groups, e.g. [sex, race].",
-    )
     privileged_groups: dict[ColumnName, LabelValue] = Field(
         default_factory=dict,
+        max_length=64,
         description=(
             "Privileged (advantaged) group per sensitive feature. Features not listed use the "
             "group with the highest positive rate."
@@ -68,6 +69,19 @@ class BiasFields(_UniqueColumnsMixin):
         default=1,
         ge=1,
         description="Groups with fewer rows are reported but get no metrics.",
+    )
+
+
+class BiasFields(BiasOptions, _UniqueColumnsMixin):
+    """Fields shared by the BiasAnalysis resource and the bias job spec."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [PRIVILEGED_RULE]})
+
+    target: ColumnName = Field(description="Label column.")
+    sensitive_features: list[ColumnName] = Field(
+        min_length=1,
+        max_length=64,
+        description="Columns describing protected groups, e.g. [sex, race].",
     )
 
     @model_validator(mode="after")
@@ -98,6 +112,18 @@ class BiasJobSpec(BiasFields):
 
 class BiasAnalysisSpec(BiasFields):
     """Spec of the BiasAnalysis custom resource."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                PRIVILEGED_RULE,
+                {
+                    "rule": "!(has(self.trainingRunRef) && has(self.predictionColumn))",
+                    "message": "give either trainingRunRef or predictionColumn, not both",
+                },
+            ]
+        }
+    )
 
     dataset_ref: str = Field(description="Name of the Dataset in the same namespace.")
     training_run_ref: str | None = Field(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
 from fairpilot.api.common import ColumnName, DataLocation, TaskType, _UniqueColumnsMixin
+from fairpilot.api.pipeline import PipelineSpec
 
 
 class DatasetFields(DataLocation, _UniqueColumnsMixin):
@@ -36,3 +37,46 @@ class ProfileJobSpec(DatasetFields):
 
 class DatasetSpec(DatasetFields):
     """Spec of the Dataset custom resource."""
+
+    # The same rules as the validator below, for the API server to apply at `kubectl apply`.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.pipeline) || !(has(self.pipeline.bias) || "
+                    "has(self.pipeline.training)) || has(self.target)",
+                    "message": "a pipeline with bias or training needs target",
+                },
+                {
+                    "rule": "!has(self.pipeline) || !has(self.pipeline.bias) || "
+                    "size(self.sensitiveFeatures) > 0",
+                    "message": "a pipeline with bias needs sensitiveFeatures",
+                },
+                {
+                    "rule": "!has(self.pipeline) || !has(self.pipeline.explanation) || "
+                    "has(self.pipeline.training)",
+                    "message": "pipeline.explanation needs pipeline.training",
+                },
+            ]
+        }
+    )
+
+    pipeline: PipelineSpec | None = Field(
+        default=None,
+        description="Stages to chain after profiling: bias, training, explanation.",
+    )
+
+    @model_validator(mode="after")
+    def _pipeline_has_what_it_needs(self) -> DatasetSpec:
+        pipeline = self.pipeline
+        if pipeline is None:
+            return self
+        if (pipeline.bias or pipeline.training) and not self.target:
+            raise ValueError("a pipeline with bias or training needs target")
+        if pipeline.bias and not self.sensitive_features:
+            raise ValueError("a pipeline with bias needs sensitiveFeatures")
+        if pipeline.explanation and not pipeline.training:
+            raise ValueError("pipeline.explanation needs pipeline.training")
+        if pipeline.training and pipeline.training.mitigate and not pipeline.bias:
+            raise ValueError("pipeline.training.mitigate needs pipeline.bias")
+        return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from fairpilot.api.common import ColumnName, DataLocation, SpecModel, TaskType
 
@@ -48,6 +48,14 @@ class Resources(SpecModel):
 class ValidationThreshold(SpecModel):
     """The seed's model validation: the model passes when the metric reaches the bound."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "has(self.min) || has(self.max)", "message": "give min or max"}
+            ]
+        }
+    )
+
     metric: str | None = Field(
         default=None, description="AutoGluon metric name; defaults to the eval metric."
     )
@@ -66,13 +74,9 @@ class ValidationThreshold(SpecModel):
         return self
 
 
-class TrainingFields(SpecModel):
-    """Fields shared by the TrainingRun resource and the train job spec."""
+class TrainingOptions(SpecModel):
+    """How to train: the fields a Dataset's pipeline may set for its training stage."""
 
-    target: ColumnName = Field(description="Column to predict.")
-    task_type: TaskType | None = Field(
-        default=None, description="classification, binary, multiclass or regression."
-    )
     eval_metric: str | None = Field(
         default=None,
         max_length=64,
@@ -103,6 +107,15 @@ class TrainingFields(SpecModel):
     version: str = Field(default="v1", max_length=32, description="Model version, e.g. v1.")
     user_id: str | None = Field(default=None, max_length=128, description="Owner of the model.")
     seed: int = Field(default=0, ge=0, description="Random seed, for reproducible runs.")
+
+
+class TrainingFields(TrainingOptions):
+    """Fields shared by the TrainingRun resource and the train job spec."""
+
+    target: ColumnName = Field(description="Column to predict.")
+    task_type: TaskType | None = Field(
+        default=None, description="classification, binary, multiclass or regression."
+    )
 
 
 class JobMitigation(SpecModel):

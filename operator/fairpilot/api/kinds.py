@@ -1,0 +1,125 @@
+"""The four resource kinds: names, models and how `kubectl get` shows them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from fairpilot import API_GROUP, API_VERSION
+from fairpilot.api.bias import BiasAnalysisSpec
+from fairpilot.api.dataset import DatasetSpec
+from fairpilot.api.explanation import ExplanationSpec
+from fairpilot.api.status import (
+    BiasAnalysisStatus,
+    DatasetStatus,
+    ExplanationStatus,
+    TrainingRunStatus,
+)
+from fairpilot.api.training import TrainingRunSpec
+
+
+@dataclass(frozen=True)
+class Column:
+    """A printer column: `kubectl get` shows it."""
+
+    name: str
+    json_path: str
+    type: str = "string"
+    description: str = ""
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class Kind:
+    kind: str
+    plural: str
+    short_names: tuple[str, ...]
+    stage: str  # the `fairpilot-job` stage that does its work
+    spec: type[BaseModel]
+    status: type[BaseModel]
+    columns: tuple[Column, ...]
+    description: str
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def api_version(self) -> str:
+        return f"{API_GROUP}/{API_VERSION}"
+
+
+PHASE = Column("Phase", ".status.phase", description="Pending, Running, Succeeded or Failed")
+AGE = Column("Age", ".metadata.creationTimestamp", "date")
+MESSAGE = Column("Message", ".status.message", description="Current state", priority=1)
+
+DATASET = Kind(
+    "Dataset",
+    "datasets",
+    ("fpds",),
+    "profile",
+    DatasetSpec,
+    DatasetStatus,
+    (
+        PHASE,
+        Column("Rows", ".status.rows", "integer", "Rows in the data"),
+        Column("Target", ".status.suggestedTarget", description="Target (given or suggested)"),
+        AGE,
+        MESSAGE,
+    ),
+    "A table to learn from: where it is, its target and sensitive features, and an optional "
+    "pipeline of stages to run on it. Its Job profiles the data.",
+)
+BIAS_ANALYSIS = Kind(
+    "BiasAnalysis",
+    "biasanalyses",
+    ("fpbias",),
+    "bias",
+    BiasAnalysisSpec,
+    BiasAnalysisStatus,
+    (
+        PHASE,
+        Column("DI", ".status.minDisparateImpact", "number", "Lowest disparate impact"),
+        Column("Biased", ".status.biasDetected", "boolean", "A threshold was crossed"),
+        AGE,
+        MESSAGE,
+    ),
+    "Fairness metrics of a Dataset (and optionally a model) per sensitive feature and group.",
+)
+TRAINING_RUN = Kind(
+    "TrainingRun",
+    "trainingruns",
+    ("fptrain",),
+    "train",
+    TrainingRunSpec,
+    TrainingRunStatus,
+    (
+        PHASE,
+        Column("Metric", ".status.evalMetric"),
+        Column("Score", ".status.bestScore", "number", "Best model's score"),
+        Column("Model", ".status.bestModel", priority=1),
+        AGE,
+        MESSAGE,
+    ),
+    "An AutoGluon training run on a Dataset within a time budget, on CPU or GPU.",
+)
+EXPLANATION = Kind(
+    "Explanation",
+    "explanations",
+    ("fpexplain",),
+    "explain",
+    ExplanationSpec,
+    ExplanationStatus,
+    (
+        PHASE,
+        Column("Method", ".status.method"),
+        Column("Top feature", ".status.topFeature"),
+        AGE,
+        MESSAGE,
+    ),
+    "SHAP explanations of a TrainingRun's model, with reports per expertise level.",
+)
+
+KINDS: tuple[Kind, ...] = (DATASET, BIAS_ANALYSIS, TRAINING_RUN, EXPLANATION)
+BY_KIND = {kind.kind: kind for kind in KINDS}
