@@ -1,0 +1,202 @@
+"""Kubernetes Jobs (and their spec ConfigMaps) for the stages, as plain dicts.
+
+Pure functions of (resource, job spec, operator config): no API calls, so the shape of every
+pod FairPilot starts can be tested, and reviewed, without a cluster. Nothing the user writes
+reaches a shell: the container's command is a fixed argv and the spec travels as a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import yaml
+
+from fairpilot import API_GROUP, __version__
+from fairpilot.api.kinds import Kind
+from fairpilot.config import OperatorConfig
+
+SPEC_MOUNT = "/etc/fairpilot"
+SPEC_FILE = "spec.yaml"
+MAX_NAME = 63  # Job names become pod labels, which are limited to 63 characters
+
+
+class GpuNotAllowed(Exception):
+    """The resource asks for GPUs and the operator's configuration forbids them."""
+
+
+def object_name(kind: Kind, name: str, generation: int) -> str:
+    """Deterministic, unique per resource generation, and a valid label value."""
+    base = f"fp-{kind.stage}-{name}-g{generation}"
+    if len(base) <= MAX_NAME:
+        return base
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    head = f"fp-{kind.stage}-{name}"[: MAX_NAME - len(f"-g{generation}") - 9].rstrip("-.")
+    return f"{head}-{digest}-g{generation}"
+
+
+def output_uri(config: OperatorConfig, kind: Kind, resource: dict[str, Any]) -> str:
+    """Artifacts per user, per resource, per version (generation), like seed 004's layout."""
+    meta, spec = resource["metadata"], resource.get("spec") or {}
+    user = re.sub(r"[^A-Za-z0-9._-]", "_", str(spec.get("userId") or "default"))[:128]
+    root = config.artifact_root.rstrip("/")
+    return f"{root}/{user}/{kind.plural}/{meta['namespace']}/{meta['name']}/g{meta['generation']}"
+
+
+def labels(kind: Kind, resource: dict[str, Any]) -> dict[str, str]:
+    meta = resource["metadata"]
+    return {
+        "app.kubernetes.io/name": "fairpilot",
+        "app.kubernetes.io/component": f"{kind.stage}-job",
+        "app.kubernetes.io/instance": meta["name"][:63],
+        "app.kubernetes.io/managed-by": "fairpilot-operator",
+        "app.kubernetes.io/version": __version__,
+        f"{API_GROUP}/kind": kind.kind,
+        f"{API_GROUP}/name": meta["name"][:63],
+        f"{API_GROUP}/generation": str(meta["generation"]),
+        f"{API_GROUP}/stage": kind.stage,
+    }
+
+
+def owner_reference(kind: Kind, resource: dict[str, Any]) -> dict[str, Any]:
+    meta = resource["metadata"]
+    return {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def spec_config_map(
+    kind: Kind, resource: dict[str, Any], job_spec: dict[str, Any]
+) -> dict[str, Any]:
+    meta = resource["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": object_name(kind, meta["name"], meta["generation"]),
+            "namespace": meta["namespace"],
+            "labels": labels(kind, resource),
+            "ownerReferences": [owner_reference(kind, resource)],
+        },
+        "data": {SPEC_FILE: yaml.safe_dump(job_spec, sort_keys=False)},
+    }
+
+
+def _resources(
+    kind: Kind, spec: dict[str, Any], config: OperatorConfig
+) -> tuple[dict[str, Any], int]:
+    wanted = spec.get("resources") or {}
+    gpus = int(wanted.get("gpu") or 0)
+    if gpus and not config.gpu.allowed:
+        raise GpuNotAllowed(f"resources.gpu is {gpus} but this operator does not allow GPUs")
+    cpu = wanted.get("cpu") or config.jobs.cpu
+    memory = wanted.get("memory") or config.jobs.memory
+    requirements: dict[str, Any] = {
+        "requests": {"cpu": cpu, "memory": memory},
+        "limits": {"memory": memory},
+    }
+    if gpus:
+        requirements["limits"][config.gpu.resource_name] = str(gpus)
+        requirements["requests"][config.gpu.resource_name] = str(gpus)
+    return requirements, gpus
+
+
+def _deadline(kind: Kind, spec: dict[str, Any], config: OperatorConfig) -> int:
+    if kind.stage == "train":
+        budget = int(spec.get("timeLimitSeconds") or 300)
+        return max(
+            config.jobs.active_deadline_seconds,
+            budget + config.jobs.training_deadline_margin_seconds,
+        )
+    return config.jobs.active_deadline_seconds
+
+
+def build_job(kind: Kind, resource: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
+    """The stage's Job: one container running `fairpilot-job STAGE`, locked down."""
+    meta, spec = resource["metadata"], resource.get("spec") or {}
+    name = object_name(kind, meta["name"], meta["generation"])
+    requirements, gpus = _resources(kind, spec, config)
+    env = [
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
+        {"name": "FAIRPILOT_LOG_LEVEL", "value": "INFO"},
+    ]
+    if config.s3_endpoint_url:
+        env.append({"name": "FAIRPILOT_S3_ENDPOINT_URL", "value": config.s3_endpoint_url})
+    container: dict[str, Any] = {
+        "name": "stage",
+        "image": config.jobs_cuda_image if gpus else config.jobs_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["fairpilot-job", kind.stage],
+        "args": [
+            "--spec",
+            f"{SPEC_MOUNT}/{SPEC_FILE}",
+            "--output",
+            output_uri(config, kind, resource),
+        ],
+        "env": env,
+        "resources": requirements,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": config.run_as_user,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if config.s3_credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": config.s3_credentials_secret}}]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": config.run_as_user,
+            "runAsGroup": config.run_as_user,
+            "fsGroup": config.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [
+            {"name": "spec", "configMap": {"name": name}},
+            # AutoGluon, matplotlib and downloads need scratch space; the root stays read-only.
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if gpus:
+        pod_spec["tolerations"] = [dict(t) for t in config.gpu.tolerations]
+        if config.gpu.node_selector:
+            pod_spec["nodeSelector"] = dict(config.gpu.node_selector)
+        if config.gpu.runtime_class_name:
+            pod_spec["runtimeClassName"] = config.gpu.runtime_class_name
+    job_labels = labels(kind, resource)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": job_labels,
+            "ownerReferences": [owner_reference(kind, resource)],
+        },
+        "spec": {
+            "backoffLimit": config.jobs.backoff_limit,
+            "activeDeadlineSeconds": _deadline(kind, spec, config),
+            "ttlSecondsAfterFinished": config.jobs.ttl_seconds_after_finished,
+            "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,97 @@
+"""Turning a resource's spec into a job spec: references become the locations they point at.
+
+`datasetRef` -> `dataset: {uri, format}`, `testDatasetRef` -> `testDataset`, `trainingRunRef`
+-> `model: {uri}`, `mitigation.biasAnalysisRef` -> `mitigation.reweighing: {uri}`; every other
+field keeps its name. The result is validated by the job's own pydantic model, so the operator
+can never hand a job a spec the job would refuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from fairpilot.api import JOB_SPECS
+from fairpilot.api.kinds import Kind
+
+# (kind, name) -> the resource as a dict, or None when it does not exist.
+Lookup = Callable[[str, str], dict[str, Any] | None]
+
+
+class UnresolvedReference(Exception):
+    """A reference that cannot be resolved (yet); `reason` becomes the condition's reason."""
+
+    def __init__(self, reason: str, message: str, *, waiting: bool) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.waiting = reason, message, waiting
+
+
+def _get(lookup: Lookup, kind: str, name: str, field: str) -> dict[str, Any]:
+    found = lookup(kind, name)
+    if found is None:
+        raise UnresolvedReference(
+            "ReferenceNotFound", f"{field}: {kind} {name!r} does not exist", waiting=True
+        )
+    return found
+
+
+def _ready(resource: dict[str, Any], kind: str, name: str, field: str) -> dict[str, Any]:
+    status = resource.get("status") or {}
+    phase = status.get("phase")
+    if phase == "Failed":
+        raise UnresolvedReference(
+            "ReferenceFailed", f"{field}: {kind} {name!r} failed", waiting=False
+        )
+    if phase != "Succeeded":
+        raise UnresolvedReference(
+            "ReferenceNotReady",
+            f"{field}: waiting for {kind} {name!r} to succeed (now {phase or 'Pending'})",
+            waiting=True,
+        )
+    return status
+
+
+def _dataset(lookup: Lookup, name: str, field: str) -> dict[str, Any]:
+    spec = _get(lookup, "Dataset", name, field).get("spec") or {}
+    location = {"uri": spec["uri"]}
+    if spec.get("format"):
+        location["format"] = spec["format"]
+    return location
+
+
+def job_spec(kind: Kind, spec: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
+    """The job spec for a resource of `kind` with this `spec` (camelCase, as stored)."""
+    out = dict(spec)
+    if kind.kind == "Dataset":
+        out.pop("pipeline", None)  # the operator's business, not the profile job's
+    if "datasetRef" in out:
+        out["dataset"] = _dataset(lookup, out.pop("datasetRef"), "datasetRef")
+    if out.get("testDatasetRef"):
+        out["testDataset"] = _dataset(lookup, out.pop("testDatasetRef"), "testDatasetRef")
+    out.pop("testDatasetRef", None)
+    if out.get("trainingRunRef"):
+        name = out.pop("trainingRunRef")
+        run = _get(lookup, "TrainingRun", name, "trainingRunRef")
+        status = _ready(run, "TrainingRun", name, "trainingRunRef")
+        out["model"] = {"uri": status["modelUri"]}
+        if kind.kind == "Explanation" and "dataset" not in out:
+            # Explain the rows the model was tested on, else those it learnt from.
+            run_spec = run.get("spec") or {}
+            ref = run_spec.get("testDatasetRef") or run_spec["datasetRef"]
+            out["dataset"] = _dataset(lookup, ref, "trainingRunRef's dataset")
+    out.pop("trainingRunRef", None)
+    mitigation = out.get("mitigation")
+    if mitigation and "biasAnalysisRef" in mitigation:
+        name = mitigation["biasAnalysisRef"]
+        analysis = _get(lookup, "BiasAnalysis", name, "mitigation.biasAnalysisRef")
+        status = _ready(analysis, "BiasAnalysis", name, "mitigation.biasAnalysisRef")
+        out["mitigation"] = {"reweighing": {"uri": status["reweighingUri"]}}
+    try:
+        model = JOB_SPECS[kind.stage].model_validate(out)
+    except ValidationError as exc:
+        raise UnresolvedReference(
+            "InvalidSpec", f"job spec is invalid: {exc}", waiting=False
+        ) from exc
+    return model.model_dump(by_alias=True, mode="json", exclude_none=True)
