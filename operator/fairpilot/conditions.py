@@ -1,0 +1,120 @@
+"""Status conditions in Kubernetes API conventions, and projecting a stage's result into status.
+
+Pure functions: the operator calls them with what it read and patches what they return.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fairpilot.api.kinds import Kind
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: bool | None,
+    reason: str,
+    message: str,
+    generation: int | None,
+    at: str | None = None,
+) -> list[dict[str, Any]]:
+    """A new list with `type_` set; its transition time changes only when its status does."""
+    value = "Unknown" if status is None else ("True" if status else "False")
+    previous = next((c for c in conditions if c.get("type") == type_), None)
+    changed = previous is None or previous.get("status") != value
+    condition = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message[:4096],
+        "lastTransitionTime": (at or now()) if changed else previous.get("lastTransitionTime"),
+        "observedGeneration": generation,
+    }
+    return [c for c in conditions if c.get("type") != type_] + [condition]
+
+
+def _best_score(result: dict[str, Any]) -> float | None:
+    metric = result.get("evalMetric")
+    metrics = result.get("metrics") or {}
+    for split in ("test", "validation"):
+        value = (metrics.get(split) or {}).get(metric)
+        if value is not None:
+            return value
+    return None
+
+
+def project_result(kind: Kind, result: dict[str, Any]) -> dict[str, Any]:
+    """The status fields a kind shows, taken from its stage's result.json."""
+    status: dict[str, Any] = {"reports": dict(result.get("reports") or {})}
+    if kind.kind == "Dataset":
+        suggestion = result.get("suggestion") or {}
+        status |= {
+            "rows": result.get("rows"),
+            "columns": result.get("columns"),
+            "suggestedTarget": suggestion.get("target"),
+            "suggestedTaskType": suggestion.get("taskType"),
+            "warnings": len(result.get("warnings") or []),
+        }
+    elif kind.kind == "BiasAnalysis":
+        status |= {
+            "biasDetected": result.get("biasDetected"),
+            "minDisparateImpact": (result.get("summary") or {}).get("minDisparateImpact"),
+            "findings": list(result.get("findings") or [])[:50],
+            "reweighingUri": (result.get("mitigation") or {}).get("uri"),
+        }
+    elif kind.kind == "TrainingRun":
+        model = result.get("model") or {}
+        status |= {
+            "bestModel": (result.get("bestModel") or {}).get("name"),
+            "evalMetric": result.get("evalMetric"),
+            "bestScore": _best_score(result),
+            "modelUri": model.get("uri"),
+            "modelSizeMb": model.get("sizeMb"),
+            "validationPassed": (result.get("validation") or {}).get("passed"),
+        }
+    elif kind.kind == "Explanation":
+        status |= {
+            "method": result.get("method"),
+            "topFeature": result.get("topFeature"),
+            "additivityError": (result.get("localAccuracy") or {}).get("maxAbsError"),
+        }
+    return status
+
+
+def summary_message(kind: Kind, status: dict[str, Any]) -> str:
+    """The one line `kubectl get -o wide` shows for a finished resource."""
+    if kind.kind == "Dataset":
+        rows, columns = status.get("rows"), status.get("columns")
+        return f"{rows} rows, {columns} columns, target {status.get('suggestedTarget')}"
+    if kind.kind == "BiasAnalysis":
+        di = status.get("minDisparateImpact")
+        verdict = "bias detected" if status.get("biasDetected") else "no bias detected"
+        return f"{verdict}; lowest disparate impact {di:.3f}" if di is not None else verdict
+    if kind.kind == "TrainingRun":
+        score = status.get("bestScore")
+        shown = f"{score:.4f}" if score is not None else "n/a"
+        return f"{status.get('bestModel')}: {status.get('evalMetric')} {shown}"
+    return f"{status.get('method')} SHAP; top feature {status.get('topFeature')}"
+
+
+def failure(error: dict[str, Any] | None, termination_message: str | None) -> tuple[str, str]:
+    """(reason, message) of a failed stage: error.json first, else the pod's termination message."""
+    if error and error.get("reason"):
+        return str(error["reason"]), str(error.get("message") or "")
+    if termination_message:
+        import json
+
+        try:
+            parsed = json.loads(termination_message)
+            if isinstance(parsed, dict) and parsed.get("reason"):
+                return str(parsed["reason"]), str(parsed.get("message") or "")
+        except ValueError:
+            pass
+        return "JobFailed", termination_message.strip().splitlines()[-1][:1000]
+    return "JobFailed", "the stage's Job failed without saying why"

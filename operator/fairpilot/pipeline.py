@@ -1,0 +1,93 @@
+"""A Dataset's pipeline: which resource comes next when a stage succeeds.
+
+The seed's "agentic core" chained stages over Kafka; here the Dataset's `pipeline` block
+says what to chain, and each new resource is owned by the Dataset, so deleting it removes
+the whole run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
+
+
+def child_name(dataset: str, kind: Kind) -> str:
+    suffix = {BIAS_ANALYSIS: "bias", TRAINING_RUN: "train", EXPLANATION: "explain"}[kind]
+    return f"{dataset}-{suffix}"[:253]
+
+
+def _owned(kind: Kind, dataset: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    meta = dataset["metadata"]
+    return {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "metadata": {
+            "name": child_name(meta["name"], kind),
+            "namespace": meta["namespace"],
+            "labels": {"fairpilot.io/pipeline": meta["name"][:63]},
+            "ownerReferences": [
+                {
+                    "apiVersion": DATASET.api_version,
+                    "kind": DATASET.kind,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": False,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+
+
+def next_resource(
+    dataset: dict[str, Any], finished: Kind, status: dict[str, Any]
+) -> dict[str, Any] | str | None:
+    """The resource to create after `finished` succeeded, a reason to stop, or None (done).
+
+    `status` is the finished resource's status (BiasDetected decides whether to go on).
+    """
+    spec = dataset.get("spec") or {}
+    pipeline = spec.get("pipeline") or {}
+    name = dataset["metadata"]["name"]
+    common = {"target": spec.get("target")}
+    if spec.get("userId"):
+        common["userId"] = spec["userId"]
+    bias, training, explanation = (
+        pipeline.get("bias"),
+        pipeline.get("training"),
+        pipeline.get("explanation"),
+    )
+    if finished is DATASET and bias is not None:
+        options = {k: v for k, v in bias.items() if k != "stopIfBiasDetected"}
+        return _owned(
+            BIAS_ANALYSIS,
+            dataset,
+            {
+                **options,
+                "datasetRef": name,
+                "target": spec.get("target"),
+                "sensitiveFeatures": spec.get("sensitiveFeatures"),
+            },
+        )
+    if (
+        finished is BIAS_ANALYSIS
+        and bias
+        and bias.get("stopIfBiasDetected")
+        and status.get("biasDetected")
+    ):
+        return "stopped: bias detected and pipeline.bias.stopIfBiasDetected is set"
+    if finished in (DATASET, BIAS_ANALYSIS) and training is not None:
+        options = {k: v for k, v in training.items() if k != "mitigate"}
+        run = {**options, **common, "datasetRef": name}
+        if spec.get("taskType"):
+            run["taskType"] = spec["taskType"]
+        if training.get("mitigate"):
+            run["mitigation"] = {"biasAnalysisRef": child_name(name, BIAS_ANALYSIS)}
+        return _owned(TRAINING_RUN, dataset, run)
+    if finished is TRAINING_RUN and explanation is not None:
+        return _owned(
+            EXPLANATION, dataset, {**explanation, "trainingRunRef": child_name(name, TRAINING_RUN)}
+        )
+    return None
