@@ -1,0 +1,1 @@
+"""The sandbox: the whole of FairPilot on one machine, with no cluster."""

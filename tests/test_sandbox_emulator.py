@@ -1,0 +1,92 @@
+"""The sandbox's API server: kmock's emulator plus what a real API server does for operators."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+
+from fairpilot.sandbox.emulator import running_emulator
+
+GROUP, VERSION = "fairpilot.io", "v1alpha1"
+
+
+@pytest.fixture
+def api() -> Iterator[kubernetes.client.ApiClient]:
+    with running_emulator() as (url, _, _):
+        config = kubernetes.client.Configuration()
+        config.host = url
+        with kubernetes.client.ApiClient(config) as client:
+            yield client
+
+
+def dataset(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Dataset",
+        "metadata": {"name": name, "namespace": "ml"},
+        "spec": {"uri": "file:///d.csv", **spec},
+    }
+
+
+def test_bookkeeping_fields_and_generation(api) -> None:
+    custom = kubernetes.client.CustomObjectsApi(api)
+    created = custom.create_namespaced_custom_object(
+        GROUP, VERSION, "ml", "datasets", dataset("d1")
+    )
+    meta = created["metadata"]
+    assert meta["uid"] and meta["creationTimestamp"] and meta["generation"] == 1
+    version = int(meta["resourceVersion"])
+    same = custom.patch_namespaced_custom_object(
+        GROUP, VERSION, "ml", "datasets", "d1", {"spec": {"uri": "file:///d.csv"}}
+    )
+    assert same["metadata"]["generation"] == 1, "an unchanged spec keeps the generation"
+    changed = custom.patch_namespaced_custom_object(
+        GROUP, VERSION, "ml", "datasets", "d1", {"spec": {"target": "y"}}
+    )
+    assert changed["metadata"]["generation"] == 2
+    status = custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, "ml", "datasets", "d1", {"status": {"phase": "Running"}}
+    )
+    assert status["metadata"]["generation"] == 2, "status writes never bump the generation"
+    assert int(status["metadata"]["resourceVersion"]) > version
+    assert status["metadata"]["uid"] == meta["uid"]
+
+
+def test_duplicate_create_is_a_conflict(api) -> None:
+    custom = kubernetes.client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, "ml", "datasets", dataset("d1"))
+    with pytest.raises(kubernetes.client.ApiException) as caught:
+        custom.create_namespaced_custom_object(GROUP, VERSION, "ml", "datasets", dataset("d1"))
+    assert caught.value.status == 409
+
+
+def test_deleting_an_owner_collects_what_it_owns(api) -> None:
+    custom = kubernetes.client.CustomObjectsApi(api)
+    batch, core = kubernetes.client.BatchV1Api(api), kubernetes.client.CoreV1Api(api)
+    owner = custom.create_namespaced_custom_object(GROUP, VERSION, "ml", "datasets", dataset("d1"))
+    reference = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Dataset",
+        "name": "d1",
+        "uid": owner["metadata"]["uid"],
+    }
+    job = batch.create_namespaced_job(
+        "ml",
+        {
+            "metadata": {"name": "j1", "ownerReferences": [reference]},
+            "spec": {"template": {"spec": {"containers": []}}},
+        },
+    )
+    pod_owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "j1", "uid": job.metadata.uid}
+    core.create_namespaced_pod(
+        "ml",
+        {"metadata": {"name": "p1", "ownerReferences": [pod_owner]}, "spec": {"containers": []}},
+    )
+    core.create_namespaced_config_map("ml", {"metadata": {"name": "unrelated"}})
+    custom.delete_namespaced_custom_object(GROUP, VERSION, "ml", "datasets", "d1")
+    assert batch.list_namespaced_job("ml").items == []
+    assert core.list_namespaced_pod("ml").items == [], "ownership is followed transitively"
+    assert [c.metadata.name for c in core.list_namespaced_config_map("ml").items] == ["unrelated"]
