@@ -65,6 +65,12 @@ class DatasetStatus(ResourceStatus):
     suggested_target: str | None = Field(default=None, description="The profile's suggestion.")
     suggested_task_type: str | None = Field(default=None, description="The profile's suggestion.")
     warnings: int | None = Field(default=None, description="Number of profile warnings.")
+    pipeline: str | None = Field(
+        default=None, description="The pipeline's state: Running, Succeeded, Stopped or Failed."
+    )
+    pipeline_message: str | None = Field(
+        default=None, description="Why the pipeline is where it is."
+    )
 
 
 class BiasAnalysisStatus(ResourceStatus):

@@ -1,0 +1,1 @@
+"""The operator: Kopf handlers over plain reconcile functions."""

@@ -1,0 +1,86 @@
+"""Kopf handlers: translate events into `reconcile()` calls and post what it reports.
+
+Kept thin on purpose: all decisions live in `reconcile.py`, which is tested without Kopf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from fairpilot import API_GROUP, API_VERSION
+from fairpilot.api.kinds import BY_KIND, KINDS
+from fairpilot.config import OperatorConfig
+from fairpilot.controller.cluster import Cluster
+from fairpilot.controller.reconcile import reconcile
+
+RETRY_SECONDS = 2.0
+
+
+@dataclass
+class Runtime:
+    """What the handlers need; set by whoever starts the operator."""
+
+    cluster: Cluster | None = None
+    config: OperatorConfig | None = None
+    host: str | None = None
+
+
+RUNTIME = Runtime()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.level = 20  # INFO and above become Kubernetes Events
+    settings.watching.server_timeout = 60
+    settings.persistence.finalizer = f"{API_GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    if RUNTIME.host:
+        return kopf.ConnectionInfo(server=RUNTIME.host, insecure=True)
+    return kopf.login_via_client(**kwargs)
+
+
+def _reconcile(body: kopf.Body) -> None:
+    assert RUNTIME.cluster is not None and RUNTIME.config is not None
+    kind = BY_KIND[body["kind"]]
+    outcome = reconcile(kind, dict(body), RUNTIME.cluster, RUNTIME.config)
+    for event_type, reason, message in outcome.events:
+        (kopf.info if event_type == "Normal" else kopf.warn)(
+            dict(body), reason=reason, message=message
+        )
+    if outcome.waiting:
+        raise kopf.TemporaryError(outcome.status.get("message", "waiting"), delay=RETRY_SECONDS)
+
+
+for _kind in KINDS:
+    # One registration per kind; the same plain function serves all four.
+    kopf.on.resume(API_GROUP, API_VERSION, _kind.plural, id="reconcile")(
+        lambda body, **_: _reconcile(body)
+    )
+    kopf.on.create(API_GROUP, API_VERSION, _kind.plural, id="reconcile")(
+        lambda body, **_: _reconcile(body)
+    )
+    kopf.on.update(API_GROUP, API_VERSION, _kind.plural, id="reconcile", field="spec")(
+        lambda body, **_: _reconcile(body)
+    )
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "fairpilot-operator"})
+def job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """A stage Job changed: reconcile the resource that owns it."""
+    if type == "DELETED" or RUNTIME.cluster is None:
+        return
+    for owner in body.get("metadata", {}).get("ownerReferences") or []:
+        if owner.get("controller") and owner.get("apiVersion") == f"{API_GROUP}/{API_VERSION}":
+            resource = RUNTIME.cluster.get(
+                owner["kind"], body["metadata"]["namespace"], owner["name"]
+            )
+            if resource is not None and resource["metadata"].get("uid") == owner.get("uid"):
+                _reconcile(kopf.Body(resource))

@@ -1,0 +1,144 @@
+"""The sandbox: API server emulator, the real operator, and the local Job runner, together.
+
+Everything runs in one process (threads): `fairpilot sandbox run DIR` applies manifests and
+follows them to the end; tests use the same class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fairpilot.api.kinds import BY_KIND, DATASET, KINDS
+from fairpilot.config import OperatorConfig
+from fairpilot.controller.cluster import Cluster
+from fairpilot.sandbox.emulator import running_emulator
+from fairpilot.sandbox.runner import LocalJobRunner
+
+log = logging.getLogger(__name__)
+TERMINAL = ("Succeeded", "Failed")
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    """Every resource in a manifest file, or in the *.yaml files of a directory (sorted)."""
+    files = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml")) if path.is_dir() else [path]
+    found = []
+    for file in files:
+        found += [doc for doc in yaml.safe_load_all(file.read_text()) if doc]
+    return found
+
+
+class Sandbox:
+    def __init__(
+        self, artifacts: Path, *, namespace: str = "default", parallelism: int = 2
+    ) -> None:
+        self.artifacts = artifacts.resolve()
+        self.namespace = namespace
+        self.parallelism = parallelism
+        self._stack = contextlib.ExitStack()
+        self._stop = threading.Event()
+
+    def __enter__(self) -> Sandbox:
+        from fairpilot.controller import handlers
+
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.url, self.emulator, _ = self._stack.enter_context(running_emulator())
+        self.cluster = Cluster.for_host(self.url)
+        handlers.RUNTIME.cluster = self.cluster
+        handlers.RUNTIME.host = self.url
+        handlers.RUNTIME.config = OperatorConfig(
+            artifact_root=f"file://{self.artifacts}", jobs_image="local", jobs_cuda_image="local"
+        )
+        self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
+        self._operator.start()
+        self.runner = LocalJobRunner(self.cluster.client, parallelism=self.parallelism).start()
+        self._stack.callback(self.runner.stop)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._operator.join(10)
+        self._stack.close()
+
+    def _run_operator(self) -> None:
+        import kopf
+
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(
+            kopf.operator(standalone=True, clusterwide=True, stop_flag=self._stop)
+        )
+
+    def apply(self, items: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+        applied = []
+        for document in items:
+            document = dict(document)
+            document["metadata"] = {**document.get("metadata", {}), "namespace": self.namespace}
+            if document.get("kind") not in BY_KIND:
+                raise ValueError(f"{document.get('kind')} is not a FairPilot resource")
+            self.cluster.create_resource(document)
+            applied.append((document["kind"], document["metadata"]["name"]))
+        return applied
+
+    def resources(self) -> list[dict[str, Any]]:
+        found = []
+        for kind in KINDS:
+            listing = self.cluster.custom.list_namespaced_custom_object(
+                "fairpilot.io", "v1alpha1", self.namespace, kind.plural
+            )
+            found += listing.get("items", [])
+        return found
+
+    def finished(self) -> bool:
+        """Every resource terminal, and no pipeline still about to create a next stage."""
+        items = self.resources()
+        if not items:
+            return False
+        for item in items:
+            status = item.get("status") or {}
+            if status.get("phase") not in TERMINAL:
+                return False
+            in_pipeline = item["kind"] == DATASET.kind and (item.get("spec") or {}).get("pipeline")
+            if (
+                in_pipeline
+                and status.get("phase") == "Succeeded"
+                and status.get("pipeline")
+                in (
+                    None,
+                    "Running",
+                )
+            ):
+                return False
+        return True
+
+    def wait(self, timeout: float, on_change: Any = None) -> bool:
+        deadline = time.monotonic() + timeout
+        seen: dict[tuple[str, str], str] = {}
+        while time.monotonic() < deadline:
+            for item in self.resources():
+                key = (item["kind"], item["metadata"]["name"])
+                status = item.get("status") or {}
+                line = f"{status.get('phase', 'Pending')}: {status.get('message', '')}"
+                if seen.get(key) != line:
+                    seen[key] = line
+                    if on_change:
+                        on_change(key, status)
+            if self.finished():
+                return True
+            time.sleep(0.5)
+        return False
+
+
+def summary(items: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"kind": i["kind"], "name": i["metadata"]["name"], "status": i.get("status") or {}}
+        for i in items
+    ]

@@ -1,0 +1,230 @@
+"""The sandbox's kubelet and Job controller in one: runs each Job's container as a subprocess.
+
+For every Job it has not seen, it creates a Pod object, runs the container's command with the
+container's env (the ConfigMap volume written to a temporary directory, `/tmp` an empty one),
+retries up to `backoffLimit`, enforces `activeDeadlineSeconds`, and writes back what the real
+controllers would: the Job's status and conditions, and the Pod's termination message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from fairpilot.conditions import now
+
+log = logging.getLogger(__name__)
+
+
+class LocalJobRunner:
+    def __init__(
+        self, client: kubernetes.client.ApiClient, *, parallelism: int = 2, poll: float = 0.2
+    ) -> None:
+        self.batch = kubernetes.client.BatchV1Api(client)
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.client = client
+        self.poll = poll
+        self.pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="job")
+        self.seen: set[str] = set()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
+
+    def start(self) -> LocalJobRunner:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                for job in self.batch.list_job_for_all_namespaces().items:
+                    uid = job.metadata.uid
+                    if uid not in self.seen and not (job.status and job.status.completion_time):
+                        self.seen.add(uid)
+                        self.pool.submit(self._run_job, self.client.sanitize_for_serialization(job))
+            except Exception as exc:  # the API may be restarting in a fault test
+                log.debug("runner poll failed: %s", exc)
+            self.stopping.wait(self.poll)
+
+    def _patch_job(self, job: dict[str, Any], status: dict[str, Any]) -> None:
+        meta = job["metadata"]
+        self.batch.patch_namespaced_job_status(meta["name"], meta["namespace"], {"status": status})
+
+    def _run_job(self, job: dict[str, Any]) -> None:
+        spec = job["spec"]
+        attempts = int(spec.get("backoffLimit") or 0) + 1
+        deadline = spec.get("activeDeadlineSeconds")
+        started = time.monotonic()
+        self._patch_job(job, {"startTime": now(), "active": 1})
+        failed = 0
+        for attempt in range(attempts):
+            remaining = (
+                None if deadline is None else max(1.0, deadline - (time.monotonic() - started))
+            )
+            code, message, reason = self._run_pod(job, attempt, remaining)
+            if code == 0:
+                self._patch_job(
+                    job,
+                    {
+                        "active": 0,
+                        "succeeded": 1,
+                        "completionTime": now(),
+                        "conditions": [
+                            {"type": "Complete", "status": "True", "lastTransitionTime": now()}
+                        ],
+                    },
+                )
+                return
+            failed += 1
+            if reason == "DeadlineExceeded":
+                break
+        condition = {
+            "type": "Failed",
+            "status": "True",
+            "reason": reason or "BackoffLimitExceeded",
+            "message": message or f"failed {failed} time(s)",
+            "lastTransitionTime": now(),
+        }
+        self._patch_job(job, {"active": 0, "failed": failed, "conditions": [condition]})
+
+    def _run_pod(
+        self, job: dict[str, Any], attempt: int, timeout: float | None
+    ) -> tuple[int, str, str]:
+        meta = job["metadata"]
+        template = job["spec"]["template"]
+        pod_name = f"{meta['name']}-{attempt}"[:63]
+        labels = {**(template.get("metadata", {}).get("labels") or {}), "job-name": meta["name"]}
+        pod = {
+            "metadata": {
+                "name": pod_name,
+                "labels": labels,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": template["spec"],
+        }
+        self.core.create_namespaced_pod(meta["namespace"], pod)
+        container = template["spec"]["containers"][0]
+        workdir = Path(tempfile.mkdtemp(prefix=f"fairpilot-{meta['name']}-"))
+        try:
+            argv, env = self._materialise(meta["namespace"], template["spec"], container, workdir)
+            log.info("running %s: %s", meta["name"], " ".join(argv))
+            try:
+                completed = subprocess.run(
+                    argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=timeout
+                )
+                code, reason = completed.returncode, ("" if completed.returncode == 0 else "Error")
+                logs = completed.stdout + completed.stderr
+            except subprocess.TimeoutExpired:
+                code, reason, logs = (
+                    137,
+                    "DeadlineExceeded",
+                    "the Job exceeded activeDeadlineSeconds",
+                )
+            termination = workdir / "termination-log"
+            message = termination.read_text() if termination.exists() else ""
+            if not message and code != 0:
+                message = (logs.strip().splitlines() or [reason])[-1]
+            state = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": reason or "Completed",
+                    "message": message[:4096],
+                }
+            }
+            self.core.patch_namespaced_pod_status(
+                pod_name,
+                meta["namespace"],
+                {
+                    "status": {
+                        "phase": "Succeeded" if code == 0 else "Failed",
+                        "containerStatuses": [
+                            {
+                                "name": container["name"],
+                                "state": state,
+                                "ready": False,
+                                "restartCount": 0,
+                                "image": container.get("image", ""),
+                                "imageID": "",
+                            }
+                        ],
+                    }
+                },
+            )
+            return code, message, reason
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _materialise(
+        self, namespace: str, pod_spec: dict[str, Any], container: dict[str, Any], workdir: Path
+    ) -> tuple[list[str], dict[str, str]]:
+        """Volumes as local directories, mount paths rewritten in the argv, env as given."""
+        mounts: dict[str, Path] = {}
+        volumes = {v["name"]: v for v in pod_spec.get("volumes") or []}
+        for mount in container.get("volumeMounts") or []:
+            volume = volumes[mount["name"]]
+            local = workdir / "volumes" / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            if "configMap" in volume:
+                config_map = self.core.read_namespaced_config_map(
+                    volume["configMap"]["name"], namespace
+                )
+                for key, value in (config_map.data or {}).items():
+                    (local / key).write_text(value)
+            mounts[mount["mountPath"]] = local
+
+        def local_path(arg: str) -> str:
+            for mount_path, local in mounts.items():
+                if arg == mount_path or arg.startswith(mount_path.rstrip("/") + "/"):
+                    return str(local) + arg[len(mount_path.rstrip("/")) :]
+            return arg
+
+        command = [*container.get("command", []), *container.get("args", [])]
+        executable = Path(sys.executable).parent / command[0]
+        argv = [
+            str(executable) if executable.exists() else command[0],
+            *map(local_path, command[1:]),
+        ]
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            in (
+                "PATH",
+                "LANG",
+                "LC_ALL",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_REGION",
+                "AWS_DEFAULT_REGION",
+                "FAIRPILOT_FILE_ROOT",
+            )
+        }
+        for item in container.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = local_path(str(item["value"]))
+        env["FAIRPILOT_TERMINATION_LOG"] = str(workdir / "termination-log")
+        env["TMPDIR"] = str(mounts.get("/tmp", workdir))
+        return argv, env
