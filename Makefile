@@ -7,11 +7,13 @@ PIP     := $(PYTHON) -m pip
 STAMP   := $(VENV)/.fairpilot-installed
 DEMO    ?= /tmp/fairpilot-demo
 
-.PHONY: help venv chromium test lint demo bench clean
+.PHONY: help venv chromium test lint demo demo-stages crds bench clean
 
 help:
 	@echo "make test   - install into $(VENV), then lint and run the whole test suite"
-	@echo "make demo   - run the four stages by hand on Adult (outputs in $(DEMO))"
+	@echo "make demo   - the Adult pipeline through the sandbox (emulated API server, real operator)"
+	@echo "make demo-stages - the four stages by hand on Adult, no operator (outputs in $(DEMO))"
+	@echo "make crds   - regenerate crds/ from the pydantic models"
 	@echo "make bench  - run the benchmarks under bench/ (figures in bench/results/)"
 	@echo "make lint   - ruff"
 
@@ -37,7 +39,15 @@ test: venv chromium lint
 	$(PYTHON) -m pytest
 
 demo: venv
+	$(VENV)/bin/fairpilot datasets adult --output /tmp/fairpilot/data
+	$(VENV)/bin/fairpilot sandbox run manifests/examples/adult/ \
+		--artifacts /tmp/fairpilot/artifacts --output-json /tmp/fairpilot/demo-status.json
+
+demo-stages: venv
 	bash scripts/demo-stages.sh $(DEMO)
+
+crds: venv
+	$(VENV)/bin/fairpilot crds
 
 bench: venv
 	$(PYTHON) bench/bench_bias.py

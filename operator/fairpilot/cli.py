@@ -31,6 +31,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crds.add_argument("--output", type=Path, default=Path("crds"), help="default: crds")
     crds.add_argument("--check", action="store_true", help="exit 1 if the files are out of date")
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run FairPilot on this machine with no cluster (API emulator, operator, local jobs)",
+    )
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    run = sandbox_commands.add_parser(
+        "run",
+        help="apply every manifest in DIR and follow the resources until they finish",
+        description="Exit 0 only when every resource succeeded.",
+    )
+    run.add_argument("directory", type=Path, help="a directory of *.yaml manifests, or one file")
+    run.add_argument("--timeout", type=float, default=900, help="seconds (default: 900)")
+    run.add_argument("--output-json", type=Path, help="write each resource's final status here")
+    run.add_argument(
+        "--artifacts",
+        type=Path,
+        default=Path("/tmp/fairpilot/artifacts"),
+        help="local artifact directory (default: /tmp/fairpilot/artifacts)",
+    )
     return parser
 
 
@@ -51,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1 if stale else 0
         for path in write_all(args.output):
             print(path)
+    elif args.command == "sandbox":
+        from fairpilot.sandbox.cli import run
+
+        return run(args.directory, args.artifacts, args.timeout, args.output_json)
     return 0
 
 

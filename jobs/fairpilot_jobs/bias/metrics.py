@@ -1,18 +1,33 @@
 """Group fairness metrics with SageMaker Clarify's names, definitions and signs.
 
-Everything is computed from four counts per group (rows, label positives, predicted
-positives, true positives), each one `np.bincount` over integer group codes: one pass over the
-data per feature, however many groups and metrics. That is what makes a million rows cheap.
+Why it is fast: every figure here is a function of four counts per group (true negatives,
+false positives, false negatives, true positives; without predictions, negatives and
+positives). All of them come from ONE `np.bincount` over `4 * group_code + 2 * label +
+prediction`, so a feature costs one pass over its rows, however many groups and metrics it
+has. The metrics are then arithmetic on arrays as long as the number of groups.
 
-Each non-privileged group d is compared with the privileged group a (not with "everyone
-else"), advantaged minus disadvantaged, exactly as AWS's `smclarify` computes them: the tests
-check every metric against it, and the per-group rates against fairlearn's `MetricFrame`.
+Why the comparison is what it is: each non-privileged group d is compared with the privileged
+group a alone (not with "everyone else"), with the sign convention of AWS's `smclarify`
+(mostly advantaged minus disadvantaged, so that positive means "d is worse off"; DCR, DRR and
+TE are disadvantaged minus advantaged, for the same reason). The tests check every metric
+against `smclarify` and every per-group rate against fairlearn's `MetricFrame`.
+
+Where this departs from `smclarify`, on purpose:
+
+* A division by zero is undefined and reported as None. `smclarify` returns 0 for 0/0 and
+  infinity for x/0, and then subtracts such values; a 0 that only means "this group has no
+  predicted positives" would read as "no bias".
+* KL, JS, LP, TVD and KS are over the whole label distribution (positive, negative).
+  `smclarify` first drops every outcome that one of the two groups lacks, which gives a
+  negative KL and a halved TVD when, say, a small group has no positive label. Here KL is
+  None (infinite) in that case and the others keep their textbook values. When both groups
+  have both outcomes, as in any real data set, the two agree exactly.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,68 +36,42 @@ import pandas as pd
 PRETRAINING = ("CI", "DPL", "KL", "JS", "LP", "TVD", "KS")
 POSTTRAINING = ("DPPL", "DI", "DCAcc", "DCR", "RD", "DAR", "DRR", "AD", "TE")
 MISSING_GROUP = "(missing)"
+CHOSEN_BY_SPEC = "spec"
+CHOSEN_BY_RATE = "highest positive rate"
+
+# Columns of the per-group count table: index = 2 * label + prediction.
+_TN, _FP, _FN, _TP = range(4)
 
 
 @dataclass
 class GroupStats:
-    """Counts and rates of one group of one sensitive feature."""
+    """Counts and rates of one group of one sensitive feature.
+
+    Rates whose denominator is zero (say, the true positive rate of a group without a single
+    positive label) are None rather than 0, so that "undefined" never reads as "perfect" or
+    "worst".
+    """
 
     count: int
     positives: int
+    positive_rate: float
+    predicted_positive_rate: float | None = None
+    true_positive_rate: float | None = None
+    false_positive_rate: float | None = None
+    false_negative_rate: float | None = None
+    accuracy: float | None = None
     predicted_positives: int | None = None
     true_positives: int | None = None
+    false_positives: int | None = None
+    true_negatives: int | None = None
+    false_negatives: int | None = None
 
     @property
     def negatives(self) -> int:
         return self.count - self.positives
 
-    @property
-    def false_positives(self) -> int | None:
-        if self.predicted_positives is None or self.true_positives is None:
-            return None
-        return self.predicted_positives - self.true_positives
-
-    @property
-    def false_negatives(self) -> int | None:
-        return None if self.true_positives is None else self.positives - self.true_positives
-
-    @property
-    def true_negatives(self) -> int | None:
-        if self.false_positives is None:
-            return None
-        return self.negatives - self.false_positives
-
-    @property
-    def positive_rate(self) -> float:
-        return _ratio(self.positives, self.count)
-
-    @property
-    def predicted_positive_rate(self) -> float | None:
-        if self.predicted_positives is None:
-            return None
-        return _ratio(self.predicted_positives, self.count)
-
-    @property
-    def true_positive_rate(self) -> float | None:
-        return None if self.true_positives is None else _ratio(self.true_positives, self.positives)
-
-    @property
-    def false_positive_rate(self) -> float | None:
-        fp = self.false_positives
-        return None if fp is None else _ratio(fp, self.negatives)
-
-    @property
-    def false_negative_rate(self) -> float | None:
-        fn = self.false_negatives
-        return None if fn is None else _ratio(fn, self.positives)
-
-    @property
-    def accuracy(self) -> float | None:
-        if self.true_positives is None or self.true_negatives is None:
-            return None
-        return _ratio(self.true_positives + self.true_negatives, self.count)
-
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; the prediction-only rates appear only when there were predictions."""
         out: dict[str, Any] = {"count": self.count, "positiveRate": _finite(self.positive_rate)}
         if self.predicted_positives is not None:
             out |= {
@@ -97,15 +86,21 @@ class GroupStats:
 
 @dataclass
 class FeatureBias:
-    """All groups of one sensitive feature and each group's metrics against the privileged one."""
+    """All groups of one sensitive feature, and each group's metrics against the privileged one.
+
+    `metrics` holds the groups compared (every non-privileged group with at least
+    `min_group_size` rows); `groups` holds every group, so a report can still show the rates of
+    groups too small to compare.
+    """
 
     feature: str
     privileged_group: str
     privileged_chosen_by: str
     groups: dict[str, GroupStats]
-    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float | None]]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, camelCase; NaN and infinities become None."""
         return {
             "privilegedGroup": self.privileged_group,
             "privilegedChosenBy": self.privileged_chosen_by,
@@ -117,97 +112,186 @@ class FeatureBias:
         }
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    """smclarify's `divide`: 0/0 is 0, x/0 is ±inf (reported as None)."""
-    if denominator == 0:
-        return 0.0 if numerator == 0 else math.copysign(math.inf, numerator)
-    return numerator / denominator
-
-
 def _finite(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return float(value)
 
 
-def _difference(advantaged: float, disadvantaged: float) -> float:
-    # smclarify reports 0, not inf - inf, when both sides are undefined the same way.
-    if advantaged == disadvantaged and math.isinf(advantaged):
-        return 0.0
-    return advantaged - disadvantaged
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Element-wise ratio; NaN where the denominator is zero (undefined, reported as None)."""
+    numerator = np.asarray(numerator, dtype="float64")
+    denominator = np.asarray(denominator, dtype="float64")
+    out = np.full(np.broadcast(numerator, denominator).shape, np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+def _value(x: float | np.floating) -> float | None:
+    return float(x) if math.isfinite(x) else None
 
 
 def group_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Integer codes and group names; missing values form the group "(missing)"."""
+    """Integer codes and group names; missing values become the group "(missing)".
+
+    Group names are `str(value)`: values that print the same (1 and "1" in an object column)
+    are one group, since a spec, a JSON report and a CSV round trip cannot tell them apart.
+    Names come sorted, "(missing)" last, and only groups that occur are listed (unused
+    categories of a categorical column are dropped). Sorting and merging touch the distinct
+    values only; the rows are factorised once and re-coded with one `take`.
+    """
     if isinstance(values.dtype, pd.CategoricalDtype):
-        codes = values.cat.codes.to_numpy().astype(np.int64)
-        names = [str(c) for c in values.cat.categories]
+        raw = values.cat.codes.to_numpy()
+        uniques: list[Any] = list(values.cat.categories)
     else:
-        raw, uniques = pd.factorize(values, use_na_sentinel=True)
-        codes, names = raw.astype(np.int64), [str(u) for u in uniques]
-    if (codes < 0).any():
-        codes = np.where(codes < 0, len(names), codes)
-        names = [*names, MISSING_GROUP]
-    return codes, names
+        raw, found = pd.factorize(values, use_na_sentinel=True)
+        uniques = list(found)
+    codes = np.asarray(raw, dtype=np.intp)  # int8 category codes would overflow below
+    names = [str(u) for u in uniques]
+    counts = np.bincount(codes + 1, minlength=len(names) + 1)  # slot 0: missing (code -1)
+    occurring = {names[i] for i in np.flatnonzero(counts[1:])}
+    if counts[0]:
+        occurring.add(MISSING_GROUP)
+    kept = sorted(occurring, key=lambda n: (n == MISSING_GROUP, n))
+    position = {name: i for i, name in enumerate(kept)}
+    # The last entry serves code -1, so missing rows need no separate pass.
+    lookup = np.array(
+        [position.get(n, -1) for n in names] + [position.get(MISSING_GROUP, -1)], dtype=np.intp
+    )
+    return lookup[codes], kept
 
 
-def _label_distribution_metrics(a: GroupStats, d: GroupStats) -> dict[str, float]:
-    """KL, JS, LP, TVD, KS over the label's distribution (positive, negative) in a and d."""
-    pa = np.array([a.positives, a.negatives], dtype="float64") / a.count
-    pd_ = np.array([d.positives, d.negatives], dtype="float64") / d.count
-    both = (pa > 0) & (pd_ > 0)  # smclarify keeps only outcomes present in both groups
-    pa, pd_ = pa[both], pd_[both]
+def canonical_value(name: str) -> str:
+    """The spelling under which a spec's group matches a data value: 1 == 1.0, True == true."""
+    text = name.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if math.isfinite(number) and number.is_integer() else text
+
+
+def _resolve_group(feature: str, given: Any, names: list[str]) -> str:
+    """The group a spec names: exact `str` match first, then the same value spelled otherwise.
+
+    A YAML spec says `1` where a CSV read gives 1.0, or `true` where pandas gives True; those
+    are the same group, and refusing them would only make users guess the spelling.
+    """
+    wanted = str(given)
+    if wanted in names:
+        return wanted
+    matches = [n for n in names if canonical_value(n) == canonical_value(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    shown = ", ".join(names[:50]) + (f", ... ({len(names)} groups)" if len(names) > 50 else "")
+    if matches:
+        raise ValueError(
+            f"privileged group {wanted!r} of feature {feature!r} is ambiguous: it could be any "
+            f"of {', '.join(matches)}"
+        )
+    raise ValueError(
+        f"privileged group {wanted!r} is not a group of feature {feature!r}; its groups are: "
+        f"{shown}"
+    )
+
+
+def _label_distribution(qa: float, qd: float) -> dict[str, float | None]:
+    """KL, JS, LP, TVD, KS between the label distributions (positive, negative) of a and d."""
+    pa = np.array([qa, 1.0 - qa])
+    pd_ = np.array([qd, 1.0 - qd])
     mean = 0.5 * (pa + pd_)
+
+    def relative_entropy(p: np.ndarray, q: np.ndarray) -> float:
+        support = p > 0  # 0 log 0 = 0
+        if np.any(q[support] == 0):
+            return math.inf
+        return float(np.sum(p[support] * np.log(p[support] / q[support])))
+
     return {
-        "KL": float(np.sum(pa * np.log(pa / pd_))),
-        "JS": float(0.5 * (np.sum(pa * np.log(pa / mean)) + np.sum(pd_ * np.log(pd_ / mean)))),
+        "KL": _value(relative_entropy(pa, pd_)),
+        "JS": _value(0.5 * (relative_entropy(pa, mean) + relative_entropy(pd_, mean))),
         "LP": float(np.linalg.norm(pa - pd_, 2)),
         "TVD": float(0.5 * np.linalg.norm(pa - pd_, 1)),
-        "KS": float(np.linalg.norm(pa - pd_, np.inf)) if len(pa) else 0.0,
+        "KS": float(np.max(np.abs(pa - pd_))),
     }
 
 
-def pair_metrics(a: GroupStats, d: GroupStats) -> dict[str, float | None]:
-    """Clarify's metrics of group d against group a (plus LDI, the label's DI)."""
-    qa, qd = a.positive_rate, d.positive_rate
-    out: dict[str, float | None] = {
-        "CI": _ratio(a.count - d.count, a.count + d.count),
-        "DPL": qa - qd,
-        **_label_distribution_metrics(a, d),
-        "LDI": _ratio(qd, qa),
-    }
-    if a.predicted_positives is None or d.predicted_positives is None:
+def _rates(table: np.ndarray, with_predictions: bool) -> dict[str, np.ndarray]:
+    """Per-group counts and rates (arrays over groups) from the (groups, 4) count table."""
+    tn, fp, fn, tp = (table[:, i] for i in (_TN, _FP, _FN, _TP))
+    count = tn + fp + fn + tp
+    positives = fn + tp
+    out = {"count": count, "positives": positives, "positive_rate": _divide(positives, count)}
+    if not with_predictions:
         return out
-    qa_hat, qd_hat = a.predicted_positive_rate, d.predicted_positive_rate
-    assert qa_hat is not None and qd_hat is not None
-    # Conditional acceptance c = n(1) / n_hat(1); conditional rejection r = n(0) / n_hat(0).
-    c_a = _ratio(a.positives, a.predicted_positives)
-    c_d = _ratio(d.positives, d.predicted_positives)
-    r_a = _ratio(a.negatives, a.count - a.predicted_positives)
-    r_d = _ratio(d.negatives, d.count - d.predicted_positives)
-    recall_a = _ratio(a.true_positives, a.positives)
-    recall_d = _ratio(d.true_positives, d.positives)
-    precision_a = _ratio(a.true_positives, a.predicted_positives)
-    precision_d = _ratio(d.true_positives, d.predicted_positives)
-    npv_a = _ratio(a.true_negatives, a.count - a.predicted_positives)
-    npv_d = _ratio(d.true_negatives, d.count - d.predicted_positives)
-    accuracy_a = _ratio(a.true_positives + a.true_negatives, a.count)
-    accuracy_d = _ratio(d.true_positives + d.true_negatives, d.count)
-    tau_a = _ratio(a.false_negatives, a.false_positives)
-    tau_d = _ratio(d.false_negatives, d.false_positives)
+    predicted = fp + tp
     out |= {
-        "DPPL": qa_hat - qd_hat,
-        "DI": _ratio(qd_hat, qa_hat),
-        "DCAcc": _difference(c_a, c_d),
-        # Rejection metrics: Clarify takes d minus a, so that positive still means "d worse off".
-        "DCR": _difference(r_d, r_a),
-        "RD": _difference(recall_a, recall_d),
-        "DAR": _difference(precision_a, precision_d),
-        "DRR": _difference(npv_d, npv_a),
-        "AD": _difference(accuracy_a, accuracy_d),
-        "TE": _difference(tau_d, tau_a),
+        "predicted_positives": predicted,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "predicted_positive_rate": _divide(predicted, count),
+        "true_positive_rate": _divide(tp, positives),
+        "false_positive_rate": _divide(fp, tn + fp),
+        "false_negative_rate": _divide(fn, positives),
+        "accuracy": _divide(tp + tn, count),
+        # Clarify's conditional acceptance / rejection: labelled over predicted.
+        "acceptance": _divide(positives, predicted),
+        "rejection": _divide(tn + fp, tn + fn),
+        "precision": _divide(tp, predicted),
+        "negative_predictive_value": _divide(tn, tn + fn),
+        "fn_per_fp": _divide(fn, fp),
     }
     return out
+
+
+def _pair_metrics(r: dict[str, np.ndarray], a: int, d: int) -> dict[str, float | None]:
+    """Clarify's metrics of group d against group a, plus LDI (the label's disparate impact)."""
+    na, nd = r["count"][a], r["count"][d]
+    qa, qd = r["positive_rate"][a], r["positive_rate"][d]
+    out: dict[str, float | None] = {
+        "CI": float((na - nd) / (na + nd)),
+        "DPL": float(qa - qd),
+        **_label_distribution(float(qa), float(qd)),
+        "LDI": _value(_divide(qd, qa)),
+    }
+    if "predicted_positives" not in r:
+        return out
+
+    def adv_minus_dis(name: str) -> float | None:
+        return _value(r[name][a] - r[name][d])
+
+    def dis_minus_adv(name: str) -> float | None:
+        return _value(r[name][d] - r[name][a])
+
+    out |= {
+        "DPPL": adv_minus_dis("predicted_positive_rate"),
+        "DI": _value(_divide(r["predicted_positive_rate"][d], r["predicted_positive_rate"][a])),
+        "DCAcc": adv_minus_dis("acceptance"),
+        "DCR": dis_minus_adv("rejection"),
+        "RD": adv_minus_dis("true_positive_rate"),
+        "DAR": adv_minus_dis("precision"),
+        "DRR": dis_minus_adv("negative_predictive_value"),
+        "AD": adv_minus_dis("accuracy"),
+        "TE": dis_minus_adv("fn_per_fp"),
+    }
+    return out
+
+
+def _count_table(
+    codes: np.ndarray,
+    size: int,
+    label_positive: np.ndarray,
+    predicted_positive: np.ndarray | None,
+) -> np.ndarray:
+    """(groups, 4) counts of TN, FP, FN, TP: one bincount over a combined key."""
+    key = codes * 4 + label_positive.astype(np.intp) * 2
+    if predicted_positive is not None:
+        key += predicted_positive
+    return np.bincount(key, minlength=4 * size).reshape(size, 4)
 
 
 def feature_bias(
@@ -217,47 +301,75 @@ def feature_bias(
     privileged_group: str | None = None,
     min_group_size: int = 1,
 ) -> FeatureBias:
-    """Per-group statistics of one sensitive feature and metrics against the privileged group."""
-    codes, names = group_codes(sensitive)
-    size = len(names)
+    """Per-group statistics of one sensitive feature and metrics against the privileged group.
+
+    `privileged_group` is compared with `str(value)` (and, failing that, with the same value
+    spelled otherwise, e.g. 1 for 1.0). When None, the privileged group is the one with the
+    highest label positive rate among groups of at least `min_group_size` rows, "(missing)"
+    excepted (ties: larger count, then name): a handful of rows or absent values should not
+    become the reference every other group is measured against. Groups smaller than
+    `min_group_size` get statistics but no metrics.
+    """
+    feature = str(sensitive.name)
     label_positive = np.asarray(label_positive, dtype=bool)
-    counts = np.bincount(codes, minlength=size)
-    positives = np.bincount(codes, weights=label_positive, minlength=size)
-    predicted = true_positive = None
     if predicted_positive is not None:
         predicted_positive = np.asarray(predicted_positive, dtype=bool)
-        predicted = np.bincount(codes, weights=predicted_positive, minlength=size)
-        true_positive = np.bincount(
-            codes, weights=label_positive & predicted_positive, minlength=size
-        )
+    lengths = {len(sensitive), len(label_positive)}
+    if predicted_positive is not None:
+        lengths.add(len(predicted_positive))
+    if len(lengths) != 1:
+        raise ValueError(f"feature {feature!r}: sensitive, label and prediction lengths differ")
+    codes, names = group_codes(sensitive)
+    if not names:
+        raise ValueError(f"feature {feature!r} has no rows")
+    with_predictions = predicted_positive is not None
+    rates = _rates(
+        _count_table(codes, len(names), label_positive, predicted_positive), with_predictions
+    )
+
+    def stat(name: str, i: int) -> float | None:
+        return _value(rates[name][i]) if name in rates else None
+
+    def number(name: str, i: int) -> int | None:
+        return int(rates[name][i]) if name in rates else None
+
     groups = {
         name: GroupStats(
-            count=int(counts[i]),
-            positives=int(positives[i]),
-            predicted_positives=None if predicted is None else int(predicted[i]),
-            true_positives=None if true_positive is None else int(true_positive[i]),
+            count=int(rates["count"][i]),
+            positives=int(rates["positives"][i]),
+            positive_rate=float(rates["positive_rate"][i]),
+            predicted_positive_rate=stat("predicted_positive_rate", i),
+            true_positive_rate=stat("true_positive_rate", i),
+            false_positive_rate=stat("false_positive_rate", i),
+            false_negative_rate=stat("false_negative_rate", i),
+            accuracy=stat("accuracy", i),
+            predicted_positives=number("predicted_positives", i),
+            true_positives=number("tp", i),
+            false_positives=number("fp", i),
+            true_negatives=number("tn", i),
+            false_negatives=number("fn", i),
         )
         for i, name in enumerate(names)
-        if counts[i] > 0
     }
-    feature = str(sensitive.name)
+
     if privileged_group is not None:
-        if privileged_group not in groups:
-            shown = ", ".join(sorted(groups)[:30])
-            raise ValueError(f"{privileged_group!r} is not a group of {feature!r}; groups: {shown}")
-        chosen_by = "spec"
+        privileged = _resolve_group(feature, privileged_group, names)
+        chosen_by = CHOSEN_BY_SPEC
     else:
-        privileged_group = min(
-            groups, key=lambda g: (-groups[g].positive_rate, -groups[g].count, g)
+        candidates = [
+            n for n in names if n != MISSING_GROUP and groups[n].count >= min_group_size
+        ] or names
+        privileged = min(
+            candidates, key=lambda n: (-groups[n].positive_rate, -groups[n].count, n)
         )
-        chosen_by = "highest positive rate"
-    advantaged = groups[privileged_group]
+        chosen_by = CHOSEN_BY_RATE
+    a = names.index(privileged)
     metrics = {
-        name: pair_metrics(advantaged, stats)
-        for name, stats in groups.items()
-        if name != privileged_group and stats.count >= min_group_size
+        name: _pair_metrics(rates, a, d)
+        for d, name in enumerate(names)
+        if d != a and groups[name].count >= min_group_size
     }
-    return FeatureBias(feature, privileged_group, chosen_by, groups, metrics)
+    return FeatureBias(feature, privileged, chosen_by, groups, metrics)
 
 
 def bias_detected(
@@ -265,20 +377,24 @@ def bias_detected(
     min_disparate_impact: float = 0.8,
     max_abs_parity_difference: float | None = None,
 ) -> list[str]:
-    """Findings, one per threshold crossed, in words; empty when nothing is crossed."""
+    """Findings in words, one per threshold crossed; empty when none is.
+
+    The disparate impact test uses the predictions' DI when there are predictions and the
+    label's LDI otherwise, so the four-fifths rule applies to a data set before any model
+    exists. Findings start with the group ("Female: DI 0.358 ..."); the caller, who knows the
+    feature, prefixes it ("sex=Female: ...").
+    """
     findings = []
+    rule = " (four-fifths rule)" if math.isclose(min_disparate_impact, 0.8) else ""
     for group, values in metrics.items():
-        name, ratio = ("DI", values.get("DI")) if "DI" in values else ("LDI", values.get("LDI"))
-        if ratio is not None and ratio < min_disparate_impact:
-            findings.append(
-                f"{group}: {name} {ratio:.3f} is below {min_disparate_impact} (four-fifths rule)"
-                if min_disparate_impact == 0.8
-                else f"{group}: {name} {ratio:.3f} is below {min_disparate_impact}"
-            )
+        name = "DI" if "DI" in values else "LDI"
+        ratio = values.get(name)
+        if ratio is not None and math.isfinite(ratio) and ratio < min_disparate_impact:
+            findings.append(f"{group}: {name} {ratio:.3f} is below {min_disparate_impact}{rule}")
         if max_abs_parity_difference is not None:
             name = "DPPL" if "DPPL" in values else "DPL"
             gap = values.get(name)
-            if gap is not None and abs(gap) > max_abs_parity_difference:
+            if gap is not None and math.isfinite(gap) and abs(gap) > max_abs_parity_difference:
                 findings.append(
                     f"{group}: |{name}| {abs(gap):.3f} exceeds {max_abs_parity_difference}"
                 )

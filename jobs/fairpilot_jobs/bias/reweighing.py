@@ -1,9 +1,14 @@
 """Reweighing (Kamiran & Calders, 2012): sample weights that make label and group independent.
 
-w(g, y) = P(g) P(y) / P(g, y), with g the joint group over all sensitive features. Training on
-these weights is a pre-processing mitigation that needs no change to the learner. The table
-form (one weight per group and label) is what the bias stage stores, so that the train stage
-can apply it to any data that has the same columns.
+w(g, y) = P(g) P(y) / P(g, y), with g the joint group over ALL sensitive features (their
+intersection: reweighing sex and race one at a time would leave, say, Black women
+under-weighted). Under these weights every group has the overall positive rate and the weights
+sum to the row count, so a learner trained on them sees no association between group and label
+and no change of scale. It is a pre-processing mitigation that needs no change to the learner.
+
+The table form (one weight per joint group and label) is what the bias stage stores: the train
+stage applies it to any data with the same columns, matching values as strings the way
+`metrics.group_codes` names groups.
 """
 
 from __future__ import annotations
@@ -13,41 +18,70 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairpilot_jobs.bias.metrics import MISSING_GROUP
+from fairpilot_jobs.bias.metrics import canonical_value, group_codes
 
 
-def _group_keys(df: pd.DataFrame, sensitive_features: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            f: df[f].astype(object).where(df[f].notna(), MISSING_GROUP).astype(str)
-            for f in sensitive_features
-        }
-    )
+def _joint_codes(
+    df: pd.DataFrame, sensitive_features: list[str]
+) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    """Codes of the joint group per row, and for each joint code its per-feature codes.
+
+    Features are combined one at a time and re-factorised after each step, so codes stay below
+    the row count however many features and groups there are (no overflow of a mixed radix).
+    """
+    joint = np.zeros(len(df), dtype=np.intp)
+    combos = np.zeros((1, 0), dtype=np.intp)  # joint code -> codes of the features so far
+    names: list[list[str]] = []
+    for feature in sensitive_features:
+        codes, feature_names = group_codes(df[feature])
+        names.append(feature_names)
+        width = max(len(feature_names), 1)
+        stacked, uniques = pd.factorize(joint * width + codes, sort=True)
+        joint = np.asarray(stacked, dtype=np.intp)
+        uniques = np.asarray(uniques, dtype=np.intp)
+        combos = np.column_stack([combos[uniques // width], uniques % width])
+    return joint, combos, names
 
 
 def reweighing_table(
     df: pd.DataFrame, sensitive_features: list[str], label_positive: np.ndarray
 ) -> list[dict[str, Any]]:
-    """One entry per (joint group, label) present: its count and weight."""
-    keys = _group_keys(df, sensitive_features)
-    keys["__positive__"] = np.asarray(label_positive, dtype=bool)
-    total = len(keys)
-    joint = keys.groupby([*sensitive_features, "__positive__"], sort=True).size()
-    group_totals = keys.groupby(sensitive_features, sort=True).size()
-    label_totals = keys.groupby("__positive__").size()
+    """One entry per (joint group, label) that occurs: its row count and weight.
+
+    [{"groups": {"sex": "Male", "race": "White"}, "labelPositive": True, "count": 7000,
+      "weight": 0.87}, ...], sorted by group names, negative label first.
+    """
+    label = np.asarray(label_positive, dtype=bool)
+    if len(label) != len(df):
+        raise ValueError("label_positive must have one entry per row")
+    if not sensitive_features:
+        raise ValueError("reweighing needs at least one sensitive feature")
+    total = len(df)
+    if total == 0:
+        return []
+    joint, combos, names = _joint_codes(df, sensitive_features)
+    cells = np.bincount(joint * 2 + label, minlength=2 * len(combos)).reshape(-1, 2)
+    group_totals = cells.sum(axis=1)
+    label_totals = cells.sum(axis=0)
     table = []
-    for index, count in joint.items():
-        *group, positive = index if isinstance(index, tuple) else (index,)
-        group_key = tuple(group) if len(group) > 1 else group[0]
-        expected = group_totals[group_key] * label_totals[positive] / total
-        table.append(
-            {
-                "groups": dict(zip(sensitive_features, group, strict=True)),
-                "labelPositive": bool(positive),
-                "count": int(count),
-                "weight": float(expected / count),
-            }
-        )
+    # Joint codes are in lexicographic order of the (sorted) per-feature codes: name order.
+    for g in range(len(combos)):
+        groups = {
+            feature: names[f][combos[g, f]] for f, feature in enumerate(sensitive_features)
+        }
+        for y in (0, 1):
+            count = int(cells[g, y])
+            if count == 0:
+                continue
+            table.append(
+                {
+                    "groups": groups,
+                    "labelPositive": bool(y),
+                    "count": count,
+                    # P(g) P(y) / P(g, y) = n_g n_y / (N n_gy)
+                    "weight": float(group_totals[g] * label_totals[y] / (total * count)),
+                }
+            )
     return table
 
 
@@ -57,20 +91,30 @@ def apply_reweighing(
     sensitive_features: list[str],
     label_positive: np.ndarray,
 ) -> np.ndarray:
-    """Per-row weights from a table; combinations the table does not know get 1.0."""
-    keys = _group_keys(df, sensitive_features)
-    keys["__positive__"] = np.asarray(label_positive, dtype=bool)
-    lookup = pd.DataFrame(
-        [
-            {
-                **entry["groups"],
-                "__positive__": bool(entry["labelPositive"]),
-                "__weight__": float(entry["weight"]),
-            }
-            for entry in table
-        ],
-        columns=[*sensitive_features, "__positive__", "__weight__"],
-    )
-    lookup[sensitive_features] = lookup[sensitive_features].astype(str)
-    merged = keys.merge(lookup, on=[*sensitive_features, "__positive__"], how="left")
-    return merged["__weight__"].fillna(1.0).to_numpy(dtype="float64")
+    """Per-row weights from a table; combinations the table does not know get 1.0.
+
+    Values are compared as strings, missing ones as "(missing)"; a value spelled differently
+    but equal (1 and 1.0, True and true: CSV and JSON round trips do this) still matches.
+    The lookup loops over the distinct combinations present, never over rows.
+    """
+    label = np.asarray(label_positive, dtype=bool)
+    if len(label) != len(df):
+        raise ValueError("label_positive must have one entry per row")
+    if len(df) == 0:
+        return np.ones(0, dtype="float64")
+    exact: dict[tuple[Any, ...], float] = {}
+    loose: dict[tuple[Any, ...], float] = {}
+    for entry in table:
+        values = tuple(str(entry["groups"][f]) for f in sensitive_features)
+        positive = bool(entry["labelPositive"])
+        exact[(*values, positive)] = float(entry["weight"])
+        loose.setdefault((*(canonical_value(v) for v in values), positive), float(entry["weight"]))
+    joint, combos, names = _joint_codes(df, sensitive_features)
+    weights = np.ones((len(combos), 2), dtype="float64")
+    for g, codes in enumerate(combos):
+        values = tuple(names[f][c] for f, c in enumerate(codes))
+        for y in (False, True):
+            key = (*values, y)
+            fallback = loose.get((*(canonical_value(v) for v in values), y), 1.0)
+            weights[g, int(y)] = exact.get(key, fallback)
+    return weights[joint, label.astype(np.intp)]

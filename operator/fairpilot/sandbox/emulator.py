@@ -74,6 +74,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         if request.resource is not None and data is not None:
             if request.action == enums.action.CREATE:
                 meta = data.setdefault("metadata", {})
+                if not meta.get("name") and meta.get("generateName"):
+                    meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
                 meta.setdefault("uid", str(uuid.uuid4()))
                 meta.setdefault("creationTimestamp", _now())
                 meta["generation"] = 1
