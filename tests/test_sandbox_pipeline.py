@@ -132,6 +132,12 @@ def test_wrong_column_fails_with_the_reason(sandbox: Sandbox, tiny_csv: str) -> 
     time.sleep(2)
     jobs = sandbox.cluster.batch.list_namespaced_job("default").items
     assert [j.metadata.name for j in jobs] == ["fp-profile-wrong-g1"], "no retry storm"
+    from prometheus_client import REGISTRY
+
+    failed_jobs = REGISTRY.get_sample_value(
+        "fairpilot_job_outcomes_total", {"stage": "profile", "outcome": "failed"}
+    )
+    assert failed_jobs is not None and failed_jobs >= 1
 
 
 def test_spec_change_reruns_with_a_new_generation(sandbox: Sandbox, tiny_csv: str) -> None:

@@ -31,6 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crds.add_argument("--output", type=Path, default=Path("crds"), help="default: crds")
     crds.add_argument("--check", action="store_true", help="exit 1 if the files are out of date")
+    operator = commands.add_parser(
+        "operator",
+        help="run the operator against the cluster in the kubeconfig (or in-cluster)",
+        description="Watches Datasets, BiasAnalyses, TrainingRuns and Explanations; "
+        "configured by FAIRPILOT_* environment variables (see README).",
+    )
+    operator.add_argument("--namespace", action="append", help="watch only these (repeatable)")
+    operator.add_argument("--metrics-port", type=int, default=8080, help="/metrics (default 8080)")
+    operator.add_argument("--health-port", type=int, default=8081, help="/healthz (default 8081)")
     sandbox = commands.add_parser(
         "sandbox",
         help="run FairPilot on this machine with no cluster (API emulator, operator, local jobs)",
@@ -70,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1 if stale else 0
         for path in write_all(args.output):
             print(path)
+    elif args.command == "operator":
+        from fairpilot.controller.main import run_operator
+
+        return run_operator(args.namespace or [], args.metrics_port, args.health_port)
     elif args.command == "sandbox":
         from fairpilot.sandbox.cli import run
 

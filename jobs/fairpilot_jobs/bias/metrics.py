@@ -359,9 +359,7 @@ def feature_bias(
         candidates = [
             n for n in names if n != MISSING_GROUP and groups[n].count >= min_group_size
         ] or names
-        privileged = min(
-            candidates, key=lambda n: (-groups[n].positive_rate, -groups[n].count, n)
-        )
+        privileged = min(candidates, key=lambda n: (-groups[n].positive_rate, -groups[n].count, n))
         chosen_by = CHOSEN_BY_RATE
     a = names.index(privileged)
     metrics = {

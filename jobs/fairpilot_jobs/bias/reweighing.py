@@ -6,6 +6,10 @@ under-weighted). Under these weights every group has the overall positive rate a
 sum to the row count, so a learner trained on them sees no association between group and label
 and no change of scale. It is a pre-processing mitigation that needs no change to the learner.
 
+One exception to the formula: a joint group in which every row has the same label (7 people
+who never worked, none earning >50K) cannot be balanced by any weight; the formula would
+shrink it to P(y) of its size and the total below N. Its rows keep weight 1 instead.
+
 The table form (one weight per joint group and label) is what the bias stage stores: the train
 stage applies it to any data with the same columns, matching values as strings the way
 `metrics.group_codes` names groups.
@@ -63,12 +67,16 @@ def reweighing_table(
     cells = np.bincount(joint * 2 + label, minlength=2 * len(combos)).reshape(-1, 2)
     group_totals = cells.sum(axis=1)
     label_totals = cells.sum(axis=0)
+    # P(g) P(y) / P(g, y) = n_g n_y / (N n_gy). A joint group with one label value only cannot
+    # be made independent of the label by any weight; its rows keep weight 1, so that, as for
+    # every other group, its weighted size is its size and the weights still sum to N.
+    weights = np.ones_like(cells, dtype="float64")
+    both = (cells > 0).all(axis=1)
+    weights[both] = group_totals[both, None] * label_totals[None, :] / (total * cells[both])
     table = []
     # Joint codes are in lexicographic order of the (sorted) per-feature codes: name order.
     for g in range(len(combos)):
-        groups = {
-            feature: names[f][combos[g, f]] for f, feature in enumerate(sensitive_features)
-        }
+        groups = {feature: names[f][combos[g, f]] for f, feature in enumerate(sensitive_features)}
         for y in (0, 1):
             count = int(cells[g, y])
             if count == 0:
@@ -78,8 +86,7 @@ def reweighing_table(
                     "groups": groups,
                     "labelPositive": bool(y),
                     "count": count,
-                    # P(g) P(y) / P(g, y) = n_g n_y / (N n_gy)
-                    "weight": float(group_totals[g] * label_totals[y] / (total * count)),
+                    "weight": float(weights[g, y]),
                 }
             )
     return table

@@ -13,6 +13,7 @@ import kopf
 from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.kinds import BY_KIND, KINDS
 from fairpilot.config import OperatorConfig
+from fairpilot.controller import metrics
 from fairpilot.controller.cluster import Cluster
 from fairpilot.controller.reconcile import reconcile
 
@@ -50,7 +51,25 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 def _reconcile(body: kopf.Body) -> None:
     assert RUNTIME.cluster is not None and RUNTIME.config is not None
     kind = BY_KIND[body["kind"]]
-    outcome = reconcile(kind, dict(body), RUNTIME.cluster, RUNTIME.config)
+    with metrics.RECONCILE_SECONDS.labels(kind.kind).time():
+        try:
+            outcome = reconcile(kind, dict(body), RUNTIME.cluster, RUNTIME.config)
+        except Exception:
+            metrics.RECONCILIATIONS.labels(kind.kind, "error").inc()
+            raise
+    metrics.RECONCILIATIONS.labels(kind.kind, "ok").inc()
+    phase = outcome.status.get("phase")
+    if phase and phase != (body.get("status") or {}).get("phase"):
+        metrics.PHASE_CHANGES.labels(kind.kind, phase).inc()
+        if phase in ("Succeeded", "Failed"):
+            metrics.JOB_OUTCOMES.labels(kind.stage, phase.lower()).inc()
+            started = (body.get("status") or {}).get("startedAt")
+            if started:
+                from datetime import UTC, datetime
+
+                began = datetime.strptime(started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                seconds = (datetime.now(UTC) - began).total_seconds()
+                metrics.STAGE_SECONDS.labels(kind.stage).observe(seconds)
     for event_type, reason, message in outcome.events:
         (kopf.info if event_type == "Normal" else kopf.warn)(
             dict(body), reason=reason, message=message
