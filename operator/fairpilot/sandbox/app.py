@@ -59,7 +59,9 @@ class Sandbox:
         )
         self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
         self._operator.start()
-        self.runner = LocalJobRunner(self.cluster.client, parallelism=self.parallelism).start()
+        self.runner = LocalJobRunner(
+            self.cluster.client, parallelism=self.parallelism, noop=self.noop_jobs
+        ).start()
         self._stack.callback(self.runner.stop)
         return self
 
