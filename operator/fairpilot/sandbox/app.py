@@ -38,8 +38,15 @@ def documents(path: Path) -> list[dict[str, Any]]:
 
 class Sandbox:
     def __init__(
-        self, artifacts: Path, *, namespace: str = "default", parallelism: int = 2
+        self,
+        artifacts: Path,
+        *,
+        namespace: str = "default",
+        parallelism: int = 2,
+        noop_jobs: bool = False,
     ) -> None:
+        # noop_jobs: Jobs finish at once with a minimal result (for load benchmarks).
+        self.noop_jobs = noop_jobs
         self.artifacts = artifacts.resolve()
         self.namespace = namespace
         self.parallelism = parallelism

@@ -36,6 +36,7 @@ CORE_RESOURCES = {
         kind="CustomResourceDefinition", namespaced=False
     ),
 }
+REQUEST_LOG_WINDOW = 64
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
 
@@ -69,7 +70,21 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         key = (request.resource, request.namespace, request.name)
         return self.objects[key] if key in self.objects else None  # noqa: SIM401 (no .get)
 
+    def _trim_request_log(self) -> None:
+        """Keep kmock's request log (made for test assertions) to a window.
+
+        kmock records every request and matches each new one by scanning that record, which
+        is quadratic over a long run; the sandbox needs none of the history. The window is far
+        larger than the number of requests in flight, which must stay visible to the matching.
+        """
+        if len(self._requests) > REQUEST_LOG_WINDOW + REQUEST_LOG_WINDOW // 2:
+            del self._requests[:-REQUEST_LOG_WINDOW]
+        for payload in self._payloads:
+            if len(payload._requests) > REQUEST_LOG_WINDOW + REQUEST_LOG_WINDOW // 2:
+                del payload._requests[:-REQUEST_LOG_WINDOW]
+
     async def _handle(self, request: Any) -> Any:
+        self._trim_request_log()
         data = request.data if isinstance(request.data, dict) else None
         if request.resource is not None and data is not None:
             if request.action == enums.action.CREATE:
