@@ -90,7 +90,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             if request.action == enums.action.CREATE:
                 meta = data.setdefault("metadata", {})
                 if not meta.get("name") and meta.get("generateName"):
-                    meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+                    meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:10]}"
                 meta.setdefault("uid", str(uuid.uuid4()))
                 meta.setdefault("creationTimestamp", _now())
                 meta["generation"] = 1
