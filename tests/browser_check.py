@@ -1,154 +1,287 @@
 """Open a local HTML file in headless Chromium and report what a person would see.
 
-Speaks the Chrome DevTools Protocol over a websocket: collects uncaught exceptions, console
-errors and every network request a self-contained page should not make, reads the visible
-text, and can save a screenshot.
+Speaks the Chrome DevTools Protocol over a websocket (`websocket-client`): collects uncaught
+exceptions, console errors, error log entries and every request a self-contained page should
+not make, reads the visible text and can save a PNG screenshot at 1280x900. Debian's
+`/usr/bin/chromium` is installed by `scripts/install-chromium.sh`; `FAIRPILOT_CHROMIUM` names
+another binary.
+
+The flags keep Chromium off the network: on a machine without one, its background services
+(component updates, safe browsing, sync, QUIC) would otherwise retry refused connections.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import websocket
 
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+VIEWPORT = (1280, 900)
+SETTLE_SECONDS = 0.3  # after the load event: late script errors and requests still count
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
+    "--no-default-browser-check",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-extensions",
     "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--mute-audio",
     "--remote-debugging-port=0",
 ]
+# Requests that never leave the page: its own file and inline data.
+_LOCAL_SCHEMES = ("data:", "about:", "blob:")
 
 
 @dataclass
 class PageCheck:
-    text: str
-    errors: list[str] = field(default_factory=list)
-    failed_requests: list[str] = field(default_factory=list)
+    """What the page showed: its visible text, its errors and its unwanted requests."""
+
+    text: str  # document.body.innerText
+    errors: list[str] = field(default_factory=list)  # exceptions, console.error, error logs
+    failed_requests: list[str] = field(default_factory=list)  # anything but the page and data:
     screenshot: Path | None = None
 
 
 def chromium_path() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
+    """The Chromium binary to use, or None when none is installed."""
+    candidates = [
+        os.environ.get("FAIRPILOT_CHROMIUM"),
+        DEFAULT_CHROMIUM,
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
     return None
 
 
 class _DevTools:
-    def __init__(self, url: str, timeout: float) -> None:
-        self.socket = websocket.create_connection(url, timeout=timeout, suppress_origin=True)
+    """One browser-level CDP connection, driving one page through a flattened session."""
+
+    def __init__(self, url: str, deadline: float) -> None:
+        self.deadline = deadline
+        self.socket = websocket.create_connection(
+            url, timeout=self._remaining(), suppress_origin=True
+        )
         self.next_id = 0
+        self.session: str | None = None
         self.events: list[dict[str, Any]] = []
 
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
+    def _remaining(self) -> float:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the page check ran out of time")
+        return remaining
+
+    def _receive(self, timeout: float) -> dict[str, Any] | None:
+        self.socket.settimeout(max(0.01, timeout))
+        try:
+            message: dict[str, Any] = json.loads(self.socket.recv())
+        except websocket.WebSocketTimeoutException:
+            return None
+        if "method" in message and message.get("sessionId") == self.session:
+            self.events.append(message)
+        return message
+
+    def call(self, method: str, *, browser: bool = False, **params: Any) -> dict[str, Any]:
         self.next_id += 1
-        self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        request: dict[str, Any] = {"id": self.next_id, "method": method, "params": params}
+        if self.session and not browser:
+            request["sessionId"] = self.session
+        self.socket.send(json.dumps(request))
         while True:
-            message = json.loads(self.socket.recv())
-            if message.get("id") == self.next_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message.get("result", {})
-            self.events.append(message)
+            message = self._receive(self._remaining())
+            if message is None or message.get("id") != self.next_id:
+                continue
+            if "error" in message:
+                raise RuntimeError(f"{method}: {message['error']}")
+            result: dict[str, Any] = message.get("result", {})
+            return result
 
-    def wait_for(self, event: str, deadline: float) -> None:
-        if any(e.get("method") == event for e in self.events):
-            return
-        while time.monotonic() < deadline:
-            message = json.loads(self.socket.recv())
-            self.events.append(message)
-            if message.get("method") == event:
-                return
-        raise TimeoutError(f"no {event} before the deadline")
+    def wait_for(self, event: str) -> None:
+        while not any(e.get("method") == event for e in self.events):
+            self._receive(self._remaining())
+
+    def drain(self, seconds: float) -> None:
+        until = min(time.monotonic() + seconds, self.deadline)
+        while (left := until - time.monotonic()) > 0:
+            self._receive(left)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.socket.close()
 
 
-def _page_socket(profile: Path, deadline: float) -> str:
+def _browser_socket(
+    profile: Path, process: subprocess.Popen[bytes], log: Path, deadline: float
+) -> str:
     port_file = profile / "DevToolsActivePort"
-    while not port_file.exists() or not port_file.read_text().strip():
+    while True:
+        lines = port_file.read_text().split() if port_file.exists() else []
+        if len(lines) >= 2:
+            return f"ws://127.0.0.1:{lines[0]}{lines[1]}"
+        if process.poll() is not None:
+            raise RuntimeError(f"chromium exited with {process.returncode}:\n{_tail(log)}")
         if time.monotonic() > deadline:
-            raise TimeoutError("chromium did not open its DevTools port")
+            raise TimeoutError(f"chromium did not open its DevTools port:\n{_tail(log)}")
         time.sleep(0.05)
-    port = port_file.read_text().split()[0]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
-        targets = json.load(response)
-    return next(t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page")
 
 
-def check_page(path: Path, screenshot: Path | None = None, timeout: float = 30) -> PageCheck:
+def _tail(log: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Chromium and every helper process it started (they share its process group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+def _without_fragment(url: str) -> str:
+    return url.split("#", 1)[0]
+
+
+def _collect(check: PageCheck, events: list[dict[str, Any]], page_url: str) -> None:
+    for event in events:
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            description = details.get("exception", {}).get("description")
+            check.errors.append(description or details.get("text") or "uncaught exception")
+        elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            args = params.get("args", [])
+            words = [str(a.get("value", a.get("description", ""))) for a in args]
+            check.errors.append("console.error: " + " ".join(words))
+        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+            entry = params["entry"]
+            where = f" ({entry['url']})" if entry.get("url") else ""
+            check.errors.append(f"{entry.get('text', 'error')}{where}")
+        elif method == "Network.requestWillBeSent":
+            requested = params.get("request", {}).get("url", "")
+            if _without_fragment(requested) == page_url or requested.startswith(_LOCAL_SCHEMES):
+                continue
+            if requested not in check.failed_requests:
+                check.failed_requests.append(requested)
+
+
+def check_page(
+    path: Path,
+    screenshot: Path | None = None,
+    timeout: float = 30,
+    *,
+    full_page: bool = False,
+    script: str | None = None,
+) -> PageCheck:
+    """Load `path` in a fresh headless Chromium and report what it showed.
+
+    `screenshot` saves a PNG of the 1280x900 viewport (the whole page with `full_page`).
+    `script` is JavaScript run in the page once it has loaded, as a person's clicks would be
+    (its exceptions count as errors); the text and screenshot are taken after it.
+    Chromium and its temporary profile are removed afterwards, also on failure.
+    """
     binary = chromium_path()
     if binary is None:
         raise RuntimeError("chromium is not installed: run scripts/install-chromium.sh")
-    profile = Path(tempfile.mkdtemp(prefix="fairpilot-chromium-"))
-    process = subprocess.Popen(
-        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    page_url = Path(path).resolve().as_uri()
     deadline = time.monotonic() + timeout
+    workdir = Path(tempfile.mkdtemp(prefix="fairpilot-chromium-"))
+    profile, log = workdir / "profile", workdir / "chromium.log"
+    tools: _DevTools | None = None
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole below
+        )
     try:
-        tools = _DevTools(_page_socket(profile, deadline), timeout)
+        tools = _DevTools(_browser_socket(profile, process, log, deadline), deadline)
+        target = tools.call("Target.createTarget", url="about:blank")["targetId"]
+        attached = tools.call("Target.attachToTarget", targetId=target, flatten=True)
+        tools.session = attached["sessionId"]
         for domain in ("Runtime", "Log", "Network", "Page"):
             tools.call(f"{domain}.enable")
+        width, height = VIEWPORT
         tools.call(
             "Emulation.setDeviceMetricsOverride",
-            width=1280,
-            height=900,
+            width=width,
+            height=height,
             deviceScaleFactor=1,
             mobile=False,
         )
-        url = Path(path).resolve().as_uri()
-        tools.call("Page.navigate", url=url)
-        tools.wait_for("Page.loadEventFired", deadline)
-        text = tools.call(
+        tools.events.clear()  # only what the page itself does counts
+        navigation = tools.call("Page.navigate", url=page_url)
+        if navigation.get("errorText"):
+            raise RuntimeError(f"cannot open {page_url}: {navigation['errorText']}")
+        tools.wait_for("Page.loadEventFired")
+        tools.drain(SETTLE_SECONDS)
+        script_errors: list[str] = []
+        if script is not None:
+            ran = tools.call("Runtime.evaluate", expression=script, awaitPromise=True)
+            if "exceptionDetails" in ran:
+                details = ran["exceptionDetails"]
+                description = details.get("exception", {}).get("description")
+                script_errors.append(f"script: {description or details.get('text')}")
+            tools.drain(SETTLE_SECONDS)
+        evaluated = tools.call(
             "Runtime.evaluate",
             expression="document.body ? document.body.innerText : ''",
             returnByValue=True,
         )
-        check = PageCheck(text=text.get("result", {}).get("value") or "")
+        check = PageCheck(text=evaluated.get("result", {}).get("value") or "", errors=script_errors)
         if screenshot is not None:
-            shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)
+            options: dict[str, Any] = {"format": "png"}
+            if full_page:
+                size = tools.call("Page.getLayoutMetrics")["cssContentSize"]
+                options["captureBeyondViewport"] = True
+                options["clip"] = {
+                    "x": 0,
+                    "y": 0,
+                    "width": width,
+                    "height": max(height, int(size["height"])),
+                    "scale": 1,
+                }
+            shot = tools.call("Page.captureScreenshot", **options)
+            screenshot = Path(screenshot)
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
             screenshot.write_bytes(base64.b64decode(shot["data"]))
             check.screenshot = screenshot
-        for event in tools.events:
-            method, params = event.get("method"), event.get("params", {})
-            if method == "Runtime.exceptionThrown":
-                details = params.get("exceptionDetails", {})
-                check.errors.append(
-                    details.get("exception", {}).get("description")
-                    or details.get("text", "exception")
-                )
-            elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
-                check.errors.append(
-                    " ".join(
-                        str(a.get("value", a.get("description", "")))
-                        for a in params.get("args", [])
-                    )
-                )
-            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-                check.errors.append(params["entry"].get("text", "log error"))
-            elif method == "Network.requestWillBeSent":
-                requested = params.get("request", {}).get("url", "")
-                if requested != url and not requested.startswith(("data:", "about:")):
-                    check.failed_requests.append(requested)
-        tools.socket.close()
+        tools.drain(0.05)
+        _collect(check, tools.events, page_url)
         return check
     finally:
-        process.kill()
-        process.wait(timeout=10)
-        shutil.rmtree(profile, ignore_errors=True)
+        if tools is not None:
+            with contextlib.suppress(Exception):
+                tools.session = None
+                tools.socket.settimeout(2)
+                tools.call("Browser.close", browser=True)
+            tools.close()
+        _stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)

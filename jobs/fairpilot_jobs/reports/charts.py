@@ -1,50 +1,263 @@
-"""Charts as inline SVG strings, drawn with matplotlib, for self-contained reports."""
+"""Charts as inline SVG strings, drawn with matplotlib, for self-contained HTML reports.
+
+Every chart is a `matplotlib.figure.Figure` with its own Agg canvas: nothing here goes through
+pyplot, switches the global backend or changes the global rcParams (styles are applied with
+`rc_context`). The SVG that comes out has no XML prolog, no metadata and no id shared with any
+other chart, so any number of charts can sit in one page. Text is drawn as paths, so a label
+taken from user data can never become markup.
+"""
 
 from __future__ import annotations
 
 import io
-import itertools
+import math
 import re
-from collections.abc import Mapping, Sequence
+import sys
+import uuid
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from html import escape
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")  # no display in a pod; must precede pyplot
-import matplotlib.pyplot as plt
 import numpy as np
+from cycler import cycler
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.font_manager import fontManager
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+from fairpilot_jobs.reports.html import format_value
+
+__all__ = [
+    "BASE_COLOUR",
+    "HIGHLIGHT_COLOUR",
+    "PALETTE",
+    "REFERENCE_COLOUR",
+    "bar_chart",
+    "category_bars",
+    "figure_to_svg",
+    "grouped_bar_chart",
+    "histogram",
+]
+
+# Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-BASE_COLOUR, HIGHLIGHT_COLOUR, REFERENCE_COLOUR = "#0072B2", "#D55E00", "#555555"
-_ids = itertools.count()
+BASE_COLOUR = "#0072B2"  # blue
+HIGHLIGHT_COLOUR = "#D55E00"  # vermillion: the pair blue/vermillion survives every CVD type
+REFERENCE_COLOUR = "#3d4650"
+TEXT_COLOUR = "#1f2328"
+MUTED_COLOUR = "#57606a"
+GRID_COLOUR = "#e4e8ec"
+
+WIDTH = 8.0  # inches; 576 pt, about 770 CSS px: the report's figure width
+MAX_LABEL = 42  # characters of a tick label before it is cut with an ellipsis
+
+# Fonts with wide Unicode coverage, used as fallbacks where installed (matplotlib >= 3.6 falls
+# back glyph by glyph); only installed ones are named, so matplotlib never warns about a family.
+_FALLBACK_FONTS = (
+    "Noto Sans",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Sans Arabic",
+    "Noto Sans Devanagari",
+    "Droid Sans Fallback",
+    "WenQuanYi Zen Hei",
+)
 
 
-def _style(ax: Any) -> None:
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.tick_params(labelsize=9)
+def _font_families() -> list[str]:
+    installed = {font.name for font in fontManager.ttflist}
+    return ["DejaVu Sans", *(name for name in _FALLBACK_FONTS if name in installed), "sans-serif"]
 
 
-def _short(label: Any, width: int = 32) -> str:
-    text = str(label)
-    return text if len(text) <= width else text[: width - 1] + "…"
+_STYLE: dict[Any, Any] = {
+    "font.family": _font_families(),
+    "font.size": 9.5,
+    "text.color": TEXT_COLOUR,
+    "text.parse_math": False,  # "$50K-$100K" is a label, not TeX
+    "text.usetex": False,
+    "axes.titlesize": 11.5,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.titlepad": 12,
+    "axes.titlecolor": TEXT_COLOUR,
+    "axes.labelsize": 9.5,
+    "axes.labelcolor": MUTED_COLOUR,
+    "axes.edgecolor": "#8c959f",
+    "axes.linewidth": 0.8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.facecolor": "white",
+    "axes.axisbelow": True,
+    "axes.prop_cycle": cycler(color=PALETTE),
+    "grid.color": GRID_COLOUR,
+    "grid.linewidth": 0.8,
+    "xtick.color": MUTED_COLOUR,
+    "ytick.color": MUTED_COLOUR,
+    "xtick.labelcolor": TEXT_COLOUR,
+    "ytick.labelcolor": TEXT_COLOUR,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.frameon": False,
+    "legend.fontsize": 8.5,
+    "figure.facecolor": "white",
+    "figure.dpi": 100,
+    "svg.fonttype": "path",
+}
+
+# Value labels stay readable where a reference line crosses them.
+_LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6}
+_GLYPH_WARNING = r"Glyph .* missing from font"
+_STYLE_RULE = re.compile(r"<style[^>]*>\s*\*\s*\{([^}]*)\}\s*</style>")
 
 
-def figure_to_svg(fig: Any) -> str:
-    """The figure as an <svg> element (no XML prolog), with ids unique in the page."""
+@contextmanager
+def _styled() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_GLYPH_WARNING)
+        with matplotlib.rc_context(_STYLE):
+            yield
+
+
+def _new_figure(width: float, height: float) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _label(value: object, width: int = MAX_LABEL) -> str:
+    text = " ".join(str(value).split())  # newlines and tabs would break the layout
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def _number(value: object) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _thousands(value: float, _position: int | None = None) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3g}"
+
+
+def _accessible_name(fig: Figure) -> str:
+    suptitle = fig.get_suptitle()
+    if suptitle:
+        return suptitle
+    for ax in fig.axes:
+        for loc in ("left", "center", "right"):
+            title = ax.get_title(loc=loc)
+            if title:
+                return title
+    return "chart"
+
+
+def figure_to_svg(fig: Figure) -> str:
+    """The figure as one inline `<svg>` element, then closes it.
+
+    The XML prolog, doctype and RDF metadata go; every id (clip paths, glyphs, markers) and
+    every reference to one gets a prefix unique to this call, so charts never clash in a page;
+    matplotlib's global `*{...}` style rule is scoped to this SVG. Also takes figures drawn
+    through pyplot (SHAP's plots): they are closed in pyplot too.
+    """
+    prefix = f"fp{uuid.uuid4().hex[:12]}"
+    name = _accessible_name(fig)
     buffer = io.StringIO()
-    salt = f"fp{next(_ids)}"
-    with plt.rc_context({"svg.hashsalt": salt, "svg.fonttype": "path"}):
-        fig.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with (
+            warnings.catch_warnings(),
+            matplotlib.rc_context({"svg.hashsalt": prefix, "svg.fonttype": "path"}),
+        ):
+            warnings.filterwarnings("ignore", message=_GLYPH_WARNING)
+            fig.savefig(
+                buffer,
+                format="svg",
+                bbox_inches="tight",
+                pad_inches=0.1,
+                facecolor="white",
+                metadata={"Date": None, "Creator": None},
+            )
+    finally:
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close(fig)  # a no-op for figures pyplot does not manage
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]
-    # matplotlib names clip paths and glyphs with ids that repeat across figures: prefix them.
-    svg = re.sub(r'id="([^"]+)"', rf'id="{salt}-\1"', svg)
-    svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{salt}-\1)", svg)
-    svg = re.sub(r'xlink:href="#([^"]+)"', rf'xlink:href="#{salt}-\1"', svg)
-    return svg
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.DOTALL)
+    svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", svg)
+    svg = re.sub(r'((?:xlink:)?href)="#([^"]+)"', rf'\1="#{prefix}-\2"', svg)
+    svg = _STYLE_RULE.sub(rf'<style type="text/css">#{prefix} *{{\1}}</style>', svg)
+    return svg.replace(
+        "<svg ",
+        f'<svg id="{prefix}" class="fp-chart" role="img" aria-label="{escape(name)}" ',
+        1,
+    ).strip()
+
+
+def _finish(ax: Axes, title: str) -> None:
+    if title:  # aligned with the figure's left edge, above long tick labels too
+        ax.figure.suptitle(
+            _label(title, 90),
+            x=0.0,
+            ha="left",
+            fontsize=_STYLE["axes.titlesize"],
+            fontweight=_STYLE["axes.titleweight"],
+            color=TEXT_COLOUR,
+        )
+    ax.tick_params(length=3, width=0.8)
+
+
+def _crowded(names: Sequence[str], width: float, limit: int) -> bool:
+    """Whether horizontal tick labels would touch: about 0.075 inch a character at 9 pt."""
+    longest = max(len(_label(name, limit)) for name in names)
+    return longest * 0.075 > 0.85 * (width - 1.2) / len(names)
+
+
+def _no_data(ax: Axes, message: str = "no data") -> None:
+    ax.text(
+        0.5,
+        0.5,
+        message,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        color=MUTED_COLOUR,
+        fontsize=10,
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _limits(values: Sequence[float], reference: float | None) -> tuple[float, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    if reference is not None and math.isfinite(reference):
+        finite.append(reference)
+    low, high = min([0.0, *finite]), max([0.0, *finite])
+    if low == high:  # nothing but zeros (or no data)
+        return 0.0, 1.0
+    span = (high - low) or 1.0
+    # Room for the value labels at the end of each bar.
+    return low - (0.16 * span if low < 0 else 0.0), high + (0.16 * span if high > 0 else 0.0)
+
+
+def _format_values(values: Sequence[float], value_format: str) -> list[str]:
+    labels = []
+    for value in values:
+        if not math.isfinite(value):
+            labels.append("n/a")
+            continue
+        try:
+            labels.append(value_format.format(value))
+        except (ValueError, TypeError):
+            labels.append(f"{value:.3g}")
+    return labels
 
 
 def bar_chart(
@@ -59,35 +272,71 @@ def bar_chart(
     horizontal: bool = True,
     value_format: str = "{:.3g}",
 ) -> str:
-    labels = [str(label) for label in labels]
-    values = [float(v) if v is not None else np.nan for v in values]
-    colours = [HIGHLIGHT_COLOUR if label in set(highlight) else BASE_COLOUR for label in labels]
-    if horizontal:
-        fig, ax = plt.subplots(figsize=(7.5, max(1.6, 0.32 * len(labels) + 0.9)))
-        positions = np.arange(len(labels))[::-1]
-        ax.barh(positions, values, color=colours)
-        ax.set_yticks(positions, [_short(label) for label in labels])
-        for position, value in zip(positions, values, strict=True):
-            if np.isfinite(value):
-                ax.text(value, position, " " + value_format.format(value), va="center", fontsize=8)
-        if reference is not None:
-            ax.axvline(reference, color=REFERENCE_COLOUR, ls="--", lw=1, label=reference_label)
-        ax.set_xlabel(xlabel)
-        ax.margins(x=0.15)
-    else:
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(labels) + 2), 3.6))
-        ax.bar(range(len(labels)), values, color=colours)
-        ax.set_xticks(
-            range(len(labels)), [_short(label, 18) for label in labels], rotation=45, ha="right"
-        )
-        if reference is not None:
-            ax.axhline(reference, color=REFERENCE_COLOUR, ls="--", lw=1, label=reference_label)
-        ax.set_ylabel(xlabel)
-    if reference is not None and reference_label:
-        ax.legend(fontsize=8, frameon=False, loc="best")
-    ax.set_title(title, fontsize=11, loc="left")
-    _style(ax)
-    return figure_to_svg(fig)
+    """One bar per label, its value written at its end.
+
+    Bars whose label is in `highlight` are vermillion, the rest blue; `reference` draws a
+    dashed line (named in a legend when `reference_label` is given). Horizontal charts grow
+    in height with the number of bars; a vertical chart of more than 25 bars is drawn
+    horizontally, where the labels stay readable.
+    """
+    names = [str(label) for label in labels]
+    numbers = [_number(value) for value in values]
+    if len(names) != len(numbers):
+        raise ValueError(f"{len(names)} labels but {len(numbers)} values")
+    marked = {str(h) for h in highlight}
+    colours = [HIGHLIGHT_COLOUR if name in marked else BASE_COLOUR for name in names]
+    heights = [v if math.isfinite(v) else 0.0 for v in numbers]
+    texts = _format_values(numbers, value_format)
+    horizontal = horizontal or len(names) > 25
+    with _styled():
+        if horizontal:
+            fig, ax = _new_figure(WIDTH, max(1.9, 0.3 * len(names) + 1.1))
+        else:
+            fig, ax = _new_figure(min(11.0, max(4.8, 0.6 * len(names) + 1.8)), 3.8)
+        if not names:
+            _no_data(ax)
+        elif horizontal:
+            positions = np.arange(len(names))[::-1]
+            bars = ax.barh(positions, heights, height=0.68, color=colours)
+            ax.set_yticks(positions, [_label(name) for name in names])
+            ax.tick_params(axis="y", length=0)
+            ax.bar_label(bars, texts, padding=3, fontsize=8.5, color=TEXT_COLOUR, bbox=_LABEL_BOX)
+            ax.set_xlim(*_limits(numbers, reference))
+            ax.set_ylim(-0.6, len(names) - 0.4)
+            ax.xaxis.grid(True)
+            ax.spines["left"].set_color("#8c959f")
+            if reference is not None:
+                ax.axvline(
+                    reference, color=REFERENCE_COLOUR, ls=(0, (4, 3)), lw=1.2, label=reference_label
+                )
+            ax.set_xlabel(xlabel)
+        else:
+            positions = np.arange(len(names))
+            bars = ax.bar(positions, heights, width=0.68, color=colours)
+            crowded = _crowded(names, fig.get_figwidth(), 24)
+            ax.set_xticks(
+                positions,
+                [_label(name, 24) for name in names],
+                rotation=35 if crowded else 0,
+                ha="right" if crowded else "center",
+                rotation_mode="anchor",
+            )
+            ax.tick_params(axis="x", length=0)
+            ax.bar_label(bars, texts, padding=2, fontsize=8.5, color=TEXT_COLOUR, bbox=_LABEL_BOX)
+            ax.set_ylim(*_limits(numbers, reference))
+            ax.yaxis.grid(True)
+            if reference is not None:
+                ax.axhline(
+                    reference, color=REFERENCE_COLOUR, ls=(0, (4, 3)), lw=1.2, label=reference_label
+                )
+            ax.set_ylabel(xlabel)
+        if names and all(float(v).is_integer() for v in numbers if math.isfinite(v)):
+            axis = ax.xaxis if horizontal else ax.yaxis  # counts: 1,000 rather than 1000
+            axis.set_major_formatter(FuncFormatter(_thousands))
+        if names and reference is not None and reference_label:
+            ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2)
+        _finish(ax, title)
+        return figure_to_svg(fig)
 
 
 def grouped_bar_chart(
@@ -98,54 +347,105 @@ def grouped_bar_chart(
     ylabel: str = "",
     reference: float | None = None,
 ) -> str:
-    categories = [str(c) for c in categories]
-    fig, ax = plt.subplots(
-        figsize=(max(5.0, 0.9 * len(categories) * max(1, len(series)) / 2 + 2), 3.8)
-    )
-    width = 0.8 / max(1, len(series))
-    x = np.arange(len(categories))
-    for i, (name, values) in enumerate(series.items()):
-        heights = [float(v) if v is not None else np.nan for v in values]
-        ax.bar(
-            x + (i - (len(series) - 1) / 2) * width,
-            heights,
-            width,
-            label=name,
-            color=PALETTE[i % len(PALETTE)],
-        )
-    if reference is not None:
-        ax.axhline(reference, color=REFERENCE_COLOUR, ls="--", lw=1)
-    ax.set_xticks(
-        x,
-        [_short(c, 18) for c in categories],
-        rotation=30 if len(categories) > 4 else 0,
-        ha="right" if len(categories) > 4 else "center",
-    )
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11, loc="left")
-    ax.legend(fontsize=8, frameon=False)
-    _style(ax)
-    return figure_to_svg(fig)
+    """Bars side by side per category, one colour per series; None leaves a gap."""
+    names = [str(c) for c in categories]
+    data = {str(k): [_number(v) for v in values] for k, values in series.items()}
+    for key, values in data.items():
+        if len(values) != len(names):
+            raise ValueError(f"series {key!r} has {len(values)} values for {len(names)} categories")
+    count = max(1, len(data))
+    with _styled():
+        width = min(11.0, max(4.8, 0.42 * len(names) * count + 2.2))
+        fig, ax = _new_figure(width, 3.9)
+        if not names or not data:
+            _no_data(ax)
+        else:
+            bar_width = 0.8 / count
+            x = np.arange(len(names))
+            labelled = len(names) * count <= 18
+            for i, (key, values) in enumerate(data.items()):
+                heights = [v if math.isfinite(v) else np.nan for v in values]
+                bars = ax.bar(
+                    x + (i - (count - 1) / 2) * bar_width,
+                    heights,
+                    bar_width * 0.92,
+                    label=_label(key, 40),
+                    color=PALETTE[i % len(PALETTE)],
+                )
+                if labelled:
+                    ax.bar_label(
+                        bars,
+                        ["" if not math.isfinite(v) else f"{v:.3g}" for v in values],
+                        padding=2,
+                        fontsize=7.5,
+                        color=MUTED_COLOUR,
+                    )
+            if reference is not None:
+                ax.axhline(reference, color=REFERENCE_COLOUR, ls=(0, (4, 3)), lw=1.2)
+            crowded = _crowded(names, width, 24)
+            ax.set_xticks(
+                x,
+                [_label(n, 24) for n in names],
+                rotation=30 if crowded else 0,
+                ha="right" if crowded else "center",
+                rotation_mode="anchor",
+            )
+            ax.tick_params(axis="x", length=0)
+            ax.set_ylim(*_limits([v for vs in data.values() for v in vs], reference))
+            ax.yaxis.grid(True)
+            ax.set_ylabel(ylabel)
+            ax.legend(
+                loc="lower left",
+                bbox_to_anchor=(0.0, 1.02),
+                borderaxespad=0.0,
+                ncols=min(len(data), 3),
+            )
+        _finish(ax, title)
+        return figure_to_svg(fig)
 
 
-def histogram(values: Sequence[float], *, bins: int = 30, title: str = "", xlabel: str = "") -> str:
-    data = np.asarray(values, dtype="float64")
+def histogram(values: Iterable[float], *, bins: int = 30, title: str = "", xlabel: str = "") -> str:
+    """Distribution of the finite values, with the median marked; integers get one bar each
+    when they span fewer values than `bins`."""
+    data = np.asarray([_number(v) for v in values], dtype="float64")
     data = data[np.isfinite(data)]
-    fig, ax = plt.subplots(figsize=(6.5, 3.0))
-    ax.hist(data, bins=bins, color=BASE_COLOUR)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("rows")
-    ax.set_title(title, fontsize=11, loc="left")
-    _style(ax)
-    return figure_to_svg(fig)
+    with _styled():
+        fig, ax = _new_figure(WIDTH, 3.2)
+        if data.size == 0:
+            _no_data(ax, "no finite values")
+        else:
+            low, high = float(data.min()), float(data.max())
+            edges: int | list[float] = max(1, int(bins))
+            if np.all(np.mod(data, 1) == 0) and high - low < bins:
+                edges = np.arange(low - 0.5, high + 1.5).tolist()
+            ax.hist(data, bins=edges, color=BASE_COLOUR, edgecolor="white", linewidth=0.6)
+            median = float(np.median(data))
+            ax.axvline(
+                median,
+                color=HIGHLIGHT_COLOUR,
+                ls=(0, (4, 3)),
+                lw=1.4,
+                label=f"median {format_value(median)}",
+            )
+            ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2)
+            ax.yaxis.grid(True)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+            ax.set_ylabel("rows")
+            ax.set_xlabel(xlabel)
+        _finish(ax, title)
+        return figure_to_svg(fig)
 
 
 def category_bars(counts: Mapping[str, int], *, title: str = "", top: int = 15) -> str:
-    items = sorted(counts.items(), key=lambda item: -item[1])[:top]
+    """The `top` most frequent categories as horizontal bars, largest first."""
+    items = sorted(counts.items(), key=lambda item: -_number(item[1]))
+    shown = items[: max(1, top)]
+    label = "rows" if len(items) <= len(shown) else f"rows (top {len(shown)} of {len(items):,})"
     return bar_chart(
-        [k for k, _ in items],
-        [v for _, v in items],
+        [str(k) for k, _ in shown],
+        [v for _, v in shown],
         title=title,
-        xlabel="rows",
+        xlabel=label,
         value_format="{:,.0f}",
     )

@@ -1,93 +1,199 @@
 """A small builder for self-contained HTML reports.
 
 Reports are read by data scientists and by people who are not: clean typography, readable
-tables, charts inlined as SVG, no external resource of any kind (no CDN, no fonts, no
-scripts from elsewhere), and every string that came from user data escaped.
+tables, charts inlined as SVG (see `charts.py`), callouts for what matters, and no external
+resource of any kind (no CDN, no web fonts, no remote script or image). Every string that may
+come from user data (titles, column names, values, captions) is escaped.
+
+    report = Report("Dataset profile", subtitle="s3://bucket/adult.csv")
+    overview = report.section("Overview")
+    overview.metrics({"Rows": 48_842, "Columns": 15}).callout("Looks fine.", kind="success")
+    report.write("profile.html")
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import itertools
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from html import escape
+from html.parser import HTMLParser
 from importlib import resources
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
 
-from fairpilot import __version__
+__all__ = ["CalloutKind", "Report", "Section", "format_value"]
 
 CalloutKind = Literal["info", "success", "warning", "danger"]
+CALLOUT_KINDS: tuple[str, ...] = get_args(CalloutKind)
+_CALLOUT_ICONS = {"info": "i", "success": "✓", "warning": "!", "danger": "×"}
+MISSING = "—"
+_NUM = ' class="num"'
+TOC_MIN_SECTIONS = 3  # a table of contents once there are more than two sections
 
 
 def _asset(name: str) -> str:
     return (resources.files("fairpilot_jobs.reports") / "templates" / name).read_text("utf-8")
 
 
-def format_value(value: Any) -> str:
-    """Numbers as people read them: 4 significant digits, thousands separators."""
-    if value is None:
-        return "—"
+def _version() -> str:
+    try:
+        from fairpilot import __version__
+
+        return str(__version__)
+    except ImportError:
+        pass
+    try:
+        from importlib.metadata import version
+
+        return version("fairpilot")
+    except Exception:  # not installed: running from a source tree
+        return "dev"
+
+
+def _text(value: object) -> str:
+    """Escaped text; line breaks kept."""
+    return escape(str(value)).replace("\n", "<br>")
+
+
+def _is_missing(value: object) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float | np.floating):
+        return math.isnan(value)
+    return False
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return False
+    return isinstance(value, int | float | decimal.Decimal | np.integer | np.floating)
+
+
+def _format_float(number: float) -> str:
+    if math.isnan(number):
+        return MISSING
+    if math.isinf(number):
+        return "∞" if number > 0 else "−∞"
+    if number == 0:
+        return "0"
+    magnitude = abs(number)
+    if magnitude >= 1e15 or magnitude < 1e-4:
+        return f"{number:.3e}"
+    decimals = 3 - math.floor(math.log10(magnitude))  # 4 significant digits
+    rounded = round(number, decimals)
+    if decimals <= 0:
+        return f"{rounded:,.0f}"
+    text = f"{rounded:,.{decimals}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def format_value(value: object) -> str:
+    """A value as a person reads it (unescaped).
+
+    Floats to 4 significant digits, integers with thousands separators, None/NaN/NA as "—",
+    booleans as yes/no, dates in ISO form, lists and dicts spelled out.
+    """
+    if _is_missing(value):
+        return MISSING
+    if isinstance(value, str):
+        return value
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, int | np.integer):
         return f"{int(value):,}"
-    if isinstance(value, float | np.floating):
-        number = float(value)
-        if math.isnan(number) or math.isinf(number):
-            return "—"
-        if number != 0 and (abs(number) >= 1e6 or abs(number) < 1e-3):
-            return f"{number:.3e}"
-        if number.is_integer() and abs(number) < 1e6:
-            return f"{int(number):,}"
-        return f"{number:,.4g}" if abs(number) >= 1 else f"{number:.4g}"
-    if isinstance(value, list | tuple):
+    if isinstance(value, float | np.floating | decimal.Decimal):
+        return _format_float(float(value))
+    if isinstance(value, pd.Timestamp | dt.datetime):
+        if value.hour == value.minute == value.second == value.microsecond == 0:
+            return value.strftime("%Y-%m-%d")
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, np.ndarray):
+        return format_value(value.tolist())
+    if isinstance(value, list | tuple | set | frozenset):
         return ", ".join(format_value(v) for v in value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return ", ".join(f"{k}: {format_value(v)}" for k, v in value.items())
     return str(value)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
 
 
 class Section:
-    """A titled part of a report; every method appends a block and returns the section."""
+    """A titled part of a report: each method appends a block and returns the section."""
 
-    def __init__(self, title: str, intro: str | None = None, anchor: str = "") -> None:
-        self.title, self.intro, self.anchor = title, intro, anchor
+    def __init__(
+        self,
+        title: str,
+        intro: str | None = None,
+        anchor: str = "",
+        _ids: Iterator[int] | None = None,
+    ) -> None:
+        self.title = title
+        self.intro = intro
+        self.anchor = anchor or f"s-{_slug(title) or 'section'}"
+        self._ids = _ids if _ids is not None else itertools.count(1)
         self._blocks: list[str] = []
 
+    # -- text ------------------------------------------------------------------------------
+
     def paragraph(self, text: str) -> Section:
-        self._blocks.append(f"<p>{escape(text)}</p>")
+        self._blocks.append(f"<p>{_text(text)}</p>")
         return self
 
     def callout(self, text: str, kind: CalloutKind = "info", title: str | None = None) -> Section:
-        heading = f"<strong>{escape(title)}</strong> " if title else ""
+        if kind not in CALLOUT_KINDS:
+            raise ValueError(f"callout kind must be one of {CALLOUT_KINDS}, not {kind!r}")
+        heading = f'<p class="callout-title">{_text(title)}</p>' if title else ""
         self._blocks.append(
-            f'<div class="callout {kind}" role="note">{heading}{escape(text)}</div>'
+            f'<div class="callout callout-{kind}" role="note">'
+            f'<span class="callout-icon" aria-hidden="true">{_CALLOUT_ICONS[kind]}</span>'
+            f'<div class="callout-body">{heading}<p>{_text(text)}</p></div></div>'
         )
         return self
+
+    def bullet_list(self, items: Sequence[str]) -> Section:
+        entries = "".join(f"<li>{_text(item)}</li>" for item in items)
+        self._blocks.append(f'<ul class="bullets">{entries}</ul>')
+        return self
+
+    def code(self, text: str) -> Section:
+        self._blocks.append(f"<pre><code>{escape(str(text))}</code></pre>")
+        return self
+
+    # -- numbers ---------------------------------------------------------------------------
 
     def key_values(self, items: Mapping[str, object]) -> Section:
         rows = "".join(
-            f"<tr><th scope='row'>{escape(str(k))}</th><td>{escape(format_value(v))}</td></tr>"
-            for k, v in items.items()
+            f'<tr><th scope="row">{_text(key)}</th>'
+            f"<td{_NUM if _is_number(value) else ''}>{_text(format_value(value))}</td></tr>"
+            for key, value in items.items()
         )
-        self._blocks.append(f'<table class="kv">{rows}</table>')
+        self._blocks.append(f'<table class="kv"><tbody>{rows}</tbody></table>')
         return self
 
     def metrics(self, items: Mapping[str, object]) -> Section:
-        cards = "".join(
-            f'<div class="card"><div class="label">{escape(str(k))}</div>'
-            f'<div class="value">{escape(format_value(v))}</div></div>'
-            for k, v in items.items()
-        )
-        self._blocks.append(f'<div class="cards">{cards}</div>')
+        cards = []
+        for label, value in items.items():
+            shown = format_value(value)
+            long = len(shown) > 12  # a name rather than a number: a wider card, smaller type
+            cards.append(
+                f'<div class="card{" wide" if long else ""}">'
+                f'<div class="card-label">{_text(label)}</div>'
+                f'<div class="card-value{" long" if long else ""}">{_text(shown)}</div></div>'
+            )
+        self._blocks.append(f'<div class="cards">{"".join(cards)}</div>')
         return self
 
     def table(
@@ -98,103 +204,230 @@ class Section:
         max_rows: int = 200,
         sortable: bool = True,
     ) -> Section:
-        records = rows.to_dict(orient="records") if isinstance(rows, pd.DataFrame) else list(rows)
-        if columns is None:
-            columns = list(dict.fromkeys(key for record in records for key in record))
-        shown = records[:max_rows]
-        head = "".join(f"<th scope='col'>{escape(str(c))}</th>" for c in columns)
+        """A data table: numeric columns right-aligned, the first `max_rows` rows shown (with a
+        note saying how many were left out), sortable by clicking a header.
+
+        A DataFrame's index becomes the first column when it carries information (named, or
+        not the default 0..n-1 range).
+        """
+        records, total, found = _records(rows, max_rows)
+        keys: list[object] = list(columns) if columns is not None else found
+        block = next(self._ids)
+        numeric = [_numeric_column(records, key) for key in keys]
+        sortable = sortable and len(records) > 1
+        head = []
+        for key, is_number in zip(keys, numeric, strict=True):
+            label = _text(key)
+            css = ' class="num"' if is_number else ""
+            if sortable:
+                label = f'<button type="button" class="sort">{label}</button>'
+            head.append(f'<th scope="col"{css}>{label}</th>')
         body = []
-        for record in shown:
+        for record in records:
             cells = []
-            for column in columns:
-                value = record.get(column)
-                css = ' class="num"' if _is_number(value) else ""
-                sort_key = (
-                    f' data-sort="{float(value)!r}"'
-                    if _is_number(value) and math.isfinite(float(value))
-                    else ""
-                )
-                cells.append(f"<td{css}{sort_key}>{escape(format_value(value))}</td>")
+            for key, is_number in zip(keys, numeric, strict=True):
+                value = record.get(key)
+                shown = _text(format_value(value))
+                if is_number and not _is_missing(value):
+                    sort_key = float(value)  # type: ignore[arg-type]
+                    cells.append(f'<td class="num" data-sort="{sort_key!r}">{shown}</td>')
+                elif _is_missing(value):
+                    cells.append(f'<td class="missing{" num" if is_number else ""}">{shown}</td>')
+                else:
+                    cells.append(f"<td>{shown}</td>")
             body.append(f"<tr>{''.join(cells)}</tr>")
-        cap = f"<caption>{escape(caption)}</caption>" if caption else ""
-        note = (
-            f'<p class="note">Showing {len(shown):,} of {len(records):,} rows.</p>'
-            if len(records) > max_rows
-            else ""
-        )
+        cap_id = f"t{block}-caption"
+        cap = f'<p class="table-caption" id="{cap_id}">{_text(caption)}</p>' if caption else ""
+        labelled = f' aria-labelledby="{cap_id}"' if caption else ""
+        if total == 0:
+            self._blocks.append(f'<div class="table-block">{cap}<p class="note">No rows.</p></div>')
+            return self
+        if total > len(records):
+            note = (
+                f'<p class="note truncated">Showing the first {len(records):,} of {total:,} rows '
+                f"({total - len(records):,} not shown).</p>"
+            )
+        elif total > 10:
+            note = f'<p class="note">{total:,} rows.</p>'
+        else:
+            note = ""
         css = "data sortable" if sortable else "data"
         self._blocks.append(
-            f'<div class="table-wrap"><table class="{css}">{cap}<thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div>{note}"
+            f'<div class="table-block">{cap}<div class="table-wrap">'
+            f'<table class="{css}"{labelled}><thead><tr>{"".join(head)}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>{note}</div>"
         )
         return self
+
+    # -- figures and structure -------------------------------------------------------------
 
     def figure(self, svg: str, caption: str | None = None) -> Section:
-        cap = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
-        # The SVG comes from charts.py (matplotlib), which escapes text it draws.
-        self._blocks.append(f"<figure>{svg}{cap}</figure>")
-        return self
-
-    def details(self, summary: str, build: Callable[[Section], None]) -> Section:
-        inner = Section(summary)
-        build(inner)
+        """An inline SVG chart from `charts.py` (anything else is refused)."""
+        _check_svg(svg)
+        cap = f"<figcaption>{_text(caption)}</figcaption>" if caption else ""
         self._blocks.append(
-            f"<details><summary>{escape(summary)}</summary>{inner._body()}</details>"
+            f'<figure class="chart"><div class="chart-body">{svg}</div>{cap}</figure>'
         )
         return self
 
-    def bullet_list(self, items: Sequence[str]) -> Section:
-        self._blocks.append("<ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>")
-        return self
-
-    def code(self, text: str) -> Section:
-        self._blocks.append(f"<pre><code>{escape(text)}</code></pre>")
+    def details(self, summary: str, build: Callable[[Section], object]) -> Section:
+        """A collapsed block; `build` fills the nested section it is given."""
+        inner = Section(summary, anchor=f"{self.anchor}-d{next(self._ids)}", _ids=self._ids)
+        build(inner)
+        self._blocks.append(
+            f"<details><summary>{_text(summary)}</summary>"
+            f'<div class="details-body">{inner._body()}</div></details>'
+        )
         return self
 
     def _body(self) -> str:
         return "\n".join(self._blocks)
 
-    def render(self) -> str:
-        intro = f'<p class="intro">{escape(self.intro)}</p>' if self.intro else ""
+    def _render(self) -> str:
+        intro = f'<p class="intro">{_text(self.intro)}</p>' if self.intro else ""
         return (
-            f'<section id="{self.anchor}"><h2>{escape(self.title)}</h2>{intro}'
-            f"{self._body()}</section>"
+            f'<section id="{escape(self.anchor)}"><h2>{_text(self.title)}</h2>{intro}\n'
+            f"{self._body()}\n</section>"
+        )
+
+
+def _records(
+    rows: Sequence[Mapping[str, object]] | pd.DataFrame, max_rows: int
+) -> tuple[list[Mapping[Any, object]], int, list[object]]:
+    """The first `max_rows` rows as mappings, the total count and the columns in order."""
+    limit = max(0, int(max_rows))
+    if isinstance(rows, pd.DataFrame):
+        frame = rows
+        default_index = frame.index.equals(pd.RangeIndex(len(frame)))
+        if frame.index.name is not None or not default_index:
+            name = frame.index.name if frame.index.name is not None else ""
+            if name not in frame.columns:
+                frame = frame.head(limit).reset_index(names=name)
+        head = frame.head(limit)
+        records: list[Mapping[Any, object]] = [
+            dict(zip(head.columns, values, strict=True))
+            for values in head.itertuples(index=False, name=None)
+        ]
+        return records, len(rows), list(frame.columns)
+    rows = list(rows)
+    found = list(dict.fromkeys(key for record in rows for key in record))
+    return list(rows[:limit]), len(rows), found
+
+
+def _numeric_column(records: Sequence[Mapping[Any, object]], key: object) -> bool:
+    values = [r.get(key) for r in records if not _is_missing(r.get(key))]
+    return bool(values) and all(_is_number(v) for v in values)
+
+
+_SVG_FORBIDDEN_TAGS = {"script", "foreignobject", "iframe", "object", "embed"}
+_EXTERNAL_URL = re.compile(r"@import|url\(\s*['\"]?(?!#)", re.IGNORECASE)
+
+
+class _SvgInspector(HTMLParser):
+    """Finds what could run script or fetch something in an SVG, as a browser would parse it:
+    only in-document references (`#id`) and embedded raster images (`data:image/`) pass."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_style = tag == "style"
+        if tag in _SVG_FORBIDDEN_TAGS:
+            self.problems.append(f"<{tag}>")
+        for name, value in attrs:
+            text = (value or "").strip().lower()
+            if name.startswith("on"):
+                self.problems.append(f"{name}=")
+            elif name in ("href", "xlink:href", "src"):
+                if not text.startswith(("#", "data:image/")):
+                    self.problems.append(f"{name}={value!r}")
+            elif _EXTERNAL_URL.search(text):
+                self.problems.append(f"{name}={value!r}")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style and _EXTERNAL_URL.search(data):
+            self.problems.append("external reference in <style>")
+
+
+def _check_svg(svg: str) -> None:
+    if not svg.lstrip().startswith("<svg"):
+        raise ValueError("figure() takes an inline <svg> element from fairpilot_jobs.charts")
+    inspector = _SvgInspector()
+    inspector.feed(svg)
+    inspector.close()
+    if inspector.problems:
+        raise ValueError(
+            f"figure(): the SVG may run script or load something: {inspector.problems}"
         )
 
 
 class Report:
-    """A whole report: header, optional table of contents, sections."""
+    """A whole report: header, table of contents (more than two sections), sections."""
 
-    def __init__(self, title: str, subtitle: str | None = None, meta: dict[str, str] | None = None):
-        self.title, self.subtitle, self.meta = title, subtitle, dict(meta or {})
+    def __init__(
+        self, title: str, subtitle: str | None = None, meta: dict[str, str] | None = None
+    ) -> None:
+        self.title = title
+        self.subtitle = subtitle
+        self.meta: dict[str, str] = dict(meta or {})
         self.sections: list[Section] = []
+        self._ids = itertools.count(1)
 
     def section(self, title: str, intro: str | None = None) -> Section:
-        section = Section(title, intro, anchor=f"s{len(self.sections) + 1}")
+        number = len(self.sections) + 1
+        anchor = f"s{number}-{_slug(title)}".rstrip("-")
+        section = Section(title, intro, anchor=anchor, _ids=self._ids)
         self.sections.append(section)
         return section
 
     def render(self) -> str:
-        generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        meta = " · ".join(f"{escape(k)}: {escape(v)}" for k, v in self.meta.items())
-        subtitle = f'<p class="subtitle">{escape(self.subtitle)}</p>' if self.subtitle else ""
-        toc = ""
-        if len(self.sections) > 2:
-            links = "".join(
-                f'<li><a href="#{s.anchor}">{escape(s.title)}</a></li>' for s in self.sections
+        """The whole HTML document."""
+        generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        subtitle = f'<p class="subtitle">{_text(self.subtitle)}</p>' if self.subtitle else ""
+        meta = ""
+        if self.meta:
+            chips = "".join(
+                f"<div><dt>{_text(key)}</dt><dd>{_text(format_value(value))}</dd></div>"
+                for key, value in self.meta.items()
             )
-            toc = f'<nav class="toc" aria-label="Contents"><ol>{links}</ol></nav>'
-        body = "\n".join(section.render() for section in self.sections)
+            meta = f'<dl class="meta">{chips}</dl>'
+        toc = ""
+        if len(self.sections) >= TOC_MIN_SECTIONS:
+            links = "".join(
+                f'<li><a href="#{escape(s.anchor)}">{_text(s.title)}</a></li>'
+                for s in self.sections
+            )
+            toc = (
+                '<nav class="toc" aria-label="Contents"><p class="toc-title">Contents</p>'
+                f"<ol>{links}</ol></nav>"
+            )
+        layout = "layout with-toc" if toc else "layout"
+        body = "\n".join(section._render() for section in self.sections)
         return (
-            "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{escape(self.title)}</title><style>{_asset('report.css')}</style></head>"
-            f"<body><header><h1>{escape(self.title)}</h1>{subtitle}"
-            f'<p class="generated">Generated by FairPilot {__version__} at {generated}'
-            f"{' · ' + meta if meta else ''}</p></header>{toc}<main>{body}</main>"
-            f"<script>{_asset('report.js')}</script></body></html>\n"
+            "<!DOCTYPE html>\n"
+            '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f'<meta name="generator" content="FairPilot {escape(_version())}">\n'
+            f"<title>{escape(self.title)}</title>\n"
+            f"<style>\n{_asset('report.css')}</style>\n</head>\n<body>\n"
+            '<header class="report-header"><div class="header-inner">'
+            '<p class="eyebrow">FairPilot report</p>'
+            f"<h1>{_text(self.title)}</h1>{subtitle}{meta}"
+            f'<p class="generated">Generated by FairPilot {escape(_version())} at {generated}</p>'
+            f'</div></header>\n<div class="{layout}">{toc}\n<main>\n{body}\n</main></div>\n'
+            '<footer class="report-footer">Self-contained report: it loads nothing from the '
+            "network.</footer>\n"
+            f"<script>\n{_asset('report.js')}</script>\n</body>\n</html>\n"
         )
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(self.render())
+        """Render and write the document as UTF-8, creating missing parent folders."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(self.render(), encoding="utf-8")

@@ -1,0 +1,6 @@
+"""Self-contained HTML reports for the stage jobs: `html.Report` builds pages, `charts` draws
+inline SVG charts with matplotlib."""
+
+from fairpilot_jobs.reports.html import Report, Section, format_value
+
+__all__ = ["Report", "Section", "format_value"]
