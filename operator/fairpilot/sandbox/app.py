@@ -72,6 +72,14 @@ class Sandbox:
         self._stack.callback(self.runner.stop)
         return self
 
+    def restart_operator(self) -> None:
+        """Stop the operator and start a fresh one, as a crash and a new pod would."""
+        self._stop.set()
+        self._operator.join(30)
+        self._stop = threading.Event()
+        self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
+        self._operator.start()
+
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._operator.join(10)
