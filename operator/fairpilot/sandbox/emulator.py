@@ -9,6 +9,7 @@ changes only, and garbage collection of objects whose owner was deleted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import uuid
@@ -71,14 +72,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         return self.objects[key] if key in self.objects else None  # noqa: SIM401 (no .get)
 
     def _trim_request_log(self) -> None:
-        """Keep kmock's request log (made for test assertions) to a window.
-
-        kmock records every request and matches each new one by scanning that record, which
-        is quadratic over a long run; the sandbox needs none of the history. The window is far
-        larger than the number of requests in flight, which must stay visible to the matching.
-        """
-        if len(self._requests) > REQUEST_LOG_WINDOW + REQUEST_LOG_WINDOW // 2:
-            del self._requests[:-REQUEST_LOG_WINDOW]
+        """Keep kmock's per-reaction request records (made for test assertions) to a window."""
         for payload in self._payloads:
             if len(payload._requests) > REQUEST_LOG_WINDOW + REQUEST_LOG_WINDOW // 2:
                 del payload._requests[:-REQUEST_LOG_WINDOW]
@@ -114,7 +108,14 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             current = self._find(request)
             if current is not None and not current.deleted:
                 deleted_uid = current.get("metadata", {}).get("uid")
-        response = await super()._handle(request)
+        try:
+            response = await super()._handle(request)
+        finally:
+            # kmock records every request and matches each new one by scanning that record,
+            # which is quadratic over a long run. Only requests still being served need to be
+            # visible to the matching, so a finished one leaves the record.
+            with contextlib.suppress(ValueError):
+                self._requests.remove(request)
         if request.action == enums.action.CREATE and getattr(response, "status", None) == 200:
             response.set_status(201)  # as the API server answers a create; clients rely on it
         if deleted_uid is not None:
