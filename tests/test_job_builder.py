@@ -11,7 +11,7 @@ import yaml
 from fairpilot.api import JOB_SPECS
 from fairpilot.api.kinds import BY_KIND, DATASET, EXPLANATION, TRAINING_RUN
 from fairpilot.config import GpuConfig, OperatorConfig
-from fairpilot.jobs import GpuNotAllowed, build_job, object_name, spec_config_map
+from fairpilot.jobs import GpuNotAllowed, build_job, object_name, output_uri, spec_config_map
 from fairpilot.references import UnresolvedReference, job_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "adult" / "stages"
@@ -54,6 +54,36 @@ def test_every_example_resolves_to_a_valid_job_spec(cluster) -> None:
     for (kind, _), obj in cluster.items():
         spec = job_spec(BY_KIND[kind], obj["spec"], lookup_in(cluster))
         JOB_SPECS[BY_KIND[kind].stage].model_validate(spec)
+
+
+def test_the_owner_travels_into_every_job_spec(cluster) -> None:
+    for obj in cluster.values():
+        obj["spec"]["userId"] = "alice@example.org"
+    for (kind, _), obj in cluster.items():
+        spec = job_spec(BY_KIND[kind], obj["spec"], lookup_in(cluster))
+        assert spec["userId"] == "alice@example.org", kind
+
+
+@pytest.mark.parametrize(
+    ("user", "segment"),
+    [
+        (None, "default"),
+        ("alice", "alice"),
+        ("alice@example.org", "alice_example.org"),
+        ("..", "_."),
+        (".", "_"),
+        ("../../etc", "_._.._etc"),
+    ],
+)
+def test_artifacts_go_under_one_path_segment_per_user(
+    cluster, user: str | None, segment: str
+) -> None:
+    obj = cluster[("BiasAnalysis", "adult-bias")]
+    obj["spec"].pop("userId")  # the example's owner
+    if user is not None:
+        obj["spec"]["userId"] = user
+    uri = output_uri(OperatorConfig(artifact_root="s3://artifacts/"), BY_KIND["BiasAnalysis"], obj)
+    assert uri == f"s3://artifacts/{segment}/biasanalyses/ml/adult-bias/g1"
 
 
 def test_training_run_references_become_locations(cluster) -> None:

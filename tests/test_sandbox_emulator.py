@@ -15,7 +15,7 @@ GROUP, VERSION = "fairpilot.io", "v1alpha1"
 
 @pytest.fixture
 def api() -> Iterator[kubernetes.client.ApiClient]:
-    with running_emulator() as (url, _, _):
+    with running_emulator() as url:
         config = kubernetes.client.Configuration()
         config.host = url
         with kubernetes.client.ApiClient(config) as client:

@@ -10,6 +10,8 @@ from conftest import JobRun
 
 from fairpilot.api.kinds import BIAS_ANALYSIS, BY_KIND, DATASET, EXPLANATION, TRAINING_RUN
 from fairpilot.conditions import failure, project_result, set_condition, summary_message
+from fairpilot.config import OperatorConfig
+from fairpilot.jobs import output_uri
 from fairpilot.pipeline import next_resource
 
 PIPELINE = (
@@ -100,3 +102,23 @@ def test_pipeline_stops_on_bias_when_asked() -> None:
     dataset["spec"]["pipeline"]["bias"]["stopIfBiasDetected"] = True
     assert "stopped" in next_resource(dataset, BIAS_ANALYSIS, {"biasDetected": True})
     assert next_resource(dataset, BIAS_ANALYSIS, {"biasDetected": False})["kind"] == "TrainingRun"
+
+
+@pytest.mark.parametrize("owner", ["demo", None])
+def test_pipeline_stages_belong_to_the_datasets_owner(owner: str | None) -> None:
+    dataset = next(iter(yaml.safe_load_all(PIPELINE.read_text())))
+    dataset["metadata"] |= {"namespace": "ml", "uid": "u-1"}
+    assert dataset["spec"]["userId"] == "demo"
+    if owner is None:
+        del dataset["spec"]["userId"]
+    config = OperatorConfig(artifact_root="s3://artifacts/root")
+    stages = [next_resource(dataset, done, {}) for done in (DATASET, BIAS_ANALYSIS, TRAINING_RUN)]
+    assert [stage["kind"] for stage in stages] == ["BiasAnalysis", "TrainingRun", "Explanation"]
+    for stage in stages:
+        kind = BY_KIND[stage["kind"]]
+        assert kind.spec.model_validate(stage["spec"]).user_id == owner
+        stage["metadata"]["generation"] = 1
+        assert output_uri(config, kind, stage) == (
+            f"s3://artifacts/root/{owner or 'default'}/{kind.plural}/ml/"
+            f"{stage['metadata']['name']}/g1"
+        )

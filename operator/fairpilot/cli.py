@@ -59,6 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("/tmp/fairpilot/artifacts"),
         help="local artifact directory (default: /tmp/fairpilot/artifacts)",
     )
+    serve = sandbox_commands.add_parser(
+        "up",
+        help="run the sandbox until interrupted and print its API server's address",
+        description="For driving the sandbox from other programs (kubectl --server URL, "
+        "the Kubernetes client, benchmarks).",
+    )
+    serve.add_argument(
+        "--artifacts",
+        type=Path,
+        default=Path("/tmp/fairpilot/artifacts"),
+        help="local artifact directory (default: /tmp/fairpilot/artifacts)",
+    )
+    serve.add_argument(
+        "--noop-jobs",
+        action="store_true",
+        help="finish every Job at once with an empty result (for load tests)",
+    )
+    serve.add_argument("--parallelism", type=int, default=2, help="Jobs run at once (default 2)")
     return parser
 
 
@@ -83,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fairpilot.controller.main import run_operator
 
         return run_operator(args.namespace or [], args.metrics_port, args.health_port)
+    elif args.command == "sandbox" and args.sandbox_command == "up":
+        from fairpilot.sandbox.up import up
+
+        return up(args.artifacts, noop_jobs=args.noop_jobs, parallelism=args.parallelism)
     elif args.command == "sandbox":
         from fairpilot.sandbox.cli import run
 

@@ -40,6 +40,8 @@ def output_uri(config: OperatorConfig, kind: Kind, resource: dict[str, Any]) -> 
     """Artifacts per user, per resource, per version (generation), like seed 004's layout."""
     meta, spec = resource["metadata"], resource.get("spec") or {}
     user = re.sub(r"[^A-Za-z0-9._-]", "_", str(spec.get("userId") or "default"))[:128]
+    # The user is one path segment: "." or ".." would climb out of the artifact root.
+    user = re.sub(r"^\.", "_", user)
     root = config.artifact_root.rstrip("/")
     return f"{root}/{user}/{kind.plural}/{meta['namespace']}/{meta['name']}/g{meta['generation']}"
 

@@ -51,9 +51,8 @@ def next_resource(
     spec = dataset.get("spec") or {}
     pipeline = spec.get("pipeline") or {}
     name = dataset["metadata"]["name"]
-    common = {"target": spec.get("target")}
-    if spec.get("userId"):
-        common["userId"] = spec["userId"]
+    # Every stage belongs to the Dataset's owner, so its artifacts land in that user's folder.
+    owner = {"userId": spec["userId"]} if spec.get("userId") else {}
     bias, training, explanation = (
         pipeline.get("bias"),
         pipeline.get("training"),
@@ -66,6 +65,7 @@ def next_resource(
             dataset,
             {
                 **options,
+                **owner,
                 "datasetRef": name,
                 "target": spec.get("target"),
                 "sensitiveFeatures": spec.get("sensitiveFeatures"),
@@ -80,7 +80,7 @@ def next_resource(
         return "stopped: bias detected and pipeline.bias.stopIfBiasDetected is set"
     if finished in (DATASET, BIAS_ANALYSIS) and training is not None:
         options = {k: v for k, v in training.items() if k != "mitigate"}
-        run = {**options, **common, "datasetRef": name}
+        run = {**options, **owner, "target": spec.get("target"), "datasetRef": name}
         if spec.get("taskType"):
             run["taskType"] = spec["taskType"]
         if training.get("mitigate"):
@@ -88,6 +88,8 @@ def next_resource(
         return _owned(TRAINING_RUN, dataset, run)
     if finished is TRAINING_RUN and explanation is not None:
         return _owned(
-            EXPLANATION, dataset, {**explanation, "trainingRunRef": child_name(name, TRAINING_RUN)}
+            EXPLANATION,
+            dataset,
+            {**explanation, **owner, "trainingRunRef": child_name(name, TRAINING_RUN)},
         )
     return None

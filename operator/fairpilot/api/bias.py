@@ -9,6 +9,7 @@ from fairpilot.api.common import (
     DataLocation,
     LabelValue,
     ModelLocation,
+    OwnedSpec,
     SpecModel,
     _UniqueColumnsMixin,
 )
@@ -72,7 +73,7 @@ class BiasOptions(SpecModel):
     )
 
 
-class BiasFields(BiasOptions, _UniqueColumnsMixin):
+class BiasFields(BiasOptions, OwnedSpec, _UniqueColumnsMixin):
     """Fields shared by the BiasAnalysis resource and the bias job spec."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [PRIVILEGED_RULE]})

@@ -31,6 +31,25 @@ class SpecModel(BaseModel):
     model_config = _MODEL_CONFIG
 
 
+# Who owns a resource is a spec field on every resource, not a label such as
+# `fairpilot.io/user`: the models stay the one place that defines, documents (`kubectl explain`)
+# and validates it; a label value could not hold the seed's user ids (63 characters of
+# [A-Za-z0-9._-] at most, where a user_id may be an e-mail address of up to 128); and the Kafka
+# bridge maps a trigger's `user_id` to it like every other payload field, then reads it back for
+# the events it emits. A pipeline copies its Dataset's owner into every resource it creates.
+class OwnedSpec(SpecModel):
+    """Base of every resource's spec (and of the job specs made from them): the owner."""
+
+    user_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description=(
+            "Owner (the seed's user_id): artifacts are stored under this user's prefix, and "
+            "Kafka events carry it. A Dataset's pipeline gives it to every stage it creates."
+        ),
+    )
+
+
 class TaskType(StrEnum):
     """What kind of prediction problem the target defines."""
 

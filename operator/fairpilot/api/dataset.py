@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field, model_validator
 
-from fairpilot.api.common import ColumnName, DataLocation, TaskType, _UniqueColumnsMixin
+from fairpilot.api.common import (
+    ColumnName,
+    DataLocation,
+    OwnedSpec,
+    TaskType,
+    _UniqueColumnsMixin,
+)
 from fairpilot.api.pipeline import PipelineSpec
 
 
-class DatasetFields(DataLocation, _UniqueColumnsMixin):
+class DatasetFields(DataLocation, OwnedSpec, _UniqueColumnsMixin):
     """Fields shared by the Dataset resource and the profile job spec: a location and more."""
 
-    user_id: str | None = Field(
-        default=None,
-        max_length=128,
-        description="Owner of the dataset (the seed's user_id); used to lay out artifacts.",
-    )
     target: ColumnName | None = Field(
         default=None,
         description="Column to predict. When omitted the profile suggests one.",

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from fairpilot.api.common import DataLocation, ModelLocation, SpecModel
+from fairpilot.api.common import DataLocation, ModelLocation, OwnedSpec, SpecModel
 
 
 class ExpertiseLevel(StrEnum):
@@ -49,14 +49,16 @@ class ExplanationFields(SpecModel):
     seed: int = Field(default=0, ge=0, description="Random seed for sampling rows.")
 
 
-class ExplainJobSpec(ExplanationFields):
+class ExplainJobSpec(ExplanationFields, OwnedSpec):
     """Spec file of `fairpilot-job explain`: references resolved to locations."""
 
     model: ModelLocation = Field(description="Model directory written by the train stage.")
     dataset: DataLocation = Field(description="Rows to explain (the label column may be present).")
 
 
-class ExplanationSpec(ExplanationFields):
+# Not on ExplanationFields: a pipeline's explanation block shares those, and its owner is the
+# Dataset's.
+class ExplanationSpec(ExplanationFields, OwnedSpec):
     """Spec of the Explanation custom resource."""
 
     training_run_ref: str = Field(description="TrainingRun whose model is explained.")

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field, model_validator
 
-from fairpilot.api.common import ColumnName, DataLocation, SpecModel, TaskType
+from fairpilot.api.common import ColumnName, DataLocation, OwnedSpec, SpecModel, TaskType
 
 
 class Algorithm(StrEnum):
@@ -105,11 +105,11 @@ class TrainingOptions(SpecModel):
         default=None, max_length=128, description="Model id for the registry (seed 004)."
     )
     version: str = Field(default="v1", max_length=32, description="Model version, e.g. v1.")
-    user_id: str | None = Field(default=None, max_length=128, description="Owner of the model.")
     seed: int = Field(default=0, ge=0, description="Random seed, for reproducible runs.")
 
 
-class TrainingFields(TrainingOptions):
+# The owner is not a training option: a pipeline's stages all belong to the Dataset's owner.
+class TrainingFields(TrainingOptions, OwnedSpec):
     """Fields shared by the TrainingRun resource and the train job spec."""
 
     target: ColumnName = Field(description="Column to predict.")

@@ -2,16 +2,24 @@
 
 Reconcile logic talks to this, not to the client library, so it reads as what it does, and
 tests can run it against the sandbox's API server.
+
+Every call asks the client for the raw response and parses the JSON itself: the operator works
+on plain dicts anyway, and the client's model classes (deserialise, then sanitise back) cost
+more CPU than the request itself, which decides how many resources one operator keeps up with.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kubernetes
 
 from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.kinds import BY_KIND, Kind
+
+# At least as many as the threads that call the API at once (see HANDLER_THREADS in handlers).
+CONNECTIONS = 32
 
 
 class Cluster:
@@ -22,19 +30,31 @@ class Cluster:
         self.core = kubernetes.client.CoreV1Api(client)
 
     @classmethod
+    def connect(cls, config: kubernetes.client.Configuration | None = None) -> Cluster:
+        """A client for the given configuration (default: the loaded kubeconfig/in-cluster)."""
+        config = config or kubernetes.client.Configuration.get_default_copy()
+        # Handlers run in Kopf's thread pool: with fewer pooled connections than threads,
+        # urllib3 discards the spare ones and every call opens a new TCP connection.
+        config.connection_pool_maxsize = max(config.connection_pool_maxsize or 0, CONNECTIONS)
+        return cls(kubernetes.client.ApiClient(config))
+
+    @classmethod
     def for_host(cls, host: str) -> Cluster:
         config = kubernetes.client.Configuration()
         config.host = host
-        return cls(kubernetes.client.ApiClient(config))
+        return cls.connect(config)
 
-    def _plain(self, obj: Any) -> dict[str, Any]:
-        return self.client.sanitize_for_serialization(obj)
+    @staticmethod
+    def _json(response: Any) -> dict[str, Any]:
+        return json.loads(response.data) if response.data else {}
 
     def get(self, kind: Kind | str, namespace: str, name: str) -> dict[str, Any] | None:
         kind = BY_KIND[kind] if isinstance(kind, str) else kind
         try:
-            return self.custom.get_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, kind.plural, name
+            return self._json(
+                self.custom.get_namespaced_custom_object(
+                    API_GROUP, API_VERSION, namespace, kind.plural, name, _preload_content=False
+                )
             )
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
@@ -46,7 +66,12 @@ class Cluster:
         kind = BY_KIND[obj["kind"]]
         try:
             self.custom.create_namespaced_custom_object(
-                API_GROUP, API_VERSION, obj["metadata"]["namespace"], kind.plural, obj
+                API_GROUP,
+                API_VERSION,
+                obj["metadata"]["namespace"],
+                kind.plural,
+                obj,
+                _preload_content=False,
             )
             return True
         except kubernetes.client.ApiException as exc:
@@ -56,12 +81,20 @@ class Cluster:
 
     def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object_status(
-            API_GROUP, API_VERSION, namespace, kind.plural, name, {"status": status}
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            kind.plural,
+            name,
+            {"status": status},
+            _preload_content=False,
         )
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._plain(self.batch.read_namespaced_job(name, namespace))
+            return self._json(
+                self.batch.read_namespaced_job(name, namespace, _preload_content=False)
+            )
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
                 return None
@@ -71,12 +104,12 @@ class Cluster:
         """Create the spec ConfigMap and the Job; False when the Job exists already."""
         namespace = job["metadata"]["namespace"]
         try:
-            self.core.create_namespaced_config_map(namespace, config_map)
+            self.core.create_namespaced_config_map(namespace, config_map, _preload_content=False)
         except kubernetes.client.ApiException as exc:
             if exc.status != 409:
                 raise
         try:
-            self.batch.create_namespaced_job(namespace, job)
+            self.batch.create_namespaced_job(namespace, job, _preload_content=False)
             return True
         except kubernetes.client.ApiException as exc:
             if exc.status == 409:
@@ -85,12 +118,27 @@ class Cluster:
 
     def termination_message(self, namespace: str, job_name: str) -> str | None:
         """The last termination message of the Job's pods (Kubernetes' `job-name` label)."""
-        pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
-        for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp or 0, reverse=True):
-            if pod.metadata.labels and pod.metadata.labels.get("job-name") != job_name:
-                continue  # a server that ignores label selectors
-            for container in (pod.status and pod.status.container_statuses) or []:
-                terminated = container.state and container.state.terminated
-                if terminated and terminated.message:
-                    return terminated.message
+        listing = self._json(
+            self.core.list_namespaced_pod(
+                namespace, label_selector=f"job-name={job_name}", _preload_content=False
+            )
+        )
+        pods = [
+            pod
+            for pod in listing.get("items") or []
+            # a server that ignores label selectors must not mix up Jobs
+            if (pod.get("metadata", {}).get("labels") or {}).get("job-name") == job_name
+        ]
+        pods.sort(
+            key=lambda pod: (
+                pod["metadata"].get("creationTimestamp") or "",
+                pod["metadata"]["name"],
+            ),
+            reverse=True,
+        )
+        for pod in pods:
+            for container in (pod.get("status") or {}).get("containerStatuses") or []:
+                terminated = (container.get("state") or {}).get("terminated") or {}
+                if terminated.get("message"):
+                    return str(terminated["message"])
         return None

@@ -15,9 +15,12 @@ from fairpilot.api.kinds import BY_KIND, KINDS
 from fairpilot.config import OperatorConfig
 from fairpilot.controller import metrics
 from fairpilot.controller.cluster import Cluster
-from fairpilot.controller.reconcile import reconcile
+from fairpilot.controller.reconcile import job_state, reconcile
 
 RETRY_SECONDS = 2.0
+# Reconciliations wait on the API server most of the time: more threads than Kopf's default
+# (cores + 4) keep a burst of new resources moving instead of queueing behind a few calls.
+HANDLER_THREADS = 16
 
 
 @dataclass
@@ -35,6 +38,7 @@ RUNTIME = Runtime()
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = 20  # INFO and above become Kubernetes Events
+    settings.execution.max_workers = HANDLER_THREADS
     settings.watching.server_timeout = 60
     settings.persistence.finalizer = f"{API_GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
@@ -48,12 +52,12 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_via_client(**kwargs)
 
 
-def _reconcile(body: kopf.Body) -> None:
+def _reconcile(body: kopf.Body | dict[str, Any], job: dict[str, Any] | None = None) -> None:
     assert RUNTIME.cluster is not None and RUNTIME.config is not None
     kind = BY_KIND[body["kind"]]
     with metrics.RECONCILE_SECONDS.labels(kind.kind).time():
         try:
-            outcome = reconcile(kind, dict(body), RUNTIME.cluster, RUNTIME.config)
+            outcome = reconcile(kind, dict(body), RUNTIME.cluster, RUNTIME.config, job)
         except Exception:
             metrics.RECONCILIATIONS.labels(kind.kind, "error").inc()
             raise
@@ -93,8 +97,16 @@ for _kind in KINDS:
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "fairpilot-operator"})
 def job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
-    """A stage Job changed: reconcile the resource that owns it."""
+    """A stage Job finished: reconcile the resource that owns it.
+
+    Only the end of a Job matters here: its creation and start are the resource handlers'
+    doing (including adoption after a restart), so reacting to them would only re-read what
+    is already known, once per Job, which adds up under load.
+    """
     if type == "DELETED" or RUNTIME.cluster is None:
+        return
+    job = dict(body)
+    if job_state(job) == "running":
         return
     for owner in body.get("metadata", {}).get("ownerReferences") or []:
         if owner.get("controller") and owner.get("apiVersion") == f"{API_GROUP}/{API_VERSION}":
@@ -102,4 +114,4 @@ def job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
                 owner["kind"], body["metadata"]["namespace"], owner["name"]
             )
             if resource is not None and resource["metadata"].get("uid") == owner.get("uid"):
-                _reconcile(kopf.Body(resource))
+                _reconcile(resource, job)

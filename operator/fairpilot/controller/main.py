@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 
 import kopf
 import kubernetes
@@ -41,15 +42,35 @@ def run_operator(namespaces: list[str], metrics_port: int, health_port: int) -> 
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
-    handlers.RUNTIME.cluster = Cluster(kubernetes.client.ApiClient())
+    handlers.RUNTIME.cluster = Cluster.connect()
     handlers.RUNTIME.config = config_from_env()
     start_http_server(metrics_port)
-    asyncio.run(
-        kopf.operator(
-            standalone=True,
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz",
-        )
-    )
+    asyncio.run(operate(namespaces, health_port))
     return 0
+
+
+def liveness_endpoint(port: int) -> str:
+    """Where Kopf serves /healthz: on all interfaces, as the kubelet probes the pod's IP.
+
+    Kopf (1.45) answers GET on exactly this path with 200 and a JSON object of the `@kopf.on.probe`
+    results (`{}`: FairPilot registers none, so the probe says the event loop is alive without
+    depending on the API server, whose outage must not restart every operator pod). It starts
+    serving once the startup handlers have run, so the probe needs an initial delay.
+    """
+    return f"http://0.0.0.0:{port}/healthz"
+
+
+async def operate(
+    namespaces: list[str],
+    health_port: int,
+    *,
+    stop_flag: threading.Event | None = None,
+) -> None:
+    """The Kopf operator exactly as `fairpilot operator` runs it, so tests can run the same."""
+    await kopf.operator(
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=liveness_endpoint(health_port),
+        stop_flag=stop_flag,
+    )

@@ -55,8 +55,14 @@ def _lookup(cluster: Cluster, namespace: str):
 
 
 def reconcile(
-    kind: Kind, resource: dict[str, Any], cluster: Cluster, config: OperatorConfig
+    kind: Kind,
+    resource: dict[str, Any],
+    cluster: Cluster,
+    config: OperatorConfig,
+    job: dict[str, Any] | None = None,
 ) -> Outcome:
+    """Move one resource forward. `job`: its current Job when the caller has it at hand
+    (a Job event carries it), which saves reading it back; the name must match."""
     meta = resource["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], int(meta.get("generation") or 1)
     status = dict(resource.get("status") or {})
@@ -80,7 +86,10 @@ def reconcile(
         return outcome
 
     job_name = object_name(kind, name, generation)
-    job = cluster.get_job(namespace, job_name)
+    if job is None or job.get("metadata", {}).get("name") != job_name:
+        # The status names the Job before the Job is created (below), so only a status that
+        # names it can have one to read: a new resource costs no read that would 404.
+        job = cluster.get_job(namespace, job_name) if status.get("jobName") == job_name else None
     if job is None:
         try:
             spec = job_spec(kind, resource.get("spec") or {}, _lookup(cluster, namespace))
@@ -103,7 +112,6 @@ def reconcile(
                 conditions, "Ready", False, "GpuNotAllowed", str(exc), generation
             )
             return write("Failed", str(exc))
-        created = cluster.create_job(spec_config_map(kind, resource, spec), manifest)
         conditions = set_condition(
             conditions,
             "ReferencesResolved",
@@ -115,14 +123,25 @@ def reconcile(
         conditions = set_condition(
             conditions, "Ready", False, "JobRunning", f"Job {job_name} is running", generation
         )
-        verb = "created" if created else "adopted"
-        return write(
+        # Status first, then the Job: a Job can finish before the create call returns here
+        # (its end is reconciled from the Job's own event), and a Running written after that
+        # would overwrite Succeeded. If the create fails, Kopf retries and this path runs again.
+        running = write(
             "Running",
-            f"Job {job_name} {verb}",
+            f"Job {job_name} started",
             jobName=job_name,
             outputUri=output_uri(config, kind, resource),
             startedAt=now(),
         )
+        if cluster.create_job(spec_config_map(kind, resource, spec), manifest):
+            return running
+        # It was there already (a status written by someone else, or lost): adopt it and go on
+        # from wherever it is, since a Job that has already finished sends no further event.
+        log.info("%s %s/%s: adopted the existing Job %s", kind.kind, namespace, name, job_name)
+        status = {**status, **running.status}
+        job = cluster.get_job(namespace, job_name)
+        if job is None:
+            return running
 
     state = job_state(job)
     uri = output_uri(config, kind, resource)

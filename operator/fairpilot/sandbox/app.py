@@ -1,7 +1,9 @@
 """The sandbox: API server emulator, the real operator, and the local Job runner, together.
 
-Everything runs in one process (threads): `fairpilot sandbox run DIR` applies manifests and
-follows them to the end; tests use the same class.
+The API emulator runs in a child process (as an API server would, and so that it does not share
+the operator's interpreter lock); the operator and the runner are threads of this process.
+`fairpilot sandbox run DIR` applies manifests and follows them to the end; `fairpilot sandbox
+up` keeps it running for other programs; tests use the same class.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class Sandbox:
         from fairpilot.controller import handlers
 
         self.artifacts.mkdir(parents=True, exist_ok=True)
-        self.url, self.emulator, _ = self._stack.enter_context(running_emulator())
+        self.url = self._stack.enter_context(running_emulator())
         self.cluster = Cluster.for_host(self.url)
         handlers.RUNTIME.cluster = self.cluster
         handlers.RUNTIME.host = self.url
@@ -67,7 +69,7 @@ class Sandbox:
         self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
         self._operator.start()
         self.runner = LocalJobRunner(
-            self.cluster.client, parallelism=self.parallelism, noop=self.noop_jobs
+            Cluster.for_host(self.url).client, parallelism=self.parallelism, noop=self.noop_jobs
         ).start()
         self._stack.callback(self.runner.stop)
         return self

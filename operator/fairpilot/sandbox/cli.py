@@ -1,17 +1,163 @@
-"""`fairpilot sandbox run DIR`: apply manifests in the sandbox and follow them to the end."""
+"""`fairpilot sandbox run DIR`: apply manifests in the sandbox and follow them to the end.
+
+Progress: on a terminal, a table redrawn in place (one row per resource, a header with the
+elapsed time and the count per phase); otherwise one plain line per status change, so that logs
+and CI output stay greppable.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sys
+import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from fairpilot.sandbox.app import Sandbox, documents, summary
 
 SYMBOLS = {"Pending": "…", "Running": "▶", "Succeeded": "✔", "Failed": "✘"}
+PHASES = tuple(SYMBOLS)  # header order
+TERMINAL = ("Succeeded", "Failed")
+# Cursor to column 1 of the line N above, and clear to the end of the screen / of the line.
+UP, CLEAR_BELOW, CLEAR_LINE = "\033[{}F", "\033[J", "\033[2K"
+HIDE_CURSOR, SHOW_CURSOR = "\033[?25l", "\033[?25h"
+
+Key = tuple[str, str]
+
+
+@dataclass
+class Row:
+    kind: str
+    name: str
+    phase: str
+    message: str
+    first_seen: float  # time.monotonic()
+    finished: float | None = None  # when it reached a terminal phase: its elapsed time stops
+
+    def elapsed(self, now: float) -> float:
+        return (self.finished or now) - self.first_seen
+
+
+def plain_line(key: Key, status: dict[str, Any], elapsed: float) -> str:
+    """One status change, as printed when stdout is not a terminal."""
+    phase = status.get("phase") or "Pending"
+    symbol, message = SYMBOLS.get(phase, "?"), status.get("message") or ""
+    return f"[{elapsed:6.1f}s] {symbol} {key[0]:<13} {key[1]:<28} {phase:<10} {message}"
+
+
+def render(
+    rows: Sequence[Row], width: int, now: float, started: float, height: int | None = None
+) -> list[str]:
+    """The live table: a header, then one row per resource in the order they appeared.
+
+    Every line is shorter than `width` (a line that wraps would break the cursor arithmetic of
+    the redraw); with `height`, rows that do not fit are summed up in a last line.
+    """
+    counts = {phase: 0 for phase in PHASES}
+    for row in rows:
+        counts[row.phase] = counts.get(row.phase, 0) + 1
+    tally = ", ".join(f"{n} {phase}" for phase, n in counts.items() if n)
+    noun = "resource" if len(rows) == 1 else "resources"
+    lines = [f"[{now - started:6.1f}s] {len(rows)} {noun}" + (f": {tally}" if tally else "")]
+    ordered = sorted(rows, key=lambda r: r.first_seen)
+    if height is not None and len(ordered) + 1 > height:
+        shown = max(0, height - 2)
+        hidden = ordered[shown:]
+        ordered = ordered[:shown]
+    else:
+        hidden = []
+    # Columns as wide as their longest entry: on a narrow terminal the message keeps the room.
+    kind_width = max((len(row.kind) for row in ordered), default=0)
+    name_width = max((len(row.name) for row in ordered), default=0)
+    for row in ordered:
+        message = " ".join(row.message.split())  # a newline would break the table too
+        lines.append(
+            f"{SYMBOLS.get(row.phase, '?')} {row.kind:<{kind_width}} {row.name:<{name_width}} "
+            f"{row.phase:<10} {row.elapsed(now):6.1f}s  {message}".rstrip()
+        )
+    if hidden:
+        lines.append(f"… and {len(hidden)} more")
+    return [_fit(line, width - 1) for line in lines]
+
+
+def _fit(line: str, width: int) -> str:
+    if width <= 0:
+        return ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+class PlainProgress:
+    """One line per status change (stdout is a file or a pipe)."""
+
+    def __init__(self, out: TextIO, started: float) -> None:
+        self.out, self.started = out, started
+
+    def update(self, key: Key, status: dict[str, Any]) -> None:
+        elapsed = time.monotonic() - self.started
+        print(plain_line(key, status, elapsed), file=self.out, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class LiveProgress:
+    """The table of `render`, redrawn in place on each change and every `tick` seconds."""
+
+    def __init__(self, out: TextIO, started: float, tick: float = 0.5) -> None:
+        self.out, self.started, self.tick = out, started, tick
+        self.rows: dict[Key, Row] = {}
+        self.drawn = 0  # lines of the previous frame, to move back over
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        # The header's clock moves while no status changes (a training run is minutes).
+        self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+        self.out.write(HIDE_CURSOR)
+        self._ticker.start()
+
+    def update(self, key: Key, status: dict[str, Any]) -> None:
+        now = time.monotonic()
+        phase = status.get("phase") or "Pending"
+        with self._lock:
+            row = self.rows.get(key)
+            if row is None:
+                row = self.rows[key] = Row(key[0], key[1], phase, "", now)
+            row.phase, row.message = phase, status.get("message") or ""
+            row.finished = (row.finished or now) if phase in TERMINAL else None
+            self._draw(now)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._ticker.join()
+        with self._lock:
+            self._draw(time.monotonic())
+            self.out.write(SHOW_CURSOR)
+            self.out.flush()
+
+    def _tick(self) -> None:
+        while not self._closed.wait(self.tick):
+            with self._lock:
+                if self.rows:
+                    self._draw(time.monotonic())
+
+    def _draw(self, now: float) -> None:
+        size = shutil.get_terminal_size()
+        lines = render(list(self.rows.values()), size.columns, now, self.started, size.lines - 1)
+        frame = UP.format(self.drawn) if self.drawn else ""
+        frame += "".join(f"{CLEAR_LINE}{line}\n" for line in lines) + CLEAR_BELOW
+        self.out.write(frame)
+        self.out.flush()
+        self.drawn = len(lines)
+
+
+def progress_for(out: TextIO, started: float) -> PlainProgress | LiveProgress:
+    live = out.isatty() and os.environ.get("TERM") != "dumb"
+    return LiveProgress(out, started) if live else PlainProgress(out, started)
 
 
 def run(directory: Path, artifacts: Path, timeout: float, output_json: Path | None) -> int:
@@ -21,19 +167,15 @@ def run(directory: Path, artifacts: Path, timeout: float, output_json: Path | No
         print(f"no manifests in {directory}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    tty = sys.stdout.isatty()
-
-    def show(key: tuple[str, str], status: dict[str, Any]) -> None:
-        phase = status.get("phase") or "Pending"
-        elapsed = time.monotonic() - started
-        symbol, message = SYMBOLS.get(phase, "?"), status.get("message") or ""
-        line = f"[{elapsed:6.1f}s] {symbol} {key[0]:<13} {key[1]:<28} {phase:<10} {message}"
-        print(line if not tty else f"\033[1m{line[:10]}\033[0m{line[10:]}", flush=True)
 
     with Sandbox(artifacts) as sandbox:
         for kind, name in sandbox.apply(items):
             print(f"applied {kind}/{name}", flush=True)
-        done = sandbox.wait(timeout, on_change=show)
+        progress = progress_for(sys.stdout, started)
+        try:
+            done = sandbox.wait(timeout, on_change=progress.update)
+        finally:
+            progress.close()  # the last frame stays on screen, and the cursor comes back
         final = summary(sandbox.resources())
     if output_json:
         output_json.write_text(json.dumps(final, indent=2) + "\n")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from typing import Any
 
 import attrs
 import kmock
-from kmock._internal import enums
+from kmock._internal import dsl, enums, rendering
 from kmock._internal.dicts import merge_patch_dict
 
 from fairpilot import API_GROUP, API_VERSION
@@ -71,6 +73,21 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         key = (request.resource, request.namespace, request.name)
         return self.objects[key] if key in self.objects else None  # noqa: SIM401 (no .get)
 
+    def _KubernetesEmulator__get_objs(self, request: Any, strict: bool) -> list[Any]:
+        """kmock's object lookup, with a keyed fast path for one named object.
+
+        kmock scans every stored object for every get, patch and create (its stated aim is
+        simplicity, not scale), so each request cost grew with the number of objects and 500
+        resources (with their Jobs, ConfigMaps, Pods and Events) slowed every call tenfold.
+        The store is a dict keyed exactly as a named request addresses an object, which is how
+        kmock itself checks for existence on create, update and delete.
+        """
+        if strict and request.name is not None and request.resource is not None:
+            key = (request.resource, request.namespace, request.name)
+            return [self._objects[key]] if key in self._objects else []
+        scan = kmock.KubernetesEmulator._KubernetesEmulator__get_objs  # type: ignore[attr-defined]
+        return scan(self, request, strict)
+
     def _trim_request_log(self) -> None:
         """Keep kmock's per-reaction request records (made for test assertions) to a window."""
         for payload in self._payloads:
@@ -85,6 +102,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                 meta = data.setdefault("metadata", {})
                 if not meta.get("name") and meta.get("generateName"):
                     meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:10]}"
+                if request.namespace and not meta.get("namespace"):
+                    meta["namespace"] = request.namespace  # as the API server fills it in
                 meta.setdefault("uid", str(uuid.uuid4()))
                 meta.setdefault("creationTimestamp", _now())
                 meta["generation"] = 1
@@ -142,35 +161,96 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             gone = {uid for uid in next_gone if uid}
 
 
-@contextmanager
-def running_emulator() -> Iterator[tuple[str, ApiServerEmulator, asyncio.AbstractEventLoop]]:
-    """The emulator on a loopback port, served from a thread; yields (url, emulator, loop)."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    stop = asyncio.Event()
-    state: dict[str, Any] = {}
+def _sees(view: dsl.View, request: rendering.Request) -> bool | None:
+    """Whether `view` sees `request`, decided from the request alone; None: cannot tell."""
+    match view:
+        case dsl.Root():
+            return any(seen is request for seen in view._requests)
+        case dsl.Filter() if type(view) is dsl.Filter:
+            return bool(view.criteria(request)) and _sees(view._source, request)
+        case dsl.Priority() | dsl.Reaction():
+            return _sees(view._source, request)
+        case dsl.OrGroup():
+            answers = [_sees(source, request) for source in view._sources]
+            return None if None in answers else any(answers)
+        case dsl.AndGroup():
+            answers = [_sees(source, request) for source in view._sources]
+            return None if None in answers else all(answers)
+    return None  # slices, exclusions, streams: their answer depends on other requests
 
-    async def serve() -> None:
+
+def _speed_up_reaction_matching() -> None:
+    """Decide "does this reaction see this request" from the request, not by a walk.
+
+    kmock answers it by iterating every request in flight through the reaction's filters until
+    it meets this one, for each reaction in turn; the long-lived watch streams are always in
+    flight, so every call paid for all of them, for every reaction: half of the emulator's time
+    under load. For plain filter chains the answer is the filters applied to this one request,
+    which is what the walk computes; anything else keeps kmock's own answer. Patched in the
+    emulator's own process only.
+    """
+    original = dsl.View.__contains__
+
+    def contains(view: dsl.View, item: Any) -> bool:
+        if isinstance(item, rendering.Request):
+            answer = _sees(view, item)
+            if answer is not None:
+                return answer
+        return original(view, item)
+
+    dsl.View.__contains__ = contains  # type: ignore[method-assign]
+
+
+def serve() -> None:
+    """Serve the emulator on a free loopback port until standard input closes.
+
+    Prints the URL as the first line of standard output. Standard input is the leash: the
+    parent holds the other end, so the server also stops when its parent dies, however it dies.
+    """
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        closed = asyncio.Event()
+        threading.Thread(
+            target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(closed.set)), daemon=True
+        ).start()
         async with ApiServerEmulator() as emulator, kmock.Server(emulator) as server:
-            state["url"], state["emulator"] = str(server.url).rstrip("/"), emulator
-            ready.set()
-            await stop.wait()
+            print(str(server.url).rstrip("/"), flush=True)
+            await closed.wait()
 
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(serve())
-        except BaseException as exc:  # surface start-up failures to the caller
-            state["error"] = exc
-            ready.set()
+    _speed_up_reaction_matching()
+    asyncio.run(main())
 
-    thread = threading.Thread(target=main, name="kube-api-emulator", daemon=True)
-    thread.start()
-    ready.wait(30)
-    if "error" in state or "url" not in state:
-        raise RuntimeError(f"the API emulator did not start: {state.get('error')}")
+
+@contextmanager
+def running_emulator() -> Iterator[str]:
+    """The emulator on a loopback port, served by a child process; yields its URL.
+
+    A process of its own rather than a thread: under load the emulator and the operator would
+    otherwise share one interpreter lock, and each would slow the other down (the operator's
+    latency figures would measure the emulator). Real API servers are separate processes too.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fairpilot.sandbox.emulator"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
     try:
-        yield state["url"], state["emulator"], loop
+        url = process.stdout.readline().strip()
+        if not url.startswith("http"):
+            process.wait(10)
+            raise RuntimeError(f"the API emulator did not start (exit code {process.returncode})")
+        yield url
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
+        process.stdin.close()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+if __name__ == "__main__":
+    serve()

@@ -8,6 +8,7 @@ controllers would: the Job's status and conditions, and the Pod's termination me
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+import kubernetes.watch
 
 from fairpilot.conditions import now
 
@@ -34,6 +36,7 @@ class LocalJobRunner:
         *,
         parallelism: int = 2,
         poll: float = 0.2,
+        idle: float = 2.0,
         noop: bool = False,
     ) -> None:
         # noop: finish every Job at once with a minimal result.json (for load benchmarks).
@@ -42,7 +45,7 @@ class LocalJobRunner:
         self.batch = kubernetes.client.BatchV1Api(client)
         self.core = kubernetes.client.CoreV1Api(client)
         self.client = client
-        self.poll = poll
+        self.poll, self.idle = poll, idle
         self.pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="job")
         self.seen: set[str] = set()
         self.stopping = threading.Event()
@@ -58,21 +61,42 @@ class LocalJobRunner:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
+        # List, then watch from there, as a controller does: a poll that lists every Job a few
+        # times a second costs the API server and this process more than the Jobs themselves
+        # once there are hundreds. A quiet watch ends after `idle` seconds and is re-listed,
+        # which also catches anything a broken stream missed.
         while not self.stopping.is_set():
             try:
-                for job in self.batch.list_job_for_all_namespaces().items:
-                    uid = job.metadata.uid
-                    if uid not in self.seen and not (job.status and job.status.completion_time):
-                        self.seen.add(uid)
-                        plain = self.client.sanitize_for_serialization(job)
-                        self.pool.submit(self._run_job_logged, plain)
-            except Exception as exc:  # the API may be restarting in a fault test
-                log.debug("runner poll failed: %s", exc)
-            self.stopping.wait(self.poll)
+                listing = self.batch.list_job_for_all_namespaces(_preload_content=False)
+                for job in json.loads(listing.data).get("items") or []:
+                    self._consider(job)
+                stream = kubernetes.watch.Watch()
+                for event in stream.stream(
+                    self.batch.list_job_for_all_namespaces,
+                    deserialize=False,
+                    _request_timeout=(5, self.idle),
+                ):
+                    if self.stopping.is_set():
+                        stream.stop()
+                        break
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        self._consider(event["object"])
+            except Exception as exc:  # an idle watch timing out, or the API restarting
+                log.debug("runner watch ended: %s", exc)
+                self.stopping.wait(self.poll)
+
+    def _consider(self, job: dict[str, Any]) -> None:
+        uid = job["metadata"].get("uid")
+        if uid in self.seen or (job.get("status") or {}).get("completionTime"):
+            return
+        self.seen.add(uid)
+        self.pool.submit(self._run_job_logged, job)
 
     def _patch_job(self, job: dict[str, Any], status: dict[str, Any]) -> None:
         meta = job["metadata"]
-        self.batch.patch_namespaced_job_status(meta["name"], meta["namespace"], {"status": status})
+        self.batch.patch_namespaced_job_status(
+            meta["name"], meta["namespace"], {"status": status}, _preload_content=False
+        )
 
     def _run_job_logged(self, job: dict[str, Any]) -> None:
         try:
@@ -154,7 +178,7 @@ class LocalJobRunner:
             },
             "spec": template["spec"],
         }
-        self.core.create_namespaced_pod(meta["namespace"], pod)
+        self.core.create_namespaced_pod(meta["namespace"], pod, _preload_content=False)
         container = template["spec"]["containers"][0]
         workdir = Path(tempfile.mkdtemp(prefix=f"fairpilot-{meta['name']}-"))
         try:

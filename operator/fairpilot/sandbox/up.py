@@ -1,0 +1,32 @@
+"""`fairpilot sandbox up`: the sandbox as a long-running service, until interrupted.
+
+It prints the address of its API server (and, once the Kafka bridge exists, of its broker) so
+that other programs can drive it: `kubectl --server`, the Kubernetes client, a benchmark.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from fairpilot.sandbox.app import Sandbox
+
+
+def up(artifacts: Path, *, noop_jobs: bool = False, parallelism: int = 2) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+    with Sandbox(artifacts, noop_jobs=noop_jobs, parallelism=parallelism) as sandbox:
+        print(f"API server: {sandbox.url}", flush=True)
+        print(f"artifacts:  {sandbox.artifacts}", flush=True)
+        print("ready; Ctrl-C stops the sandbox", flush=True)
+        stop.wait()
+    return 0
