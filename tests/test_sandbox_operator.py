@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from fairpilot.config import GpuConfig
-from fairpilot.controller import handlers
+from fairpilot.config import GpuConfig, OperatorConfig
 from fairpilot.sandbox.app import Sandbox
 
 GROUP, VERSION, NAMESPACE = "fairpilot.io", "v1alpha1", "default"
@@ -166,14 +165,19 @@ def test_phase_transitions_are_posted_as_kubernetes_events(sandbox: Sandbox, tin
     assert events["Succeeded"].message == done["status"]["message"]
 
 
-def test_gpu_request_fails_when_the_operator_forbids_gpus(
-    sandbox: Sandbox, tiny_csv: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = handlers.RUNTIME.config
-    assert config is not None and config.gpu.allowed
-    monkeypatch.setattr(
-        handlers.RUNTIME, "config", config.model_copy(update={"gpu": GpuConfig(allowed=False)})
+def test_gpu_request_fails_when_the_operator_forbids_gpus(tmp_path: Path, tiny_csv: str) -> None:
+    artifacts = tmp_path / "artifacts"
+    config = OperatorConfig(
+        artifact_root=f"file://{artifacts.resolve()}",
+        jobs_image="local",
+        jobs_cuda_image="local",
+        gpu=GpuConfig(allowed=False),
     )
+    with Sandbox(artifacts, namespace=NAMESPACE, config=config, kafka=False) as sandbox:
+        _gpu_request_is_refused(sandbox, tiny_csv)
+
+
+def _gpu_request_is_refused(sandbox: Sandbox, tiny_csv: str) -> None:
     sandbox.apply(
         [
             resource("Dataset", "gpu-data", {"uri": tiny_csv}),

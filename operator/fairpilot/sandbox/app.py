@@ -23,6 +23,7 @@ from fairpilot.api.kinds import BY_KIND, DATASET, KINDS
 from fairpilot.config import OperatorConfig
 from fairpilot.controller.cluster import Cluster
 from fairpilot.sandbox.emulator import running_emulator
+from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, running_broker
 from fairpilot.sandbox.runner import LocalJobRunner
 
 log = logging.getLogger(__name__)
@@ -46,33 +47,53 @@ class Sandbox:
         namespace: str = "default",
         parallelism: int = 2,
         noop_jobs: bool = False,
+        kafka: bool = True,
+        config: OperatorConfig | None = None,
     ) -> None:
         # noop_jobs: Jobs finish at once with a minimal result (for load benchmarks).
+        # kafka: start a Tansu broker (`self.kafka` is its bootstrap address, else None).
+        # config: the operator's configuration; default: local images, artifacts under
+        # `artifacts`.
         self.noop_jobs = noop_jobs
         self.artifacts = artifacts.resolve()
         self.namespace = namespace
         self.parallelism = parallelism
+        self.with_kafka = kafka
+        self.kafka: str | None = None
+        self.config = config or OperatorConfig(
+            artifact_root=f"file://{self.artifacts}", jobs_image="local", jobs_cuda_image="local"
+        )
         self._stack = contextlib.ExitStack()
         self._stop = threading.Event()
 
     def __enter__(self) -> Sandbox:
+        try:
+            self._start()
+        except BaseException:
+            # A half-started sandbox must not leave its child processes behind.
+            self._stop.set()
+            self._stack.close()
+            raise
+        return self
+
+    def _start(self) -> None:
         from fairpilot.controller import handlers
 
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.url = self._stack.enter_context(running_emulator())
+        if self.with_kafka:
+            self.kafka = self._stack.enter_context(running_broker(log=self.artifacts / "kafka.log"))
+            create_topics(self.kafka, list(SEED_TOPICS))
         self.cluster = Cluster.for_host(self.url)
         handlers.RUNTIME.cluster = self.cluster
         handlers.RUNTIME.host = self.url
-        handlers.RUNTIME.config = OperatorConfig(
-            artifact_root=f"file://{self.artifacts}", jobs_image="local", jobs_cuda_image="local"
-        )
+        handlers.RUNTIME.config = self.config
         self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
         self._operator.start()
         self.runner = LocalJobRunner(
             Cluster.for_host(self.url).client, parallelism=self.parallelism, noop=self.noop_jobs
         ).start()
         self._stack.callback(self.runner.stop)
-        return self
 
     def restart_operator(self) -> None:
         """Stop the operator and start a fresh one, as a crash and a new pod would."""

@@ -39,10 +39,21 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
 MEMORY = "memory://tansu/"
+# The seed's topics (ARCHITECTURE.md, "Kafka"): triggers in, results out.
+SEED_TOPICS = (
+    "dataset-events",
+    "bias-trigger-events",
+    "automl-trigger-events",
+    "xai-trigger-events",
+    "bias-events",
+    "automl-events",
+    "xai-events",
+)
 HOST = "127.0.0.1"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -149,8 +160,11 @@ async def ensure_topics(
 def create_topics(
     bootstrap: str, topics: Iterable[str] | Mapping[str, int], partitions: int = 1
 ) -> None:
-    """`ensure_topics` for callers without an event loop (the sandbox's main thread)."""
-    asyncio.run(ensure_topics(bootstrap, topics, partitions))
+    """`ensure_topics` for synchronous callers, whether or not an event loop runs here."""
+    # asyncio.run refuses to nest in a running loop (an async test or app starting a
+    # sandbox), so the coroutine gets a loop of its own in a short-lived thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, ensure_topics(bootstrap, topics, partitions)).result()
 
 
 def _check_port_free(port: int) -> None:

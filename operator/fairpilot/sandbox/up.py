@@ -1,7 +1,7 @@
 """`fairpilot sandbox up`: the sandbox as a long-running service, until interrupted.
 
-It prints the address of its API server (and, once the Kafka bridge exists, of its broker) so
-that other programs can drive it: `kubectl --server`, the Kubernetes client, a benchmark.
+It prints the addresses of its API server and of its Kafka broker so that other programs can
+drive it: `kubectl --server URL`, the Kubernetes client, Kafka producers, a benchmark.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def up(artifacts: Path, *, noop_jobs: bool = False, parallelism: int = 2) -> int
     signal.signal(signal.SIGTERM, interrupted)
     with Sandbox(artifacts, noop_jobs=noop_jobs, parallelism=parallelism) as sandbox:
         print(f"API server: {sandbox.url}", flush=True)
+        print(f"Kafka:      {sandbox.kafka}", flush=True)
         print(f"artifacts:  {sandbox.artifacts}", flush=True)
         print("ready; Ctrl-C stops the sandbox", flush=True)
         stop.wait()
