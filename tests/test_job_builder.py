@@ -35,6 +35,9 @@ def cluster() -> dict[tuple[str, str], dict[str, Any]]:
     for path in sorted(EXAMPLES.glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             objects[(document["kind"], document["metadata"]["name"])] = resource(document)
+    for key in objects:
+        if key[0] == "Dataset":
+            objects[key]["status"] = {"phase": "Succeeded"}
     objects[("BiasAnalysis", "adult-bias")]["status"] = {
         "phase": "Succeeded",
         "reweighingUri": "s3://artifacts/demo/bias/reweighing.json",
@@ -120,6 +123,19 @@ def test_missing_and_unfinished_references(cluster) -> None:
     cluster[("BiasAnalysis", "adult-bias")]["status"] = {"phase": "Failed"}
     with pytest.raises(UnresolvedReference) as failed:
         job_spec(TRAINING_RUN, cluster[("TrainingRun", "adult-income")]["spec"], lookup)
+    assert failed.value.reason == "ReferenceFailed" and not failed.value.waiting
+
+
+def test_a_dataset_reference_waits_for_the_profile(cluster) -> None:
+    lookup = lookup_in(cluster)
+    spec = cluster[("BiasAnalysis", "adult-bias")]["spec"]
+    cluster[("Dataset", "adult-train")]["status"] = {"phase": "Running"}
+    with pytest.raises(UnresolvedReference, match="waiting for Dataset 'adult-train'") as pending:
+        job_spec(BY_KIND["BiasAnalysis"], spec, lookup)
+    assert pending.value.reason == "ReferenceNotReady" and pending.value.waiting
+    cluster[("Dataset", "adult-train")]["status"] = {"phase": "Failed"}
+    with pytest.raises(UnresolvedReference, match="Dataset 'adult-train' failed") as failed:
+        job_spec(BY_KIND["BiasAnalysis"], spec, lookup)
     assert failed.value.reason == "ReferenceFailed" and not failed.value.waiting
 
 

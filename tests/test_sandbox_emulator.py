@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
 import pytest
 
-from fairpilot.sandbox.emulator import running_emulator
+from fairpilot.sandbox.emulator import matches_fields, matches_labels, running_emulator
 
 GROUP, VERSION = "fairpilot.io", "v1alpha1"
 
@@ -90,3 +91,65 @@ def test_deleting_an_owner_collects_what_it_owns(api) -> None:
     assert batch.list_namespaced_job("ml").items == []
     assert core.list_namespaced_pod("ml").items == [], "ownership is followed transitively"
     assert [c.metadata.name for c in core.list_namespaced_config_map("ml").items] == ["unrelated"]
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("app=a", True),
+        ("app==a", True),
+        ("app=b", False),
+        ("app!=b", True),
+        ("app!=a", False),
+        ("tier", True),
+        ("!tier", False),
+        ("!absent", True),
+        ("absent", False),
+        ("app in (a, b),tier notin (db)", True),
+        ("app notin (a,b)", False),
+        ("app=a,tier=web", True),
+        ("app=a,tier=db", False),
+    ],
+)
+def test_label_selectors(selector: str, expected: bool) -> None:
+    obj = {"metadata": {"labels": {"app": "a", "tier": "web"}}}
+    assert matches_labels(obj, selector) is expected
+
+
+def test_field_selectors() -> None:
+    event = {"involvedObject": {"name": "d1", "kind": "Dataset"}, "type": "Normal"}
+    assert matches_fields(event, "involvedObject.name=d1,involvedObject.kind==Dataset")
+    assert not matches_fields(event, "involvedObject.name=d2")
+    assert matches_fields(event, "type!=Warning")
+    assert not matches_fields(event, "involvedObject.uid=x")
+
+
+def test_lists_are_filtered_and_typed_as_an_api_server_does(api) -> None:
+    core = kubernetes.client.CoreV1Api(api)
+    for name, job in (("p1", "j1"), ("p2", "j2")):
+        core.create_namespaced_pod(
+            "ml",
+            {"metadata": {"name": name, "labels": {"job-name": job}}, "spec": {"containers": []}},
+        )
+    for name, about in (("e1", "d1"), ("e2", "d2")):
+        core.create_namespaced_event(
+            "ml", {"metadata": {"name": name}, "involvedObject": {"name": about}}
+        )
+    pods = core.list_namespaced_pod("ml", label_selector="job-name=j2")
+    assert [p.metadata.name for p in pods.items] == ["p2"]
+    events = core.list_namespaced_event("ml", field_selector="involvedObject.name=d1")
+    assert [e.metadata.name for e in events.items] == ["e1"]
+    custom = kubernetes.client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, "ml", "datasets", dataset("d1"))
+    listing = custom.list_namespaced_custom_object(GROUP, VERSION, "ml", "datasets")
+    assert (listing["kind"], listing["apiVersion"]) == ("DatasetList", f"{GROUP}/{VERSION}")
+
+
+def test_discovery_lists_subresources_without_categories(api) -> None:
+    discovery = api.call_api(*api.param_serialize("GET", f"/apis/{GROUP}/{VERSION}"))
+    discovery.read()
+    resources = {r["name"]: r for r in json.loads(discovery.data)["resources"]}
+    assert resources["datasets"]["categories"] == ["fairpilot"]
+    assert resources["datasets"]["shortNames"] == ["fpds"]
+    assert resources["datasets/status"]["categories"] == []
+    assert resources["datasets/status"]["shortNames"] == []

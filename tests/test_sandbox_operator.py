@@ -208,3 +208,41 @@ def _gpu_request_is_refused(sandbox: Sandbox, tiny_csv: str) -> None:
     objects = cluster_objects(sandbox)
     assert objects["jobs"] == ["fp-profile-gpu-data-g1"], "no Job for the refused TrainingRun"
     assert objects["configmaps"] == ["fp-profile-gpu-data-g1"]
+
+
+def test_a_job_left_by_an_earlier_resource_of_the_same_name_is_not_adopted(
+    sandbox: Sandbox, tiny_csv: str
+) -> None:
+    # As on a real cluster between deleting a Dataset and the garbage collector removing its
+    # Job: a finished Job with the deterministic name, owned by another uid.
+    stale_owner = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Dataset",
+        "name": "reborn",
+        "uid": "uid-of-the-deleted-dataset",
+        "controller": True,
+    }
+    sandbox.cluster.batch.create_namespaced_job(
+        NAMESPACE,
+        {
+            "metadata": {"name": "fp-profile-reborn-g1", "ownerReferences": [stale_owner]},
+            "spec": {"template": {"spec": {"containers": [{"name": "x", "image": "none"}]}}},
+            "status": {
+                "succeeded": 1,
+                "completionTime": "2026-01-01T00:00:00Z",
+                "conditions": [{"type": "Complete", "status": "True"}],
+            },
+        },
+    )
+    sandbox.apply([resource("Dataset", "reborn", {"uri": tiny_csv})])
+    waiting = wait_for(
+        sandbox, "reborn", lambda s: s.get("phase") == "Pending" and s.get("conditions")
+    )
+    ready = next(c for c in waiting["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "PreviousJobPresent" and "earlier Dataset" in ready["message"]
+    sandbox.cluster.batch.delete_namespaced_job("fp-profile-reborn-g1", NAMESPACE)
+    done = wait_for(sandbox, "reborn", lambda s: s.get("phase") == "Succeeded", timeout=30)
+    assert done["status"]["rows"] == 6
+    job = sandbox.cluster.get_job(NAMESPACE, "fp-profile-reborn-g1")
+    assert job is not None
+    assert job["metadata"]["ownerReferences"][0]["uid"] == done["metadata"]["uid"]

@@ -54,7 +54,11 @@ def _ready(resource: dict[str, Any], kind: str, name: str, field: str) -> dict[s
 
 
 def _dataset(lookup: Lookup, name: str, field: str) -> dict[str, Any]:
-    spec = _get(lookup, "Dataset", name, field).get("spec") or {}
+    # A Dataset is ready once its profile succeeded: a stage never starts on data that could
+    # not be read, and fails with the Dataset's name when it could not.
+    dataset = _get(lookup, "Dataset", name, field)
+    _ready(dataset, "Dataset", name, field)
+    spec = dataset.get("spec") or {}
     location = {"uri": spec["uri"]}
     if spec.get("format"):
         location["format"] = spec["format"]

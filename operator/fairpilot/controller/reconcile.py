@@ -143,6 +143,20 @@ def reconcile(
         if job is None:
             return running
 
+    if not _owned_by(job, meta.get("uid")):
+        # A Job of this name left by an earlier resource of the same name, deleted and created
+        # again before the garbage collector (asynchronous on a real cluster) removed the Job:
+        # adopting it would report someone else's run. Wait until it is gone.
+        message = (
+            f"Job {job_name} belongs to an earlier {kind.kind} named {name!r}; "
+            "waiting for Kubernetes to delete it"
+        )
+        conditions = set_condition(
+            conditions, "Ready", False, "PreviousJobPresent", message, generation
+        )
+        outcome.waiting = True
+        return write("Pending", message)
+
     state = job_state(job)
     uri = output_uri(config, kind, resource)
     if state == "running":
@@ -201,6 +215,11 @@ def reconcile(
     )
     _advance_pipeline(kind, resource, projected, cluster, outcome)
     return outcome
+
+
+def _owned_by(job: dict[str, Any], uid: str | None) -> bool:
+    owners = (job.get("metadata") or {}).get("ownerReferences") or []
+    return uid is None or any(owner.get("uid") == uid for owner in owners)
 
 
 def _advance_pipeline(

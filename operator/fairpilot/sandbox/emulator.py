@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import subprocess
 import sys
 import threading
@@ -88,6 +89,33 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         scan = kmock.KubernetesEmulator._KubernetesEmulator__get_objs  # type: ignore[attr-defined]
         return scan(self, request, strict)
 
+    async def _serve_version(self, request: Any) -> Any:
+        listing = await super()._serve_version(request)
+        for entry in listing["resources"]:
+            if "/" in entry["name"]:
+                # Subresources carry no short names or categories on a real API server;
+                # kubectl would expand `get fairpilot` into `explanations/status` otherwise.
+                entry.update(shortNames=[], categories=[], singularName="")
+        return listing
+
+    async def _serve_list(self, request: Any) -> Any:
+        listing = await super()._serve_list(request)
+        labels, fields = request.params.get("labelSelector"), request.params.get("fieldSelector")
+        if labels or fields:
+            listing["items"] = [
+                item
+                for item in listing["items"]
+                if matches_labels(item, labels or "") and matches_fields(item, fields or "")
+            ]
+        # A list's own kind and apiVersion, which kubectl requires (`DatasetList`).
+        resource = request.resource
+        info = next((i for r, i in self._resources.items() if r == resource), None)
+        if info is not None and info.kind:
+            listing["kind"] = f"{info.kind}List"
+        group = f"{resource.group}/" if resource.group else ""
+        listing["apiVersion"] = f"{group}{resource.version}"
+        return listing
+
     def _trim_request_log(self) -> None:
         """Keep kmock's per-reaction request records (made for test assertions) to a window."""
         for payload in self._payloads:
@@ -159,6 +187,64 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                     next_gone.add(raw.get("metadata", {}).get("uid"))
                     await self._buses[key[0]].put({"type": "DELETED", "object": raw})
             gone = {uid for uid in next_gone if uid}
+
+
+_SET_RULE = re.compile(r"^\s*([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
+
+
+def _split_selector(selector: str) -> list[str]:
+    """Split on the commas that separate requirements, not those inside `in (a, b)`."""
+    parts, depth, current = [], 0, ""
+    for char in selector:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [part.strip() for part in [*parts, current] if part.strip()]
+
+
+def matches_labels(obj: dict[str, Any], selector: str) -> bool:
+    """Kubernetes label selector semantics: `a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (b,c)`,
+    `a notin (b,c)`, all of them required."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for rule in _split_selector(selector):
+        if found := _SET_RULE.match(rule):
+            key, operator, values = found.groups()
+            allowed = {value.strip() for value in values.split(",")}
+            if (operator == "in") != (labels.get(key) in allowed):
+                return False
+        elif "!=" in rule:
+            key, value = (part.strip() for part in rule.split("!=", 1))
+            if labels.get(key) == value:
+                return False
+        elif "=" in rule:
+            key, value = (part.strip() for part in rule.replace("==", "=").split("=", 1))
+            if labels.get(key) != value:
+                return False
+        elif rule.startswith("!"):
+            if rule[1:].strip() in labels:
+                return False
+        elif rule not in labels:
+            return False
+    return True
+
+
+def matches_fields(obj: dict[str, Any], selector: str) -> bool:
+    """Field selectors as the API server applies them: dotted paths, `=`, `==` and `!=`."""
+    for rule in _split_selector(selector):
+        negate = "!=" in rule
+        path, value = (
+            part.strip() for part in rule.replace("==", "=").replace("!=", "=").split("=", 1)
+        )
+        current: Any = obj
+        for key in path.split("."):
+            current = current.get(key) if isinstance(current, dict) else None
+        actual = "" if current is None else str(current)
+        if (actual == value) == negate:
+            return False
+    return True
 
 
 def _sees(view: dsl.View, request: rendering.Request) -> bool | None:

@@ -17,6 +17,8 @@ from fairpilot.sandbox.app import Sandbox
 
 def up(artifacts: Path, *, noop_jobs: bool = False, parallelism: int = 2) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Kopf warns that it cannot take OS signals from a thread; this process takes them itself.
+    logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
     stop = threading.Event()
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
