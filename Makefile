@@ -41,7 +41,8 @@ test: venv chromium lint
 demo: venv
 	$(VENV)/bin/fairpilot datasets adult --output /tmp/fairpilot/data
 	$(VENV)/bin/fairpilot sandbox run manifests/examples/adult/ \
-		--artifacts /tmp/fairpilot/artifacts --output-json /tmp/fairpilot/demo-status.json
+		--artifacts /tmp/fairpilot/artifacts --file-root /tmp/fairpilot \
+		--output-json /tmp/fairpilot/demo-status.json
 
 demo-stages: venv
 	bash scripts/demo-stages.sh $(DEMO)

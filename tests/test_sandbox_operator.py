@@ -246,3 +246,23 @@ def test_a_job_left_by_an_earlier_resource_of_the_same_name_is_not_adopted(
     job = sandbox.cluster.get_job(NAMESPACE, "fp-profile-reborn-g1")
     assert job is not None
     assert job["metadata"]["ownerReferences"][0]["uid"] == done["metadata"]["uid"]
+
+
+def test_file_uris_outside_the_sandbox_file_root_fail_with_the_reason(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "data").mkdir(parents=True)
+    inside = root / "data" / "tiny.csv"
+    inside.write_text("age,sex,income\n25,F,no\n38,M,yes\n52,M,yes\n")
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text(inside.read_text())
+    with Sandbox(root / "artifacts", file_root=root, kafka=False) as sandbox:
+        sandbox.apply(
+            [
+                resource("Dataset", "inside", {"uri": f"file://{inside}"}),
+                resource("Dataset", "outside", {"uri": f"file://{outside}"}),
+            ]
+        )
+        wait_for(sandbox, "inside", lambda s: s.get("phase") == "Succeeded")
+        failed = wait_for(sandbox, "outside", lambda s: s.get("phase") == "Failed")
+    ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
+    assert str(outside) in ready["message"] and str(root) in ready["message"]

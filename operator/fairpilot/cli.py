@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("/tmp/fairpilot/artifacts"),
         help="local artifact directory (default: /tmp/fairpilot/artifacts)",
     )
+    run.add_argument(
+        "--file-root",
+        type=Path,
+        help="confine the jobs' file:// URIs to this directory (it must hold data and artifacts)",
+    )
     serve = sandbox_commands.add_parser(
         "up",
         help="run the sandbox until interrupted and print its API server's address",
@@ -108,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "sandbox":
         from fairpilot.sandbox.cli import run
 
-        return run(args.directory, args.artifacts, args.timeout, args.output_json)
+        return run(args.directory, args.artifacts, args.timeout, args.output_json, args.file_root)
     return 0
 
 

@@ -49,16 +49,20 @@ class Sandbox:
         noop_jobs: bool = False,
         kafka: bool = True,
         config: OperatorConfig | None = None,
+        file_root: Path | None = None,
     ) -> None:
         # noop_jobs: Jobs finish at once with a minimal result (for load benchmarks).
         # kafka: start a Tansu broker (`self.kafka` is its bootstrap address, else None).
         # config: the operator's configuration; default: local images, artifacts under
         # `artifacts`.
+        # file_root: the one directory the jobs may read and write through file:// URIs
+        # (FAIRPILOT_FILE_ROOT); it must hold the data and the artifacts.
         self.noop_jobs = noop_jobs
         self.artifacts = artifacts.resolve()
         self.namespace = namespace
         self.parallelism = parallelism
         self.with_kafka = kafka
+        self.file_root = file_root.resolve() if file_root else None
         self.kafka: str | None = None
         self.config = config or OperatorConfig(
             artifact_root=f"file://{self.artifacts}", jobs_image="local", jobs_cuda_image="local"
@@ -91,7 +95,10 @@ class Sandbox:
         self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
         self._operator.start()
         self.runner = LocalJobRunner(
-            Cluster.for_host(self.url).client, parallelism=self.parallelism, noop=self.noop_jobs
+            Cluster.for_host(self.url).client,
+            parallelism=self.parallelism,
+            noop=self.noop_jobs,
+            env={"FAIRPILOT_FILE_ROOT": str(self.file_root)} if self.file_root else None,
         ).start()
         self._stack.callback(self.runner.stop)
 

@@ -160,7 +160,13 @@ def progress_for(out: TextIO, started: float) -> PlainProgress | LiveProgress:
     return LiveProgress(out, started) if live else PlainProgress(out, started)
 
 
-def run(directory: Path, artifacts: Path, timeout: float, output_json: Path | None) -> int:
+def run(
+    directory: Path,
+    artifacts: Path,
+    timeout: float,
+    output_json: Path | None,
+    file_root: Path | None = None,
+) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     items = documents(directory)
     if not items:
@@ -168,7 +174,7 @@ def run(directory: Path, artifacts: Path, timeout: float, output_json: Path | No
         return 2
     started = time.monotonic()
 
-    with Sandbox(artifacts) as sandbox:
+    with Sandbox(artifacts, file_root=file_root) as sandbox:
         for kind, name in sandbox.apply(items):
             print(f"applied {kind}/{name}", flush=True)
         progress = progress_for(sys.stdout, started)

@@ -38,9 +38,13 @@ class LocalJobRunner:
         poll: float = 0.2,
         idle: float = 2.0,
         noop: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         # noop: finish every Job at once with a minimal result.json (for load benchmarks).
+        # env: added to every container's environment (what a node would add, e.g. the
+        # directory file:// URIs are confined to).
         self.noop = noop
+        self.env = dict(env or {})
         self.finished_at: dict[str, float] = {}
         self.batch = kubernetes.client.BatchV1Api(client)
         self.core = kubernetes.client.CoreV1Api(client)
@@ -278,6 +282,7 @@ class LocalJobRunner:
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = local_path(str(item["value"]))
+        env.update(self.env)
         env["FAIRPILOT_TERMINATION_LOG"] = str(workdir / "termination-log")
         env["TMPDIR"] = str(mounts.get("/tmp", workdir))
         return argv, env
