@@ -67,6 +67,16 @@ def run_job(
     return JobRun(completed.returncode, completed.stdout, completed.stderr, output)
 
 
+@pytest.fixture
+def tiny_csv(tmp_path: Path) -> str:
+    """A six-row CSV (see sandbox_helpers.TINY_CSV) as a file:// URI."""
+    from sandbox_helpers import TINY_CSV
+
+    path = tmp_path / "tiny.csv"
+    path.write_text(TINY_CSV)
+    return f"file://{path}"
+
+
 @pytest.fixture(scope="session")
 def adult(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """URIs of adult.csv (32,561 rows) and adult_test.csv (16,281 rows)."""

@@ -10,14 +10,13 @@ import asyncio
 import json
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_helpers import eventually
 
 from fairpilot.config import OperatorConfig
 from fairpilot.controller import handlers
@@ -41,15 +40,6 @@ def probe(url: str) -> tuple[int, Any] | None:
         return error.code, None
     except OSError:  # refused, reset, timed out
         return None
-
-
-def eventually(condition: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def test_liveness_endpoint_listens_on_every_interface() -> None:

@@ -6,11 +6,12 @@ every Job is a profile or bias stage on a six-row CSV, so each test takes second
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_helpers import by_name, eventually, resource, wait_for
 
 from fairpilot.config import GpuConfig, OperatorConfig
 from fairpilot.sandbox.app import Sandbox
@@ -26,22 +27,6 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
         yield running
 
 
-@pytest.fixture
-def tiny_csv(tmp_path: Path) -> str:
-    path = tmp_path / "tiny.csv"
-    path.write_text("age,sex,income\n25,F,no\n38,M,yes\n52,M,yes\n41,F,no\n30,F,yes\n45,M,no\n")
-    return f"file://{path}"
-
-
-def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
 def with_bias_pipeline(name: str, uri: str) -> dict[str, Any]:
     """A Dataset whose pipeline adds a BiasAnalysis: two fast stages, one child resource."""
     return resource(
@@ -55,31 +40,6 @@ def with_bias_pipeline(name: str, uri: str) -> dict[str, Any]:
             "pipeline": {"bias": {"positiveLabel": "yes"}},
         },
     )
-
-
-def by_name(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
-    return {item["metadata"]["name"]: item for item in sandbox.resources()}
-
-
-def wait_for(
-    sandbox: Sandbox, name: str, check: Callable[[dict[str, Any]], Any], timeout: float = 30
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        item = by_name(sandbox).get(name)
-        if item is not None and check(item.get("status") or {}):
-            return item
-        time.sleep(0.2)
-    raise AssertionError(f"{name}: {by_name(sandbox).get(name, {}).get('status')}")
-
-
-def eventually(condition: Callable[[], Any], timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def cluster_objects(sandbox: Sandbox) -> dict[str, list[str]]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
+from sandbox_helpers import by_name, resource, wait_for
 
 from fairpilot.sandbox.app import Sandbox
 
@@ -21,36 +21,6 @@ PIPELINE = (
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     with Sandbox(tmp_path / "artifacts") as running:
         yield running
-
-
-def by_name(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
-    return {item["metadata"]["name"]: item for item in sandbox.resources()}
-
-
-def wait_for(sandbox: Sandbox, name: str, check, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        item = by_name(sandbox).get(name)
-        if item is not None and check(item.get("status") or {}):
-            return item
-        time.sleep(0.3)
-    raise AssertionError(f"{name}: {by_name(sandbox).get(name, {}).get('status')}")
-
-
-@pytest.fixture
-def tiny_csv(tmp_path: Path) -> str:
-    path = tmp_path / "tiny.csv"
-    path.write_text("age,sex,income\n25,F,no\n38,M,yes\n52,M,yes\n41,F,no\n30,F,yes\n45,M,no\n")
-    return f"file://{path}"
-
-
-def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "fairpilot.io/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": spec,
-    }
 
 
 def test_adult_pipeline_runs_end_to_end(sandbox: Sandbox, adult: dict[str, str]) -> None:

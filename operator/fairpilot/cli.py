@@ -53,29 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("directory", type=Path, help="a directory of *.yaml manifests, or one file")
     run.add_argument("--timeout", type=float, default=900, help="seconds (default: 900)")
     run.add_argument("--output-json", type=Path, help="write each resource's final status here")
-    run.add_argument(
-        "--artifacts",
-        type=Path,
-        default=Path("/tmp/fairpilot/artifacts"),
-        help="local artifact directory (default: /tmp/fairpilot/artifacts)",
-    )
-    run.add_argument(
-        "--file-root",
-        type=Path,
-        help="confine the jobs' file:// URIs to this directory (it must hold data and artifacts)",
-    )
     serve = sandbox_commands.add_parser(
         "up",
         help="run the sandbox until interrupted and print its API server's address",
         description="For driving the sandbox from other programs (kubectl --server URL, "
-        "the Kubernetes client, benchmarks).",
+        "the Kubernetes client, Kafka producers, benchmarks).",
     )
-    serve.add_argument(
-        "--artifacts",
-        type=Path,
-        default=Path("/tmp/fairpilot/artifacts"),
-        help="local artifact directory (default: /tmp/fairpilot/artifacts)",
-    )
+    for command in (run, serve):
+        command.add_argument(
+            "--artifacts",
+            type=Path,
+            default=Path("/tmp/fairpilot/artifacts"),
+            help="local artifact directory (default: /tmp/fairpilot/artifacts)",
+        )
+        command.add_argument(
+            "--file-root",
+            type=Path,
+            help="confine the jobs' file:// URIs to this directory (holding data and artifacts)",
+        )
     serve.add_argument(
         "--noop-jobs",
         action="store_true",
@@ -109,7 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "sandbox" and args.sandbox_command == "up":
         from fairpilot.sandbox.up import up
 
-        return up(args.artifacts, noop_jobs=args.noop_jobs, parallelism=args.parallelism)
+        return up(
+            args.artifacts,
+            noop_jobs=args.noop_jobs,
+            parallelism=args.parallelism,
+            file_root=args.file_root,
+        )
     elif args.command == "sandbox":
         from fairpilot.sandbox.cli import run
 

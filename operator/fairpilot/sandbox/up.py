@@ -15,7 +15,13 @@ from types import FrameType
 from fairpilot.sandbox.app import Sandbox
 
 
-def up(artifacts: Path, *, noop_jobs: bool = False, parallelism: int = 2) -> int:
+def up(
+    artifacts: Path,
+    *,
+    noop_jobs: bool = False,
+    parallelism: int = 2,
+    file_root: Path | None = None,
+) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Kopf warns that it cannot take OS signals from a thread; this process takes them itself.
     logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
@@ -26,7 +32,9 @@ def up(artifacts: Path, *, noop_jobs: bool = False, parallelism: int = 2) -> int
 
     signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
-    with Sandbox(artifacts, noop_jobs=noop_jobs, parallelism=parallelism) as sandbox:
+    with Sandbox(
+        artifacts, noop_jobs=noop_jobs, parallelism=parallelism, file_root=file_root
+    ) as sandbox:
         print(f"API server: {sandbox.url}", flush=True)
         print(f"Kafka:      {sandbox.kafka}", flush=True)
         print(f"artifacts:  {sandbox.artifacts}", flush=True)
