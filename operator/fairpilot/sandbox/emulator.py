@@ -84,8 +84,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         kmock itself checks for existence on create, update and delete.
         """
         if strict and request.name is not None and request.resource is not None:
-            key = (request.resource, request.namespace, request.name)
-            return [self._objects[key]] if key in self._objects else []
+            found = self._find(request)
+            return [] if found is None else [found]
         scan = kmock.KubernetesEmulator._KubernetesEmulator__get_objs  # type: ignore[attr-defined]
         return scan(self, request, strict)
 

@@ -45,10 +45,8 @@ class LocalJobRunner:
         # directory file:// URIs are confined to).
         self.noop = noop
         self.env = dict(env or {})
-        self.finished_at: dict[str, float] = {}
         self.batch = kubernetes.client.BatchV1Api(client)
         self.core = kubernetes.client.CoreV1Api(client)
-        self.client = client
         self.poll, self.idle = poll, idle
         self.pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="job")
         self.seen: set[str] = set()
@@ -157,7 +155,6 @@ class LocalJobRunner:
         done = {"type": "Complete", "status": "True", "lastTransitionTime": now()}
         status = {"active": 0, "succeeded": 1, "completionTime": now(), "conditions": [done]}
         self._patch_job(job, status)
-        self.finished_at[job["metadata"]["name"]] = time.monotonic()
 
     def _run_pod(
         self, job: dict[str, Any], attempt: int, timeout: float | None
