@@ -78,6 +78,19 @@ def project_result(kind: Kind, result: dict[str, Any]) -> dict[str, Any]:
             "modelSizeMb": model.get("sizeMb"),
             "validationPassed": (result.get("validation") or {}).get("passed"),
         }
+        metadata = model.get("metadata") or {}
+        if metadata:
+            status |= {
+                "modelId": metadata.get("model_id"),
+                "modelVersion": metadata.get("version"),
+                "modelType": metadata.get("model_type"),
+                "framework": metadata.get("framework"),
+                "algorithm": metadata.get("algorithm"),
+                "accuracy": {
+                    split: metadata.get(f"{split}_accuracy")
+                    for split in ("training", "validation", "test")
+                },
+            }
     elif kind.kind == "Explanation":
         status |= {
             "method": result.get("method"),

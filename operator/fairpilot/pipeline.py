@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fairpilot import API_GROUP
 from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
 
 
@@ -17,15 +18,23 @@ def child_name(dataset: str, kind: Kind) -> str:
     return f"{dataset}-{suffix}"[:253]
 
 
+# Who and what a resource is about (set by the Kafka bridge on a Dataset it made): the stages
+# carry them on, so their events name the seed's user_id and dataset_id.
+INHERITED = (f"{API_GROUP}/user-id", f"{API_GROUP}/dataset-id")
+
+
 def _owned(kind: Kind, dataset: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     meta = dataset["metadata"]
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in INHERITED}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in INHERITED}
     return {
         "apiVersion": kind.api_version,
         "kind": kind.kind,
         "metadata": {
             "name": child_name(meta["name"], kind),
             "namespace": meta["namespace"],
-            "labels": {"fairpilot.io/pipeline": meta["name"][:63]},
+            "labels": {**labels, f"{API_GROUP}/pipeline": meta["name"][:63]},
+            "annotations": annotations,
             "ownerReferences": [
                 {
                     "apiVersion": DATASET.api_version,

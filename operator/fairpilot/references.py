@@ -65,9 +65,17 @@ def _dataset(lookup: Lookup, name: str, field: str) -> dict[str, Any]:
     return location
 
 
-def job_spec(kind: Kind, spec: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
-    """The job spec for a resource of `kind` with this `spec` (camelCase, as stored)."""
+def job_spec(
+    kind: Kind, spec: dict[str, Any], lookup: Lookup, name: str | None = None
+) -> dict[str, Any]:
+    """The job spec for a resource of `kind` with this `spec` (camelCase, as stored).
+
+    `name`: the resource's name, which is a TrainingRun's model id when its spec gives none
+    (the registry and the model.uploaded event need one that tells models apart).
+    """
     out = dict(spec)
+    if kind.kind == "TrainingRun" and name and not out.get("modelId"):
+        out["modelId"] = name
     if kind.kind == "Dataset":
         out.pop("pipeline", None)  # the operator's business, not the profile job's
     if "datasetRef" in out:

@@ -41,6 +41,17 @@ class Condition(SpecModel):
     )
 
 
+class Delivered(SpecModel):
+    """Ids of the deliveries made for the current generation, per destination."""
+
+    kafka: list[str] = Field(
+        default_factory=list, max_length=1000, description="Kafka events produced."
+    )
+    warehouse: list[str] = Field(
+        default_factory=list, max_length=1000, description="Warehouse (MongoDB) writes made."
+    )
+
+
 class ResourceStatus(SpecModel):
     """What every FairPilot resource reports."""
 
@@ -57,6 +68,10 @@ class ResourceStatus(SpecModel):
     reports: dict[str, str] = Field(default_factory=dict, description="HTML reports by name.")
     started_at: str | None = Field(default=None, description="When the stage's Job started.")
     finished_at: str | None = Field(default=None, description="When the stage's Job finished.")
+    delivered: Delivered | None = Field(
+        default=None,
+        description="What the outbox has delivered about this resource, so none is sent twice.",
+    )
 
 
 class DatasetStatus(ResourceStatus):
@@ -82,6 +97,14 @@ class BiasAnalysisStatus(ResourceStatus):
     reweighing_uri: str | None = Field(default=None, description="Reweighing weights (mitigation).")
 
 
+class SplitScores(SpecModel):
+    """One score per data split, as the seed's model.uploaded event reports them."""
+
+    training: float | None = Field(default=None, description="On the rows trained on.")
+    validation: float | None = Field(default=None, description="On held-out validation rows.")
+    test: float | None = Field(default=None, description="On the test dataset, if any.")
+
+
 class TrainingRunStatus(ResourceStatus):
     best_model: str | None = Field(default=None, description="AutoGluon's best model.")
     eval_metric: str | None = Field(default=None, description="Metric the model was chosen by.")
@@ -92,6 +115,15 @@ class TrainingRunStatus(ResourceStatus):
     model_size_mb: float | None = Field(default=None, description="Size of the stored model.")
     validation_passed: bool | None = Field(
         default=None, description="Whether the model met the validation threshold."
+    )
+    model_id: str | None = Field(default=None, description="The model's id (seed 004).")
+    model_version: str | None = Field(default=None, description="The model's version, e.g. v1.")
+    model_type: str | None = Field(default=None, description="classification or regression.")
+    framework: str | None = Field(default=None, description="autogluon.")
+    algorithm: str | None = Field(default=None, description="The best model and its members.")
+    accuracy: SplitScores | None = Field(
+        default=None,
+        description="Accuracy (R² for regression) on the training, validation and test data.",
     )
 
 

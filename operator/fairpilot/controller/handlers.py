@@ -12,6 +12,7 @@ import kopf
 
 from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.kinds import BY_KIND, KINDS
+from fairpilot.bridge.service import Bridge
 from fairpilot.config import OperatorConfig
 from fairpilot.controller import metrics
 from fairpilot.controller.cluster import Cluster
@@ -30,6 +31,7 @@ class Runtime:
     cluster: Cluster | None = None
     config: OperatorConfig | None = None
     host: str | None = None
+    bridge: Bridge | None = None  # Kafka and warehouse deliveries, when configured
 
 
 RUNTIME = Runtime()
@@ -43,6 +45,25 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{API_GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
+
+
+@kopf.on.startup()
+async def start_bridge(**_: Any) -> None:
+    if RUNTIME.bridge is not None:
+        await RUNTIME.bridge.start()
+
+
+@kopf.on.cleanup()
+async def stop_bridge(**_: Any) -> None:
+    if RUNTIME.bridge is not None:
+        await RUNTIME.bridge.stop()
+
+
+async def _changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+    # Every change of a resource, and every resource at start-up: the outboxes work out
+    # what is still to deliver from its state. Async, so it runs on the outboxes' loop.
+    if RUNTIME.bridge is not None:
+        RUNTIME.bridge.notify(dict(body), type)
 
 
 @kopf.on.login()
@@ -93,6 +114,7 @@ for _kind in KINDS:
     kopf.on.update(API_GROUP, API_VERSION, _kind.plural, id="reconcile", field="spec")(
         lambda body, **_: _reconcile(body)
     )
+    kopf.on.event(API_GROUP, API_VERSION, _kind.plural, id="deliver")(_changed)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "fairpilot-operator"})

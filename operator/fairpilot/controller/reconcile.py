@@ -92,7 +92,7 @@ def reconcile(
         job = cluster.get_job(namespace, job_name) if status.get("jobName") == job_name else None
     if job is None:
         try:
-            spec = job_spec(kind, resource.get("spec") or {}, _lookup(cluster, namespace))
+            spec = job_spec(kind, resource.get("spec") or {}, _lookup(cluster, namespace), name)
             manifest = build_job(
                 kind, {**resource, "metadata": {**meta, "generation": generation}}, config
             )

@@ -20,11 +20,14 @@ from typing import Any
 import yaml
 
 from fairpilot.api.kinds import BY_KIND, DATASET, KINDS
+from fairpilot.bridge.config import BridgeConfig
+from fairpilot.bridge.service import Bridge
 from fairpilot.config import OperatorConfig
 from fairpilot.controller.cluster import Cluster
 from fairpilot.sandbox.emulator import running_emulator
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, running_broker
 from fairpilot.sandbox.runner import LocalJobRunner
+from fairpilot.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
 TERMINAL = ("Succeeded", "Failed")
@@ -47,12 +50,20 @@ class Sandbox:
         namespace: str = "default",
         parallelism: int = 2,
         noop_jobs: bool = False,
-        kafka: bool = True,
+        kafka: bool | str = True,
+        bridge: bool = True,
+        warehouse: Warehouse | None = None,
+        data_uri_template: str | None = None,
         config: OperatorConfig | None = None,
         file_root: Path | None = None,
     ) -> None:
         # noop_jobs: Jobs finish at once with a minimal result (for load benchmarks).
-        # kafka: start a Tansu broker (`self.kafka` is its bootstrap address, else None).
+        # kafka: start a Tansu broker (`self.kafka` is its bootstrap address, else None), or
+        # the bootstrap address of a broker that runs already.
+        # bridge: run the Kafka bridge (consume the trigger topics, produce events) when there
+        # is a broker. warehouse: where the outbox records datasets, reports, models, audit.
+        # data_uri_template: where a message's dataset is when it carries no `uri`; default
+        # file://<artifacts' parent>/data/{user_id}/{dataset_id}.csv.
         # config: the operator's configuration; default: local images, artifacts under
         # `artifacts`.
         # file_root: the one directory the jobs may read and write through file:// URIs
@@ -62,6 +73,11 @@ class Sandbox:
         self.namespace = namespace
         self.parallelism = parallelism
         self.with_kafka = kafka
+        self.with_bridge = bridge
+        self.warehouse = warehouse
+        self.data_uri_template = data_uri_template or (
+            f"file://{self.artifacts.parent}/data/{{user_id}}/{{dataset_id}}.csv"
+        )
         self.file_root = file_root.resolve() if file_root else None
         self.kafka: str | None = None
         self.config = config or OperatorConfig(
@@ -85,13 +101,26 @@ class Sandbox:
 
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.url = self._stack.enter_context(running_emulator())
-        if self.with_kafka:
+        if isinstance(self.with_kafka, str):
+            self.kafka = self.with_kafka
+        elif self.with_kafka:
             self.kafka = self._stack.enter_context(running_broker(log=self.artifacts / "kafka.log"))
-            create_topics(self.kafka, list(SEED_TOPICS))
+        self.bridge_config = self._bridge_config() if self.kafka else None
+        if self.bridge_config:
+            topics = self.bridge_config.topics
+            create_topics(self.kafka, [*SEED_TOPICS, topics.status, topics.dead_letter])
         self.cluster = Cluster.for_host(self.url)
         handlers.RUNTIME.cluster = self.cluster
         handlers.RUNTIME.host = self.url
         handlers.RUNTIME.config = self.config
+        handlers.RUNTIME.bridge = None
+        if (self.bridge_config and self.with_bridge) or self.warehouse is not None:
+            handlers.RUNTIME.bridge = Bridge(
+                Cluster.for_host(self.url),
+                self.bridge_config if self.with_bridge else None,
+                self.warehouse,
+            )
+        self.bridge = handlers.RUNTIME.bridge
         self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
         self._operator.start()
         self.runner = LocalJobRunner(
@@ -101,6 +130,19 @@ class Sandbox:
             env={"FAIRPILOT_FILE_ROOT": str(self.file_root)} if self.file_root else None,
         ).start()
         self._stack.callback(self.runner.stop)
+
+    def _bridge_config(self) -> BridgeConfig:
+        assert self.kafka is not None
+        return BridgeConfig(
+            bootstrap_servers=self.kafka,
+            namespace=self.namespace,
+            data_uri_template=self.data_uri_template,
+            # Tansu's group joins wait out these timeouts; Kafka's defaults make each one
+            # take 5-18 s (sandbox/kafka.py).
+            session_timeout_ms=2000,
+            heartbeat_interval_ms=300,
+            max_poll_interval_ms=5000,
+        )
 
     def restart_operator(self) -> None:
         """Stop the operator and start a fresh one, as a crash and a new pod would."""

@@ -1,0 +1,162 @@
+"""The bridge's configuration: brokers, topics, group, security, namespaces, data locations.
+
+Set through FAIRPILOT_KAFKA_* environment variables (the Helm chart's `kafka:` values become
+those); `BridgeConfig.from_env()` reads them, and every field's description says its variable.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fairpilot.api.explanation import ExpertiseLevel
+
+ENV_PREFIX = "FAIRPILOT_KAFKA_"
+
+
+class Topics(BaseModel):
+    """Topic names; the defaults are the seed's (seed 001) plus FairPilot's two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = "dataset-events"
+    bias_trigger: str = "bias-trigger-events"
+    automl_trigger: str = "automl-trigger-events"
+    xai_trigger: str = "xai-trigger-events"
+    bias: str = "bias-events"
+    automl: str = "automl-events"
+    xai: str = "xai-events"
+    status: str = Field(default="fairpilot-status-events", description="Every phase change.")
+    dead_letter: str = Field(
+        default="fairpilot-dead-letter", description="Messages that could not become a resource."
+    )
+
+    def inbound(self) -> dict[str, str]:
+        """topic name -> role (the keys of payloads.INBOUND_BY_ROLE)."""
+        return {
+            self.dataset: "dataset",
+            self.bias_trigger: "bias_trigger",
+            self.automl_trigger: "automl_trigger",
+            self.xai_trigger: "xai_trigger",
+        }
+
+
+class BridgeConfig(BaseModel):
+    """Everything the Kafka bridge needs; only `bootstrap_servers` has no default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap_servers: str = Field(description="host:port[,host:port] (BOOTSTRAP_SERVERS).")
+    group_id: str = Field(default="fairpilot", description="Consumer group (GROUP_ID).")
+    client_id: str = Field(default="fairpilot-operator", description="CLIENT_ID.")
+    topics: Topics = Field(default_factory=Topics, description="TOPIC_<NAME>, e.g. TOPIC_BIAS.")
+    namespace: str = Field(
+        default="default", description="Namespace of resources made from messages (NAMESPACE)."
+    )
+    allowed_namespaces: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Namespaces a message may name in its `namespace` field (ALLOWED_NAMESPACES, "
+            "comma-separated); `namespace` is always allowed."
+        ),
+    )
+    data_uri_template: str = Field(
+        default="s3://datasets/{user_id}/{dataset_id}.csv",
+        description=(
+            "Where a dataset is when the message has no `uri` (DATA_URI_TEMPLATE); "
+            "{user_id} and {dataset_id} are filled in."
+        ),
+    )
+    start_pipeline: bool = Field(
+        default=True,
+        description=(
+            "A dataset-events message with target_column_name and task_type starts the whole "
+            "chain: bias (when it names sensitive_features), training, explanation "
+            "(START_PIPELINE)."
+        ),
+    )
+    time_budget_seconds: int = Field(
+        default=300, ge=10, description="Training budget when a message gives none."
+    )
+    levels: list[ExpertiseLevel] = Field(
+        default_factory=lambda: list(ExpertiseLevel),
+        min_length=1,
+        description="Explanation reports when a message names no level (LEVELS).",
+    )
+    max_message_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Larger messages are dead-lettered."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = Field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    # Kafka's defaults suit Kafka; Tansu (the sandbox's broker) joins a group in about 1 s with
+    # 2 s timeouts and 5-18 s with the defaults, so the sandbox lowers them.
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    # acks=all always; idempotence where the broker has it (Kafka does, Tansu does not).
+    idempotent_producer: bool = False
+    batch_size: int = Field(default=500, ge=1, description="Messages turned into CRs at once.")
+    concurrency: int = Field(default=16, ge=1, description="API calls in flight at once.")
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> BridgeConfig:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password is not None
+        ):
+            raise ValueError(
+                f"{self.security_protocol} needs SASL_MECHANISM, SASL_USERNAME and SASL_PASSWORD"
+            )
+        return self
+
+    def namespaces(self) -> set[str]:
+        return {self.namespace, *self.allowed_namespaces}
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection options shared by aiokafka's consumer, producer and admin client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL"):
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password,
+            }
+        if self.security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            )
+        return options
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> BridgeConfig | None:
+        """The configuration from FAIRPILOT_KAFKA_*; None when no bootstrap servers are set."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        topics: dict[str, str] = {}
+        for key, value in env.items():
+            if not key.startswith(ENV_PREFIX) or value == "":
+                continue
+            name = key[len(ENV_PREFIX) :].lower()
+            if name.startswith("topic_"):
+                topics[name[len("topic_") :]] = value
+            elif name in ("allowed_namespaces", "levels"):
+                values[name] = [item.strip() for item in value.split(",") if item.strip()]
+            elif name in cls.model_fields:
+                values[name] = value
+        if "bootstrap_servers" not in values:
+            return None
+        if topics:
+            values["topics"] = topics
+        return cls.model_validate(values)

@@ -1,0 +1,242 @@
+"""The inbound half of the bridge: trigger topics -> custom resources, at least once.
+
+Each batch from `getmany` is turned into resources (inbound.plan), the resources are created
+(a 409 means a redelivery: nothing new), messages that cannot become resources go to the
+dead-letter topic, and only then are the batch's offsets committed. A crash anywhere before the
+commit re-delivers the batch, which creates nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes
+
+from fairpilot.api.kinds import Kind
+from fairpilot.bridge import metrics
+from fairpilot.bridge.config import BridgeConfig
+from fairpilot.bridge.inbound import Rejected, Source, decode, plan
+from fairpilot.controller.cluster import Cluster
+
+log = logging.getLogger(__name__)
+# Roles in the order a batch is handled: a Dataset from dataset-events exists before the
+# triggers in the same batch look it up.
+ROLE_ORDER = {"dataset": 0, "bias_trigger": 1, "automl_trigger": 2, "xai_trigger": 3}
+HEADER = "fairpilot.dlq."
+
+# (document id, document) -> None: writes one audit record (the warehouse, when there is one).
+Audit = Callable[[str, dict[str, Any]], None]
+
+
+def transient(error: BaseException) -> bool:
+    """Worth retrying (the API server is down or busy), as opposed to a refusal of the object."""
+    if isinstance(error, kubernetes.client.ApiException):
+        return error.status in (0, 408, 429) or error.status >= 500
+    return True  # connection errors, timeouts
+
+
+def api_reason(error: kubernetes.client.ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(error.body).get("message") or error.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(error.reason)
+
+
+class Consumer:
+    def __init__(
+        self,
+        config: BridgeConfig,
+        cluster: Cluster,
+        producer: Any,
+        audit: Audit | None = None,
+    ) -> None:
+        self.config = config
+        self.cluster = cluster
+        self.producer = producer
+        self.audit = audit
+        self.roles = config.topics.inbound()
+        self._limit = asyncio.Semaphore(config.concurrency)
+        self.consumer: Any = None
+
+    # -- reads the plan needs (blocking; run in threads) ----------------------------------
+    def _get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.cluster.get(kind, namespace, name)
+
+    def _list(self, kind: Kind, namespace: str) -> list[dict[str, Any]]:
+        listing = self.cluster.custom.list_namespaced_custom_object(
+            kind.api_version.split("/")[0], kind.api_version.split("/")[1], namespace,
+            kind.plural, _preload_content=False,
+        )  # fmt: skip
+        return Cluster._json(listing).get("items") or []
+
+    def _handle_sync(self, record: Any) -> tuple[str, list[tuple[str, bool]]]:
+        """('ok', [(kind, created?)]) or raises Rejected / a transient error."""
+        role = self.roles[record.topic]
+        data = decode(record.value, self.config.max_message_bytes)
+        source = Source(record.topic, record.partition, record.offset)
+        resources = plan(role, data, source, self.config, self._get, self._list)
+        outcome = []
+        for resource in resources:
+            try:
+                created = self.cluster.create_resource(resource)
+            except kubernetes.client.ApiException as exc:
+                if transient(exc):
+                    raise
+                raise Rejected(
+                    "RefusedByApiServer",
+                    f"{resource['kind']} {resource['metadata']['name']}: HTTP {exc.status}: "
+                    f"{api_reason(exc)}",
+                ) from None
+            outcome.append((resource["kind"], created))
+        return "ok", outcome
+
+    async def handle(self, record: Any) -> None:
+        """One message, until it is a resource or a dead letter (transient errors: retried)."""
+        metrics.CONSUMED.labels(record.topic).inc()
+        delay = 0.2
+        while True:
+            try:
+                async with self._limit:
+                    _, outcome = await asyncio.to_thread(self._handle_sync, record)
+                for kind, created in outcome:
+                    metrics.CREATED.labels(kind, "created" if created else "exists").inc()
+                self._audit(record, "received", None)
+                return
+            except Rejected as rejected:
+                await self.dead_letter(record, rejected)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.FAILED.labels("create").inc()
+                log.warning(
+                    "%s/%s/%s: %s: %s; retrying in %.1f s",
+                    record.topic, record.partition, record.offset, type(exc).__name__, exc, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay * (1 + random.random() / 4))
+                delay = min(delay * 2, 10.0)
+
+    async def dead_letter(self, record: Any, rejected: Rejected) -> None:
+        """The original key and bytes to the dead-letter topic; why, and whence, in headers."""
+        headers = [
+            *(record.headers or []),
+            (f"{HEADER}reason", rejected.reason.encode()),
+            (f"{HEADER}message", rejected.message.encode()[:4096]),
+            (f"{HEADER}topic", record.topic.encode()),
+            (f"{HEADER}partition", str(record.partition).encode()),
+            (f"{HEADER}offset", str(record.offset).encode()),
+            (f"{HEADER}timestamp", datetime.now(UTC).isoformat().encode()),
+        ]
+        log.warning(
+            "%s/%s/%s dead-lettered: %s: %s",
+            record.topic, record.partition, record.offset, rejected.reason, rejected.message,
+        )  # fmt: skip
+        delay = 0.2
+        while True:
+            try:
+                await self.producer.send_and_wait(
+                    self.config.topics.dead_letter,
+                    value=record.value,
+                    key=record.key,
+                    headers=headers,
+                )
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.FAILED.labels("dead-letter").inc()
+                log.warning("dead-letter topic unavailable (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        metrics.DEAD_LETTERED.labels(rejected.reason).inc()
+        metrics.PRODUCED.labels(self.config.topics.dead_letter).inc()
+        self._audit(record, "dead-lettered", rejected)
+
+    def _audit(self, record: Any, direction: str, rejected: Rejected | None) -> None:
+        if self.audit is None:
+            return
+        source = f"{record.topic}/{record.partition}/{record.offset}"
+        document: dict[str, Any] = {
+            "direction": direction,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key.decode(errors="replace") if record.key else None,
+            "at": datetime.fromtimestamp(record.timestamp / 1000, UTC).isoformat(),
+        }
+        try:
+            import json
+
+            payload = json.loads(record.value)
+            if isinstance(payload, dict):
+                document |= {
+                    "payload": payload,
+                    "event_type": payload.get("event_type"),
+                    "event_id": payload.get("event_id"),
+                    "user_id": payload.get("user_id"),
+                }
+        except (TypeError, ValueError):
+            document["value"] = (record.value or b"")[:4096].decode(errors="replace")
+        if rejected is not None:
+            document |= {"reason": rejected.reason, "message": rejected.message}
+        self.audit(f"in:{source}", document)
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        config = self.config
+        self.consumer = consumer = AIOKafkaConsumer(
+            *self.roles,
+            group_id=config.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=config.session_timeout_ms,
+            heartbeat_interval_ms=config.heartbeat_interval_ms,
+            max_poll_interval_ms=config.max_poll_interval_ms,
+            max_poll_records=config.batch_size,
+            **config.client_options(),
+        )
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=config.batch_size)
+                records = [record for items in batches.values() for record in items]
+                records.sort(key=lambda r: (ROLE_ORDER[self.roles[r.topic]], r.topic,
+                                            r.partition, r.offset))  # fmt: skip
+                if records:
+                    await asyncio.gather(*(self.handle(record) for record in records))
+                    offsets = {tp: items[-1].offset + 1 for tp, items in batches.items() if items}
+                    await self._commit(offsets)
+                await self._lag()
+        finally:
+            await consumer.stop()
+
+    async def _commit(self, offsets: dict[Any, int]) -> None:
+        from aiokafka.errors import CommitFailedError
+
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # A rebalance took the partitions away: whoever has them now re-reads the batch,
+            # which only finds the resources made here.
+            metrics.FAILED.labels("commit").inc()
+            log.warning("offsets not committed (%s); the batch will be re-read", exc)
+
+    async def _lag(self) -> None:
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            try:  # a partition just assigned may have no position yet: skip it this time
+                position = await asyncio.wait_for(self.consumer.position(tp), 0.2)
+            except (TimeoutError, Exception):
+                continue
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - position))

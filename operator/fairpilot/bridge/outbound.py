@@ -1,0 +1,231 @@
+"""The Kafka events a resource's state calls for: the seed's result events and status changes.
+
+`events_for` is a plain function of the resource (and, through `get`, what it references), so
+it gives the same events with the same payloads however often it is asked: the outbox sends
+those whose ids are not yet recorded on the resource, and a restart recomputes the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fairpilot.api.kinds import BIAS_ANALYSIS, BY_KIND, DATASET, TRAINING_RUN, Kind
+from fairpilot.bridge.config import Topics
+from fairpilot.bridge.inbound import DATASET_ID, USER_ID, model_id_of
+from fairpilot.bridge.payloads import (
+    BiasReported,
+    ModelUploaded,
+    Outbound,
+    StatusChanged,
+    XaiReported,
+)
+
+Get = Callable[[Kind, str, str], dict[str, Any] | None]
+ANONYMOUS = "default"  # a resource applied without userId; its artifacts go under default/ too
+
+
+@dataclass(frozen=True)
+class Event:
+    """One message to produce; `id` is what the resource records once it is delivered."""
+
+    id: str
+    topic: str
+    key: str
+    payload: dict[str, Any]
+
+
+def seed_time(stamp: str | None) -> str:
+    """`2025-10-10T12:00:00Z` as the seed writes time: `2025-10-10T12:00:00.000000` (UTC)."""
+    moment = _parse(stamp)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def _parse(stamp: str | None) -> datetime:
+    if not stamp:
+        return datetime.fromtimestamp(0, UTC)
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def user_of(resource: dict[str, Any]) -> str:
+    spec = resource.get("spec") or {}
+    annotations = resource["metadata"].get("annotations") or {}
+    return spec.get("userId") or annotations.get(USER_ID) or ANONYMOUS
+
+
+def dataset_id_of(kind: Kind, resource: dict[str, Any], get: Get) -> str:
+    """The seed's dataset_id: the annotation the bridge or pipeline set, else by reference."""
+    meta = resource["metadata"]
+    known = (meta.get("annotations") or {}).get(DATASET_ID)
+    if known:
+        return known
+    spec = resource.get("spec") or {}
+    if kind is DATASET:
+        return meta["name"]
+    if spec.get("datasetRef"):
+        dataset = get(DATASET, meta["namespace"], spec["datasetRef"])
+        return dataset_id_of(DATASET, dataset, get) if dataset else spec["datasetRef"]
+    if spec.get("trainingRunRef"):
+        run = get(TRAINING_RUN, meta["namespace"], spec["trainingRunRef"])
+        return dataset_id_of(TRAINING_RUN, run, get) if run else ""
+    return ""
+
+
+def _ready_reason(status: dict[str, Any]) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition.get("reason")
+    return None
+
+
+def status_events(kind: Kind, resource: dict[str, Any], topics: Topics) -> list[Event]:
+    """A status event for every phase this generation has reached (as far as the status shows)."""
+    meta, status = resource["metadata"], resource.get("status") or {}
+    generation = int(meta.get("generation") or 1)
+    phase = status.get("phase")
+    if not phase or status.get("observedGeneration") != generation:
+        return []
+    reached: list[tuple[str, str | None]] = []
+    if phase == "Pending":
+        reached.append(("Pending", _transition(status)))
+    if status.get("jobName") and status.get("startedAt"):
+        reached.append(("Running", status["startedAt"]))
+    if phase in ("Succeeded", "Failed"):
+        reached.append((phase, status.get("finishedAt") or _transition(status)))
+    user = user_of(resource)
+    annotations = meta.get("annotations") or {}
+    events = []
+    for entered, at in reached:
+        terminal = entered == phase
+        payload = StatusChanged(
+            event_id=f"status_{meta['uid']}_g{generation}_{entered.lower()}",
+            timestamp=seed_time(at),
+            user_id=user,
+            kind=kind.kind,
+            namespace=meta["namespace"],
+            resource=meta["name"],
+            uid=meta["uid"],
+            generation=generation,
+            phase=entered,
+            reason=_ready_reason(status) if terminal else None,
+            message=status.get("message") if terminal else None,
+            dataset_id=annotations.get(DATASET_ID),
+        )
+        events.append(
+            Event(
+                f"status/g{generation}/{entered}",
+                topics.status,
+                f"{user}_{meta['name']}",
+                payload.to_json(),
+            )
+        )
+    return events
+
+
+def _transition(status: dict[str, Any]) -> str | None:
+    times = [c.get("lastTransitionTime") for c in status.get("conditions") or []]
+    return max((t for t in times if t), default=None)
+
+
+def result_events(kind: Kind, resource: dict[str, Any], topics: Topics, get: Get) -> list[Event]:
+    """The seed's event for a stage that succeeded in this generation (none otherwise)."""
+    meta, status = resource["metadata"], resource.get("status") or {}
+    spec = resource.get("spec") or {}
+    generation = int(meta.get("generation") or 1)
+    if status.get("phase") != "Succeeded" or status.get("observedGeneration") != generation:
+        return []
+    user = user_of(resource)
+    finished = status.get("finishedAt")
+    stamp = int(_parse(finished).timestamp())
+    common = {"namespace": meta["namespace"], "resource": meta["name"]}
+    reports = status.get("reports") or {}
+    if kind is BIAS_ANALYSIS:
+        dataset_id = dataset_id_of(kind, resource, get)
+        dataset = get(DATASET, meta["namespace"], spec.get("datasetRef", ""))
+        dataset_spec = (dataset or {}).get("spec") or {}
+        task_type = dataset_spec.get("taskType") or ((dataset or {}).get("status") or {}).get(
+            "suggestedTaskType"
+        )
+        payload: Outbound = BiasReported(
+            dataset_id=dataset_id,
+            user_id=user,
+            bias_report_id=f"{meta['uid']}-g{generation}",
+            has_transformation_report=bool(status.get("reweighingUri")),
+            target_column_name=spec.get("target", ""),
+            task_type=task_type,
+            timestamp=seed_time(finished),
+            event_id=f"bias_reported_{meta['name']}_{stamp}",
+            bias_detected=status.get("biasDetected"),
+            min_disparate_impact=status.get("minDisparateImpact"),
+            findings=list(status.get("findings") or []),
+            report_uri=next(iter(reports.values()), None),
+            transformation_uri=status.get("reweighingUri"),
+            **common,
+        )
+        return [
+            Event(f"bias.reported/g{generation}", topics.bias, f"{user}_{dataset_id}",
+                  payload.to_json())
+        ]  # fmt: skip
+    if kind is TRAINING_RUN:
+        model_id = status.get("modelId") or model_id_of(resource)
+        accuracy = status.get("accuracy") or {}
+        payload = ModelUploaded(
+            event_id=f"model_uploaded_{model_id}_{stamp}",
+            timestamp=seed_time(finished),
+            user_id=user,
+            model_id=model_id,
+            dataset_id=dataset_id_of(kind, resource, get),
+            version=status.get("modelVersion") or spec.get("version", "v1"),
+            framework=status.get("framework") or "autogluon",
+            model_type=status.get("modelType"),
+            algorithm=status.get("algorithm") or status.get("bestModel"),
+            model_size_mb=status.get("modelSizeMb"),
+            training_accuracy=accuracy.get("training"),
+            validation_accuracy=accuracy.get("validation"),
+            test_accuracy=accuracy.get("test"),
+            eval_metric=status.get("evalMetric"),
+            best_score=status.get("bestScore"),
+            validation_passed=status.get("validationPassed"),
+            model_uri=status.get("modelUri"),
+            report_uri=next(iter(reports.values()), None),
+            **common,
+        )
+        return [
+            Event(f"model.uploaded/g{generation}", topics.automl, f"{user}_{model_id}",
+                  payload.to_json())
+        ]  # fmt: skip
+    if kind.kind == "Explanation":
+        run = get(TRAINING_RUN, meta["namespace"], spec.get("trainingRunRef", "")) or {}
+        model_id = ((run.get("status") or {}).get("modelId") or model_id_of(run)) if run else ""
+        version = (run.get("spec") or {}).get("version", "v1") if run else None
+        dataset_id = dataset_id_of(kind, resource, get)
+        events = []
+        for level, uri in sorted(reports.items()):
+            payload = XaiReported(
+                event_id=f"xai_reported_{model_id}_{level}_{stamp}",
+                timestamp=seed_time(finished),
+                user_id=user,
+                dataset_id=dataset_id,
+                model_id=model_id,
+                level=level,
+                xai_report_id=f"{meta['uid']}-g{generation}-{level}",
+                version=version,
+                method=status.get("method"),
+                top_feature=status.get("topFeature"),
+                report_uri=uri,
+                **common,
+            )
+            events.append(
+                Event(f"xai.reported/g{generation}/{level}", topics.xai, f"{user}_{model_id}",
+                      payload.to_json())
+            )  # fmt: skip
+        return events
+    return []
+
+
+def events_for(kind: Kind | str, resource: dict[str, Any], topics: Topics, get: Get) -> list[Event]:
+    """Every event the resource's current state calls for, in the order to send them."""
+    kind = BY_KIND[kind] if isinstance(kind, str) else kind
+    return status_events(kind, resource, topics) + result_events(kind, resource, topics, get)

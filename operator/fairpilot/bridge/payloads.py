@@ -1,0 +1,231 @@
+"""The seed's Kafka payloads (seed 001), as pydantic models: the compatibility contract.
+
+Inbound models are what existing producers send (the data warehouse's `dataset-events`, the
+agentic core's trigger events); fields the seed shows are kept with the seed's names and types,
+unknown fields are ignored (producers add their own, e.g. `metadata`), and a field of the wrong
+type is refused, which sends the message to the dead-letter topic with pydantic's explanation.
+
+Outbound models are what FairPilot produces where the seed's data warehouse did. Every field
+of the seed's example payload is there with the seed's name; FairPilot adds a few (`event_id`
+everywhere, `report_uri`, `namespace`, ...) after them, which JSON consumers ignore.
+
+FairPilot's own additions to inbound payloads are optional fields: `uri` and `format` (where
+the data is), `sensitive_features`, `namespace`, `event_id`, `levels` and `model_id`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from fairpilot.api.common import URI_PATTERN, DataFormat, TaskType
+from fairpilot.api.explanation import ExpertiseLevel
+
+# Ids become label values (`kubectl get -l fairpilot.io/dataset-id=...`) and parts of resource
+# names, so they follow Kubernetes' label-value syntax; the seed's ids ("dataset123",
+# "test-dataset-1", "model_v2") all do.
+ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=63)]
+# A user id is kept verbatim (an e-mail address is fine) in the spec and an annotation.
+UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _seconds(value: Any) -> Any:
+    # The seed sends "time_budget": "10" (a string): accept digits in a string, not "ten".
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
+class Inbound(BaseModel):
+    """Base of the messages FairPilot consumes."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    event_type: str | None = Field(default=None, max_length=128)
+    event_id: str | None = Field(
+        default=None, min_length=1, max_length=256, description="Names the resource when given."
+    )
+    user_id: UserId
+    timestamp: str | None = Field(default=None, max_length=64)
+    namespace: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Where to create the resource; must be an allowed namespace.",
+    )
+
+
+class Target(BaseModel):
+    """The learning problem, as the seed's triggers state it."""
+
+    target_column_name: str | None = Field(default=None, min_length=1, max_length=256)
+    task_type: Annotated[TaskType | None, BeforeValidator(_lower)] = None
+    sensitive_features: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None, max_length=64
+    )
+
+
+class DatasetEvent(Inbound, Target):
+    """`dataset-events`: a dataset was uploaded (the seed shows no example; these are the
+    fields its data warehouse knows: ids, name, and where the file is)."""
+
+    dataset_id: Id
+    name: str | None = Field(default=None, max_length=256)
+    uri: str | None = Field(default=None, pattern=URI_PATTERN, max_length=2048)
+    format: Annotated[DataFormat | None, BeforeValidator(_lower)] = None
+    time_budget: Annotated[int | None, BeforeValidator(_seconds)] = Field(
+        default=None, ge=10, le=7 * 24 * 3600, description="Seconds, for the pipeline's training."
+    )
+
+
+class BiasTrigger(Inbound, Target):
+    """`bias-trigger-events`."""
+
+    event_type: str | None = "bias-trigger.reported"
+    dataset_id: Id
+    record_count: int | None = Field(default=None, ge=0)
+    metadata: dict[str, Any] | None = None
+    uri: str | None = Field(default=None, pattern=URI_PATTERN, max_length=2048)
+
+
+class AutomlTrigger(Inbound, Target):
+    """`automl-trigger-events`."""
+
+    event_type: str | None = "automl-trigger.reported"
+    dataset_id: Id
+    # The seed's AutoML consumer reads the budget in seconds, sent as a string.
+    time_budget: Annotated[int | None, BeforeValidator(_seconds)] = Field(
+        default=None, ge=10, le=7 * 24 * 3600
+    )
+    model_id: Id | None = None
+    version: Id | None = None
+    uri: str | None = Field(default=None, pattern=URI_PATTERN, max_length=2048)
+
+
+class XaiTrigger(Inbound):
+    """`xai-trigger-events`."""
+
+    event_type: str | None = "xai-trigger.reported"
+    dataset_id: Id | None = None
+    model_id: Id
+    version: Id = "v1"
+    level: Annotated[ExpertiseLevel | None, BeforeValidator(_lower)] = None
+    levels: list[Annotated[ExpertiseLevel, BeforeValidator(_lower)]] | None = Field(
+        default=None, min_length=1
+    )
+
+    @field_validator("levels")
+    @classmethod
+    def _no_repeats(cls, value: list[ExpertiseLevel] | None) -> list[ExpertiseLevel] | None:
+        return list(dict.fromkeys(value)) if value else value
+
+
+class Outbound(BaseModel):
+    """Base of the messages FairPilot produces."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class BiasReported(Outbound):
+    """`bias-events`: seed 001's `bias.reported`, when a BiasAnalysis succeeds."""
+
+    event_type: Literal["bias.reported"] = "bias.reported"
+    dataset_id: str
+    user_id: str
+    bias_report_id: str
+    has_transformation_report: bool
+    target_column_name: str
+    task_type: str | None
+    timestamp: str
+    # FairPilot's additions
+    event_id: str
+    bias_detected: bool | None
+    min_disparate_impact: float | None
+    findings: list[str]
+    report_uri: str | None
+    transformation_uri: str | None
+    namespace: str
+    resource: str
+
+
+class ModelUploaded(Outbound):
+    """`automl-events`: seed 001's `model.uploaded`, when a TrainingRun succeeds."""
+
+    event_type: Literal["model.uploaded"] = "model.uploaded"
+    event_id: str
+    timestamp: str
+    user_id: str
+    model_id: str
+    dataset_id: str
+    version: str
+    framework: str
+    model_type: str | None
+    algorithm: str | None
+    model_size_mb: float | None
+    training_accuracy: float | None
+    validation_accuracy: float | None
+    test_accuracy: float | None
+    # FairPilot's additions
+    eval_metric: str | None
+    best_score: float | None
+    validation_passed: bool | None
+    model_uri: str | None
+    report_uri: str | None
+    namespace: str
+    resource: str
+
+
+class XaiReported(Outbound):
+    """`xai-events`: seed 001's `xai.reported`, one per expertise level of an Explanation."""
+
+    event_type: Literal["xai.reported"] = "xai.reported"
+    event_id: str
+    timestamp: str
+    user_id: str
+    dataset_id: str
+    model_id: str
+    report_type: str = "model_explanation"
+    level: str
+    xai_report_id: str
+    # FairPilot's additions
+    version: str | None
+    method: str | None
+    top_feature: str | None
+    report_uri: str
+    namespace: str
+    resource: str
+
+
+class StatusChanged(Outbound):
+    """The status topic: a resource entered a phase (and why, when it failed)."""
+
+    event_type: Literal["status.changed"] = "status.changed"
+    event_id: str
+    timestamp: str
+    user_id: str
+    kind: str
+    namespace: str
+    resource: str
+    uid: str
+    generation: int
+    phase: str
+    reason: str | None
+    message: str | None
+    dataset_id: str | None
+
+
+INBOUND_BY_ROLE: dict[str, type[Inbound]] = {
+    "dataset": DatasetEvent,
+    "bias_trigger": BiasTrigger,
+    "automl_trigger": AutomlTrigger,
+    "xai_trigger": XaiTrigger,
+}

@@ -1,0 +1,152 @@
+"""The bridge as the operator runs it: Kafka consumer, Kafka outbox, warehouse outbox.
+
+It lives in the operator's process and event loop (see README, "Kafka bridge"): Kopf's startup
+handler starts it, its cleanup handler stops it, and its event handler passes every change of a
+FairPilot resource to `notify`. Either half is optional: Kafka when FAIRPILOT_KAFKA_BOOTSTRAP_
+SERVERS is set, the warehouse when MONGO_URI is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from fairpilot.api.kinds import Kind
+from fairpilot.bridge.config import BridgeConfig
+from fairpilot.bridge.consumer import Consumer
+from fairpilot.bridge.publisher import KafkaSink
+from fairpilot.controller.cluster import Cluster
+from fairpilot.outbox import Outbox
+from fairpilot.warehouse.sink import WarehouseSink
+from fairpilot.warehouse.store import Warehouse
+
+log = logging.getLogger(__name__)
+AUDIT_BACKLOG = 100_000  # audit records of received messages held while MongoDB is down
+
+
+class Bridge:
+    def __init__(
+        self,
+        cluster: Cluster,
+        kafka: BridgeConfig | None = None,
+        warehouse: Warehouse | None = None,
+        *,
+        consume: bool = True,
+    ) -> None:
+        self.cluster = cluster
+        self.kafka = kafka
+        self.warehouse = warehouse
+        self.consume = consume
+        self.outboxes: list[Outbox] = []
+        self.consumer: Consumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._producer: Any = None
+        self._audits: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
+
+    def _get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.cluster.get(kind, namespace, name) if name else None
+
+    async def start(self) -> None:
+        if self.warehouse is not None:
+            self._audits = asyncio.Queue(AUDIT_BACKLOG)
+            topics = self.kafka.topics if self.kafka else None
+            self.outboxes.append(
+                Outbox(WarehouseSink(self.warehouse, self._get, topics), self.cluster, workers=4)
+            )
+            self._tasks.append(asyncio.create_task(self._write_audits(), name="audit"))
+            with contextlib.suppress(Exception):  # MongoDB may be down; indexes come later
+                await asyncio.to_thread(self.warehouse.ensure_indexes)
+        if self.kafka is not None:
+            from aiokafka import AIOKafkaProducer
+
+            self._producer = AIOKafkaProducer(
+                acks="all",
+                enable_idempotence=self.kafka.idempotent_producer,
+                request_timeout_ms=15_000,
+                retry_backoff_ms=250,
+                **self.kafka.client_options(),
+            )
+            await self._start_producer()
+            self.outboxes.append(
+                Outbox(KafkaSink(self._producer, self.kafka.topics, self._get), self.cluster)
+            )
+            if self.consume:
+                self.consumer = Consumer(
+                    self.kafka,
+                    self.cluster,
+                    self._producer,
+                    self._audit if self.warehouse is not None else None,
+                )
+                self._tasks.append(asyncio.create_task(self._consume(), name="kafka-consumer"))
+        for outbox in self.outboxes:
+            outbox.start()
+
+    async def _start_producer(self) -> None:
+        # The broker may not be up yet when the operator starts: keep trying, do not crash.
+        delay = 0.5
+        while True:
+            try:
+                await self._producer.start()
+                return
+            except Exception as exc:
+                log.warning("Kafka not reachable yet (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15)
+
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        delay = 0.5
+        while True:
+            try:
+                await self.consumer.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("Kafka consumer stopped (%s: %s); restarting", type(exc).__name__, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15)
+
+    def _audit(self, key: str, document: dict[str, Any]) -> None:
+        assert self._audits is not None
+        try:
+            self._audits.put_nowait((key, document))
+        except asyncio.QueueFull:
+            log.error("audit backlog full: MongoDB has been down too long; dropping %s", key)
+
+    async def _write_audits(self) -> None:
+        assert self._audits is not None and self.warehouse is not None
+        delay = 0.5
+        while True:
+            key, document = await self._audits.get()
+            while True:
+                try:
+                    await asyncio.to_thread(self.warehouse.audit, key, document)
+                    delay = 0.5
+                    break
+                except Exception as exc:
+                    log.warning("warehouse unavailable (%s); audit retried in %.0f s", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30)
+
+    def notify(self, body: dict[str, Any], event_type: str | None) -> None:
+        for outbox in self.outboxes:
+            outbox.notify(body, event_type)
+
+    async def idle(self, timeout: float) -> bool:
+        results = [await outbox.idle(timeout) for outbox in self.outboxes]
+        return all(results)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for outbox in self.outboxes:
+            await outbox.stop()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+        self._tasks, self.outboxes, self._producer = [], [], None

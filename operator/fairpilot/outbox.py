@@ -1,0 +1,193 @@
+"""The outbox: deliveries derived from resources' state, recorded on the resources once made.
+
+A `Sink` says which deliveries a resource's current state calls for (Kafka events, warehouse
+documents) and makes one. The `Outbox` is told of every change of every resource (a Kopf event
+handler calls `notify`), asks the sink what is still to deliver, delivers it, and records the
+ids under `status.delivered.<sink>`. So:
+
+- a restart delivers nothing twice: the new process reads what the old one recorded;
+- an outage (broker, MongoDB) delays deliveries but loses none: the resource stays pending and
+  is retried with backoff; what it calls for is recomputed from its state, not kept in memory;
+- one sink's outage does not hold up the other: each has its own outbox and status key.
+
+The one window for a duplicate is a crash between a delivery and its record; consumers can
+tell by the event's `event_id`, which is derived from the resource and stays the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fairpilot.api.kinds import BY_KIND, Kind
+from fairpilot.bridge import metrics
+from fairpilot.controller.cluster import Cluster
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str, str]  # kind, namespace, name
+MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One thing to deliver; `id` is recorded on the resource once it is delivered."""
+
+    id: str
+    item: Any
+
+
+class Sink(Protocol):
+    name: str  # the key under status.delivered
+
+    def pending(self, kind: Kind, resource: dict[str, Any], done: set[str]) -> list[Delivery]:
+        """What the resource's state calls for that is not in `done`, in order (may block)."""
+        ...
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """Make one delivery; raise to have it retried later."""
+        ...
+
+
+def _generation_of(delivery_id: str) -> int | None:
+    found = re.search(r"/g(\d+)(/|$)", delivery_id)
+    return int(found.group(1)) if found else None
+
+
+class Outbox:
+    def __init__(self, sink: Sink, cluster: Cluster, *, workers: int = 8) -> None:
+        self.sink = sink
+        self.cluster = cluster
+        self.workers = workers
+        self._latest: dict[Key, dict[str, Any]] = {}
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._busy: set[Key] = set()
+        # What this process delivered, by uid: the bodies it is told of may predate the
+        # status patch that recorded a delivery.
+        self._delivered: dict[str, set[str]] = {}
+        self._failures = 0
+        self._paused_until = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def notify(self, body: dict[str, Any], event_type: str | None = None) -> None:
+        """A resource changed (or was listed at start-up); must be called on the outbox's loop."""
+        meta = body.get("metadata") or {}
+        key = (body.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
+        if key[0] not in BY_KIND:
+            return
+        if event_type == "DELETED":
+            self._latest.pop(key, None)
+            self._delivered.pop(meta.get("uid", ""), None)
+            return
+        self._latest[key] = body
+        self._enqueue(key)
+
+    def _enqueue(self, key: Key) -> None:
+        if key not in self._queued and key not in self._busy:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+        metrics.PENDING.labels(self.sink.name).set(len(self._latest))
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"outbox-{self.sink.name}-{n}")
+            for n in range(self.workers)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def idle(self, timeout: float) -> bool:
+        """Wait until nothing is left to deliver (for tests and a graceful stop)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._latest and not self._busy:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            body = self._latest.pop(key, None)
+            if body is None:
+                continue
+            wait = self._paused_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._busy.add(key)
+            try:
+                ok = await self._process(body)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not stop the outbox; the resource is retried
+                log.exception("outbox %s: %s/%s", self.sink.name, key[1], key[2])
+                ok = False
+            finally:
+                self._busy.discard(key)
+            if ok:
+                self._failures = 0
+                if key in self._latest:  # changed again while it was being delivered
+                    self._enqueue(key)
+            else:
+                self._failures += 1
+                delay = min(MAX_BACKOFF, 0.5 * 2 ** min(self._failures, 8))
+                self._paused_until = time.monotonic() + delay
+                self._latest.setdefault(key, body)
+                asyncio.get_running_loop().call_later(delay, self._enqueue, key)
+            metrics.PENDING.labels(self.sink.name).set(len(self._latest))
+
+    async def _process(self, body: dict[str, Any]) -> bool:
+        kind = BY_KIND[body["kind"]]
+        meta = body["metadata"]
+        uid = meta.get("uid", "")
+        recorded = list(
+            ((body.get("status") or {}).get("delivered") or {}).get(self.sink.name) or []
+        )
+        done = set(recorded) | self._delivered.get(uid, set())
+        todo = await asyncio.to_thread(self.sink.pending, kind, body, done)
+        if not todo:
+            return True
+        sent: list[str] = []
+        ok = True
+        for delivery in todo:
+            try:
+                await self.sink.deliver(delivery)
+            except Exception as exc:
+                log.warning(
+                    "%s for %s %s/%s not delivered yet (%s: %s); retrying",
+                    delivery.id, kind.kind, meta["namespace"], meta["name"],
+                    type(exc).__name__, exc,
+                )  # fmt: skip
+                metrics.FAILED.labels(self.sink.name).inc()
+                ok = False
+                break
+            sent.append(delivery.id)
+            metrics.DELIVERED.labels(self.sink.name).inc()
+        if sent:
+            self._delivered.setdefault(uid, set()).update(sent)
+            generation = int(meta.get("generation") or 1)
+            kept = [
+                i for i in dict.fromkeys([*done, *sent]) if _generation_of(i) in (None, generation)
+            ]
+            try:
+                await asyncio.to_thread(
+                    self.cluster.patch_status,
+                    kind,
+                    meta["namespace"],
+                    meta["name"],
+                    {"delivered": {self.sink.name: sorted(kept)}},
+                )
+            except Exception as exc:  # recorded in memory; a restart may send these again
+                log.warning("could not record deliveries on %s: %s", meta["name"], exc)
+        return ok

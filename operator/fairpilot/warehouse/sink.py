@@ -1,0 +1,101 @@
+"""The outbox's warehouse sink: records of succeeded resources, and the audit of sent events.
+
+The audit of an event is written once the Kafka sink has recorded the event as delivered, from
+the same payload (outbound.events_for is deterministic); the audit of the message a resource
+was made from is written from the resource's `fairpilot.io/source` annotation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fairpilot.api.kinds import Kind
+from fairpilot.bridge.config import Topics
+from fairpilot.bridge.inbound import EVENT_ID, SOURCE
+from fairpilot.bridge.outbound import Get, dataset_id_of, events_for, user_of
+from fairpilot.outbox import Delivery
+from fairpilot.warehouse.store import ReadJson, Warehouse, records_for
+
+
+def read_artifact(uri: str) -> dict[str, Any] | None:
+    from fairpilot_jobs import artifacts
+    from fairpilot_jobs.errors import JobError
+
+    try:
+        return artifacts.read_json(uri)
+    except JobError:
+        return None
+
+
+class WarehouseSink:
+    name = "warehouse"
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        get: Get,
+        topics: Topics | None = None,
+        read_json: ReadJson = read_artifact,
+    ) -> None:
+        self.warehouse = warehouse
+        self.get = get
+        self.topics = topics
+        self.read_json = read_json
+
+    def pending(self, kind: Kind, resource: dict[str, Any], done: set[str]) -> list[Delivery]:
+        meta, status = resource["metadata"], resource.get("status") or {}
+        generation = int(meta.get("generation") or 1)
+        todo: list[Delivery] = []
+        annotations = meta.get("annotations") or {}
+        if annotations.get(SOURCE) and "audit/received" not in done:
+            topic, partition, offset = annotations[SOURCE].rsplit("/", 2)
+            document = {
+                "direction": "received",
+                "topic": topic,
+                "partition": int(partition),
+                "offset": int(offset),
+                "event_id": annotations.get(EVENT_ID),
+                "user_id": user_of(resource),
+                "resource": {"kind": kind.kind, "namespace": meta["namespace"],
+                             "name": meta["name"], "uid": meta.get("uid")},
+            }  # fmt: skip
+            todo.append(
+                Delivery("audit/received", ("audit", f"in:{annotations[SOURCE]}", document))
+            )
+        succeeded = (
+            status.get("phase") == "Succeeded" and status.get("observedGeneration") == generation
+        )
+        if succeeded and f"record/g{generation}" not in done:
+            todo.append(Delivery(f"record/g{generation}", ("record", kind, resource)))
+        sent = set((status.get("delivered") or {}).get("kafka") or [])
+        if self.topics is not None and sent:
+            for event in events_for(kind, resource, self.topics, self.get):
+                if event.id in sent and f"audit/{event.id}" not in done:
+                    document = {
+                        "direction": "sent",
+                        "topic": event.topic,
+                        "key": event.key,
+                        "event_type": event.payload.get("event_type"),
+                        "event_id": event.payload.get("event_id"),
+                        "user_id": event.payload.get("user_id"),
+                        "payload": event.payload,
+                        "at": event.payload.get("timestamp"),
+                    }
+                    key = f"out:{event.topic}:{event.payload['event_id']}"
+                    todo.append(Delivery(f"audit/{event.id}", ("audit", key, document)))
+        return todo
+
+    def _write(self, delivery: Delivery) -> None:
+        what, *rest = delivery.item
+        if what == "audit":
+            key, document = rest
+            self.warehouse.audit(key, document)
+            return
+        kind, resource = rest
+        ids = {"user_id": user_of(resource), "dataset_id": dataset_id_of(kind, resource, self.get)}
+        for collection, key, document in records_for(kind, resource, self.read_json, ids):
+            self.warehouse.upsert(collection, key, document)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        await asyncio.to_thread(self._write, delivery)

@@ -1,0 +1,196 @@
+"""The warehouse in MongoDB (pymongo): what the seed's data warehouse kept, FairPilot-made.
+
+Collections (the seed's names where it had them):
+
+- ``datasets``: one document per Dataset (its spec and profile), ``_id`` the resource's uid;
+- ``bias_reports``: one per BiasAnalysis generation, ``_id`` = the event's ``bias_report_id``;
+- ``ai_models``: seed 004's model metadata schema, one per TrainingRun generation;
+- ``xai_reports``: one per Explanation generation and expertise level (``xai_report_id``);
+- ``audit``: every Kafka event sent, received or dead-lettered, ``_id`` the event's identity.
+
+Every write is an upsert by ``_id``, so a replay after a restart rewrites the same documents.
+The indexes serve the seed's API queries: by user, by dataset, by model and version.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
+
+DATASETS, BIAS_REPORTS, MODELS, XAI_REPORTS, AUDIT = (
+    "datasets",
+    "bias_reports",
+    "ai_models",
+    "xai_reports",
+    "audit",
+)
+INDEXES: dict[str, list[list[tuple[str, int]]]] = {
+    DATASETS: [[("user_id", 1), ("dataset_id", 1)], [("namespace", 1), ("name", 1)]],
+    BIAS_REPORTS: [[("user_id", 1), ("dataset_id", 1), ("created_at", -1)]],
+    MODELS: [
+        [("user_id", 1), ("model_id", 1), ("version", 1)],
+        [("user_id", 1), ("framework", 1), ("model_type", 1)],
+        [("user_id", 1), ("dataset_id", 1)],
+        [("tags", 1)],
+    ],
+    XAI_REPORTS: [
+        [("user_id", 1), ("dataset_id", 1), ("model_id", 1), ("report_type", 1), ("level", 1)],
+        [("user_id", 1), ("model_id", 1), ("version", 1)],
+    ],
+    AUDIT: [[("event_id", 1)], [("user_id", 1), ("at", -1)], [("topic", 1), ("direction", 1)]],
+}
+# A document larger than this keeps a summary of the stage's result, not all of it (MongoDB
+# refuses documents over 16 MiB; SHAP results can hold thousands of rows).
+MAX_RESULT_BYTES = 4 * 2**20
+
+# (uri) -> the JSON document there, or None.
+ReadJson = Callable[[str], dict[str, Any] | None]
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Warehouse:
+    """Upserts into one MongoDB database; plain pymongo, so any MongoDB (or mongomock) works."""
+
+    def __init__(self, database: Any) -> None:
+        self.db = database
+
+    @classmethod
+    def from_uri(cls, uri: str, database: str = "fairpilot", timeout_ms: int = 3000) -> Warehouse:
+        import pymongo
+
+        # Short timeouts: a MongoDB outage must make a write fail (and be retried later), not
+        # hold the outbox's worker for pymongo's default 30 s.
+        client: Any = pymongo.MongoClient(
+            uri,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=max(timeout_ms, 10_000),
+            retryWrites=True,
+            appname="fairpilot-operator",
+        )
+        return cls(client.get_default_database(default=database))
+
+    @classmethod
+    def from_env(cls) -> Warehouse | None:
+        """From MONGO_URI (and FAIRPILOT_MONGO_DATABASE); None when MONGO_URI is not set."""
+        uri = os.environ.get("MONGO_URI")
+        if not uri:
+            return None
+        return cls.from_uri(uri, os.environ.get("FAIRPILOT_MONGO_DATABASE", "fairpilot"))
+
+    def ensure_indexes(self) -> None:
+        for collection, indexes in INDEXES.items():
+            for keys in indexes:
+                self.db[collection].create_index(keys)
+
+    def upsert(self, collection: str, key: str, document: dict[str, Any]) -> None:
+        self.db[collection].replace_one({"_id": key}, {**document, "_id": key}, upsert=True)
+
+    def audit(self, key: str, document: dict[str, Any]) -> None:
+        self.upsert(AUDIT, key, {**document, "recorded_at": utcnow()})
+
+
+def _bounded(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    import json
+
+    if result is None:
+        return None
+    size = len(json.dumps(result, default=str))
+    if size <= MAX_RESULT_BYTES:
+        return result
+    return {k: v for k, v in result.items() if len(json.dumps(v, default=str)) < 64 * 1024}
+
+
+def records_for(
+    kind: Kind,
+    resource: dict[str, Any],
+    read_json: ReadJson,
+    ids: dict[str, str],
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """The (collection, _id, document) writes a succeeded resource calls for.
+
+    `ids`: the seed's ids of the resource (user_id, dataset_id, and model_id/version for models
+    and explanations), the same values its Kafka event carries.
+    """
+    meta, spec, status = resource["metadata"], resource.get("spec") or {}, resource["status"]
+    generation = int(meta.get("generation") or 1)
+    uid = meta["uid"]
+    output = status.get("outputUri") or ""
+    common = {
+        **ids,
+        "namespace": meta["namespace"],
+        "name": meta["name"],
+        "uid": uid,
+        "generation": generation,
+        "finished_at": status.get("finishedAt"),
+        "updated_at": utcnow(),
+    }
+    if kind is DATASET:
+        document = {
+            **common,
+            "uri": spec.get("uri"),
+            "format": spec.get("format"),
+            "target": spec.get("target") or status.get("suggestedTarget"),
+            "task_type": spec.get("taskType") or status.get("suggestedTaskType"),
+            "sensitive_features": spec.get("sensitiveFeatures") or [],
+            "rows": status.get("rows"),
+            "columns": status.get("columns"),
+            "reports": status.get("reports") or {},
+            "profile": _bounded(read_json(f"{output}/result.json")),
+        }
+        return [(DATASETS, uid, document)]
+    if kind is BIAS_ANALYSIS:
+        report_id = f"{uid}-g{generation}"
+        document = {
+            **common,
+            "bias_report_id": report_id,
+            "target_column_name": spec.get("target"),
+            "sensitive_features": spec.get("sensitiveFeatures") or [],
+            "bias_detected": status.get("biasDetected"),
+            "min_disparate_impact": status.get("minDisparateImpact"),
+            "findings": status.get("findings") or [],
+            "has_transformation_report": bool(status.get("reweighingUri")),
+            "transformation_uri": status.get("reweighingUri"),
+            "reports": status.get("reports") or {},
+            "created_at": status.get("finishedAt"),
+            "result": _bounded(read_json(f"{output}/result.json")),
+        }
+        return [(BIAS_REPORTS, report_id, document)]
+    if kind is TRAINING_RUN:
+        # Seed 004's schema, exactly as the train stage wrote it next to the model.
+        metadata = read_json(f"{output}/model_metadata.json") or {}
+        document = {
+            **metadata,
+            **common,
+            "model_uri": status.get("modelUri"),
+            "eval_metric": status.get("evalMetric"),
+            "best_score": status.get("bestScore"),
+            "reports": status.get("reports") or {},
+        }
+        return [(MODELS, f"{uid}-g{generation}", document)]
+    if kind is EXPLANATION:
+        result = _bounded(read_json(f"{output}/result.json"))
+        writes = []
+        for level, uri in sorted((status.get("reports") or {}).items()):
+            report_id = f"{uid}-g{generation}-{level}"
+            document = {
+                **common,
+                "xai_report_id": report_id,
+                "report_type": "model_explanation",
+                "level": level,
+                "report_uri": uri,
+                "method": status.get("method"),
+                "top_feature": status.get("topFeature"),
+                "created_at": status.get("finishedAt"),
+                "result": result,
+            }
+            writes.append((XAI_REPORTS, report_id, document))
+        return writes
+    return []
