@@ -73,6 +73,19 @@ def dataset_id_of(kind: Kind, resource: dict[str, Any], get: Get) -> str:
     return ""
 
 
+def model_of(kind: Kind, resource: dict[str, Any], get: Get) -> tuple[str, str]:
+    """(model_id, version) of a TrainingRun, or of the TrainingRun an Explanation explains."""
+    if kind is not TRAINING_RUN:
+        spec = resource.get("spec") or {}
+        run = get(TRAINING_RUN, resource["metadata"]["namespace"], spec.get("trainingRunRef", ""))
+        if run is None:
+            return "", "v1"
+        resource = run
+    status, spec = resource.get("status") or {}, resource.get("spec") or {}
+    model_id = status.get("modelId") or model_id_of(resource)
+    return model_id, status.get("modelVersion") or spec.get("version", "v1")
+
+
 def _ready_reason(status: dict[str, Any]) -> str | None:
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Ready":
@@ -169,7 +182,7 @@ def result_events(kind: Kind, resource: dict[str, Any], topics: Topics, get: Get
                   payload.to_json())
         ]  # fmt: skip
     if kind is TRAINING_RUN:
-        model_id = status.get("modelId") or model_id_of(resource)
+        model_id, version = model_of(kind, resource, get)
         accuracy = status.get("accuracy") or {}
         payload = ModelUploaded(
             event_id=f"model_uploaded_{model_id}_{stamp}",
@@ -177,7 +190,7 @@ def result_events(kind: Kind, resource: dict[str, Any], topics: Topics, get: Get
             user_id=user,
             model_id=model_id,
             dataset_id=dataset_id_of(kind, resource, get),
-            version=status.get("modelVersion") or spec.get("version", "v1"),
+            version=version,
             framework=status.get("framework") or "autogluon",
             model_type=status.get("modelType"),
             algorithm=status.get("algorithm") or status.get("bestModel"),
@@ -197,9 +210,7 @@ def result_events(kind: Kind, resource: dict[str, Any], topics: Topics, get: Get
                   payload.to_json())
         ]  # fmt: skip
     if kind.kind == "Explanation":
-        run = get(TRAINING_RUN, meta["namespace"], spec.get("trainingRunRef", "")) or {}
-        model_id = ((run.get("status") or {}).get("modelId") or model_id_of(run)) if run else ""
-        version = (run.get("spec") or {}).get("version", "v1") if run else None
+        model_id, version = model_of(kind, resource, get)
         dataset_id = dataset_id_of(kind, resource, get)
         events = []
         for level, uri in sorted(reports.items()):

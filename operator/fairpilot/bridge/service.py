@@ -56,8 +56,7 @@ class Bridge:
                 Outbox(WarehouseSink(self.warehouse, self._get, topics), self.cluster, workers=4)
             )
             self._tasks.append(asyncio.create_task(self._write_audits(), name="audit"))
-            with contextlib.suppress(Exception):  # MongoDB may be down; indexes come later
-                await asyncio.to_thread(self.warehouse.ensure_indexes)
+            self._tasks.append(asyncio.create_task(self._ensure_indexes(), name="indexes"))
         if self.kafka is not None:
             from aiokafka import AIOKafkaProducer
 
@@ -107,6 +106,20 @@ class Bridge:
                 log.warning("Kafka consumer stopped (%s: %s); restarting", type(exc).__name__, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15)
+
+    async def _ensure_indexes(self) -> None:
+        # In the background: MongoDB may be down when the operator starts, which must not
+        # hold up the operator (Kopf waits for startup handlers before it watches anything).
+        assert self.warehouse is not None
+        delay = 1.0
+        while True:
+            try:
+                await asyncio.to_thread(self.warehouse.ensure_indexes)
+                return
+            except Exception as exc:
+                log.warning("warehouse indexes not created yet (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60)
 
     def _audit(self, key: str, document: dict[str, Any]) -> None:
         assert self._audits is not None

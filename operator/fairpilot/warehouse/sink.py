@@ -13,7 +13,7 @@ from typing import Any
 from fairpilot.api.kinds import Kind
 from fairpilot.bridge.config import Topics
 from fairpilot.bridge.inbound import EVENT_ID, SOURCE
-from fairpilot.bridge.outbound import Get, dataset_id_of, events_for, user_of
+from fairpilot.bridge.outbound import Get, dataset_id_of, events_for, model_of, user_of
 from fairpilot.outbox import Delivery
 from fairpilot.warehouse.store import ReadJson, Warehouse, records_for
 
@@ -94,6 +94,8 @@ class WarehouseSink:
             return
         kind, resource = rest
         ids = {"user_id": user_of(resource), "dataset_id": dataset_id_of(kind, resource, self.get)}
+        if kind.kind in ("TrainingRun", "Explanation"):
+            ids["model_id"], ids["version"] = model_of(kind, resource, self.get)
         for collection, key, document in records_for(kind, resource, self.read_json, ids):
             self.warehouse.upsert(collection, key, document)
 

@@ -94,7 +94,11 @@ class Warehouse:
         self.db[collection].replace_one({"_id": key}, {**document, "_id": key}, upsert=True)
 
     def audit(self, key: str, document: dict[str, Any]) -> None:
-        self.upsert(AUDIT, key, {**document, "recorded_at": utcnow()})
+        # Merged, not replaced: a received message is recorded by the consumer (with its
+        # payload) and again from the resource it made (with the resource), under one id.
+        self.db[AUDIT].update_one(
+            {"_id": key}, {"$set": {**document, "recorded_at": utcnow()}}, upsert=True
+        )
 
 
 def _bounded(result: dict[str, Any] | None) -> dict[str, Any] | None:
