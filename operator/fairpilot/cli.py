@@ -55,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-json", type=Path, help="write each resource's final status here")
     serve = sandbox_commands.add_parser(
         "up",
-        help="run the sandbox until interrupted and print its API server's address",
+        help="run the sandbox until interrupted; print its API server's and broker's addresses",
         description="For driving the sandbox from other programs (kubectl --server URL, "
-        "the Kubernetes client, Kafka producers, benchmarks).",
+        "the Kubernetes client, Kafka producers of the seed's trigger topics, benchmarks).",
     )
     for command in (run, serve):
         command.add_argument(
@@ -77,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="finish every Job at once with an empty result (for load tests)",
     )
     serve.add_argument("--parallelism", type=int, default=2, help="Jobs run at once (default 2)")
+    serve.add_argument(
+        "--kafka-port",
+        type=int,
+        help="port of the sandbox's Kafka broker on 127.0.0.1 (default: a free one)",
+    )
+    serve.add_argument(
+        "--mongo-uri",
+        help="record datasets, reports, models and events in this MongoDB (the warehouse)",
+    )
     return parser
 
 
@@ -109,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             noop_jobs=args.noop_jobs,
             parallelism=args.parallelism,
             file_root=args.file_root,
+            kafka_port=args.kafka_port,
+            mongo_uri=args.mongo_uri,
         )
     elif args.command == "sandbox":
         from fairpilot.sandbox.cli import run

@@ -87,6 +87,11 @@ def job_spec(
         name = out.pop("trainingRunRef")
         run = _get(lookup, "TrainingRun", name, "trainingRunRef")
         status = _ready(run, "TrainingRun", name, "trainingRunRef")
+        if not status.get("modelUri"):
+            raise UnresolvedReference(
+                "NoModel", f"trainingRunRef: TrainingRun {name!r} reports no modelUri",
+                waiting=False,
+            )  # fmt: skip
         out["model"] = {"uri": status["modelUri"]}
         if kind.kind == "Explanation" and "dataset" not in out:
             # Explain the rows the model was tested on, else those it learnt from.
@@ -99,6 +104,12 @@ def job_spec(
         name = mitigation["biasAnalysisRef"]
         analysis = _get(lookup, "BiasAnalysis", name, "mitigation.biasAnalysisRef")
         status = _ready(analysis, "BiasAnalysis", name, "mitigation.biasAnalysisRef")
+        if not status.get("reweighingUri"):
+            raise UnresolvedReference(
+                "NoReweighing",
+                f"mitigation.biasAnalysisRef: BiasAnalysis {name!r} reports no reweighingUri",
+                waiting=False,
+            )
         out["mitigation"] = {"reweighing": {"uri": status["reweighingUri"]}}
     try:
         model = JOB_SPECS[kind.stage].model_validate(out)

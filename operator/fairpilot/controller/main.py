@@ -11,9 +11,12 @@ import kopf
 import kubernetes
 from prometheus_client import start_http_server
 
+from fairpilot.bridge.config import BridgeConfig
+from fairpilot.bridge.service import Bridge
 from fairpilot.config import OperatorConfig
 from fairpilot.controller import handlers
 from fairpilot.controller.cluster import Cluster
+from fairpilot.warehouse.store import Warehouse
 
 
 def config_from_env() -> OperatorConfig:
@@ -34,6 +37,14 @@ def config_from_env() -> OperatorConfig:
     return OperatorConfig.model_validate(values)
 
 
+def bridge_from_env() -> Bridge | None:
+    """The Kafka bridge (FAIRPILOT_KAFKA_*) and the warehouse (MONGO_URI), when configured."""
+    kafka, warehouse = BridgeConfig.from_env(), Warehouse.from_env()
+    if kafka is None and warehouse is None:
+        return None
+    return Bridge(Cluster.connect(), kafka, warehouse)
+
+
 def run_operator(namespaces: list[str], metrics_port: int, health_port: int) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,6 +55,7 @@ def run_operator(namespaces: list[str], metrics_port: int, health_port: int) -> 
         kubernetes.config.load_kube_config()
     handlers.RUNTIME.cluster = Cluster.connect()
     handlers.RUNTIME.config = config_from_env()
+    handlers.RUNTIME.bridge = bridge_from_env()
     start_http_server(metrics_port)
     asyncio.run(operate(namespaces, health_port))
     return 0

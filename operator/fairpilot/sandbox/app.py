@@ -56,6 +56,7 @@ class Sandbox:
         data_uri_template: str | None = None,
         config: OperatorConfig | None = None,
         file_root: Path | None = None,
+        kafka_port: int | None = None,
     ) -> None:
         # noop_jobs: Jobs finish at once with a minimal result (for load benchmarks).
         # kafka: start a Tansu broker (`self.kafka` is its bootstrap address, else None), or
@@ -73,6 +74,7 @@ class Sandbox:
         self.namespace = namespace
         self.parallelism = parallelism
         self.with_kafka = kafka
+        self.kafka_port = kafka_port  # None: a free port
         self.with_bridge = bridge
         self.warehouse = warehouse
         self.data_uri_template = data_uri_template or (
@@ -104,7 +106,8 @@ class Sandbox:
         if isinstance(self.with_kafka, str):
             self.kafka = self.with_kafka
         elif self.with_kafka:
-            self.kafka = self._stack.enter_context(running_broker(log=self.artifacts / "kafka.log"))
+            broker = running_broker(self.kafka_port, log=self.artifacts / "kafka.log")
+            self.kafka = self._stack.enter_context(broker)
         self.bridge_config = self._bridge_config() if self.kafka else None
         if self.bridge_config:
             topics = self.bridge_config.topics

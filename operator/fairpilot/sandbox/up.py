@@ -1,7 +1,8 @@
 """`fairpilot sandbox up`: the sandbox as a long-running service, until interrupted.
 
 It prints the addresses of its API server and of its Kafka broker so that other programs can
-drive it: `kubectl --server URL`, the Kubernetes client, Kafka producers, a benchmark.
+drive it: `kubectl --server URL`, the Kubernetes client, Kafka producers (the bridge consumes
+the seed's trigger topics and produces its events), a benchmark.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from fairpilot.sandbox.app import Sandbox
+from fairpilot.warehouse.store import Warehouse
 
 
 def up(
@@ -21,6 +23,8 @@ def up(
     noop_jobs: bool = False,
     parallelism: int = 2,
     file_root: Path | None = None,
+    kafka_port: int | None = None,
+    mongo_uri: str | None = None,
 ) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Kopf warns that it cannot take OS signals from a thread; this process takes them itself.
@@ -32,12 +36,21 @@ def up(
 
     signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
+    warehouse = Warehouse.from_uri(mongo_uri) if mongo_uri else None
     with Sandbox(
-        artifacts, noop_jobs=noop_jobs, parallelism=parallelism, file_root=file_root
+        artifacts,
+        noop_jobs=noop_jobs,
+        parallelism=parallelism,
+        file_root=file_root,
+        kafka_port=kafka_port,
+        warehouse=warehouse,
     ) as sandbox:
         print(f"API server: {sandbox.url}", flush=True)
         print(f"Kafka:      {sandbox.kafka}", flush=True)
         print(f"artifacts:  {sandbox.artifacts}", flush=True)
+        print(f"data:       {sandbox.data_uri_template} (when a message has no uri)", flush=True)
+        if warehouse is not None:
+            print(f"warehouse:  {mongo_uri}", flush=True)
         print("ready; Ctrl-C stops the sandbox", flush=True)
         stop.wait()
     return 0
