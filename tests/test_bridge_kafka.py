@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import seed_payloads as seed
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from sandbox_helpers import by_name, eventually
+from sandbox_helpers import by_name, eventually, resource
 from test_bridge_payloads import DEAD_LETTERS, dead_letter_topic
 
 from fairpilot.sandbox.app import Sandbox
@@ -265,3 +265,19 @@ def test_one_dataset_event_runs_the_chain_and_answers_on_the_seeds_topics(
     phases = [(p["kind"], p["phase"]) for p in payloads(records, STATUS)]
     for kind in ("Dataset", "BiasAnalysis", "TrainingRun", "Explanation"):
         assert (kind, "Running") in phases and (kind, "Succeeded") in phases
+
+
+@pytest.mark.timeout(120)
+def test_the_operator_runs_while_kafka_is_not_there_yet(tmp_path: Path) -> None:
+    port = free_port()
+    with Sandbox(tmp_path / "artifacts", noop_jobs=True, kafka=f"127.0.0.1:{port}") as sandbox:
+        sandbox.apply([resource("Dataset", "early", {"uri": "file:///unused.csv"})])
+        assert eventually(
+            lambda: (by_name(sandbox)["early"].get("status") or {}).get("phase") == "Succeeded",
+            30,
+        )  # Kopf started and reconciled: the bridge did not hold it up
+        assert not delivered(sandbox, "early", "status/g1/Succeeded")
+        with running_broker(port) as bootstrap:
+            assert eventually(lambda: delivered(sandbox, "early", "status/g1/Succeeded"), 60)
+            phases = [p["phase"] for p in payloads(read(bootstrap, [STATUS]), STATUS)]
+    assert phases == ["Running", "Succeeded"]

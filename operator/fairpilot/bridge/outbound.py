@@ -7,7 +7,7 @@ those whose ids are not yet recorded on the resource, and a restart recomputes t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -93,7 +93,9 @@ def _ready_reason(status: dict[str, Any]) -> str | None:
     return None
 
 
-def status_events(kind: Kind, resource: dict[str, Any], topics: Topics) -> list[Event]:
+def status_events(
+    kind: Kind, resource: dict[str, Any], topics: Topics, done: Collection[str] = ()
+) -> list[Event]:
     """A status event for every phase this generation has reached (as far as the status shows)."""
     meta, status = resource["metadata"], resource.get("status") or {}
     generation = int(meta.get("generation") or 1)
@@ -111,6 +113,8 @@ def status_events(kind: Kind, resource: dict[str, Any], topics: Topics) -> list[
     annotations = meta.get("annotations") or {}
     events = []
     for entered, at in reached:
+        if f"status/g{generation}/{entered}" in done:
+            continue
         terminal = entered == phase
         payload = StatusChanged(
             event_id=f"status_{meta['uid']}_g{generation}_{entered.lower()}",
@@ -142,13 +146,36 @@ def _transition(status: dict[str, Any]) -> str | None:
     return max((t for t in times if t), default=None)
 
 
-def result_events(kind: Kind, resource: dict[str, Any], topics: Topics, get: Get) -> list[Event]:
-    """The seed's event for a stage that succeeded in this generation (none otherwise)."""
+def result_event_ids(kind: Kind, resource: dict[str, Any]) -> list[str]:
+    """The ids of the seed's events the resource's state calls for (no lookups needed)."""
     meta, status = resource["metadata"], resource.get("status") or {}
-    spec = resource.get("spec") or {}
     generation = int(meta.get("generation") or 1)
     if status.get("phase") != "Succeeded" or status.get("observedGeneration") != generation:
         return []
+    if kind is BIAS_ANALYSIS:
+        return [f"bias.reported/g{generation}"]
+    if kind is TRAINING_RUN:
+        return [f"model.uploaded/g{generation}"]
+    if kind.kind == "Explanation":
+        return [
+            f"xai.reported/g{generation}/{level}" for level in sorted(status.get("reports") or {})
+        ]
+    return []
+
+
+def result_events(
+    kind: Kind, resource: dict[str, Any], topics: Topics, get: Get, done: Collection[str] = ()
+) -> list[Event]:
+    """The seed's event for a stage that succeeded in this generation (none otherwise).
+
+    Events whose ids are in `done` are left out before anything is looked up: a resource that
+    has all its events delivered costs no API call however often it changes.
+    """
+    if all(event_id in done for event_id in result_event_ids(kind, resource)):
+        return []
+    meta, status = resource["metadata"], resource.get("status") or {}
+    spec = resource.get("spec") or {}
+    generation = int(meta.get("generation") or 1)
     user = user_of(resource)
     finished = status.get("finishedAt")
     stamp = int(_parse(finished).timestamp())
@@ -236,7 +263,16 @@ def result_events(kind: Kind, resource: dict[str, Any], topics: Topics, get: Get
     return []
 
 
-def events_for(kind: Kind | str, resource: dict[str, Any], topics: Topics, get: Get) -> list[Event]:
-    """Every event the resource's current state calls for, in the order to send them."""
+def events_for(
+    kind: Kind | str,
+    resource: dict[str, Any],
+    topics: Topics,
+    get: Get,
+    done: Collection[str] = (),
+) -> list[Event]:
+    """Every event the resource's current state calls for and `done` lacks, in sending order."""
     kind = BY_KIND[kind] if isinstance(kind, str) else kind
-    return status_events(kind, resource, topics) + result_events(kind, resource, topics, get)
+    events = status_events(kind, resource, topics, done) + result_events(
+        kind, resource, topics, get, done
+    )
+    return [event for event in events if event.id not in done]

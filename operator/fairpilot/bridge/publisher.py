@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -21,20 +22,24 @@ class KafkaSink:
 
     name = "kafka"
 
-    def __init__(self, producer: Any, topics: Topics, get: Get) -> None:
+    def __init__(
+        self, producer: Any, topics: Topics, get: Get, connected: asyncio.Event | None = None
+    ) -> None:
         self.producer = producer
         self.topics = topics
         self.get = get
+        self.connected = connected  # set once the producer has reached the brokers
 
     def pending(self, kind: Kind, resource: dict[str, Any], done: set[str]) -> list[Delivery]:
         return [
             Delivery(event.id, event)
-            for event in events_for(kind, resource, self.topics, self.get)
-            if event.id not in done
+            for event in events_for(kind, resource, self.topics, self.get, done)
         ]
 
     async def deliver(self, delivery: Delivery) -> None:
         event: Event = delivery.item
+        if self.connected is not None and not self.connected.is_set():
+            raise ConnectionError("not connected to Kafka yet")
         await self.producer.send_and_wait(
             event.topic, value=encode(event.payload), key=event.key.encode()
         )

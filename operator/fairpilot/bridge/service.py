@@ -44,6 +44,7 @@ class Bridge:
         self._tasks: list[asyncio.Task[None]] = []
         self._producer: Any = None
         self._audits: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
+        self._connected = asyncio.Event()
 
     def _get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         return self.cluster.get(kind, namespace, name) if name else None
@@ -67,10 +68,9 @@ class Bridge:
                 retry_backoff_ms=250,
                 **self.kafka.client_options(),
             )
-            await self._start_producer()
-            self.outboxes.append(
-                Outbox(KafkaSink(self._producer, self.kafka.topics, self._get), self.cluster)
-            )
+            self._connected = asyncio.Event()
+            sink = KafkaSink(self._producer, self.kafka.topics, self._get, self._connected)
+            self.outboxes.append(Outbox(sink, self.cluster))
             if self.consume:
                 self.consumer = Consumer(
                     self.kafka,
@@ -78,21 +78,25 @@ class Bridge:
                     self._producer,
                     self._audit if self.warehouse is not None else None,
                 )
-                self._tasks.append(asyncio.create_task(self._consume(), name="kafka-consumer"))
+            self._tasks.append(asyncio.create_task(self._connect(), name="kafka"))
         for outbox in self.outboxes:
             outbox.start()
 
-    async def _start_producer(self) -> None:
-        # The broker may not be up yet when the operator starts: keep trying, do not crash.
+    async def _connect(self) -> None:
+        # In the background: Kopf waits for startup handlers before it watches anything, and
+        # the operator must run (and its events wait in the outbox) while Kafka is down.
         delay = 0.5
         while True:
             try:
                 await self._producer.start()
-                return
+                break
             except Exception as exc:
                 log.warning("Kafka not reachable yet (%s); retrying in %.0f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15)
+        self._connected.set()
+        if self.consumer is not None:
+            await self._consume()
 
     async def _consume(self) -> None:
         assert self.consumer is not None

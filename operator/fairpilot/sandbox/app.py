@@ -109,7 +109,7 @@ class Sandbox:
             broker = running_broker(self.kafka_port, log=self.artifacts / "kafka.log")
             self.kafka = self._stack.enter_context(broker)
         self.bridge_config = self._bridge_config() if self.kafka else None
-        if self.bridge_config:
+        if self.bridge_config and not isinstance(self.with_kafka, str):  # our own broker
             topics = self.bridge_config.topics
             create_topics(self.kafka, [*SEED_TOPICS, topics.status, topics.dead_letter])
         self.cluster = Cluster.for_host(self.url)

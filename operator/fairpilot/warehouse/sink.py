@@ -69,9 +69,12 @@ class WarehouseSink:
         if succeeded and f"record/g{generation}" not in done:
             todo.append(Delivery(f"record/g{generation}", ("record", kind, resource)))
         sent = set((status.get("delivered") or {}).get("kafka") or [])
-        if self.topics is not None and sent:
-            for event in events_for(kind, resource, self.topics, self.get):
-                if event.id in sent and f"audit/{event.id}" not in done:
+        unaudited = {i for i in sent if f"audit/{i}" not in done}
+        if self.topics is not None and unaudited:
+            # Rebuild only the events still to audit: the same payloads that were sent.
+            skip = sent - unaudited
+            for event in events_for(kind, resource, self.topics, self.get, skip):
+                if event.id in unaudited:
                     document = {
                         "direction": "sent",
                         "topic": event.topic,
