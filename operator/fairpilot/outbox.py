@@ -21,16 +21,32 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from fairpilot.api.kinds import BY_KIND, Kind
 from fairpilot.bridge import metrics
 from fairpilot.controller.cluster import Cluster
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 Key = tuple[str, str, str]  # kind, namespace, name
 MAX_BACKOFF = 30.0
+# Changes of one resource within this many seconds are delivered in one round, with one status
+# patch to record them (a short Job's Running and Succeeded, the status's own follow-ups).
+DEBOUNCE = 0.5
+# The bridge's blocking calls (API requests, MongoDB writes) get threads of their own: in the
+# operator's process the loop's default executor is the one Kopf runs its sync handlers in, and
+# queueing behind a burst of reconciliations would hold up every message and event.
+_POOL = ThreadPoolExecutor(max_workers=48, thread_name_prefix="fairpilot-bridge")
+
+
+async def blocking(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in one of the bridge's threads."""
+    return await asyncio.get_running_loop().run_in_executor(_POOL, partial(function, *args))
 
 
 @dataclass(frozen=True)
@@ -59,8 +75,12 @@ def _generation_of(delivery_id: str) -> int | None:
 
 
 class Outbox:
-    def __init__(self, sink: Sink, cluster: Cluster, *, workers: int = 8) -> None:
+    def __init__(
+        self, sink: Sink, cluster: Cluster, *, workers: int = 8, debounce: float = DEBOUNCE
+    ) -> None:
         self.sink = sink
+        self.debounce = debounce
+        self._scheduled: set[Key] = set()
         self.cluster = cluster
         self.workers = workers
         self._latest: dict[Key, dict[str, Any]] = {}
@@ -85,6 +105,12 @@ class Outbox:
             self._delivered.pop(meta.get("uid", ""), None)
             return
         self._latest[key] = body
+        if key not in self._scheduled and key not in self._queued and key not in self._busy:
+            self._scheduled.add(key)
+            asyncio.get_running_loop().call_later(self.debounce, self._release, key)
+
+    def _release(self, key: Key) -> None:
+        self._scheduled.discard(key)
         self._enqueue(key)
 
     def _enqueue(self, key: Key) -> None:
@@ -110,7 +136,7 @@ class Outbox:
         """Wait until nothing is left to deliver (for tests and a graceful stop)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._latest and not self._busy:
+            if not self._latest and not self._busy and not self._scheduled:
                 return True
             await asyncio.sleep(0.05)
         return False
@@ -155,7 +181,7 @@ class Outbox:
             ((body.get("status") or {}).get("delivered") or {}).get(self.sink.name) or []
         )
         done = set(recorded) | self._delivered.get(uid, set())
-        todo = await asyncio.to_thread(self.sink.pending, kind, body, done)
+        todo = await blocking(self.sink.pending, kind, body, done)
         if not todo:
             return True
         sent: list[str] = []
@@ -181,7 +207,7 @@ class Outbox:
                 i for i in dict.fromkeys([*done, *sent]) if _generation_of(i) in (None, generation)
             ]
             try:
-                await asyncio.to_thread(
+                await blocking(
                     self.cluster.patch_status,
                     kind,
                     meta["namespace"],

@@ -22,6 +22,7 @@ from fairpilot.bridge import metrics
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.inbound import Rejected, Source, decode, plan
 from fairpilot.controller.cluster import Cluster
+from fairpilot.outbox import blocking
 
 log = logging.getLogger(__name__)
 # Roles in the order a batch is handled: a Dataset from dataset-events exists before the
@@ -104,7 +105,7 @@ class Consumer:
         while True:
             try:
                 async with self._limit:
-                    _, outcome = await asyncio.to_thread(self._handle_sync, record)
+                    _, outcome = await blocking(self._handle_sync, record)
                 for kind, created in outcome:
                     metrics.CREATED.labels(kind, "created" if created else "exists").inc()
                 self._audit(record, "received", None)

@@ -18,7 +18,7 @@ from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.consumer import Consumer
 from fairpilot.bridge.publisher import KafkaSink
 from fairpilot.controller.cluster import Cluster
-from fairpilot.outbox import Outbox
+from fairpilot.outbox import Outbox, blocking
 from fairpilot.warehouse.sink import WarehouseSink
 from fairpilot.warehouse.store import Warehouse
 
@@ -118,7 +118,7 @@ class Bridge:
         delay = 1.0
         while True:
             try:
-                await asyncio.to_thread(self.warehouse.ensure_indexes)
+                await blocking(self.warehouse.ensure_indexes)
                 return
             except Exception as exc:
                 log.warning("warehouse indexes not created yet (%s); retrying", exc)
@@ -139,7 +139,7 @@ class Bridge:
             key, document = await self._audits.get()
             while True:
                 try:
-                    await asyncio.to_thread(self.warehouse.audit, key, document)
+                    await blocking(self.warehouse.audit, key, document)
                     delay = 0.5
                     break
                 except Exception as exc:

@@ -7,14 +7,13 @@ was made from is written from the resource's `fairpilot.io/source` annotation.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fairpilot.api.kinds import Kind
 from fairpilot.bridge.config import Topics
 from fairpilot.bridge.inbound import EVENT_ID, SOURCE
 from fairpilot.bridge.outbound import Get, dataset_id_of, events_for, model_of, user_of
-from fairpilot.outbox import Delivery
+from fairpilot.outbox import Delivery, blocking
 from fairpilot.warehouse.store import ReadJson, Warehouse, records_for
 
 
@@ -103,4 +102,4 @@ class WarehouseSink:
             self.warehouse.upsert(collection, key, document)
 
     async def deliver(self, delivery: Delivery) -> None:
-        await asyncio.to_thread(self._write, delivery)
+        await blocking(self._write, delivery)
