@@ -406,3 +406,22 @@ def test_configuration_from_the_environment() -> None:
                 "FAIRPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
             }
         )
+
+
+def test_the_operator_runs_the_bridge_and_warehouse_its_environment_asks_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fairpilot.controller.main import bridge_from_env
+
+    for name in ("FAIRPILOT_KAFKA_BOOTSTRAP_SERVERS", "MONGO_URI"):
+        monkeypatch.delenv(name, raising=False)
+    assert bridge_from_env() is None
+    monkeypatch.setenv("FAIRPILOT_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("FAIRPILOT_KAFKA_NAMESPACE", "ml")
+    bridge = bridge_from_env()
+    assert bridge is not None and bridge.kafka is not None and bridge.warehouse is None
+    assert bridge.kafka.namespace == "ml"
+    monkeypatch.setenv("MONGO_URI", "mongodb://mongo.example:27017/registry")
+    bridge = bridge_from_env()
+    assert bridge is not None and bridge.warehouse is not None
+    assert bridge.warehouse.db.name == "registry"  # the URI's database wins over the default

@@ -102,7 +102,17 @@ class BridgeConfig(BaseModel):
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     # acks=all always; idempotence where the broker has it (Kafka does, Tansu does not).
     idempotent_producer: bool = False
-    batch_size: int = Field(default=500, ge=1, description="Messages turned into CRs at once.")
+    fetch_max_wait_ms: int = Field(
+        default=500, ge=10, description="How long a fetch waits for new messages at most."
+    )
+    batch_size: int = Field(
+        default=500,
+        ge=1,
+        description=(
+            "Messages turned into CRs before offsets are committed; a batch must finish "
+            "within max_poll_interval_ms or the group rebalances (and re-reads it)."
+        ),
+    )
     concurrency: int = Field(default=16, ge=1, description="API calls in flight at once.")
 
     @model_validator(mode="after")

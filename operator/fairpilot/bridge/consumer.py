@@ -203,6 +203,7 @@ class Consumer:
             heartbeat_interval_ms=config.heartbeat_interval_ms,
             max_poll_interval_ms=config.max_poll_interval_ms,
             max_poll_records=config.batch_size,
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
             **config.client_options(),
         )
         await consumer.start()

@@ -142,6 +142,7 @@ def _metadata(
         labels[key] = value
         annotations[key] = value
     if message.event_id:
+        labels[EVENT_ID] = label_value(message.event_id)
         annotations[EVENT_ID] = message.event_id
     return {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
 

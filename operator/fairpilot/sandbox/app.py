@@ -145,6 +145,9 @@ class Sandbox:
             session_timeout_ms=2000,
             heartbeat_interval_ms=300,
             max_poll_interval_ms=5000,
+            # Small batches finish well within that interval on a busy two-core machine.
+            batch_size=100,
+            fetch_max_wait_ms=100,
         )
 
     def restart_operator(self) -> None:
