@@ -54,6 +54,8 @@ bench: venv
 	$(PYTHON) bench/bench_bias.py
 	$(PYTHON) bench/bench_explain.py
 	$(PYTHON) bench/bench_train.py
+	$(PYTHON) bench/bench_operator.py
+	$(PYTHON) bench/bench_bridge.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -11,9 +11,12 @@ Datasets and Jobs through the API:
 - message -> Job: from the same moment to the Job's ADDED event.
 
 Arrival patterns, each on a fresh sandbox: a burst (all messages at once, as fast as the
-producer sends them) and steady rates.
+producer sends them) and steady rates. First, as the anchor, the bridge's consumer alone against
+the same emulator and broker (no operator reacting to the new Datasets), in a burst and at a
+steady 500/s.
 
-    python bench/bench_bridge.py [--count 5000] [--rates 40 100] [--out bench/results/bridge.json]
+    python bench/bench_bridge.py [--count 5000] [--rates 20 40] [--bridge-rates 500]
+                                 [--out bench/results/bridge.json]
 """
 
 from __future__ import annotations
@@ -177,7 +180,7 @@ def scenario(count: int, rate: float | None, timeout: float) -> dict[str, Any]:
     }
 
 
-def bridge_alone(count: int) -> dict[str, Any]:
+def bridge_alone(count: int, rate: float | None) -> dict[str, Any]:
     """The bridge's consumer with no operator: the API emulator and the broker only.
 
     What turning messages into CRs costs by itself, against the same emulator and broker;
@@ -204,7 +207,7 @@ def bridge_alone(count: int) -> dict[str, Any]:
         consumer = Consumer(config, Cluster.for_host(url), producer)
         task = asyncio.create_task(consumer.run())
         await asyncio.sleep(3)  # joined the group
-        sent = await produce(bootstrap, count, None)
+        sent = await produce(bootstrap, count, rate)
         deadline = time.monotonic() + 300
         while len(observer.resource_seen) < count and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -229,7 +232,7 @@ def bridge_alone(count: int) -> dict[str, Any]:
     seen = [observer.resource_seen[n] for n in sent if n in observer.resource_seen]
     to_cr = [observer.resource_seen[n] - t for n, t in sent.items() if n in observer.resource_seen]
     return {
-        "arrivals": "burst, bridge alone (no operator)",
+        "arrivals": f"{f'steady {rate:g}/s' if rate else 'burst'}, bridge alone (no operator)",
         "messages": count,
         "resourcesCreated": len(seen),
         "messagesToResourcesPerSecond": round(len(seen) / (max(seen) - first), 1) if seen else 0,
@@ -245,8 +248,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument(
-        "--rates", type=float, nargs="*", default=[40, 100],
-        help="steady rates per second, after the burst (default: 40 100)",
+        "--rates", type=float, nargs="*", default=[20, 40],
+        help="steady rates per second for the whole sandbox, after its burst (default: 20 40)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bridge-rates", type=float, nargs="*", default=[500],
+        help="steady rates per second for the bridge alone, after its burst (default: 500)",
     )  # fmt: skip
     parser.add_argument(
         "--rate-count", type=int, default=2000, help="messages per steady-rate run (default 2000)"
@@ -254,7 +261,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--out", type=Path, default=Path("bench/results/bridge.json"))
     args = parser.parse_args()
-    runs = [bridge_alone(args.count), scenario(args.count, None, args.timeout)]
+    runs = [bridge_alone(args.count, None)]
+    runs += [bridge_alone(args.count, rate) for rate in args.bridge_rates]
+    runs += [scenario(args.count, None, args.timeout)]
     runs += [scenario(args.rate_count, rate, args.timeout) for rate in args.rates]
     figures = {
         "machine": describe("kopf", "kmock", "aiokafka", "kubernetes"),

@@ -128,9 +128,10 @@ def test_spec_change_reruns_with_a_new_generation(sandbox: Sandbox, tiny_csv: st
 def test_restarted_operator_adopts_the_running_job(sandbox: Sandbox, adult: dict[str, str]) -> None:
     sandbox.apply([resource("Dataset", "adult", {"uri": adult["train"], "target": "income"})])
     wait_for(sandbox, "adult", lambda s: s.get("phase") == "Running")
-    sandbox.restart_operator()  # while the profile Job runs
-    job = sandbox.cluster.batch.read_namespaced_job("fp-profile-adult-g1", "default")
-    assert not job.status.completion_time, "the restart must happen while the Job runs"
+    with sandbox.runner.held():  # the profile Job runs until the new operator is up
+        sandbox.restart_operator()
+        job = sandbox.cluster.batch.read_namespaced_job("fp-profile-adult-g1", "default")
+        assert not job.status.completion_time, "the restart must happen while the Job runs"
     done = wait_for(sandbox, "adult", lambda s: s.get("phase") == "Succeeded")
     assert done["status"]["rows"] == 32561
     jobs = sandbox.cluster.batch.list_namespaced_job("default").items

@@ -206,8 +206,9 @@ class Consumer:
             fetch_max_wait_ms=config.fetch_max_wait_ms,
             **config.client_options(),
         )
-        await consumer.start()
         try:
+            # Inside the try: a stop during a slow group join must still close the consumer.
+            await consumer.start()
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=config.batch_size)
                 records = [record for items in batches.values() for record in items]

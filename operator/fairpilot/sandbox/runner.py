@@ -8,6 +8,7 @@ controllers would: the Job's status and conditions, and the Pod's termination me
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -51,14 +53,30 @@ class LocalJobRunner:
         self.pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="job")
         self.seen: set[str] = set()
         self.stopping = threading.Event()
+        self.reporting = threading.Event()  # cleared: finished pods wait to report (held())
+        self.reporting.set()
         self.thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
 
     def start(self) -> LocalJobRunner:
         self.thread.start()
         return self
 
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Jobs that finish inside this block report it only when it ends.
+
+        To the operator this is a Job that runs longer, which lets a test do something (restart
+        the operator, say) while a Job certainly runs, however fast its machine.
+        """
+        self.reporting.clear()
+        try:
+            yield
+        finally:
+            self.reporting.set()
+
     def stop(self) -> None:
         self.stopping.set()
+        self.reporting.set()
         self.thread.join(5)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -197,6 +215,7 @@ class LocalJobRunner:
                     "DeadlineExceeded",
                     "the Job exceeded activeDeadlineSeconds",
                 )
+            self.reporting.wait()
             termination = workdir / "termination-log"
             message = termination.read_text() if termination.exists() else ""
             if not message and code != 0:
