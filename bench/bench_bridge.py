@@ -25,12 +25,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,72 +35,13 @@ import kubernetes
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_operator import GROUP, NAMESPACE, VERSION, cpu_seconds, percentiles
+from bench_operator import Observer, cpu_seconds, percentiles, sandbox_up
 from harness import describe
 
 from fairpilot.bridge.inbound import dataset_name
 from fairpilot.sandbox.kafka import free_port
 
 USER = "bench-user"
-
-
-@contextlib.contextmanager
-def sandbox_up(artifacts: Path, kafka_port: int) -> Iterator[tuple[str, psutil.Process]]:
-    command = [
-        str(Path(sys.executable).parent / "fairpilot"), "sandbox", "up", "--noop-jobs",
-        "--parallelism", "4", "--artifacts", str(artifacts), "--kafka-port", str(kafka_port),
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        url = ""
-        for line in process.stdout:
-            if line.startswith("API server:"):
-                url = line.split(":", 1)[1].strip()
-            if line.startswith("ready"):
-                break
-        if not url:
-            raise RuntimeError("fairpilot sandbox up did not start")
-        yield url, psutil.Process(process.pid)
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-class Observer:
-    """Watches Datasets and Jobs; records when each was first seen."""
-
-    def __init__(self, client: kubernetes.client.ApiClient) -> None:
-        self.resource_seen: dict[str, float] = {}
-        self.job_seen: dict[str, float] = {}
-        self._batch = kubernetes.client.BatchV1Api(client)
-        self._custom = kubernetes.client.CustomObjectsApi(client)
-        self._stop = threading.Event()
-        for target in (self._watch_jobs, self._watch_datasets):
-            threading.Thread(target=target, daemon=True).start()
-
-    def _stream(self, func: Any, *args: Any) -> Iterator[dict[str, Any]]:
-        import kubernetes.watch
-
-        while not self._stop.is_set():
-            with contextlib.suppress(Exception):
-                yield from kubernetes.watch.Watch().stream(
-                    func, *args, deserialize=False, _request_timeout=(5, 2)
-                )
-
-    def _watch_jobs(self) -> None:
-        for event in self._stream(self._batch.list_namespaced_job, NAMESPACE):
-            owner = event["object"]["metadata"]["labels"]["fairpilot.io/name"]
-            self.job_seen.setdefault(owner, time.monotonic())
-
-    def _watch_datasets(self) -> None:
-        for event in self._stream(
-            self._custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "datasets"
-        ):
-            self.resource_seen.setdefault(event["object"]["metadata"]["name"], time.monotonic())
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 async def produce(bootstrap: str, count: int, rate: float | None) -> dict[str, float]:
@@ -141,7 +79,7 @@ def scenario(count: int, rate: float | None, timeout: float) -> dict[str, Any]:
     port = free_port()
     with (
         tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp,
-        sandbox_up(Path(tmp), port) as (url, operator),
+        sandbox_up(Path(tmp), "--kafka-port", str(port)) as (url, operator),
     ):
         config = kubernetes.client.Configuration()
         config.host = url
@@ -153,7 +91,7 @@ def scenario(count: int, rate: float | None, timeout: float) -> dict[str, Any]:
         sent = asyncio.run(produce(f"127.0.0.1:{port}", count, rate))
         producing = time.monotonic() - began
         deadline = time.monotonic() + timeout
-        while len(observer.job_seen) < count and time.monotonic() < deadline:
+        while len(observer.job_created) < count and time.monotonic() < deadline:
             time.sleep(0.2)
         cpu_process = cpu_seconds([operator]) - cpu_before[0]
         cpu_children = cpu_seconds(children) - cpu_before[1]
@@ -162,7 +100,7 @@ def scenario(count: int, rate: float | None, timeout: float) -> dict[str, Any]:
     first = min(sent.values())
     seen = [observer.resource_seen[n] for n in sent if n in observer.resource_seen]
     to_cr = [observer.resource_seen[n] - t for n, t in sent.items() if n in observer.resource_seen]
-    to_job = [observer.job_seen[n] - t for n, t in sent.items() if n in observer.job_seen]
+    to_job = [observer.job_created[n] - t for n, t in sent.items() if n in observer.job_created]
     return {
         "arrivals": f"steady {rate:g}/s" if rate else "burst",
         "messages": count,

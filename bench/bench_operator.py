@@ -42,17 +42,12 @@ GROUP, VERSION, NAMESPACE = "fairpilot.io", "v1alpha1", "default"
 
 
 @contextlib.contextmanager
-def sandbox_up(artifacts: Path) -> Iterator[tuple[str, psutil.Process]]:
+def sandbox_up(artifacts: Path, *options: str) -> Iterator[tuple[str, psutil.Process]]:
+    """`fairpilot sandbox up --noop-jobs` in a process of its own: its API URL and process."""
     command = [
-        str(Path(sys.executable).parent / "fairpilot"),
-        "sandbox",
-        "up",
-        "--noop-jobs",
-        "--parallelism",
-        "4",
-        "--artifacts",
-        str(artifacts),
-    ]
+        str(Path(sys.executable).parent / "fairpilot"), "sandbox", "up", "--noop-jobs",
+        "--parallelism", "4", "--artifacts", str(artifacts), *options,
+    ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -74,6 +69,7 @@ class Observer:
     """Two watch streams; records when each resource's events were first seen."""
 
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self.resource_seen: dict[str, float] = {}  # the Dataset's first event (ADDED)
         self.job_created: dict[str, float] = {}
         self.job_done: dict[str, float] = {}
         self.succeeded: dict[str, float] = {}
@@ -106,9 +102,10 @@ class Observer:
         for event in self._stream(
             self._custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "datasets"
         ):
-            item = event["object"]
+            item, seen = event["object"], time.monotonic()
+            self.resource_seen.setdefault(item["metadata"]["name"], seen)
             if (item.get("status") or {}).get("phase") == "Succeeded":
-                self.succeeded.setdefault(item["metadata"]["name"], time.monotonic())
+                self.succeeded.setdefault(item["metadata"]["name"], seen)
 
     def stop(self) -> None:
         self._stop.set()
