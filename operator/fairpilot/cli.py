@@ -40,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--namespace", action="append", help="watch only these (repeatable)")
     operator.add_argument("--metrics-port", type=int, default=8080, help="/metrics (default 8080)")
     operator.add_argument("--health-port", type=int, default=8081, help="/healthz (default 8081)")
+    operator.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="run as one of several replicas through this Kopf peering (one works, the others "
+        "stand by); without it the operator runs standalone",
+    )
+    operator.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     sandbox = commands.add_parser(
         "sandbox",
         help="run FairPilot on this machine with no cluster (API emulator, operator, local jobs)",
@@ -109,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "operator":
         from fairpilot.controller.main import run_operator
 
-        return run_operator(args.namespace or [], args.metrics_port, args.health_port)
+        return run_operator(
+            args.namespace or [], args.metrics_port, args.health_port, args.peering, args.log_level
+        )
     elif args.command == "sandbox" and args.sandbox_command == "up":
         from fairpilot.sandbox.up import up
 

@@ -9,6 +9,7 @@ into the other and writes `crds/*.yaml`; a test regenerates them and fails on dr
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,12 @@ def _convert(node: dict[str, Any], definitions: dict[str, Any], spec: bool) -> d
             out[key] = {name: _convert(prop, definitions, spec) for name, prop in value.items()}
         elif key == "items":
             out[key] = _convert(value, definitions, spec)
+        elif key == "propertyNames":
+            # Kubernetes' schema language has no propertyNames: the API server refuses the CRD
+            # (strict field validation). The same constraint on map keys as a CEL rule.
+            rule = _key_rule(value)
+            if rule:
+                out.setdefault("x-kubernetes-validations", []).append(rule)
         elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
             bound = "minimum" if key == "exclusiveMinimum" else "maximum"
             out[bound] = value
@@ -79,6 +86,22 @@ def _convert(node: dict[str, Any], definitions: dict[str, Any], spec: bool) -> d
     ):
         out["x-kubernetes-preserve-unknown-fields"] = True
     return out
+
+
+def _key_rule(names: dict[str, Any]) -> dict[str, str] | None:
+    checks, said = [], []
+    if "minLength" in names:
+        checks.append(f"size(k) >= {names['minLength']}")
+        said.append(f"at least {names['minLength']} characters")
+    if "maxLength" in names:
+        checks.append(f"size(k) <= {names['maxLength']}")
+        said.append(f"at most {names['maxLength']} characters")
+    if "pattern" in names:
+        checks.append(f"k.matches({json.dumps(names['pattern'])})")
+        said.append(f"matching {names['pattern']}")
+    if not checks:
+        return None
+    return {"rule": f"self.all(k, {' && '.join(checks)})", "message": f"keys: {', '.join(said)}"}
 
 
 def crd(kind: Kind) -> dict[str, Any]:

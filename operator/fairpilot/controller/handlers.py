@@ -32,6 +32,9 @@ class Runtime:
     config: OperatorConfig | None = None
     host: str | None = None
     bridge: Bridge | None = None  # Kafka and warehouse deliveries, when configured
+    # On a cluster: discover the CRDs once at start-up instead of watching CRDs and namespaces,
+    # which the chart's least-privilege RBAC does not grant (it installs the CRDs first).
+    scanning_disabled: bool = False
 
 
 RUNTIME = Runtime()
@@ -42,6 +45,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = 20  # INFO and above become Kubernetes Events
     settings.execution.max_workers = HANDLER_THREADS
     settings.watching.server_timeout = 60
+    settings.scanning.disabled = RUNTIME.scanning_disabled
     settings.persistence.finalizer = f"{API_GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)

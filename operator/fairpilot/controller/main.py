@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import kopf
 import kubernetes
+import yaml
 from prometheus_client import start_http_server
 
 from fairpilot.bridge.config import BridgeConfig
@@ -18,10 +23,22 @@ from fairpilot.controller import handlers
 from fairpilot.controller.cluster import Cluster
 from fairpilot.warehouse.store import Warehouse
 
+CONFIG_FILE_ENV = "FAIRPILOT_CONFIG_FILE"
 
-def config_from_env() -> OperatorConfig:
-    """OperatorConfig from FAIRPILOT_* variables (the Helm chart sets them)."""
-    values: dict[str, object] = {}
+
+def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
+    """OperatorConfig from the file FAIRPILOT_CONFIG_FILE names, then FAIRPILOT_* variables.
+
+    The Helm chart mounts its ConfigMap as that file (the whole OperatorConfig, in its own field
+    names); a variable overrides the file's value, which keeps `docker run -e` and local runs
+    simple. A file or value the model refuses stops the operator with pydantic's message.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if path := env.get(CONFIG_FILE_ENV):
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: the operator configuration must be a mapping")
     for field in (
         "jobs_image",
         "jobs_cuda_image",
@@ -29,11 +46,11 @@ def config_from_env() -> OperatorConfig:
         "s3_endpoint_url",
         "s3_credentials_secret",
     ):
-        value = os.environ.get(f"FAIRPILOT_{field.upper()}")
+        value = env.get(f"FAIRPILOT_{field.upper()}")
         if value:
             values[field] = value
-    if os.environ.get("FAIRPILOT_ALLOW_GPU", "").lower() in ("0", "false", "no"):
-        values["gpu"] = {"allowed": False}
+    if env.get("FAIRPILOT_ALLOW_GPU", "").lower() in ("0", "false", "no"):
+        values["gpu"] = {**(values.get("gpu") or {}), "allowed": False}
     return OperatorConfig.model_validate(values)
 
 
@@ -45,9 +62,15 @@ def bridge_from_env() -> Bridge | None:
     return Bridge(Cluster.connect(), kafka, warehouse)
 
 
-def run_operator(namespaces: list[str], metrics_port: int, health_port: int) -> int:
+def run_operator(
+    namespaces: list[str],
+    metrics_port: int,
+    health_port: int,
+    peering: str | None = None,
+    log_level: str = "INFO",
+) -> int:
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         kubernetes.config.load_incluster_config()
@@ -56,8 +79,9 @@ def run_operator(namespaces: list[str], metrics_port: int, health_port: int) -> 
     handlers.RUNTIME.cluster = Cluster.connect()
     handlers.RUNTIME.config = config_from_env()
     handlers.RUNTIME.bridge = bridge_from_env()
+    handlers.RUNTIME.scanning_disabled = True
     start_http_server(metrics_port)
-    asyncio.run(operate(namespaces, health_port))
+    asyncio.run(operate(namespaces, health_port, peering=peering))
     return 0
 
 
@@ -77,10 +101,19 @@ async def operate(
     health_port: int,
     *,
     stop_flag: threading.Event | None = None,
+    peering: str | None = None,
 ) -> None:
-    """The Kopf operator exactly as `fairpilot operator` runs it, so tests can run the same."""
+    """The Kopf operator exactly as `fairpilot operator` runs it, so tests can run the same.
+
+    peering: the name of a KopfPeering (ClusterKopfPeering when watching every namespace) for
+    running more than one replica. Kopf pauses every operator that sees a peer of higher
+    priority, and freezes all of them when two share one; each replica draws its priority at
+    random, so exactly one works and the others stand by until its peering record expires.
+    """
     await kopf.operator(
-        standalone=True,
+        standalone=not peering,
+        peering_name=peering,
+        priority=random.randint(1, 2**31 - 1) if peering else None,
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=liveness_endpoint(health_port),
