@@ -7,13 +7,16 @@ PIP     := $(PYTHON) -m pip
 STAMP   := $(VENV)/.fairpilot-installed
 DEMO    ?= /tmp/fairpilot-demo
 
-.PHONY: help venv chromium test lint demo demo-stages crds bench clean
+.PHONY: help venv chromium test lint demo demo-stages crds manifests bench e2e clean
 
 help:
 	@echo "make test   - install into $(VENV), then lint and run the whole test suite"
 	@echo "make demo   - the Adult pipeline through the sandbox (emulated API server, real operator)"
 	@echo "make demo-stages - the four stages by hand on Adult, no operator (outputs in $(DEMO))"
-	@echo "make crds   - regenerate crds/ from the pydantic models"
+	@echo "make crds   - regenerate crds/ (and the chart's copies) from the pydantic models"
+	@echo "make manifests - re-render manifests/base/ from the Helm chart"
+	@echo "make images - build the operator, jobs and jobs-cuda images (needs Docker)"
+	@echo "make e2e    - kind cluster, images, chart, the Adult pipeline (needs Docker and kind)"
 	@echo "make bench  - run the benchmarks under bench/ (figures in bench/results/)"
 	@echo "make lint   - ruff"
 
@@ -52,6 +55,12 @@ demo-stages: venv
 crds: venv
 	$(VENV)/bin/fairpilot crds
 	$(VENV)/bin/fairpilot crds --output charts/fairpilot/crds
+
+manifests: venv
+	bash scripts/render-base.sh
+
+e2e: venv
+	bash scripts/e2e-kind.sh
 
 bench: venv
 	$(PYTHON) bench/bench_bias.py

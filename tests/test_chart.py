@@ -296,3 +296,17 @@ def test_kustomize_base_is_the_rendered_chart(helm: Path) -> None:
     for obj in objects:
         kubernetes_validate.validate(obj, KUBERNETES, strict=True)
     assert {o["kind"] for o in objects} >= {"Namespace", "CustomResourceDefinition", "Deployment"}
+
+
+def test_environment_overrides_the_config_file_and_bad_files_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("artifact_root: s3://from-file\ngpu: {resource_name: amd.com/gpu}\n")
+    config = config_from_env(
+        {"FAIRPILOT_CONFIG_FILE": str(path), "FAIRPILOT_ARTIFACT_ROOT": "s3://from-env",
+         "FAIRPILOT_ALLOW_GPU": "false"}
+    )  # fmt: skip
+    assert config.artifact_root == "s3://from-env"
+    assert config.gpu.resource_name == "amd.com/gpu" and config.gpu.allowed is False
+    path.write_text("artifact_root: s3://x\njob_defaults: {}\n")  # a misspelt key
+    with pytest.raises(ValueError, match="job_defaults"):
+        config_from_env({"FAIRPILOT_CONFIG_FILE": str(path)})
