@@ -6,8 +6,11 @@ PYTHON  := $(VENV)/bin/python
 PIP     := $(PYTHON) -m pip
 STAMP   := $(VENV)/.fairpilot-installed
 DEMO    ?= /tmp/fairpilot-demo
+IMAGE_REGISTRY ?= ghcr.io/fairpilot
+IMAGE_TAG      ?= 0.1.0
 
-.PHONY: help venv chromium test lint demo demo-stages crds manifests bench e2e clean
+.PHONY: help venv chromium test lint demo demo-stages crds manifests bench e2e clean \
+	images image-operator image-jobs image-jobs-cuda
 
 help:
 	@echo "make test   - install into $(VENV), then lint and run the whole test suite"
@@ -58,6 +61,17 @@ crds: venv
 
 manifests: venv
 	bash scripts/render-base.sh
+
+image-operator:
+	docker build -f images/operator/Dockerfile -t $(IMAGE_REGISTRY)/operator:$(IMAGE_TAG) .
+
+image-jobs:
+	docker build -f images/jobs/Dockerfile -t $(IMAGE_REGISTRY)/jobs:$(IMAGE_TAG) .
+
+image-jobs-cuda:
+	docker build -f images/jobs-cuda/Dockerfile -t $(IMAGE_REGISTRY)/jobs-cuda:$(IMAGE_TAG) .
+
+images: image-operator image-jobs image-jobs-cuda
 
 e2e: venv
 	bash scripts/e2e-kind.sh
