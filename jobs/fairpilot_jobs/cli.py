@@ -19,16 +19,17 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from fairpilot import API_GROUP, API_VERSION, __version__
-from fairpilot.api import JOB_SPECS
+from fairpilot.api import JOB_SPECS, safe_yaml
+from fairpilot.api.validation import describe
 from fairpilot_jobs.artifacts import ArtifactStore, read_bytes
 from fairpilot_jobs.errors import JobError
 
 log = logging.getLogger("fairpilot.job")
 
+MAX_SPEC_BYTES = 1024 * 1024  # a ConfigMap's limit, where the operator puts the spec
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 TERMINATION_LOG_ENV = "FAIRPILOT_TERMINATION_LOG"
@@ -94,9 +95,11 @@ def load_spec(stage: str, source: str) -> BaseModel:
     except JobError as exc:
         raise JobError("SpecNotFound", f"spec {source}: {exc.message}") from exc
     try:
-        document = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise JobError("InvalidSpec", f"spec {source} is not YAML or JSON: {exc}") from exc
+        # Bounded: a spec is a few hundred values, and it comes from a ConfigMap (1 MiB at
+        # most) or a person; an alias bomb or a gigabyte of YAML is refused before it is built.
+        document = safe_yaml.load(raw, max_bytes=MAX_SPEC_BYTES)
+    except safe_yaml.UnsafeYaml as exc:
+        raise JobError("InvalidSpec", f"spec {source}: {exc}") from exc
     if isinstance(document, dict) and "spec" in document and "kind" in document:
         document = document["spec"]  # a whole custom resource was given: take its spec
     if not isinstance(document, dict):
@@ -108,14 +111,7 @@ def load_spec(stage: str, source: str) -> BaseModel:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "spec"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        parts.append(f"{field}: {message}")
-    return "invalid spec: " + "; ".join(parts)
+    return "invalid spec: " + describe(exc)
 
 
 def run(stage: str, spec_source: str, output: str) -> int:

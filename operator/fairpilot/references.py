@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from fairpilot.api import JOB_SPECS
 from fairpilot.api.kinds import Kind
+from fairpilot.api.validation import describe, is_dns1123_subdomain
 
 # (kind, name) -> the resource as a dict, or None when it does not exist.
 Lookup = Callable[[str, str], dict[str, Any] | None]
@@ -73,6 +74,7 @@ def job_spec(
     `name`: the resource's name, which is a TrainingRun's model id when its spec gives none
     (the registry and the model.uploaded event need one that tells models apart).
     """
+    _check_resource(kind, spec, name)
     out = dict(spec)
     if kind.kind == "TrainingRun" and name and not out.get("modelId"):
         out["modelId"] = name
@@ -115,6 +117,37 @@ def job_spec(
         model = JOB_SPECS[kind.stage].model_validate(out)
     except ValidationError as exc:
         raise UnresolvedReference(
-            "InvalidSpec", f"job spec is invalid: {exc}", waiting=False
+            "InvalidSpec", f"job spec is invalid: {describe(exc)}", waiting=False
         ) from exc
     return model.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def _check_resource(kind: Kind, spec: Any, name: str | None) -> None:
+    """Refuse, for good, a resource the CRD's schema should have refused.
+
+    A real API server checks specs against the CRD, but not with `kubectl apply
+    --validate=false` against an older CRD, nor in the sandbox's emulator; and a spec of the
+    wrong shape (a string, a number where a name goes) would otherwise make every reconciliation
+    raise, which Kopf retries for ever and the user sees as a resource stuck with no status.
+    The name becomes part of the artifact path and the Job's name, so it is checked too (the API
+    server does that for every object; this guards against one that does not).
+    """
+    if name is not None and not is_dns1123_subdomain(name):
+        raise UnresolvedReference(
+            "InvalidName",
+            f"metadata.name {name[:80]!r} is not a DNS-1123 subdomain "
+            "(lower-case letters, digits, '-' and '.', at most 253 characters)",
+            waiting=False,
+        )
+    if not isinstance(spec, dict):
+        raise UnresolvedReference(
+            "InvalidSpec",
+            f"spec must be a mapping of fields, not {type(spec).__name__}",
+            waiting=False,
+        )
+    try:
+        kind.spec.model_validate(spec)
+    except ValidationError as exc:
+        raise UnresolvedReference(
+            "InvalidSpec", f"{kind.kind} spec is invalid: {describe(exc)}", waiting=False
+        ) from exc

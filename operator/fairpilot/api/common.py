@@ -5,8 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+from fairpilot.api.validation import DOT_SEGMENT, dot_segment
 
 # Kubernetes-facing names are camelCase; Python code uses snake_case.
 _MODEL_CONFIG = ConfigDict(
@@ -17,7 +19,33 @@ _MODEL_CONFIG = ConfigDict(
     validate_default=True,
 )
 
-URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?|file://.+)$"
+# `file:///` + an absolute path, or `s3://bucket[/key]`. No `?` or `#`: the jobs parse URIs as
+# URLs, which would silently cut the path there and read another object. No control characters.
+URI_PATTERN = (
+    r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^?#\x00-\x1f\x7f]*)?"
+    r"|file:///[^?#\x00-\x1f\x7f]*)$"
+)
+# What the API server checks (`kubectl apply`), the same rule as `_no_dot_segments` below: a
+# `..` segment would climb out of the directory (or S3 prefix) that FAIRPILOT_FILE_ROOT and the
+# data URI template mean to confine a dataset to.
+_NO_DOT_SEGMENTS = {
+    "x-kubernetes-validations": [
+        {"rule": f"!self.matches({DOT_SEGMENT!r})", "message": "'..' is not allowed in a URI"}
+    ]
+}
+
+
+def _no_dot_segments(uri: str) -> str:
+    if dot_segment(uri.split("://", 1)[-1]):
+        raise ValueError("'..' is not allowed in a URI")
+    return uri
+
+
+Uri = Annotated[
+    str,
+    Field(pattern=URI_PATTERN, max_length=2048, json_schema_extra=_NO_DOT_SEGMENTS),
+    AfterValidator(_no_dot_segments),
+]
 
 # A column name as users write it: anything printable, bounded so it cannot be abused.
 ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
@@ -70,10 +98,8 @@ class DataFormat(StrEnum):
 class DataLocation(SpecModel):
     """Where a table lives: an `s3://` or `file://` URI and, optionally, its format."""
 
-    uri: str = Field(
+    uri: Uri = Field(
         description="Location of the data: s3://bucket/key or file:///absolute/path.",
-        pattern=URI_PATTERN,
-        max_length=2048,
     )
     format: DataFormat | None = Field(
         default=None,
@@ -84,11 +110,7 @@ class DataLocation(SpecModel):
 class ModelLocation(SpecModel):
     """Where a model stored by the `train` stage lives (its `model/` directory)."""
 
-    uri: str = Field(
-        description="URI of the model directory written by the train stage.",
-        pattern=URI_PATTERN,
-        max_length=2048,
-    )
+    uri: Uri = Field(description="URI of the model directory written by the train stage.")
 
 
 def unique_columns(values: list[str]) -> list[str]:

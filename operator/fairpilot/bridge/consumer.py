@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes
+import urllib3
 
 from fairpilot.api.kinds import Kind
 from fairpilot.bridge import metrics
@@ -80,9 +81,18 @@ class Consumer:
     def _handle_sync(self, record: Any) -> tuple[str, list[tuple[str, bool]]]:
         """('ok', [(kind, created?)]) or raises Rejected / a transient error."""
         role = self.roles[record.topic]
-        data = decode(record.value, self.config.max_message_bytes)
         source = Source(record.topic, record.partition, record.offset)
-        resources = plan(role, data, source, self.config, self._get, self._list)
+        try:
+            data = decode(record.value, self.config.max_message_bytes)
+            resources = plan(role, data, source, self.config, self._get, self._list)
+        except (Rejected, kubernetes.client.ApiException, urllib3.exceptions.HTTPError, OSError):
+            raise
+        except Exception as exc:
+            # Anything else out of these pure functions is a message they were not written
+            # for: retrying it would block the partition behind it for ever (a poison pill),
+            # so it becomes a dead letter that says what went wrong, and consuming goes on.
+            log.exception("%s: unexpected error while reading the message", source)
+            raise Rejected("InternalError", f"{type(exc).__name__}: {exc}") from None
         outcome = []
         for resource in resources:
             try:
@@ -126,10 +136,13 @@ class Consumer:
 
     async def dead_letter(self, record: Any, rejected: Rejected) -> None:
         """The original key and bytes to the dead-letter topic; why, and whence, in headers."""
+        # The producer's own headers travel on, except any posing as ours: a dead letter must
+        # carry one reason, FairPilot's.
         headers = [
-            *(record.headers or []),
+            *((key, value) for key, value in record.headers or [] if not key.startswith(HEADER)),
             (f"{HEADER}reason", rejected.reason.encode()),
-            (f"{HEADER}message", rejected.message.encode()[:4096]),
+            # Cut on a character boundary, so that the header stays valid UTF-8.
+            (f"{HEADER}message", rejected.message.encode()[:4096].decode(errors="ignore").encode()),
             (f"{HEADER}topic", record.topic.encode()),
             (f"{HEADER}partition", str(record.partition).encode()),
             (f"{HEADER}offset", str(record.offset).encode()),
@@ -173,9 +186,7 @@ class Consumer:
             "at": datetime.fromtimestamp(record.timestamp / 1000, UTC).isoformat(),
         }
         try:
-            import json
-
-            payload = json.loads(record.value)
+            payload = decode(record.value, self.config.max_message_bytes)
             if isinstance(payload, dict):
                 document |= {
                     "payload": payload,
@@ -183,7 +194,9 @@ class Consumer:
                     "event_id": payload.get("event_id"),
                     "user_id": payload.get("user_id"),
                 }
-        except (TypeError, ValueError):
+        except Rejected:
+            # Not a JSON object we would store (not JSON, too large, too deep for MongoDB):
+            # the start of the bytes, as text, tells a person what it was.
             document["value"] = (record.value or b"")[:4096].decode(errors="replace")
         if rejected is not None:
             document |= {"reason": rejected.reason, "message": rejected.message}

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from fairpilot import API_GROUP
 from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
+from fairpilot.api.validation import describe, invisible_characters, metadata_problems
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.payloads import (
     ID_PATTERN,
@@ -62,8 +63,43 @@ class Source:
         return f"{self.topic}/{self.partition}/{self.offset}"
 
 
+# The seed's payloads are two levels deep; a free-form `metadata` may add a few. Deeper is a
+# JSON bomb: it costs the parser stack, and MongoDB (the audit log) refuses 100 levels.
+MAX_DEPTH = 32
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # {"user_id": "a", "user_id": "b"} means "a" to some parsers and "b" to others: a producer's
+    # check and FairPilot's would see different users. Refused rather than guessed.
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {repeated!r} appears twice in one object")
+    return data
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _depth(data: Any, limit: int) -> int:
+    """How deep `data` nests, walking no further than `limit` (iterative: no stack to exhaust)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def decode(value: bytes | None, limit: int) -> dict[str, Any]:
-    """The message's JSON object, or Rejected (empty, too large, not JSON, not an object)."""
+    """The message's JSON object, or Rejected: empty, too large, not UTF-8 JSON (strictly: no
+    NaN, no repeated keys), nested too deeply, or not an object."""
     if value is None or not value.strip():
         raise Rejected("EmptyMessage", "the message has no value")
     if len(value) > limit:
@@ -71,23 +107,27 @@ def decode(value: bytes | None, limit: int) -> dict[str, Any]:
             "PayloadTooLarge", f"{len(value)} bytes, more than the limit of {limit} bytes"
         )
     try:
-        data = json.loads(value)
-    except (UnicodeDecodeError, ValueError) as exc:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected(
+            "NotJson", f"the value is not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_not_a_number)
+    except RecursionError:
+        raise Rejected("TooDeeplyNested", f"JSON nested more than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
         raise Rejected("NotJson", f"the value is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Rejected("NotAnObject", f"the value is JSON {type(data).__name__}, not an object")
+    if _depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise Rejected("TooDeeplyNested", f"JSON nested more than {MAX_DEPTH} levels")
     return data
 
 
 def explain(error: ValidationError) -> str:
     """pydantic's errors as one line: `field: problem (got value)`."""
-    parts = []
-    for item in error.errors(include_url=False)[:8]:
-        where = ".".join(str(part) for part in item["loc"]) or "payload"
-        got = item.get("input")
-        shown = "" if item["type"] == "missing" else f" (got {json.dumps(got, default=str)[:80]})"
-        parts.append(f"{where}: {item['msg']}{shown}")
-    return "; ".join(parts)
+    return describe(error)
 
 
 def parse(role: str, data: dict[str, Any]) -> Inbound:
@@ -110,7 +150,8 @@ def slug(text: str, limit: int = 40) -> str:
 
 
 def digest(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:10]
+    # surrogatepass: a hash of any str, even one a validator let through by mistake.
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:10]
 
 
 def label_value(text: str) -> str:
@@ -148,6 +189,12 @@ def _metadata(
 
 
 def _resource(kind: Kind, metadata: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    # Every name, label and annotation here is derived from the payload: checked against the
+    # API server's rules before anything is sent, so that a refusal names the field and the
+    # message (rather than an HTTP 422 about an object the producer never saw).
+    problems = metadata_problems(metadata)
+    if problems:
+        raise Rejected("InvalidName", f"{kind.kind}: {'; '.join(problems)}")
     try:
         model: BaseModel = kind.spec.model_validate(spec)
     except ValidationError as exc:
@@ -170,14 +217,38 @@ def _namespace(message: Inbound, config: BridgeConfig) -> str:
     return namespace
 
 
+# What an id may be to become one segment of a path or an S3 key. Refused, not percent-encoded:
+# the jobs decode %-escapes in file:// URIs (so `%2F` and `%2E%2E` would turn back into `/` and
+# `..` there), S3 keys are taken literally (so an encoded id would name another object than
+# the one the data warehouse stored), and `?` and `#` would cut the URI short. Refusing is the
+# one answer that means the same on both schemes. E-mail addresses, the seed's ids, accents and
+# emoji pass, and so does "Ada Lovelace <ada@example.org>"; `/`, `\`, `%`, `?`, `#`, a leading
+# `.` (`.`, `..`) and invisible characters (checked on every payload string) do not.
+PATH_SEGMENT = re.compile(r"^[^./\\%?#][^/\\%?#]*$")
+
+
+def path_segment(field: str, value: str) -> str:
+    """`value` when it is safe as one path segment of the data URI template, else Rejected."""
+    if not PATH_SEGMENT.match(value) or invisible_characters(value):
+        raise Rejected(
+            "UnsafePathSegment",
+            f"{field} {value[:80]!r} cannot be put into the data URI template: it must be one "
+            "path segment (no '/', '\\', '%', '?' or '#', not starting with '.'); "
+            "send the data's location in the message's `uri` instead",
+        )
+    return value
+
+
 def _data_uri(message: DatasetEvent | BiasTrigger | AutomlTrigger, config: BridgeConfig) -> str:
     if message.uri:
         return message.uri
+    ids = {
+        "user_id": path_segment("user_id", message.user_id),
+        "dataset_id": path_segment("dataset_id", message.dataset_id),
+    }
     try:
-        return config.data_uri_template.format(
-            user_id=message.user_id, dataset_id=message.dataset_id
-        )
-    except (KeyError, IndexError, ValueError) as exc:
+        return config.data_uri_template.format(**ids)
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise Rejected("BadUriTemplate", f"data_uri_template: {exc}") from None
 
 

@@ -17,18 +17,36 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from fairpilot.api.common import URI_PATTERN, DataFormat, TaskType
+from fairpilot.api.common import DataFormat, TaskType, Uri
 from fairpilot.api.explanation import ExpertiseLevel
+from fairpilot.api.validation import check_printable
 
 # Ids become label values (`kubectl get -l fairpilot.io/dataset-id=...`) and parts of resource
 # names, so they follow Kubernetes' label-value syntax; the seed's ids ("dataset123",
 # "test-dataset-1", "model_v2") all do.
 ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=63)]
-# A user id is kept verbatim (an e-mail address is fine) in the spec and an annotation.
-UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+def Text(max_length: int, min_length: int = 0) -> Any:
+    """A string from a payload that lands in a spec, an annotation or a report: bounded, and
+    without characters that print as something else (NUL, newlines, right-to-left overrides,
+    zero-width spaces, lone surrogates), which would let one id pass for another."""
+    return Annotated[
+        str, Field(min_length=min_length, max_length=max_length), AfterValidator(check_printable)
+    ]
+
+
+# A user id is kept verbatim (an e-mail address is fine, so is an emoji) in the spec and an
+# annotation; a label gets it, or its hash when it is no valid label value.
+UserId = Text(128, min_length=1)
+ColumnName = Text(256, min_length=1)
+EventType = Text(128)
+EventId = Text(256, min_length=1)
+Timestamp = Text(64)
+DisplayName = Text(256)
 
 
 def _lower(value: Any) -> Any:
@@ -47,12 +65,10 @@ class Inbound(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    event_type: str | None = Field(default=None, max_length=128)
-    event_id: str | None = Field(
-        default=None, min_length=1, max_length=256, description="Names the resource when given."
-    )
+    event_type: EventType | None = None
+    event_id: EventId | None = Field(default=None, description="Names the resource when given.")
     user_id: UserId
-    timestamp: str | None = Field(default=None, max_length=64)
+    timestamp: Timestamp | None = None
     namespace: str | None = Field(
         default=None,
         max_length=63,
@@ -64,11 +80,9 @@ class Inbound(BaseModel):
 class Target(BaseModel):
     """The learning problem, as the seed's triggers state it."""
 
-    target_column_name: str | None = Field(default=None, min_length=1, max_length=256)
+    target_column_name: ColumnName | None = None
     task_type: Annotated[TaskType | None, BeforeValidator(_lower)] = None
-    sensitive_features: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
-        default=None, max_length=64
-    )
+    sensitive_features: list[ColumnName] | None = Field(default=None, max_length=64)
 
 
 class DatasetEvent(Inbound, Target):
@@ -76,8 +90,8 @@ class DatasetEvent(Inbound, Target):
     fields its data warehouse knows: ids, name, and where the file is)."""
 
     dataset_id: Id
-    name: str | None = Field(default=None, max_length=256)
-    uri: str | None = Field(default=None, pattern=URI_PATTERN, max_length=2048)
+    name: DisplayName | None = None
+    uri: Uri | None = None
     format: Annotated[DataFormat | None, BeforeValidator(_lower)] = None
     time_budget: Annotated[int | None, BeforeValidator(_seconds)] = Field(
         default=None, ge=10, le=7 * 24 * 3600, description="Seconds, for the pipeline's training."
@@ -87,17 +101,17 @@ class DatasetEvent(Inbound, Target):
 class BiasTrigger(Inbound, Target):
     """`bias-trigger-events`."""
 
-    event_type: str | None = "bias-trigger.reported"
+    event_type: EventType | None = "bias-trigger.reported"
     dataset_id: Id
     record_count: int | None = Field(default=None, ge=0)
     metadata: dict[str, Any] | None = None
-    uri: str | None = Field(default=None, pattern=URI_PATTERN, max_length=2048)
+    uri: Uri | None = None
 
 
 class AutomlTrigger(Inbound, Target):
     """`automl-trigger-events`."""
 
-    event_type: str | None = "automl-trigger.reported"
+    event_type: EventType | None = "automl-trigger.reported"
     dataset_id: Id
     # The seed's AutoML consumer reads the budget in seconds, sent as a string.
     time_budget: Annotated[int | None, BeforeValidator(_seconds)] = Field(
@@ -105,13 +119,13 @@ class AutomlTrigger(Inbound, Target):
     )
     model_id: Id | None = None
     version: Id | None = None
-    uri: str | None = Field(default=None, pattern=URI_PATTERN, max_length=2048)
+    uri: Uri | None = None
 
 
 class XaiTrigger(Inbound):
     """`xai-trigger-events`."""
 
-    event_type: str | None = "xai-trigger.reported"
+    event_type: EventType | None = "xai-trigger.reported"
     dataset_id: Id | None = None
     model_id: Id
     version: Id = "v1"

@@ -1,0 +1,137 @@
+"""Rules for what users and producers hand FairPilot: one-line errors, Kubernetes names, text.
+
+Shared by the operator (specs of resources applied to the API), the Kafka bridge (payloads)
+and the stage jobs (spec files), so that the same input gets the same answer on every way in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from typing import Any
+from urllib.parse import unquote
+
+from pydantic import ValidationError
+
+# Kubernetes' own rules (k8s.io/apimachinery/pkg/util/validation): resource names are DNS-1123
+# subdomains (253 characters at most), Job and label-bearing names DNS-1123 labels (63), and
+# label values 63 characters of this pattern (empty allowed).
+DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS1123_SUBDOMAIN_RE = re.compile(rf"^{DNS1123_LABEL}(\.{DNS1123_LABEL})*$")
+DNS1123_LABEL_RE = re.compile(rf"^{DNS1123_LABEL}$")
+LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+MAX_SUBDOMAIN = 253
+MAX_LABEL = 63
+MAX_LABEL_PREFIX = 253
+# The API server refuses an object whose annotations (keys and values) exceed 256 KiB in all.
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+
+# Unicode categories that print nothing or something else than they are: controls (NUL,
+# newline), format characters (right-to-left override, zero-width space), lone surrogates,
+# private-use and unassigned code points, line and paragraph separators. An identifier with one
+# of them looks like another identifier in `kubectl`, logs and reports, or breaks encoders.
+_INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+# A `..` path segment, written plainly or percent-encoded (the jobs decode `%2e` in file:// URIs).
+DOT_SEGMENT = r"(^|/)(\.|%2[eE]){2}(/|$)"
+_DOT_SEGMENT_RE = re.compile(DOT_SEGMENT)
+
+
+def describe(error: ValidationError, limit: int = 8, shown: int = 80) -> str:
+    """pydantic's errors as one line: `field: problem (got value); ...`.
+
+    pydantic's own text spans lines and embeds documentation links; a condition message, a
+    dead-letter header and a job's stderr line each want one short line. The offending value is
+    cut to `shown` characters so that a 500 KB string does not come back in the answer.
+    """
+    parts = []
+    errors = error.errors(include_url=False)
+    for item in errors[:limit]:
+        where = ".".join(_shown(part, shown) for part in item["loc"]) or "spec"
+        # Messages of our own validators quote the input: kept, but on one line.
+        message = " ".join(item["msg"].removeprefix("Value error, ").split())
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        got = ""
+        if item["type"] not in ("missing", "extra_forbidden"):
+            text = json.dumps(item.get("input"), default=str)
+            got = f" (got {text[:shown]}{'…' if len(text) > shown else ''})"
+        parts.append(f"{where}: {message}{got}")
+    if len(errors) > limit:
+        parts.append(f"and {len(errors) - limit} more")
+    return "; ".join(parts)
+
+
+def _shown(part: str | int, limit: int) -> str:
+    # A location is a field name, a list index, or a key of a user's map: the last may hold
+    # anything (a newline, 500 KB), so it is quoted and cut where it would not read as itself.
+    text = str(part)
+    if isinstance(part, str) and (not text.isprintable() or len(text) > limit):
+        quoted = json.dumps(text)
+        return f"{quoted[:limit]}…" if len(quoted) > limit else quoted
+    return text
+
+
+def invisible_characters(text: str) -> list[str]:
+    """The code points of `text` that are controls, format characters, surrogates, ..."""
+    return [f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in _INVISIBLE]
+
+
+def check_printable(text: str) -> str:
+    """`text` when every character prints as itself; for pydantic AfterValidators."""
+    bad = invisible_characters(text)
+    if bad:
+        shown = ", ".join(dict.fromkeys(bad[:5]))
+        raise ValueError(f"holds invisible or control characters ({shown})")
+    return text
+
+
+def dot_segment(path: str) -> bool:
+    """Whether a path (or URI) has a `..` segment, plainly or percent-encoded."""
+    return bool(_DOT_SEGMENT_RE.search(path)) or ".." in unquote(path).split("/")
+
+
+def is_dns1123_subdomain(name: str) -> bool:
+    return len(name) <= MAX_SUBDOMAIN and bool(DNS1123_SUBDOMAIN_RE.match(name))
+
+
+def is_dns1123_label(name: str) -> bool:
+    return len(name) <= MAX_LABEL and bool(DNS1123_LABEL_RE.match(name))
+
+
+def is_label_value(value: str) -> bool:
+    return len(value) <= MAX_LABEL and bool(LABEL_VALUE_RE.match(value))
+
+
+def is_qualified_name(key: str) -> bool:
+    """A label or annotation key: `[prefix/]name`, prefix a DNS-1123 subdomain."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and not is_dns1123_subdomain(prefix):
+        return False
+    return len(name) <= MAX_LABEL and bool(LABEL_NAME_RE.match(name))
+
+
+def metadata_problems(metadata: dict[str, Any]) -> list[str]:
+    """What the API server would refuse in an object's name, labels and annotations."""
+    problems = []
+    name = metadata.get("name")
+    if not isinstance(name, str) or not is_dns1123_subdomain(name):
+        problems.append(f"name {name!r} is not a DNS-1123 subdomain (lower case, 253 at most)")
+    namespace = metadata.get("namespace")
+    if namespace is not None and not (isinstance(namespace, str) and is_dns1123_label(namespace)):
+        problems.append(f"namespace {namespace!r} is not a DNS-1123 label")
+    for key, value in (metadata.get("labels") or {}).items():
+        if not is_qualified_name(key):
+            problems.append(f"label key {key!r} is not a qualified name")
+        if not isinstance(value, str) or not is_label_value(value):
+            problems.append(f"label {key}={value!r} is not a valid label value")
+    annotations = metadata.get("annotations") or {}
+    for key in annotations:
+        if not is_qualified_name(key):
+            problems.append(f"annotation key {key!r} is not a qualified name")
+    size = sum(len(k.encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if size > MAX_ANNOTATIONS_BYTES:
+        problems.append(f"annotations take {size} bytes, more than {MAX_ANNOTATIONS_BYTES}")
+    return problems
