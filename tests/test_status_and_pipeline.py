@@ -70,12 +70,26 @@ def test_condition_transition_time_changes_only_with_status() -> None:
 
 def test_failure_reason_from_error_json_or_termination_message() -> None:
     assert failure({"reason": "TargetNotFound", "message": "no"}, None) == ("TargetNotFound", "no")
-    assert failure(None, '{"reason": "DatasetNotFound", "message": "gone"}') == (
-        "DatasetNotFound",
-        "gone",
-    )
-    assert failure(None, "Traceback...\nMemoryError") == ("JobFailed", "MemoryError")
+    said = {"exitCode": 2, "message": '{"reason": "DatasetNotFound", "message": "gone"}'}
+    assert failure(None, said) == ("DatasetNotFound", "gone")
+    crashed = {"exitCode": 1, "reason": "Error", "message": "Traceback...\nMemoryError"}
+    assert failure(None, crashed) == ("JobFailed", "the stage exited with code 1: MemoryError")
     assert failure(None, None)[0] == "JobFailed"
+
+
+def test_failure_says_when_kubernetes_stopped_the_stage() -> None:
+    job = {
+        "spec": {
+            "activeDeadlineSeconds": 90,
+            "template": {"spec": {"containers": [{"resources": {"limits": {"memory": "2Gi"}}}]}},
+        },
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimit"}]},
+    }
+    reason, message = failure(None, {"exitCode": 137, "reason": "OOMKilled"}, job)
+    assert reason == "OOMKilled" and "(2Gi)" in message and "spec.resources.memory" in message
+    job["status"]["conditions"][0]["reason"] = "DeadlineExceeded"
+    reason, message = failure(None, {"exitCode": 137, "reason": "Error"}, job)
+    assert reason == "DeadlineExceeded" and "deadline of 90 s" in message
 
 
 def test_pipeline_chains_bias_training_explanation() -> None:

@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
         "stand by); without it the operator runs standalone",
     )
     operator.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="with --peering: how long a replica that stopped answering keeps the others on "
+        "standby, i.e. the longest failover time (default 60)",
+    )
+    operator.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     sandbox = commands.add_parser(
@@ -119,7 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fairpilot.controller.main import run_operator
 
         return run_operator(
-            args.namespace or [], args.metrics_port, args.health_port, args.peering, args.log_level
+            args.namespace or [],
+            args.metrics_port,
+            args.health_port,
+            args.peering,
+            args.log_level,
+            peering_lifetime=args.peering_lifetime,
         )
     elif args.command == "sandbox" and args.sandbox_command == "up":
         from fairpilot.sandbox.up import up

@@ -116,18 +116,51 @@ def summary_message(kind: Kind, status: dict[str, Any]) -> str:
     return f"{status.get('method')} SHAP; top feature {status.get('topFeature')}"
 
 
-def failure(error: dict[str, Any] | None, termination_message: str | None) -> tuple[str, str]:
-    """(reason, message) of a failed stage: error.json first, else the pod's termination message."""
+def failure(
+    error: dict[str, Any] | None,
+    terminated: dict[str, Any] | None,
+    job: dict[str, Any] | None = None,
+) -> tuple[str, str]:
+    """(reason, message) of a failed stage, from the most specific source that says.
+
+    error: the stage's error.json. terminated: the last pod's `state.terminated` (exitCode,
+    reason, message). job: the Job, whose own Failed condition says when Kubernetes stopped it.
+    A stage that was killed (deadline, out of memory, a crash) writes no error.json, and the
+    user must still learn which of these it was and what to change.
+    """
+    spec = (job or {}).get("spec") or {}
+    for condition in ((job or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("reason") == "DeadlineExceeded":
+            seconds = spec.get("activeDeadlineSeconds")
+            limit = f" of {seconds} s" if seconds else ""
+            return "DeadlineExceeded", (
+                f"the stage ran longer than its deadline{limit} and was stopped; a TrainingRun's "
+                "deadline follows its timeLimitSeconds, other stages' the operator's "
+                "jobs.activeDeadlineSeconds"
+            )
     if error and error.get("reason"):
         return str(error["reason"]), str(error.get("message") or "")
-    if termination_message:
+    terminated = terminated or {}
+    if terminated.get("reason") == "OOMKilled":
+        containers = (((spec.get("template") or {}).get("spec") or {}).get("containers")) or [{}]
+        limit = ((containers[0].get("resources") or {}).get("limits") or {}).get("memory")
+        shown = f" ({limit})" if limit else ""
+        return "OOMKilled", (
+            f"the stage used more memory than its limit{shown} and was killed; "
+            "give it more with spec.resources.memory or use a sample of the data"
+        )
+    message = str(terminated.get("message") or "").strip()
+    if message:
         import json
 
         try:
-            parsed = json.loads(termination_message)
+            parsed = json.loads(message)
             if isinstance(parsed, dict) and parsed.get("reason"):
                 return str(parsed["reason"]), str(parsed.get("message") or "")
         except ValueError:
             pass
-        return "JobFailed", termination_message.strip().splitlines()[-1][:1000]
-    return "JobFailed", "the stage's Job failed without saying why"
+    code = terminated.get("exitCode")
+    said = message.splitlines()[-1][:1000] if message else ""
+    if code is not None:
+        return "JobFailed", f"the stage exited with code {code}" + (f": {said}" if said else "")
+    return "JobFailed", said or "the stage's Job failed without saying why"

@@ -30,7 +30,7 @@ class JobDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backoff_limit: int = Field(default=2, ge=0, le=20)
-    active_deadline_seconds: int = Field(default=6 * 3600, ge=60)
+    active_deadline_seconds: int = Field(default=6 * 3600, ge=1)
     ttl_seconds_after_finished: int = Field(default=24 * 3600, ge=0)
     cpu: str = "1"
     memory: str = "4Gi"

@@ -10,8 +10,10 @@ ids under `status.delivered.<sink>`. So:
   is retried with backoff; what it calls for is recomputed from its state, not kept in memory;
 - one sink's outage does not hold up the other: each has its own outbox and status key.
 
-The one window for a duplicate is a crash between a delivery and its record; consumers can
-tell by the event's `event_id`, which is derived from the resource and stays the same.
+A crash between a delivery and its record would send it again; sinks that can read back
+what was delivered (Kafka's log) hand it to `recovered` before the outbox delivers anything,
+and those ids are recorded on the resources like fresh ones. Consumers can tell a duplicate
+anyway by the event's `event_id`, which is derived from the resource and stays the same.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class Outbox:
         # What this process delivered, by uid: the bodies it is told of may predate the
         # status patch that recorded a delivery.
         self._delivered: dict[str, set[str]] = {}
+        # Delivered by an earlier process (read back from the sink), not yet recorded.
+        self._recovered: dict[str, set[str]] = {}
         self._failures = 0
         self._paused_until = 0.0
         self._tasks: list[asyncio.Task[None]] = []
@@ -108,6 +112,12 @@ class Outbox:
         if key not in self._scheduled and key not in self._queued and key not in self._busy:
             self._scheduled.add(key)
             asyncio.get_running_loop().call_later(self.debounce, self._release, key)
+
+    def recovered(self, found: dict[str, set[str]]) -> None:
+        """Deliveries an earlier process made (by resource uid): never made again."""
+        for uid, ids in found.items():
+            self._delivered.setdefault(uid, set()).update(ids)
+            self._recovered.setdefault(uid, set()).update(ids)
 
     def _release(self, key: Key) -> None:
         self._scheduled.discard(key)
@@ -182,7 +192,9 @@ class Outbox:
         )
         done = set(recorded) | self._delivered.get(uid, set())
         todo = await blocking(self.sink.pending, kind, body, done)
-        if not todo:
+        # Found in the sink but not on the resource: record them with this round's.
+        unrecorded = sorted(self._recovered.pop(uid, set()) - set(recorded))
+        if not todo and not unrecorded:
             return True
         sent: list[str] = []
         ok = True
@@ -200,11 +212,13 @@ class Outbox:
                 break
             sent.append(delivery.id)
             metrics.DELIVERED.labels(self.sink.name).inc()
-        if sent:
+        if sent or unrecorded:
             self._delivered.setdefault(uid, set()).update(sent)
             generation = int(meta.get("generation") or 1)
             kept = [
-                i for i in dict.fromkeys([*done, *sent]) if _generation_of(i) in (None, generation)
+                i
+                for i in dict.fromkeys([*done, *sent, *unrecorded])
+                if _generation_of(i) in (None, generation)
             ]
             try:
                 await blocking(

@@ -46,7 +46,9 @@ class Topics(BaseModel):
 class BridgeConfig(BaseModel):
     """Everything the Kafka bridge needs; only `bootstrap_servers` has no default."""
 
-    model_config = ConfigDict(extra="forbid")
+    # A refused configuration is printed as the operator exits: without its input, which
+    # holds the SASL password.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     bootstrap_servers: str = Field(description="host:port[,host:port] (BOOTSTRAP_SERVERS).")
     group_id: str = Field(default="fairpilot", description="Consumer group (GROUP_ID).")
@@ -148,6 +150,19 @@ class BridgeConfig(BaseModel):
                 cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
             )
         return options
+
+    def to_env(self) -> dict[str, str]:
+        """The FAIRPILOT_KAFKA_* variables that `from_env` reads back as this configuration."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(exclude={"topics"}, exclude_none=True).items():
+            if isinstance(value, list):
+                value = ",".join(str(item) for item in value)
+            elif isinstance(value, bool):
+                value = str(value).lower()
+            env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+        for name, topic in self.topics.model_dump().items():
+            env[f"{ENV_PREFIX}TOPIC_{name.upper()}"] = topic
+        return env
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> BridgeConfig | None:

@@ -45,6 +45,8 @@ class Bridge:
         self._producer: Any = None
         self._audits: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
         self._connected = asyncio.Event()
+        self._kafka_sink: KafkaSink | None = None
+        self._kafka_outbox: Outbox | None = None
 
     def _get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         return self.cluster.get(kind, namespace, name) if name else None
@@ -70,7 +72,8 @@ class Bridge:
             )
             self._connected = asyncio.Event()
             sink = KafkaSink(self._producer, self.kafka.topics, self._get, self._connected)
-            self.outboxes.append(Outbox(sink, self.cluster))
+            self._kafka_sink, self._kafka_outbox = sink, Outbox(sink, self.cluster)
+            self.outboxes.append(self._kafka_outbox)
             if self.consume:
                 self.consumer = Consumer(
                     self.kafka,
@@ -94,9 +97,27 @@ class Bridge:
                 log.warning("Kafka not reachable yet (%s); retrying in %.0f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15)
+        await self._recover()
         self._connected.set()
         if self.consumer is not None:
             await self._consume()
+
+    async def _recover(self) -> None:
+        """Before the first event: what earlier operators sent (see KafkaSink.recover)."""
+        assert self.kafka is not None and self._kafka_sink and self._kafka_outbox
+        delay = 0.5
+        while True:
+            try:
+                found = await self._kafka_sink.recover(self.kafka.client_options())
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker went away again: nothing is sent meanwhile
+                log.warning("reading back sent events failed (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15)
+        self._kafka_outbox.recovered(found)
+        log.info("read back %d resources' sent events", len(found))
 
     async def _consume(self) -> None:
         assert self.consumer is not None

@@ -116,8 +116,9 @@ class Cluster:
                 return False
             raise
 
-    def termination_message(self, namespace: str, job_name: str) -> str | None:
-        """The last termination message of the Job's pods (Kubernetes' `job-name` label)."""
+    def termination(self, namespace: str, job_name: str) -> dict[str, Any] | None:
+        """`state.terminated` of the Job's newest pod that ended (Kubernetes' `job-name` label):
+        exit code, reason (e.g. OOMKilled) and the container's termination message."""
         listing = self._json(
             self.core.list_namespaced_pod(
                 namespace, label_selector=f"job-name={job_name}", _preload_content=False
@@ -138,7 +139,7 @@ class Cluster:
         )
         for pod in pods:
             for container in (pod.get("status") or {}).get("containerStatuses") or []:
-                terminated = (container.get("state") or {}).get("terminated") or {}
-                if terminated.get("message"):
-                    return str(terminated["message"])
+                terminated = (container.get("state") or {}).get("terminated")
+                if terminated:
+                    return dict(terminated)
         return None

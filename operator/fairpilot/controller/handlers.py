@@ -5,6 +5,8 @@ Kept thin on purpose: all decisions live in `reconcile.py`, which is tested with
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,8 @@ from fairpilot.controller.cluster import Cluster
 from fairpilot.controller.reconcile import job_state, reconcile
 
 RETRY_SECONDS = 2.0
+RECHECK_MAX_SECONDS = 60.0
+log = logging.getLogger(__name__)
 # Reconciliations wait on the API server most of the time: more threads than Kopf's default
 # (cores + 4) keep a burst of new resources moving instead of queueing behind a few calls.
 HANDLER_THREADS = 16
@@ -35,6 +39,8 @@ class Runtime:
     # On a cluster: discover the CRDs once at start-up instead of watching CRDs and namespaces,
     # which the chart's least-privilege RBAC does not grant (it installs the CRDs first).
     scanning_disabled: bool = False
+    # With peering: how long a silent replica's record holds the others on standby.
+    peering_lifetime: int = 60
 
 
 RUNTIME = Runtime()
@@ -46,6 +52,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = HANDLER_THREADS
     settings.watching.server_timeout = 60
     settings.scanning.disabled = RUNTIME.scanning_disabled
+    settings.peering.lifetime = RUNTIME.peering_lifetime
     settings.persistence.finalizer = f"{API_GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
@@ -140,4 +147,35 @@ def job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
                 owner["kind"], body["metadata"]["namespace"], owner["name"]
             )
             if resource is not None and resource["metadata"].get("uid") == owner.get("uid"):
-                _reconcile(resource, job)
+                try:
+                    _reconcile(resource, job)
+                except kopf.TemporaryError:
+                    # Kopf does not retry event handlers; the resource's own handlers have
+                    # finished, so nothing else would look at it again.
+                    _recheck_later(owner["kind"], body["metadata"]["namespace"], owner["name"])
+
+
+def _recheck_later(kind: str, namespace: str, name: str, delay: float = RETRY_SECONDS) -> None:
+    """Reconcile the resource again after `delay`, with backoff, until it stops waiting.
+
+    A restarted operator reconciles every resource anyway (Kopf's resume handlers), so losing
+    these timers with the process loses nothing.
+    """
+
+    def again() -> None:
+        if RUNTIME.cluster is None:
+            return
+        resource = RUNTIME.cluster.get(kind, namespace, name)
+        if resource is None:
+            return
+        try:
+            _reconcile(resource)
+        except kopf.TemporaryError:
+            _recheck_later(kind, namespace, name, min(delay * 2, RECHECK_MAX_SECONDS))
+        except Exception:
+            log.exception("rechecking %s %s/%s failed", kind, namespace, name)
+            _recheck_later(kind, namespace, name, min(delay * 2, RECHECK_MAX_SECONDS))
+
+    timer = threading.Timer(delay, again)
+    timer.daemon = True
+    timer.start()

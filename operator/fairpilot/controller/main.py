@@ -68,6 +68,8 @@ def run_operator(
     health_port: int,
     peering: str | None = None,
     log_level: str = "INFO",
+    *,
+    peering_lifetime: int = 60,
 ) -> int:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -80,6 +82,7 @@ def run_operator(
     handlers.RUNTIME.config = config_from_env()
     handlers.RUNTIME.bridge = bridge_from_env()
     handlers.RUNTIME.scanning_disabled = True
+    handlers.RUNTIME.peering_lifetime = peering_lifetime
     start_http_server(metrics_port)
     asyncio.run(operate(namespaces, health_port, peering=peering))
     return 0

@@ -159,6 +159,20 @@ def reconcile(
 
     state = job_state(job)
     uri = output_uri(config, kind, resource)
+
+    def unreadable(exc: ArtifactStoreUnavailable) -> Outcome:
+        # The Job ended but what it wrote cannot be read yet: stay Running and say so; the
+        # caller retries. Deciding now would fail a stage that may well have succeeded.
+        message = f"Job {job_name} ended; waiting to read its result: {exc}"
+        unavailable = set_condition(
+            conditions, "Ready", False, "ArtifactStoreUnavailable", message, generation
+        )
+        outcome.waiting = True
+        patch = {"message": message, "conditions": unavailable, "observedGeneration": generation}
+        cluster.patch_status(kind, namespace, name, {"phase": "Running", **patch})
+        outcome.status = {"phase": "Running", **patch}
+        return outcome
+
     if state == "running":
         if status.get("phase") != "Running" or status.get("jobName") != job_name:
             conditions = set_condition(
@@ -167,15 +181,21 @@ def reconcile(
             return write("Running", f"Job {job_name} running", jobName=job_name, outputUri=uri)
         return outcome
     if state == "failed":
-        error = _read_json(f"{uri}/error.json")
-        reason, message = failure(error, cluster.termination_message(namespace, job_name))
+        try:
+            error = _read_json(f"{uri}/error.json")
+        except ArtifactStoreUnavailable:
+            error = None  # the pod's termination message carries the same reason
+        reason, message = failure(error, cluster.termination(namespace, job_name), job)
         conditions = set_condition(conditions, "Ready", False, reason, message, generation)
         failed = write(
             "Failed", f"{reason}: {message}", jobName=job_name, outputUri=uri, finishedAt=now()
         )
         _pipeline_failed(kind, resource, f"{kind.kind} {name} failed: {reason}", cluster)
         return failed
-    result = _read_json(f"{uri}/result.json")
+    try:
+        result = _read_json(f"{uri}/result.json")
+    except ArtifactStoreUnavailable as exc:
+        return unreadable(exc)
     if result is None:
         message = f"Job {job_name} succeeded but wrote no result.json under {uri}"
         conditions = set_condition(conditions, "Ready", False, "NoResult", message, generation)
@@ -264,11 +284,18 @@ def _pipeline_failed(kind: Kind, resource: dict[str, Any], message: str, cluster
         _pipeline_status(dataset, cluster, "Failed", message)
 
 
+class ArtifactStoreUnavailable(Exception):
+    """The artifact store (S3) did not answer; reading again later may succeed."""
+
+
 def _read_json(uri: str) -> dict[str, Any] | None:
+    """The stage's JSON file, None when there is none; raises when the store is unreachable."""
     from fairpilot_jobs import artifacts
     from fairpilot_jobs.errors import JobError
 
     try:
         return artifacts.read_json(uri)
-    except JobError:
-        return None
+    except JobError as exc:
+        if exc.reason in ("NotFound", "InvalidJSON"):
+            return None
+        raise ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}") from exc

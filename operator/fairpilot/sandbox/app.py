@@ -17,8 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from fairpilot import __version__
 from fairpilot.api.kinds import BY_KIND, DATASET, KINDS
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.service import Bridge
@@ -26,19 +25,39 @@ from fairpilot.config import OperatorConfig
 from fairpilot.controller.cluster import Cluster
 from fairpilot.sandbox.emulator import running_emulator
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, running_broker
+from fairpilot.sandbox.process import OperatorProcess
 from fairpilot.sandbox.runner import LocalJobRunner
 from fairpilot.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
 TERMINAL = ("Succeeded", "Failed")
+# What the sandbox does as the cluster's user (apply, list, delete) goes to the API server under
+# this name, so that its audit log tells it from the operator's own calls.
+USER_AGENT = f"fairpilot-sandbox/{__version__}"
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
-    """Every resource in a manifest file, or in the *.yaml files of a directory (sorted)."""
+    """Every resource in a manifest file, or in the *.yaml files of a directory (sorted).
+
+    Raises ValueError naming the file for YAML that is not a list of resources, or that is a
+    bomb (aliases of aliases, deep nesting, a huge file): see api/safe_yaml.py.
+    """
+    from fairpilot.api import safe_yaml
+
     files = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml")) if path.is_dir() else [path]
     found = []
     for file in files:
-        found += [doc for doc in yaml.safe_load_all(file.read_text()) if doc]
+        try:
+            loaded = safe_yaml.load_all(file.read_bytes())
+        except safe_yaml.UnsafeYaml as exc:
+            raise ValueError(f"{file}: {exc}") from None
+        for number, doc in enumerate(loaded, 1):
+            if doc and not isinstance(doc, dict):
+                raise ValueError(
+                    f"{file}: document {number} is a {type(doc).__name__}, not a resource"
+                )
+            if doc:
+                found.append(doc)
     return found
 
 
@@ -57,6 +76,11 @@ class Sandbox:
         config: OperatorConfig | None = None,
         file_root: Path | None = None,
         kafka_port: int | None = None,
+        operator_process: bool = False,
+        replicas: int = 1,
+        peering_lifetime: int = 60,
+        runner_options: dict[str, Any] | None = None,
+        audit_log: Path | None = None,
     ) -> None:
         # noop_jobs: Jobs finish at once with a minimal result (for load benchmarks).
         # kafka: start a Tansu broker (`self.kafka` is its bootstrap address, else None), or
@@ -69,6 +93,21 @@ class Sandbox:
         # `artifacts`.
         # file_root: the one directory the jobs may read and write through file:// URIs
         # (FAIRPILOT_FILE_ROOT); it must hold the data and the artifacts.
+        # operator_process: run `fairpilot operator` as child processes (sandbox/process.py)
+        # instead of a thread, `replicas` of them with Kopf peering when more than one, so
+        # that tests can SIGKILL an operator; the warehouse then needs a MongoDB URI.
+        # runner_options: more keyword arguments for the LocalJobRunner (faults, retry delay).
+        # audit_log: where the API server writes its audit log (sandbox/emulator.py).
+        if operator_process and warehouse is not None:
+            raise ValueError("an operator process reaches the warehouse only through MONGO_URI")
+        if replicas > 1 and not operator_process:
+            raise ValueError("replicas need operator_process=True")
+        self.operator_process = operator_process
+        self.replicas = replicas
+        self.peering_lifetime = peering_lifetime
+        self.runner_options = dict(runner_options or {})
+        self.operators: list[OperatorProcess] = []
+        self.audit_log = audit_log
         self.noop_jobs = noop_jobs
         self.artifacts = artifacts.resolve()
         self.namespace = namespace
@@ -99,10 +138,8 @@ class Sandbox:
         return self
 
     def _start(self) -> None:
-        from fairpilot.controller import handlers
-
         self.artifacts.mkdir(parents=True, exist_ok=True)
-        self.url = self._stack.enter_context(running_emulator())
+        self.url = self._stack.enter_context(running_emulator(self.audit_log))
         if isinstance(self.with_kafka, str):
             self.kafka = self.with_kafka
         elif self.with_kafka:
@@ -112,8 +149,25 @@ class Sandbox:
         if self.bridge_config and not isinstance(self.with_kafka, str):  # our own broker
             topics = self.bridge_config.topics
             create_topics(self.kafka, [*SEED_TOPICS, topics.status, topics.dead_letter])
-        self.cluster = Cluster.for_host(self.url)
-        handlers.RUNTIME.cluster = self.cluster
+        self.cluster = Cluster.for_host(self.url)  # the user's client, not the operator's
+        self.cluster.client.user_agent = USER_AGENT
+        if self.operator_process:
+            self._start_operator_processes()
+        else:
+            self._start_operator_thread()
+        self.runner = LocalJobRunner(
+            Cluster.for_host(self.url).client,
+            parallelism=self.parallelism,
+            noop=self.noop_jobs,
+            env={"FAIRPILOT_FILE_ROOT": str(self.file_root)} if self.file_root else None,
+            **self.runner_options,
+        ).start()
+        self._stack.callback(self.runner.stop)
+
+    def _start_operator_thread(self) -> None:
+        from fairpilot.controller import handlers
+
+        handlers.RUNTIME.cluster = Cluster.for_host(self.url)
         handlers.RUNTIME.host = self.url
         handlers.RUNTIME.config = self.config
         handlers.RUNTIME.bridge = None
@@ -126,13 +180,46 @@ class Sandbox:
         self.bridge = handlers.RUNTIME.bridge
         self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
         self._operator.start()
-        self.runner = LocalJobRunner(
-            Cluster.for_host(self.url).client,
-            parallelism=self.parallelism,
-            noop=self.noop_jobs,
-            env={"FAIRPILOT_FILE_ROOT": str(self.file_root)} if self.file_root else None,
-        ).start()
-        self._stack.callback(self.runner.stop)
+
+    def _start_operator_processes(self) -> None:
+        self.bridge = None  # it lives in the operator processes
+        peering = None
+        if self.replicas > 1:
+            peering = "fairpilot"
+            # The chart creates this object with the operator; Kopf refuses to start without it.
+            self.cluster.custom.create_cluster_custom_object(
+                "kopf.dev",
+                "v1",
+                "clusterkopfpeerings",
+                {
+                    "apiVersion": "kopf.dev/v1",
+                    "kind": "ClusterKopfPeering",
+                    "metadata": {"name": peering},
+                },
+            )
+        env = self.bridge_config.to_env() if self.bridge_config and self.with_bridge else {}
+        for index in range(self.replicas):
+            replica = OperatorProcess(
+                self.artifacts.parent / "operators",
+                self.url,
+                self.config,
+                env=env,
+                peering=peering,
+                peering_lifetime=self.peering_lifetime,
+                name=f"operator-{index}",
+            )
+            self.operators.append(replica)
+            self._stack.callback(replica.stop)
+        for replica in self.operators:
+            replica.start()
+
+    def kill_operator(self, index: int = 0) -> None:
+        """SIGKILL one operator process: it does nothing more, cleans nothing up."""
+        self.operators[index].kill()
+
+    def start_operator(self, index: int = 0) -> None:
+        """Start a killed or stopped operator process again (a new pod of the Deployment)."""
+        self.operators[index].start()
 
     def _bridge_config(self) -> BridgeConfig:
         assert self.kafka is not None
@@ -152,6 +239,11 @@ class Sandbox:
 
     def restart_operator(self) -> None:
         """Stop the operator and start a fresh one, as a crash and a new pod would."""
+        if self.operator_process:
+            for index, replica in enumerate(self.operators):
+                replica.kill()
+                self.start_operator(index)
+            return
         self._stop.set()
         self._operator.join(30)
         self._stop = threading.Event()
@@ -160,7 +252,8 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._operator.join(10)
+        if not self.operator_process:
+            self._operator.join(10)
         self._stack.close()
 
     def _run_operator(self) -> None:

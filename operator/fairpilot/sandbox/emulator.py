@@ -4,6 +4,11 @@ kmock stores objects as plain dicts (its docs invite subclassing for "special" f
 operator must not need sandbox special cases, so this subclass does what a real API server
 does for it: `uid`, `resourceVersion`, `creationTimestamp`, `generation` bumped on spec
 changes only, and garbage collection of objects whose owner was deleted.
+
+On request (FAIRPILOT_EMULATOR_AUDIT_LOG=path) it also writes an audit log as an API server
+does (audit.k8s.io/v1 events at the Metadata level, one JSON line per request): who (the
+User-Agent) did what (the RBAC verb) to which object, and the response code. Tests read it to
+check what the operator's RBAC must allow.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
+import os
 import re
 import subprocess
 import sys
@@ -19,8 +26,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
+import aiohttp.web
 import attrs
 import kmock
 from kmock._internal import dsl, enums, rendering
@@ -39,9 +48,15 @@ CORE_RESOURCES = {
     "apiextensions.k8s.io/v1/customresourcedefinitions": kmock.ResourceInfo(
         kind="CustomResourceDefinition", namespaced=False
     ),
+    # Kopf's peering objects (the chart installs their CRDs), for operators with replicas.
+    "kopf.dev/v1/clusterkopfpeerings": kmock.ResourceInfo(
+        kind="ClusterKopfPeering", namespaced=False
+    ),
+    "kopf.dev/v1/kopfpeerings": kmock.ResourceInfo(kind="KopfPeering", namespaced=True),
 }
 REQUEST_LOG_WINDOW = 64
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+AUDIT_LOG_ENV = "FAIRPILOT_EMULATOR_AUDIT_LOG"
 
 
 def _now() -> str:
@@ -53,6 +68,9 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
     """KubernetesEmulator plus uid, resourceVersion, timestamps, generation and GC."""
 
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+    # Where audit events go (a line-buffered text file), or None: no audit, no cost.
+    audit: TextIO | None = attrs.field(default=None)
+    _audited: set[int] = attrs.field(factory=set, init=False)  # watches logged as started
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -115,6 +133,48 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         group = f"{resource.group}/" if resource.group else ""
         listing["apiVersion"] = f"{group}{resource.version}"
         return listing
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if self.audit is None:
+            return await super().__call__(raw_request)
+        response: aiohttp.web.StreamResponse | None = None
+        try:
+            response = await super().__call__(raw_request)
+            return response
+        finally:
+            if id(raw_request) in self._audited:
+                self._audited.discard(id(raw_request))  # a watch, logged when it started
+            else:
+                # No response: the request was cancelled or failed past kmock's error pages.
+                stage = "ResponseComplete" if response is not None else "Panic"
+                code = response.status if response is not None else 500
+                await self._audit(raw_request, code, stage)
+
+    def _serve_watch(self, request: Any) -> Any:
+        # A watch's response never completes while the operator runs, so it is logged when it
+        # starts streaming (with 200, as the API server's ResponseStarted stage). kmock's
+        # stream is passed on as it is: no wrapper on every event when there is no audit.
+        if self.audit is not None and request._raw_request is not None:
+            self._audited.add(id(request._raw_request))
+            self._audit_line(audit_event(request._raw_request, 200, "ResponseStarted"))
+        return super()._serve_watch(request)
+
+    async def _audit(self, raw_request: aiohttp.web.BaseRequest, code: int, stage: str) -> None:
+        event = audit_event(raw_request, code, stage)
+        ref = event.get("objectRef")
+        if event["verb"] == "create" and ref is not None and "name" not in ref:
+            # The name of a created object is in its body, as the API server reads it there
+            # (none with generateName). A body it would refuse has no name to record, and
+            # the audit must never turn a request into an error.
+            with contextlib.suppress(Exception):
+                name = json.loads(await raw_request.read())["metadata"].get("name")
+                if isinstance(name, str) and name:
+                    ref["name"] = name
+        self._audit_line(event)
+
+    def _audit_line(self, event: dict[str, Any]) -> None:
+        assert self.audit is not None
+        self.audit.write(json.dumps(event, separators=(",", ":")) + "\n")
 
     def _trim_request_log(self) -> None:
         """Keep kmock's per-reaction request records (made for test assertions) to a window."""
@@ -187,6 +247,64 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                     next_gone.add(raw.get("metadata", {}).get("uid"))
                     await self._buses[key[0]].put({"type": "DELETED", "object": raw})
             gone = {uid for uid in next_gone if uid}
+
+
+def request_info(method: str, path: str, watch: bool) -> dict[str, Any]:
+    """The verb and object of a request, as the API server's RequestInfo resolves them.
+
+    `/api/v1/...` is the core group (apiGroup ""), `/apis/GROUP/VERSION/...` the others;
+    `namespaces/NS/` scopes what follows; then resource, name, subresource. Anything else
+    (`/api`, `/apis/GROUP/VERSION`, `/version`) is a non-resource URL: no objectRef.
+    """
+    parts = [part for part in path.split("/") if part]
+    verb = method.lower()
+    if len(parts) >= 3 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 4 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return {"verb": verb}
+    if rest[0] == "watch":  # the deprecated /watch/ path prefix
+        watch, rest = True, rest[1:]
+    ref: dict[str, Any] = {"apiGroup": group, "apiVersion": version}
+    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2:] not in (["status"], ["finalize"]):
+        ref["namespace"], rest = rest[1], rest[2:]
+    if not rest:
+        return {"verb": verb}
+    ref["resource"] = rest[0]
+    if len(rest) > 1:
+        ref["name"] = rest[1]
+        if rest[0] == "namespaces":
+            ref["namespace"] = rest[1]  # a namespace is in itself, as RBAC sees it
+    if len(rest) > 2:
+        ref["subresource"] = "/".join(rest[2:])
+    named = "name" in ref
+    if method in ("GET", "HEAD"):
+        verb = "watch" if watch else "get" if named else "list"
+    else:
+        verb = {
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete" if named else "deletecollection",
+        }.get(method, verb)
+    return {"verb": verb, "objectRef": ref}
+
+
+def audit_event(raw_request: aiohttp.web.BaseRequest, code: int, stage: str) -> dict[str, Any]:
+    """One audit.k8s.io/v1 Event at the Metadata level (no bodies)."""
+    watch = raw_request.query.get("watch") in ("true", "1")
+    return {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": "Metadata",
+        "stage": stage,
+        "requestURI": raw_request.path_qs,
+        **request_info(raw_request.method, raw_request.path, watch),
+        "userAgent": raw_request.headers.get("User-Agent", ""),
+        "responseStatus": {"code": code},
+        "stageTimestamp": datetime.now(UTC).isoformat(timespec="microseconds"),
+    }
 
 
 _SET_RULE = re.compile(r"^\s*([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
@@ -294,23 +412,33 @@ def serve() -> None:
     parent holds the other end, so the server also stops when its parent dies, however it dies.
     """
 
-    async def main() -> None:
+    async def main(audit: TextIO | None) -> None:
         loop = asyncio.get_running_loop()
         closed = asyncio.Event()
         threading.Thread(
             target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(closed.set)), daemon=True
         ).start()
-        async with ApiServerEmulator() as emulator, kmock.Server(emulator) as server:
+        async with ApiServerEmulator(audit=audit) as emulator, kmock.Server(emulator) as server:
             print(str(server.url).rstrip("/"), flush=True)
             await closed.wait()
 
     _speed_up_reaction_matching()
-    asyncio.run(main())
+    path = os.environ.get(AUDIT_LOG_ENV)
+    if not path:
+        asyncio.run(main(None))
+        return
+    # Line-buffered: a reader sees every request as soon as it is answered, and a killed
+    # emulator loses none.
+    with open(path, "a", buffering=1, encoding="utf-8") as audit:
+        asyncio.run(main(audit))
 
 
 @contextmanager
-def running_emulator() -> Iterator[str]:
+def running_emulator(audit_log: Path | None = None) -> Iterator[str]:
     """The emulator on a loopback port, served by a child process; yields its URL.
+
+    audit_log: the file its audit log is appended to (`request_info` and `audit_event` say
+    what a line holds); None: as FAIRPILOT_EMULATOR_AUDIT_LOG says in this environment.
 
     A process of its own rather than a thread: under load the emulator and the operator would
     otherwise share one interpreter lock, and each would slow the other down (the operator's
@@ -321,6 +449,7 @@ def running_emulator() -> Iterator[str]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env=None if audit_log is None else {**os.environ, AUDIT_LOG_ENV: str(audit_log)},
     )
     assert process.stdin is not None and process.stdout is not None
     try:

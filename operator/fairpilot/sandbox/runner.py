@@ -2,8 +2,10 @@
 
 For every Job it has not seen, it creates a Pod object, runs the container's command with the
 container's env (the ConfigMap volume written to a temporary directory, `/tmp` an empty one),
-retries up to `backoffLimit`, enforces `activeDeadlineSeconds`, and writes back what the real
-controllers would: the Job's status and conditions, and the Pod's termination message.
+retries up to `backoffLimit` with a growing delay, enforces `activeDeadlineSeconds` and the
+container's memory limit (killed as `OOMKilled`, exit code 137, as the kubelet reports a cgroup
+OOM kill), and writes back what the real controllers would: the Job's status and conditions,
+and the Pod's termination state and message.
 """
 
 from __future__ import annotations
@@ -18,17 +20,23 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import kubernetes.watch
+import psutil
+from kubernetes.utils.quantity import parse_quantity
 
+from fairpilot import __version__
 from fairpilot.conditions import now
 
 log = logging.getLogger(__name__)
+# The kubelet's and the Job controller's calls, told apart from the operator's in the API
+# server's audit log (they come from other components on a cluster, with their own RBAC).
+USER_AGENT = f"fairpilot-sandbox-runner/{__version__}"
 
 
 class LocalJobRunner:
@@ -41,12 +49,22 @@ class LocalJobRunner:
         idle: float = 2.0,
         noop: bool = False,
         env: dict[str, str] | None = None,
+        retry_delay: float = 1.0,
+        crash: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         # noop: finish every Job at once with a minimal result.json (for load benchmarks).
         # env: added to every container's environment (what a node would add, e.g. the
         # directory file:// URIs are confined to).
+        # retry_delay: before the second attempt, doubled for each one after (the Job
+        # controller waits 10 s, 20 s, 40 s...; a sandbox has no reason to wait that long).
+        # crash: Jobs for which it answers True crash at start: the container exits 1 with a
+        # line on stderr and writes nothing, as a broken image or a segfault would look to
+        # the operator (fault injection for tests).
         self.noop = noop
         self.env = dict(env or {})
+        self.retry_delay = retry_delay
+        self.crash = crash
+        client.user_agent = USER_AGENT  # the client is the runner's own (Sandbox makes one)
         self.batch = kubernetes.client.BatchV1Api(client)
         self.core = kubernetes.client.CoreV1Api(client)
         self.poll, self.idle = poll, idle
@@ -55,6 +73,7 @@ class LocalJobRunner:
         self.stopping = threading.Event()
         self.reporting = threading.Event()  # cleared: finished pods wait to report (held())
         self.reporting.set()
+        self.holding: set[str] = set()  # Jobs whose pod ended and waits to report (held())
         self.thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
 
     def start(self) -> LocalJobRunner:
@@ -135,8 +154,14 @@ class LocalJobRunner:
             return
         failed = 0
         for attempt in range(attempts):
+            if attempt:
+                delay = self.retry_delay * 2 ** (attempt - 1)
+                if deadline is not None:
+                    delay = min(delay, max(0.0, deadline - (time.monotonic() - started)))
+                if self.stopping.wait(delay):
+                    return
             remaining = (
-                None if deadline is None else max(1.0, deadline - (time.monotonic() - started))
+                None if deadline is None else max(0.0, deadline - (time.monotonic() - started))
             )
             code, message, reason = self._run_pod(job, attempt, remaining)
             if code == 0:
@@ -202,20 +227,21 @@ class LocalJobRunner:
         workdir = Path(tempfile.mkdtemp(prefix=f"fairpilot-{meta['name']}-"))
         try:
             argv, env = self._materialise(meta["namespace"], template["spec"], container, workdir)
+            if self.crash and self.crash(job):
+                argv = [sys.executable, "-c", _CRASH]
             log.info("running %s: %s", meta["name"], " ".join(argv))
-            try:
-                completed = subprocess.run(
-                    argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=timeout
-                )
-                code, reason = completed.returncode, ("" if completed.returncode == 0 else "Error")
-                logs = completed.stdout + completed.stderr
-            except subprocess.TimeoutExpired:
-                code, reason, logs = (
-                    137,
-                    "DeadlineExceeded",
-                    "the Job exceeded activeDeadlineSeconds",
-                )
-            self.reporting.wait()
+            limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+            code, reason, logs = _supervise(
+                argv,
+                env,
+                workdir,
+                timeout,
+                int(parse_quantity(limit)) if limit else None,
+            )
+            if not self.reporting.is_set():
+                self.holding.add(meta["name"])
+                self.reporting.wait()
+                self.holding.discard(meta["name"])
             termination = workdir / "termination-log"
             message = termination.read_text() if termination.exists() else ""
             if not message and code != 0:
@@ -302,3 +328,67 @@ class LocalJobRunner:
         env["FAIRPILOT_TERMINATION_LOG"] = str(workdir / "termination-log")
         env["TMPDIR"] = str(mounts.get("/tmp", workdir))
         return argv, env
+
+
+_CRASH = "import sys; sys.stderr.write('Segmentation fault (core dumped)\\n'); sys.exit(1)"
+
+
+def _supervise(
+    argv: list[str],
+    env: dict[str, str],
+    workdir: Path,
+    timeout: float | None,
+    memory_limit: int | None,
+) -> tuple[int, str, str]:
+    """Run one container's process: (exit code, reason, output).
+
+    Its memory is the resident set of the process and its children, as a container's cgroup
+    counts it; above the limit the whole tree is killed and reported `OOMKilled` (137).
+    Past the deadline it is killed and reported `DeadlineExceeded`.
+    """
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(
+            argv, env=env, cwd=workdir, stdout=output, stderr=subprocess.STDOUT, text=True
+        )
+        began = time.monotonic()
+        reason = ""
+        while process.poll() is None:
+            if timeout is not None and time.monotonic() - began > timeout:
+                reason = "DeadlineExceeded"
+            elif memory_limit is not None and _resident(process.pid) > memory_limit:
+                reason = "OOMKilled"
+            if reason:
+                _kill_tree(process.pid)
+                process.wait()
+                break
+            time.sleep(0.1)
+        output.seek(0)
+        logs = output.read()
+    if reason == "DeadlineExceeded":
+        return 137, reason, "the Job exceeded activeDeadlineSeconds"
+    if reason == "OOMKilled":
+        return 137, reason, logs
+    code = process.returncode
+    return code, ("" if code == 0 else "Error"), logs
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _resident(pid: int) -> int:
+    total = 0
+    for process in _tree(pid):
+        with contextlib.suppress(psutil.Error):
+            total += process.memory_info().rss
+    return total
+
+
+def _kill_tree(pid: int) -> None:
+    for process in _tree(pid):
+        with contextlib.suppress(psutil.Error):
+            process.kill()

@@ -17,6 +17,17 @@ from fairpilot.sandbox.app import Sandbox
 from fairpilot.warehouse.store import Warehouse
 
 
+def masked(uri: str) -> str:
+    """The URI with its password replaced by ***, for printing."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def up(
     artifacts: Path,
     *,
@@ -50,7 +61,7 @@ def up(
         print(f"artifacts:  {sandbox.artifacts}", flush=True)
         print(f"data:       {sandbox.data_uri_template} (when a message has no uri)", flush=True)
         if warehouse is not None:
-            print(f"warehouse:  {mongo_uri}", flush=True)
+            print(f"warehouse:  {masked(mongo_uri)}", flush=True)
         print("ready; Ctrl-C stops the sandbox", flush=True)
         stop.wait()
     return 0

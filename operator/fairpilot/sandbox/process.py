@@ -1,0 +1,168 @@
+"""The operator as a process of its own: `fairpilot operator`, exactly as a pod runs it.
+
+The sandbox normally runs the operator as a thread, which is quick to start and easy to debug.
+Fault tests need what a thread cannot give: a process that can be killed with SIGKILL in the
+middle of anything, and several replicas side by side with Kopf peering. This runs the real
+command line against the sandbox's API server through a kubeconfig, with the configuration a
+Helm install would give it (the OperatorConfig file and FAIRPILOT_KAFKA_* variables).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+import yaml
+
+from fairpilot.config import OperatorConfig
+from fairpilot.controller.main import CONFIG_FILE_ENV
+from fairpilot.sandbox.kafka import free_port
+
+
+def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> Path:
+    """A kubeconfig for an API server that needs no credentials (the sandbox's)."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "sandbox", "cluster": {"server": server}}],
+                "users": [{"name": "sandbox", "user": {}}],
+                "contexts": [
+                    {
+                        "name": "sandbox",
+                        "context": {
+                            "cluster": "sandbox",
+                            "user": "sandbox",
+                            "namespace": namespace,
+                        },
+                    }
+                ],
+                "current-context": "sandbox",
+            }
+        )
+    )
+    return path
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL when the process that started it dies, however it dies,
+    so a test interrupted half-way leaves no operator behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class OperatorProcess:
+    """One `fairpilot operator` replica: start, wait until healthy, SIGTERM or SIGKILL."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        server: str,
+        config: OperatorConfig,
+        *,
+        env: Mapping[str, str] | None = None,
+        peering: str | None = None,
+        peering_lifetime: int | None = None,
+        name: str = "operator",
+    ) -> None:
+        self.workdir = workdir
+        self.name = name
+        self.peering, self.peering_lifetime = peering, peering_lifetime
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig = write_kubeconfig(workdir / "kubeconfig", server)
+        self.config_file = workdir / "operator-config.yaml"
+        self.config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+        self.env = dict(env or {})
+        if config.s3_endpoint_url:  # as the chart sets it for the operator's own reads
+            self.env.setdefault("FAIRPILOT_S3_ENDPOINT_URL", config.s3_endpoint_url)
+        self.log = workdir / f"{name}.log"  # every start appends to it
+        self.process: subprocess.Popen[bytes] | None = None
+        self._output: IO[bytes] | None = None
+        self.health_port = 0
+
+    def start(self, timeout: float = 60) -> OperatorProcess:
+        self.health_port, metrics_port = free_port(), free_port()
+        argv = [
+            str(Path(sys.executable).parent / "fairpilot"),
+            "operator",
+            "--metrics-port",
+            str(metrics_port),
+            "--health-port",
+            str(self.health_port),
+            "--log-level",
+            "DEBUG",
+        ]
+        if self.peering:
+            argv += ["--peering", self.peering]
+        if self.peering_lifetime:
+            argv += ["--peering-lifetime", str(self.peering_lifetime)]
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FAIRPILOT_")},
+            **self.env,
+            "KUBECONFIG": str(self.kubeconfig),
+            CONFIG_FILE_ENV: str(self.config_file),
+            # Kopf's peering identity: stable per replica, as a pod's name would be.
+            "POD_ID": self.name,
+        }
+        self._output = self.log.open("ab")
+        self.process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        self._wait_healthy(timeout)
+        return self
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with code {self.process.returncode}; see {self.log}"
+                )
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not become healthy in {timeout} s; see {self.log}")
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup handler runs, nothing is flushed, as a node failure or OOM."""
+        self._end(signal.SIGKILL)
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM, as Kubernetes stops a pod; SIGKILL after `timeout`."""
+        self._end(signal.SIGTERM, timeout)
+
+    def _end(self, signum: int, timeout: float = 15) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
