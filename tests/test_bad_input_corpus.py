@@ -16,7 +16,9 @@ pipeline must still succeed and a good message must still become a resource.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+import io
 import json
 import sys
 import time
@@ -618,6 +620,25 @@ def test_bad_manifests_are_refused_before_anything_is_applied(
     assert words in str(refused.value)
     assert time.monotonic() - started < 5
     assert not Path("/tmp/fairpilot-pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (MANIFEST_CASES[0][1], "bad.yaml"),
+        ("kind: Secret\nmetadata: {name: s}\n", "not FairPilot resources: Secret"),
+    ],
+)
+def test_sandbox_run_says_why_it_refuses_a_manifest(text: str, words: str, tmp_path: Path) -> None:
+    from fairpilot.sandbox.cli import run
+
+    (tmp_path / "bad.yaml").write_text(text)
+    error = io.StringIO()
+    with contextlib.redirect_stderr(error):
+        code = run(tmp_path, tmp_path / "artifacts", 10, None)
+    assert code == 2
+    assert error.getvalue().startswith("fairpilot sandbox run: ") and words in error.getvalue()
+    assert not (tmp_path / "artifacts").exists(), "nothing was started"
 
 
 def test_anchors_and_aliases_in_moderation_still_work(tmp_path: Path) -> None:

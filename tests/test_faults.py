@@ -113,6 +113,20 @@ def test_an_operator_killed_in_every_stage_finishes_the_pipeline_once(
     assert all(recorder.seen[f"{i['kind']}/{n}"] for n, i in items.items())
 
 
+def all_succeed(sandbox: Sandbox, names: list[str], timeout: float = 60) -> bool:
+    """Apply a no-op Dataset of each name; whether all succeed within `timeout`."""
+    sandbox.apply([resource("Dataset", name, {"uri": "file:///unused.csv"}) for name in names])
+    phase = lambda name: (by_name(sandbox)[name].get("status") or {}).get("phase")  # noqa: E731
+    return eventually(lambda: all(phase(name) == "Succeeded" for name in names), timeout)
+
+
+def peers(sandbox: Sandbox) -> dict[str, Any]:
+    peering = sandbox.cluster.custom.get_cluster_custom_object(
+        "kopf.dev", "v1", "clusterkopfpeerings", "fairpilot"
+    )
+    return peering.get("status") or {}
+
+
 @pytest.mark.timeout(300)
 def test_two_replicas_one_acts_and_the_other_takes_over(tmp_path: Path) -> None:
     with Sandbox(
@@ -123,35 +137,17 @@ def test_two_replicas_one_acts_and_the_other_takes_over(tmp_path: Path) -> None:
         replicas=2,
         peering_lifetime=10,
     ) as sandbox:
-        first, second = sandbox.operators
-        # both have seen each other: the one of lower priority paused
-        assert eventually(lambda: "Pausing operations" in first.logs() + second.logs(), 30)
-        sandbox.apply(
-            [resource("Dataset", f"a{i}", {"uri": "file:///unused.csv"}) for i in range(8)]
-        )
-        assert eventually(
-            lambda: all(
-                (by_name(sandbox)[f"a{i}"].get("status") or {}).get("phase") == "Succeeded"
-                for i in range(8)
-            ),
-            60,
-        )
+        # both have announced themselves on the peering object (the chart creates it)
+        assert eventually(lambda: len(peers(sandbox)) == 2, 30), peers(sandbox)
+        time.sleep(2)  # and seen each other: the one of lower priority is paused
+        assert all_succeed(sandbox, [f"a{i}" for i in range(8)])
         handled = [op.logs().count("Handler 'reconcile' succeeded") for op in sandbox.operators]
         assert sorted(handled)[0] == 0 and sorted(handled)[1] >= 8, handled
         active = handled.index(max(handled))
         standby = sandbox.operators[1 - active]
         sandbox.kill_operator(active)
         killed_at = time.monotonic()
-        sandbox.apply(
-            [resource("Dataset", f"b{i}", {"uri": "file:///unused.csv"}) for i in range(4)]
-        )
-        assert eventually(
-            lambda: all(
-                (by_name(sandbox)[f"b{i}"].get("status") or {}).get("phase") == "Succeeded"
-                for i in range(4)
-            ),
-            60,
-        )
+        assert all_succeed(sandbox, [f"b{i}" for i in range(4)])
         takeover = time.monotonic() - killed_at
         assert standby.logs().count("Handler 'reconcile' succeeded") >= 4
         assert "Resuming operations" in standby.logs()

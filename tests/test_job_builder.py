@@ -204,3 +204,24 @@ def test_spec_travels_in_a_config_map_not_a_shell(cluster) -> None:
         job["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"]
         == config_map["metadata"]["name"]
     )
+
+
+def test_file_uris_in_stage_pods_are_confined_to_the_file_root(
+    cluster: dict[tuple[str, str], dict[str, Any]], tmp_path: Path
+) -> None:
+    from conftest import run_job
+
+    dataset = cluster[("Dataset", "adult-train")]
+    env = build_job(DATASET, dataset, OperatorConfig(file_root="/data"))["spec"]["template"]["spec"]
+    assert {"name": "FAIRPILOT_FILE_ROOT", "value": "/data"} in env["containers"][0]["env"]
+    unset = build_job(DATASET, dataset, OperatorConfig())["spec"]["template"]["spec"]
+    assert all(e["name"] != "FAIRPILOT_FILE_ROOT" for e in unset["containers"][0]["env"])
+    # What the variable stops: a URI naming the job's own environment, credentials and all.
+    run = run_job(
+        "profile",
+        {"uri": "file:///proc/self/environ"},
+        tmp_path / "out",
+        env={"FAIRPILOT_FILE_ROOT": str(tmp_path), "AWS_SECRET_ACCESS_KEY": "do-not-show"},
+    )
+    assert run.returncode == 2 and run.error["reason"] == "InvalidURI", run.stderr
+    assert "do-not-show" not in run.stderr + (tmp_path / "out" / "error.json").read_text()

@@ -56,3 +56,13 @@ class OperatorConfig(BaseModel):
     gpu: GpuConfig = Field(default_factory=GpuConfig)
     jobs: JobDefaults = Field(default_factory=JobDefaults)
     run_as_user: int = Field(default=10001, ge=1, description="Non-root UID of stage pods.")
+    file_root: str | None = Field(
+        default=None,
+        pattern=r"^/",
+        description=(
+            "The only directory file:// URIs may name in stage pods (FAIRPILOT_FILE_ROOT). A "
+            "URI from a user or a Kafka message could otherwise make a job read any file of its "
+            "container, /proc/self/environ and its credentials included, into a report. The "
+            "chart sets /data; None leaves it to the node (the sandbox sets its own)."
+        ),
+    )

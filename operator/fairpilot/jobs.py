@@ -46,16 +46,22 @@ def output_uri(config: OperatorConfig, kind: Kind, resource: dict[str, Any]) -> 
     return f"{root}/{user}/{kind.plural}/{meta['namespace']}/{meta['name']}/g{meta['generation']}"
 
 
+def _label_value(name: str) -> str:
+    """A resource name as a label value: at most 63 characters, ending alphanumeric (a name
+    may be 253 long, and cutting one can leave a '-' or '.' the API server refuses)."""
+    return name[:63].rstrip("-.")
+
+
 def labels(kind: Kind, resource: dict[str, Any]) -> dict[str, str]:
     meta = resource["metadata"]
     return {
         "app.kubernetes.io/name": "fairpilot",
         "app.kubernetes.io/component": f"{kind.stage}-job",
-        "app.kubernetes.io/instance": meta["name"][:63],
+        "app.kubernetes.io/instance": _label_value(meta["name"]),
         "app.kubernetes.io/managed-by": "fairpilot-operator",
         "app.kubernetes.io/version": __version__,
         f"{API_GROUP}/kind": kind.kind,
-        f"{API_GROUP}/name": meta["name"][:63],
+        f"{API_GROUP}/name": _label_value(meta["name"]),
         f"{API_GROUP}/generation": str(meta["generation"]),
         f"{API_GROUP}/stage": kind.stage,
     }
@@ -131,6 +137,8 @@ def build_job(kind: Kind, resource: dict[str, Any], config: OperatorConfig) -> d
     ]
     if config.s3_endpoint_url:
         env.append({"name": "FAIRPILOT_S3_ENDPOINT_URL", "value": config.s3_endpoint_url})
+    if config.file_root:
+        env.append({"name": "FAIRPILOT_FILE_ROOT", "value": config.file_root})
     container: dict[str, Any] = {
         "name": "stage",
         "image": config.jobs_cuda_image if gpus else config.jobs_image,

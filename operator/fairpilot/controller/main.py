@@ -74,6 +74,12 @@ def run_operator(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Their DEBUG lines trace every request, headers included (the S3 access key id), and
+    # would drown the operator's own; DEBUG is for the operator's decisions.
+    for chatty in ("botocore", "boto3", "urllib3", "aiokafka", "s3transfer"):
+        logging.getLogger(chatty).setLevel(
+            max(logging.INFO, logging.getLevelName(log_level.upper()))
+        )
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:

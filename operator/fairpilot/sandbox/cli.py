@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from fairpilot.api.kinds import BY_KIND
 from fairpilot.sandbox.app import Sandbox, documents, summary
 
 SYMBOLS = {"Pending": "…", "Running": "▶", "Succeeded": "✔", "Failed": "✘"}
@@ -168,12 +169,22 @@ def run(
     file_root: Path | None = None,
 ) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    items = documents(directory)
+    try:
+        items = documents(directory)
+    except (OSError, ValueError) as exc:  # unreadable, not YAML, a YAML bomb
+        print(f"fairpilot sandbox run: {exc}", file=sys.stderr)
+        return 2
     if not items:
         print(f"no manifests in {directory}", file=sys.stderr)
         return 2
     started = time.monotonic()
 
+    unknown = sorted({str(i.get("kind")) for i in items if i.get("kind") not in BY_KIND})
+    if unknown:
+        print(
+            f"fairpilot sandbox run: not FairPilot resources: {', '.join(unknown)}", file=sys.stderr
+        )
+        return 2
     with Sandbox(artifacts, file_root=file_root) as sandbox:
         for kind, name in sandbox.apply(items):
             print(f"applied {kind}/{name}", flush=True)
