@@ -36,7 +36,9 @@ from fairpilot.controller.cluster import Cluster
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 Key = tuple[str, str, str]  # kind, namespace, name
-MAX_BACKOFF = 30.0
+# A sink's outage pauses every delivery (one failure count for all): a retry at most every
+# 10 s finds a returning broker soon, and its first success releases everything at once.
+MAX_BACKOFF = 10.0
 # Changes of one resource within this many seconds are delivered in one round, with one status
 # patch to record them (a short Job's Running and Succeeded, the status's own follow-ups).
 DEBOUNCE = 0.5
@@ -92,8 +94,9 @@ class Outbox:
         # What this process delivered, by uid: the bodies it is told of may predate the
         # status patch that recorded a delivery.
         self._delivered: dict[str, set[str]] = {}
-        # Delivered by an earlier process (read back from the sink), not yet recorded.
-        self._recovered: dict[str, set[str]] = {}
+        # Delivered but not recorded on the resource: made by an earlier process (read back
+        # from the sink), or by this one when recording failed. Recorded with the next round.
+        self._unrecorded: dict[str, set[str]] = {}
         self._failures = 0
         self._paused_until = 0.0
         self._tasks: list[asyncio.Task[None]] = []
@@ -117,7 +120,7 @@ class Outbox:
         """Deliveries an earlier process made (by resource uid): never made again."""
         for uid, ids in found.items():
             self._delivered.setdefault(uid, set()).update(ids)
-            self._recovered.setdefault(uid, set()).update(ids)
+            self._unrecorded.setdefault(uid, set()).update(ids)
 
     def _release(self, key: Key) -> None:
         self._scheduled.discard(key)
@@ -172,6 +175,10 @@ class Outbox:
             finally:
                 self._busy.discard(key)
             if ok:
+                if self._failures:  # the sink is back: what waited out the backoff goes now
+                    self._paused_until = 0.0
+                    for waiting in list(self._latest):
+                        self._enqueue(waiting)
                 self._failures = 0
                 if key in self._latest:  # changed again while it was being delivered
                     self._enqueue(key)
@@ -193,7 +200,7 @@ class Outbox:
         done = set(recorded) | self._delivered.get(uid, set())
         todo = await blocking(self.sink.pending, kind, body, done)
         # Found in the sink but not on the resource: record them with this round's.
-        unrecorded = sorted(self._recovered.pop(uid, set()) - set(recorded))
+        unrecorded = sorted(self._unrecorded.pop(uid, set()) - set(recorded))
         if not todo and not unrecorded:
             return True
         sent: list[str] = []
@@ -228,6 +235,8 @@ class Outbox:
                     meta["name"],
                     {"delivered": {self.sink.name: sorted(kept)}},
                 )
-            except Exception as exc:  # recorded in memory; a restart may send these again
+            except Exception as exc:  # kept to record with the next round, which is retried
                 log.warning("could not record deliveries on %s: %s", meta["name"], exc)
+                self._unrecorded.setdefault(uid, set()).update([*sent, *unrecorded])
+                return False
         return ok
