@@ -174,19 +174,6 @@ def reconcile(
     state = job_state(job)
     uri = output_uri(config, kind, resource)
 
-    def unreadable(exc: ArtifactStoreUnavailable) -> Outcome:
-        # The Job ended but what it wrote cannot be read yet: stay Running and say so; the
-        # caller retries. Deciding now would fail a stage that may well have succeeded.
-        message = f"Job {job_name} ended; waiting to read its result: {exc}"
-        unavailable = set_condition(
-            conditions, "Ready", False, "ArtifactStoreUnavailable", message, generation
-        )
-        outcome.waiting = True
-        patch = {"message": message, "conditions": unavailable, "observedGeneration": generation}
-        cluster.patch_status(kind, namespace, name, {"phase": "Running", **patch})
-        outcome.status = {"phase": "Running", **patch}
-        return outcome
-
     if state == "running":
         if status.get("phase") != "Running" or status.get("jobName") != job_name:
             conditions = set_condition(
@@ -209,7 +196,14 @@ def reconcile(
     try:
         result = _read_json(f"{uri}/result.json")
     except ArtifactStoreUnavailable as exc:
-        return unreadable(exc)
+        # The Job ended but what it wrote cannot be read yet: stay Running and say so; the
+        # caller retries. Deciding now would fail a stage that may well have succeeded.
+        message = f"Job {job_name} ended; waiting to read its result: {exc}"
+        conditions = set_condition(
+            conditions, "Ready", False, "ArtifactStoreUnavailable", message, generation
+        )
+        outcome.waiting = True
+        return write("Running", message, jobName=job_name, outputUri=uri)
     if result is None:
         message = f"Job {job_name} succeeded but wrote no result.json under {uri}"
         conditions = set_condition(conditions, "Ready", False, "NoResult", message, generation)
