@@ -21,6 +21,7 @@ from test_bridge_kafka import STATUS, delivered, payloads, produce, read, trigge
 from fairpilot.config import JobDefaults, OperatorConfig
 from fairpilot.sandbox.app import Sandbox
 from fairpilot.sandbox.kafka import free_port, running_broker
+from fairpilot.sandbox.process import OperatorProcess
 
 OUT_TOPICS = ["bias-events", "automl-events", "xai-events", STATUS]
 
@@ -55,6 +56,11 @@ def pipeline(name: str, uri: str, **training: Any) -> dict[str, Any]:
 def pods_per_job(sandbox: Sandbox) -> Counter[str]:
     pods = sandbox.cluster.core.list_namespaced_pod("default").items
     return Counter(p.metadata.labels["job-name"] for p in pods)
+
+
+def failed_pods(sandbox: Sandbox) -> int:
+    pods = sandbox.cluster.core.list_namespaced_pod("default").items
+    return sum(1 for p in pods if p.status and p.status.phase == "Failed")
 
 
 def ready_reason(item: dict[str, Any]) -> str | None:
@@ -127,6 +133,20 @@ def peers(sandbox: Sandbox) -> dict[str, Any]:
     return peering.get("status") or {}
 
 
+def acting(operator: OperatorProcess) -> bool:
+    """Whether Kopf's peering left this replica acting, by the last word it logged on it."""
+    logs = operator.logs()
+    paused = max(logs.rfind("Pausing operations"), logs.rfind("Pausing all operators"))
+    return logs.rfind("Resuming operations") > paused
+
+
+def one_acting(operators: list[OperatorProcess]) -> bool:
+    if sum(map(acting, operators)) != 1:
+        return False
+    time.sleep(1)  # and still so a moment later, when each has seen the other's record
+    return sum(map(acting, operators)) == 1
+
+
 @pytest.mark.timeout(300)
 def test_two_replicas_one_acts_and_the_other_takes_over(tmp_path: Path) -> None:
     with Sandbox(
@@ -139,7 +159,11 @@ def test_two_replicas_one_acts_and_the_other_takes_over(tmp_path: Path) -> None:
     ) as sandbox:
         # both have announced themselves on the peering object (the chart creates it)
         assert eventually(lambda: len(peers(sandbox)) == 2, 30), peers(sandbox)
-        time.sleep(2)  # and seen each other: the one of lower priority is paused
+        # and seen each other: the one of lower priority is paused (it starts paused, or is
+        # paused when the other appears), so exactly one acts
+        assert eventually(lambda: one_acting(sandbox.operators), 30), list(
+            map(acting, sandbox.operators)
+        )
         assert all_succeed(sandbox, [f"a{i}" for i in range(8)])
         handled = [op.logs().count("Handler 'reconcile' succeeded") for op in sandbox.operators]
         assert sorted(handled)[0] == 0 and sorted(handled)[1] >= 8, handled
@@ -247,8 +271,10 @@ def test_s3_gone_while_a_job_writes_is_retried_and_succeeds(
     with s3_sandbox(tmp_path, link, backoff_limit=2) as sandbox:
         sandbox.apply([resource("Dataset", "flaky", {"uri": small_adult})])
         assert link.cut_event.wait(120), "the job never wrote"
-        time.sleep(1)
-        link.up()  # back before the Job controller's retry
+        # The job's S3 client retries for a few seconds itself; keep the link down until that
+        # attempt has failed, then bring it back before the Job controller's next one.
+        assert eventually(lambda: failed_pods(sandbox) >= 1, 60), "the cut attempt never failed"
+        link.up()
         done = wait_for(sandbox, "flaky", lambda s: s.get("phase") in ("Succeeded", "Failed"), 120)
         first = sandbox.cluster.termination("default", done["status"]["jobName"])
         pods = pods_per_job(sandbox)
