@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +92,11 @@ def test_an_operator_killed_in_every_stage_finishes_the_pipeline_once(
             sandbox.kill_operator()
             sandbox.start_operator()
         wait_for(sandbox, "kill", lambda s: s.get("pipeline") in ("Succeeded", "Failed"), 300)
-        time.sleep(3)  # the outbox's last deliveries
         items = by_name(sandbox)
         jobs = pods_per_job(sandbox)
-        records = read(sandbox.kafka, OUT_TOPICS, settle=3)
+        # a Running and a Succeeded status per stage, and a report from the last three
+        everything = lambda rs: len(rs) >= 2 * len(stages) + 3  # noqa: E731
+        records = read_until(sandbox.kafka, OUT_TOPICS, everything, timeout=60)
         logs = sandbox.operators[0].logs()
     assert set(items) == set(stages)
     for name, item in items.items():
@@ -225,9 +227,10 @@ def test_messages_sent_before_a_broker_outage_are_all_processed_after_it(
                 ),
                 120,
             ), by_name(sandbox).keys()
-            time.sleep(2)
-            records = read(bootstrap, ["bias-events", STATUS], settle=2)
             count = len(by_name(sandbox))
+            # every resource's Running and Succeeded, and the seven reports
+            everything = lambda rs: len(rs) >= 2 * count + 7  # noqa: E731
+            records = read_until(bootstrap, ["bias-events", STATUS], everything, timeout=60)
     finally:
         broker.__exit__(None, None, None)
     reported = payloads(records, "bias-events")
@@ -308,11 +311,27 @@ def failed_stage(sandbox: Sandbox, dataset: str, stage: str) -> dict[str, Any]:
     return by_name(sandbox)[stage]
 
 
-def failure_events(sandbox: Sandbox) -> dict[str, str]:
+def failure_events(sandbox: Sandbox, count: int) -> dict[str, str]:
+    """The reasons of the Failed status events, once `count` of them have been sent."""
     assert sandbox.kafka is not None
-    time.sleep(2)  # the outbox's last deliveries
-    records = read(sandbox.kafka, [STATUS], settle=2)
-    return {p["resource"]: p["reason"] for p in payloads(records, STATUS) if p["phase"] == "Failed"}
+    records = read_until(sandbox.kafka, [STATUS], lambda rs: len(failed(rs)) >= count, timeout=60)
+    return {p["resource"]: p["reason"] for p in failed(records)}
+
+
+def failed(records: list[Any]) -> list[dict[str, Any]]:
+    return [p for p in payloads(records, STATUS) if p["phase"] == "Failed"]
+
+
+def read_until(
+    bootstrap: str, topics: list[str], enough: Callable[[list[Any]], bool], timeout: float
+) -> list[Any]:
+    """The records on the topics once `enough` of them are there (or at `timeout`): the
+    outbox sends its last events a moment after the statuses say a stage ended."""
+    deadline = time.monotonic() + timeout
+    records = read(bootstrap, topics, settle=1)
+    while not enough(records) and time.monotonic() < deadline:
+        records = read(bootstrap, topics, settle=1)
+    return read(bootstrap, topics, settle=2)  # and whatever (a duplicate, say) came after
 
 
 @pytest.mark.timeout(300)
@@ -331,7 +350,7 @@ def test_a_job_past_its_deadline_fails_with_the_reason_and_stops_the_pipeline(
         sandbox.apply([pipeline("stuck", f"file://{stalled}")])
         stuck = failed_stage(sandbox, "stuck", "stuck")
         names = set(by_name(sandbox))
-        events = failure_events(sandbox)
+        events = failure_events(sandbox, 1)
     assert by_name_phase(stuck) == ("Failed", "DeadlineExceeded")
     assert "deadline of 4 s" in stuck["status"]["message"]
     assert names == {"stuck"}, "the pipeline stopped at the failed stage"
@@ -356,7 +375,7 @@ def test_out_of_memory_and_crashed_jobs_fail_with_the_reason_and_stop_the_pipeli
         crashy = failed_stage(sandbox, "crashy", "crashy-bias")
         names = set(by_name(sandbox))
         pods = pods_per_job(sandbox)
-        events = failure_events(sandbox)
+        events = failure_events(sandbox, 2)
     assert by_name_phase(hungry) == ("Failed", "OOMKilled")
     assert "(160Mi)" in hungry["status"]["message"]
     assert by_name_phase(crashy) == ("Failed", "JobFailed")
