@@ -86,6 +86,7 @@ bench: venv
 	$(PYTHON) bench/bench_train.py
 	$(PYTHON) bench/bench_operator.py
 	$(PYTHON) bench/bench_bridge.py
+	$(PYTHON) bench/bench_waiting.py
 	$(PYTHON) bench/bench_soak.py
 
 clean:

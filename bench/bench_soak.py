@@ -10,7 +10,7 @@ is read back from the broker at the end.
 1. load: N Datasets applied at once: time until all Succeeded, none stuck, one Job each, the
    operator's peak RSS (sampled), creation -> Job and creation -> Succeeded percentiles, and
    the operator's own `fairpilot_reconcile_duration_seconds` histogram from its /metrics.
-2. triggers: M `bias-trigger-events` messages (the seed's payload, as tests/test_bridge_kafka.py
+2. triggers: M `bias-trigger-events` messages (the seed's payload, as tests/kafka_helpers.py
    sends it; each makes a Dataset and a BiasAnalysis) in one burst: every message became its
    two resources, none twice, every resource Succeeded, one `bias.reported` per analysis, all
    event ids unique; time to drain; peak RSS.
@@ -31,7 +31,6 @@ is read back from the broker at the end.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import random
@@ -54,15 +53,15 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parents[1] / "tests"))
-import seed_payloads as seed
 from harness import describe
+from kafka_helpers import DEAD, STATUS, payloads, produce, read, trigger
 
 from fairpilot.bridge.inbound import DATASET_ID
 from fairpilot.sandbox.app import Sandbox
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, free_port, running_broker
 
 GROUP, VERSION, NAMESPACE = "fairpilot.io", "v1alpha1", "default"
-STATUS, DEAD = "fairpilot-status-events", "fairpilot-dead-letter"
+
 PLURALS = {"Dataset": "datasets", "BiasAnalysis": "biasanalyses"}
 # As tests/fault_helpers.py's PhaseRecorder: a phase may only move up within a generation.
 RANK = {None: 0, "Pending": 0, "Running": 1, "Succeeded": 2, "Failed": 2}
@@ -433,56 +432,14 @@ class Creator:
 # --- Kafka -----------------------------------------------------------------------------------
 
 
-def trigger(dataset_id: str) -> bytes:
-    """The seed's bias trigger, as tests/test_bridge_kafka.py's `trigger()` makes it."""
-    payload = {**seed.BIAS_TRIGGER, "dataset_id": dataset_id, "sensitive_features": ["sex"]}
-    return json.dumps(payload).encode()
+def read_topics(bootstrap: str, topics: list[str], settle: float = 3) -> dict[str, list[Any]]:
+    """Every payload on the topics so far, by topic (until nothing new came for `settle` s)."""
+    records = read(bootstrap, topics, settle)
+    return {topic: payloads(records, topic) for topic in topics}
 
 
-async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    # Tansu has no idempotent producer (sandbox/kafka.py); batching as a busy app would.
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5
-    )
-    await producer.start()
-    try:
-        pending = [await producer.send(topic, value, key=b"k") for value in values]
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-
-
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    asyncio.run(_produce(bootstrap, topic, values))
-
-
-async def _read(bootstrap: str, topics: list[str], settle: float) -> list[Any]:
-    from aiokafka import AIOKafkaConsumer
-
-    reader = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await reader.start()
-    got: list[Any] = []
-    quiet_since = time.monotonic()
-    try:
-        while time.monotonic() - quiet_since < settle:
-            batch = await reader.getmany(timeout_ms=500, max_records=5000)
-            for records in batch.values():
-                got += records
-                quiet_since = time.monotonic()
-    finally:
-        await reader.stop()
-    return got
-
-
-def read(bootstrap: str, topics: list[str], settle: float = 3) -> dict[str, list[dict[str, Any]]]:
-    """Every record on the topics so far, by topic (until nothing new came for `settle` s)."""
-    records = asyncio.run(_read(bootstrap, topics, settle))
-    by_topic: dict[str, list[dict[str, Any]]] = {topic: [] for topic in topics}
-    for record in records:
-        by_topic[record.topic].append(json.loads(record.value))
-    return by_topic
+def produce_triggers(bootstrap: str, ids: list[str]) -> None:
+    produce(bootstrap, [("bias-trigger-events", trigger(i)) for i in ids], pipelined=True)
 
 
 def events_check(topics: dict[str, list[dict[str, Any]]], keys: list[str]) -> dict[str, Any]:
@@ -552,7 +509,7 @@ def load(count: int, timeout: float) -> dict[str, Any]:
         cpu = cpu_seconds(pid) - cpu_before
         histogram = reconcile_histogram(pid)
         memory = sampler.stop()
-        topics = read(sandbox.kafka, [STATUS, "bias-events", DEAD])
+        topics = read_topics(sandbox.kafka, [STATUS, "bias-events", DEAD])
         watch.stop()
         creator.close()
         stuck, unrecorded = at_end(sandbox, keys)
@@ -598,7 +555,7 @@ def triggers(count: int, timeout: float) -> dict[str, Any]:
         cpu_before = cpu_seconds(pid)
         ids = [f"soak-{i:05d}" for i in range(count)]
         began = time.monotonic()
-        produce(sandbox.kafka, "bias-trigger-events", [trigger(i) for i in ids])
+        produce_triggers(sandbox.kafka, ids)
         producing = time.monotonic() - began
         say(f"triggers: {count} messages produced in {producing:.1f} s")
 
@@ -628,7 +585,7 @@ def triggers(count: int, timeout: float) -> dict[str, Any]:
         cpu = cpu_seconds(pid) - cpu_before
         histogram = reconcile_histogram(pid)
         memory = sampler.stop()
-        topics = read(sandbox.kafka, [STATUS, "bias-events", DEAD], settle=5)
+        topics = read_topics(sandbox.kafka, [STATUS, "bias-events", DEAD], settle=5)
         watch.stop()
         stuck, unrecorded = at_end(sandbox, keys)
         jobs = watch.jobs_check(keys)
@@ -760,7 +717,7 @@ def outage(
         # in the broker through the outage, and the operator then starts without Kafka.
         sandbox.kill_operator()
         ids = [f"early-{i:04d}" for i in range(messages)]
-        produce(bootstrap, "bias-trigger-events", [trigger(i) for i in ids])
+        produce_triggers(bootstrap, ids)
         broker.down()
         down_at = time.monotonic()
         say(f"outage: broker down with {messages} messages waiting in it")
@@ -802,7 +759,7 @@ def outage(
         first_delivery = watch.first_delivery_after(back_at)
         consumed_at = max(watch.from_messages(from_messages).values(), default=back_at)
         memory = sampler.stop()
-        topics = read(bootstrap, [STATUS, "bias-events", DEAD], settle=5)
+        topics = read_topics(bootstrap, [STATUS, "bias-events", DEAD], settle=5)
         watch.stop()
         keys = everything()
         stuck, unrecorded = at_end(sandbox, keys)
@@ -885,7 +842,7 @@ def kills(
         done = wait_until(finished, 120, lambda: "kills: waiting for the last deliveries")
         elapsed = time.monotonic() - began
         memory = sampler.stop()
-        topics = read(sandbox.kafka, [STATUS, "bias-events", DEAD], settle=5)
+        topics = read_topics(sandbox.kafka, [STATUS, "bias-events", DEAD], settle=5)
         logs = sandbox.operators[0].logs()
         watch.stop()
         stuck, unrecorded = at_end(sandbox, keys)

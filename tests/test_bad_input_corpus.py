@@ -33,9 +33,9 @@ import pytest
 import seed_payloads as seed
 from aiokafka import AIOKafkaProducer
 from conftest import run_job
+from kafka_helpers import read
 from sandbox_helpers import TINY_CSV, by_name, eventually, resource, wait_for
 from test_bad_input import cases as existing_job_cases
-from test_bridge_kafka import read
 from test_bridge_payloads import CONFIG, DEAD_LETTERS, ROLES, SOURCE, Store
 
 from fairpilot.bridge.inbound import Rejected, decode, plan

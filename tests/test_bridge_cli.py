@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_bridge_kafka import payloads, read
+from kafka_helpers import payloads, read
 
 from fairpilot.sandbox.kafka import free_port
 

@@ -6,7 +6,6 @@ the broker's topics.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -16,67 +15,12 @@ from typing import Any
 import pandas as pd
 import pytest
 import seed_payloads as seed
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from kafka_helpers import DEAD, STATUS, delivered, payloads, produce, read, trigger
 from sandbox_helpers import by_name, eventually, resource
 from test_bridge_payloads import DEAD_LETTERS, dead_letter_topic
 
 from fairpilot.sandbox.app import Sandbox
 from fairpilot.sandbox.kafka import free_port, running_broker
-
-STATUS, DEAD = "fairpilot-status-events", "fairpilot-dead-letter"
-
-
-async def _produce(bootstrap: str, messages: list[tuple[str, bytes | None]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
-    await producer.start()
-    try:
-        for topic, value in messages:
-            await producer.send_and_wait(topic, value, key=b"k")
-    finally:
-        await producer.stop()
-
-
-def produce(bootstrap: str, messages: list[tuple[str, Any]]) -> None:
-    """Send (topic, payload) pairs; a dict payload is sent as JSON, bytes/None as they are."""
-    encoded = [
-        (topic, json.dumps(value).encode() if isinstance(value, dict) else value)
-        for topic, value in messages
-    ]
-    asyncio.run(_produce(bootstrap, encoded))
-
-
-async def _read(bootstrap: str, topics: list[str], settle: float) -> list[ConsumerRecord]:
-    reader = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await reader.start()
-    got: list[ConsumerRecord] = []
-    quiet_since = time.monotonic()
-    try:
-        while time.monotonic() - quiet_since < settle:
-            batch = await reader.getmany(timeout_ms=200)
-            for records in batch.values():
-                got += records
-                quiet_since = time.monotonic()
-    finally:
-        await reader.stop()
-    return got
-
-
-def read(bootstrap: str, topics: list[str], settle: float = 1.5) -> list[ConsumerRecord]:
-    """Every record on the topics so far (reads until nothing new came for `settle` seconds)."""
-    return asyncio.run(_read(bootstrap, topics, settle))
-
-
-def payloads(records: list[ConsumerRecord], topic: str) -> list[dict[str, Any]]:
-    return [json.loads(r.value) for r in records if r.topic == topic]
-
-
-def delivered(sandbox: Sandbox, name: str, event: str) -> bool:
-    item = by_name(sandbox).get(name) or {}
-    return event in ((item.get("status") or {}).get("delivered") or {}).get("kafka", [])
-
-
-def trigger(dataset_id: str, **extra: Any) -> dict[str, Any]:
-    return {**seed.BIAS_TRIGGER, "dataset_id": dataset_id, "sensitive_features": ["sex"], **extra}
 
 
 @pytest.fixture

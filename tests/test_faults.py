@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 import pytest
 from fault_helpers import CuttableLink, PhaseRecorder
+from kafka_helpers import STATUS, delivered, payloads, produce, read, trigger
 from sandbox_helpers import by_name, eventually, resource, wait_for
-from test_bridge_kafka import STATUS, delivered, payloads, produce, read, trigger
 
 from fairpilot.config import JobDefaults, OperatorConfig
 from fairpilot.sandbox.app import Sandbox

@@ -29,10 +29,10 @@ import kubernetes.watch
 import mongomock
 import pytest
 from aiokafka import ConsumerRecord
+from kafka_helpers import delivered, produce, read
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 from sandbox_helpers import TINY_CSV, by_name, eventually, resource, wait_for
-from test_bridge_kafka import delivered, produce, read
 from test_chart import VALUE_SETS, by_kind, helm, render  # noqa: F401 (helm: a fixture)
 
 from fairpilot import API_GROUP

@@ -13,8 +13,8 @@ from typing import Any
 import mongomock
 import pytest
 import seed_payloads as seed
+from kafka_helpers import payloads, produce, read, trigger
 from sandbox_helpers import by_name, eventually, resource
-from test_bridge_kafka import payloads, produce, read, trigger
 from test_bridge_payloads import Store, finished
 
 from fairpilot.api.kinds import BY_KIND

@@ -24,16 +24,22 @@ Lookup = Callable[[str, str], dict[str, Any] | None]
 class UnresolvedReference(Exception):
     """A reference that cannot be resolved (yet); `reason` becomes the condition's reason."""
 
-    def __init__(self, reason: str, message: str, *, waiting: bool) -> None:
+    def __init__(
+        self, reason: str, message: str, *, waiting: bool, on: tuple[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.reason, self.message, self.waiting = reason, message, waiting
+        self.on = on  # (kind, name) of the resource waited for, when it is one
 
 
 def _get(lookup: Lookup, kind: str, name: str, field: str) -> dict[str, Any]:
     found = lookup(kind, name)
     if found is None:
         raise UnresolvedReference(
-            "ReferenceNotFound", f"{field}: {kind} {name!r} does not exist", waiting=True
+            "ReferenceNotFound",
+            f"{field}: {kind} {name!r} does not exist",
+            waiting=True,
+            on=(kind, name),
         )
     return found
 
@@ -50,6 +56,7 @@ def _ready(resource: dict[str, Any], kind: str, name: str, field: str) -> dict[s
             "ReferenceNotReady",
             f"{field}: waiting for {kind} {name!r} to succeed (now {phase or 'Pending'})",
             waiting=True,
+            on=(kind, name),
         )
     return status
 

@@ -5,8 +5,11 @@ Kept thin on purpose: all decisions live in `reconcile.py`, which is tested with
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +21,17 @@ from fairpilot.bridge.service import Bridge
 from fairpilot.config import OperatorConfig
 from fairpilot.controller import metrics
 from fairpilot.controller.cluster import Cluster
-from fairpilot.controller.reconcile import job_state, reconcile
+from fairpilot.controller.reconcile import TERMINAL, job_state, reconcile
+from fairpilot.controller.waiters import Waiters
 
 RETRY_SECONDS = 2.0
 RECHECK_MAX_SECONDS = 60.0
+# A waiting resource is retried after 2, 4, 8, then every 15 s: a stage it waits for wakes it
+# when it ends (WAITERS), so the retry only catches what no wake-up covers.
+WAIT_MAX_SECONDS = 15.0
+WAITERS = Waiters()
+# Wake-ups run here, not in the thread of the reconciliation that ended a stage.
+_WAKE_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fairpilot-wake")
 log = logging.getLogger(__name__)
 # Reconciliations wait on the API server most of the time: more threads than Kopf's default
 # (cores + 4) keep a burst of new resources moving instead of queueing behind a few calls.
@@ -73,6 +83,9 @@ async def stop_bridge(**_: Any) -> None:
 async def _changed(body: kopf.Body, type: str | None, **_: Any) -> None:
     # Every change of a resource, and every resource at start-up: the outboxes work out
     # what is still to deliver from its state. Async, so it runs on the outboxes' loop.
+    if type == "DELETED":
+        meta = body.get("metadata") or {}
+        WAITERS.forget((body.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))
     if RUNTIME.bridge is not None:
         RUNTIME.bridge.notify(dict(body), type)
 
@@ -84,9 +97,14 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_via_client(**kwargs)
 
 
-def _reconcile(body: kopf.Body | dict[str, Any], job: dict[str, Any] | None = None) -> None:
+def _reconcile(
+    body: kopf.Body | dict[str, Any], job: dict[str, Any] | None = None, retry: int = 0
+) -> None:
     assert RUNTIME.cluster is not None and RUNTIME.config is not None
     kind = BY_KIND[body["kind"]]
+    meta = body["metadata"]
+    key = (kind.kind, meta["namespace"], meta["name"])
+    mark = WAITERS.mark()
     with metrics.RECONCILE_SECONDS.labels(kind.kind).time():
         try:
             outcome = reconcile(kind, dict(body), RUNTIME.cluster, RUNTIME.config, job)
@@ -110,20 +128,48 @@ def _reconcile(body: kopf.Body | dict[str, Any], job: dict[str, Any] | None = No
         (kopf.info if event_type == "Normal" else kopf.warn)(
             dict(body), reason=reason, message=message
         )
+    if phase in TERMINAL:
+        for dependent in WAITERS.release(key):
+            _soon(_wake, *dependent)
+    if outcome.waiting_on:
+        upstream = (outcome.waiting_on[0], key[1], outcome.waiting_on[1])
+        if not WAITERS.add(upstream, key, since=mark):
+            _soon(_wake, *key)  # it ended while this one was reading it
     if outcome.waiting:
-        raise kopf.TemporaryError(outcome.status.get("message", "waiting"), delay=RETRY_SECONDS)
+        delay = min(RETRY_SECONDS * 2**retry, WAIT_MAX_SECONDS)
+        raise kopf.TemporaryError(outcome.status.get("message", "waiting"), delay=delay)
+
+
+def _soon(function: Callable[..., None], *args: Any) -> None:
+    # In Kopf's context (its settings), which kopf.info() needs to post the events.
+    _WAKE_POOL.submit(contextvars.copy_context().run, function, *args)
+
+
+def _wake(kind: str, namespace: str, name: str) -> None:
+    """Reconcile a resource whose wait may be over, once; if it still waits, its retry (and
+    its record in WAITERS) take it from there."""
+    if RUNTIME.cluster is None:
+        return
+    try:
+        resource = RUNTIME.cluster.get(kind, namespace, name)
+        if resource is not None:
+            _reconcile(resource)
+    except kopf.TemporaryError:
+        pass
+    except Exception:
+        log.exception("waking %s %s/%s failed", kind, namespace, name)
 
 
 for _kind in KINDS:
     # One registration per kind; the same plain function serves all four.
     kopf.on.resume(API_GROUP, API_VERSION, _kind.plural, id="reconcile")(
-        lambda body, **_: _reconcile(body)
+        lambda body, retry, **_: _reconcile(body, retry=retry)
     )
     kopf.on.create(API_GROUP, API_VERSION, _kind.plural, id="reconcile")(
-        lambda body, **_: _reconcile(body)
+        lambda body, retry, **_: _reconcile(body, retry=retry)
     )
     kopf.on.update(API_GROUP, API_VERSION, _kind.plural, id="reconcile", field="spec")(
-        lambda body, **_: _reconcile(body)
+        lambda body, retry, **_: _reconcile(body, retry=retry)
     )
     kopf.on.event(API_GROUP, API_VERSION, _kind.plural, id="deliver")(_changed)
 
@@ -176,6 +222,7 @@ def _recheck_later(kind: str, namespace: str, name: str, delay: float = RETRY_SE
             log.exception("rechecking %s %s/%s failed", kind, namespace, name)
             _recheck_later(kind, namespace, name, min(delay * 2, RECHECK_MAX_SECONDS))
 
-    timer = threading.Timer(delay, again)
+    # In Kopf's context (its settings), which kopf.info() needs to post the events.
+    timer = threading.Timer(delay, contextvars.copy_context().run, args=(again,))
     timer.daemon = True
     timer.start()

@@ -30,6 +30,9 @@ class Outcome:
     status: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     waiting: bool = False
+    # The resource (kind, name, same namespace) it waits for: reconcile it again once that
+    # one ends, rather than only when the retry comes round.
+    waiting_on: tuple[str, str] | None = None
 
 
 def job_state(job: dict[str, Any]) -> str:
@@ -48,6 +51,20 @@ def job_state(job: dict[str, Any]) -> str:
     if status.get("succeeded"):
         return "succeeded"
     return "running"
+
+
+def _same_status(status: dict[str, Any], patch: dict[str, Any]) -> bool:
+    """Whether merging `patch` into `status` would leave it as it is."""
+
+    def by_type(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(conditions or [], key=lambda c: str(c.get("type")))
+
+    return all(
+        by_type(status.get(key) or []) == by_type(value)
+        if key == "conditions"
+        else status.get(key) == value
+        for key, value in patch.items()
+    )
 
 
 def _lookup(cluster: Cluster, namespace: str):
@@ -81,7 +98,10 @@ def reconcile(
         }
         if status.get("phase") != phase:
             outcome.events.append(("Normal" if phase != "Failed" else "Warning", phase, message))
-        cluster.patch_status(kind, namespace, name, patch)
+        # A write that changes nothing (the same Pending at every retry of a wait) is skipped:
+        # each would cost the API server a write and every watcher an event.
+        if not _same_status(status, patch):
+            cluster.patch_status(kind, namespace, name, patch)
         outcome.status = patch
         return outcome
 
@@ -115,7 +135,7 @@ def reconcile(
                 conditions, "ReferencesResolved", False, exc.reason, exc.message, generation
             )
             if exc.waiting:
-                outcome.waiting = True
+                outcome.waiting, outcome.waiting_on = True, exc.on
                 return write("Pending", exc.message)
             conditions = set_condition(
                 conditions, "Ready", False, exc.reason, exc.message, generation

@@ -195,9 +195,17 @@ class LocalJobRunner:
         args = job["spec"]["template"]["spec"]["containers"][0]["args"]
         store = ArtifactStore(args[args.index("--output") + 1])
         store.write_json("result.json", {"stage": "noop", "reports": {}})
+        self._wait_to_report(job["metadata"]["name"])
         done = {"type": "Complete", "status": "True", "lastTransitionTime": now()}
         status = {"active": 0, "succeeded": 1, "completionTime": now(), "conditions": [done]}
         self._patch_job(job, status)
+
+    def _wait_to_report(self, job_name: str) -> None:
+        """Inside `held()`: the Job has finished but says so only when the block ends."""
+        if not self.reporting.is_set():
+            self.holding.add(job_name)
+            self.reporting.wait()
+            self.holding.discard(job_name)
 
     def _run_pod(
         self, job: dict[str, Any], attempt: int, timeout: float | None
@@ -238,10 +246,7 @@ class LocalJobRunner:
                 timeout,
                 int(parse_quantity(limit)) if limit else None,
             )
-            if not self.reporting.is_set():
-                self.holding.add(meta["name"])
-                self.reporting.wait()
-                self.holding.discard(meta["name"])
+            self._wait_to_report(meta["name"])
             termination = workdir / "termination-log"
             message = termination.read_text() if termination.exists() else ""
             if not message and code != 0:
