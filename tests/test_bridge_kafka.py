@@ -242,3 +242,35 @@ def test_the_operator_runs_while_kafka_is_not_there_yet(tmp_path: Path) -> None:
             assert eventually(lambda: delivered(sandbox, "early", "status/g1/Succeeded"), 60)
             phases = [p["phase"] for p in payloads(read(bootstrap, [STATUS]), STATUS)]
     assert phases == ["Running", "Succeeded"]
+
+
+def test_an_unexpected_error_on_a_message_makes_an_internal_error_dead_letter(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug in the bridge (injected: no valid input is known to reach it) must not block the
+    # partition behind the message for ever: the message becomes a dead letter that says
+    # what went wrong, untouched, and consuming goes on.
+    assert sandbox.kafka is not None
+    from fairpilot.bridge import consumer
+
+    real_plan = consumer.plan
+
+    def buggy_plan(role: Any, data: Any, *args: Any) -> Any:
+        if data.get("dataset_id") == "poison":
+            raise KeyError("a field the code assumed")
+        return real_plan(role, data, *args)
+
+    monkeypatch.setattr(consumer, "plan", buggy_plan)
+    poison = json.dumps(trigger("poison")).encode()
+    produce(
+        sandbox.kafka, [("bias-trigger-events", poison), ("bias-trigger-events", trigger("next"))]
+    )
+    assert eventually(lambda: any(n.startswith("next-bias") for n in by_name(sandbox)), 30)
+    letters = eventually(lambda: read(sandbox.kafka, [DEAD], 0.5), 30)
+    assert len(letters) == 1
+    headers = {key: value.decode() for key, value in letters[0].headers}
+    assert letters[0].value == poison
+    assert headers["fairpilot.dlq.reason"] == "InternalError"
+    assert headers["fairpilot.dlq.message"] == "KeyError: 'a field the code assumed'"
+    assert not any(n.startswith("poison") for n in by_name(sandbox))
+    assert metric("fairpilot_kafka_dead_lettered_total", reason="InternalError") >= 1
