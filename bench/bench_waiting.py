@@ -53,13 +53,13 @@ class NoWakeUps(Waiters):
 
 @contextlib.contextmanager
 def polling(enabled: bool) -> Iterator[None]:
-    saved = handlers.RETRY_SECONDS, handlers.WAIT_MAX_SECONDS, handlers.WAITERS
+    saved = handlers.WAIT_MAX_SECONDS, handlers.WAITERS
     if enabled:
         handlers.WAIT_MAX_SECONDS, handlers.WAITERS = handlers.RETRY_SECONDS, NoWakeUps()
     try:
         yield
     finally:
-        handlers.RETRY_SECONDS, handlers.WAIT_MAX_SECONDS, handlers.WAITERS = saved
+        handlers.WAIT_MAX_SECONDS, handlers.WAITERS = saved
 
 
 class Retries(logging.Handler):

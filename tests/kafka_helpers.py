@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import seed_payloads as seed
@@ -66,6 +67,21 @@ async def _read(bootstrap: str, topics: list[str], settle: float) -> list[Consum
 def read(bootstrap: str, topics: list[str], settle: float = 1.5) -> list[ConsumerRecord]:
     """Every record on the topics so far (reads until nothing new came for `settle` seconds)."""
     return asyncio.run(_read(bootstrap, topics, settle))
+
+
+def read_until(
+    bootstrap: str,
+    topics: list[str],
+    enough: Callable[[list[ConsumerRecord]], bool],
+    timeout: float,
+) -> list[ConsumerRecord]:
+    """The records on the topics once `enough` of them are there (or at `timeout`), for
+    events sent a moment after what caused them (the outbox's, dead letters)."""
+    deadline = time.monotonic() + timeout
+    records = read(bootstrap, topics, settle=1)
+    while not enough(records) and time.monotonic() < deadline:
+        records = read(bootstrap, topics, settle=1)
+    return read(bootstrap, topics, settle=2)  # and whatever (a duplicate, say) came after
 
 
 def payloads(records: list[ConsumerRecord], topic: str) -> list[dict[str, Any]]:

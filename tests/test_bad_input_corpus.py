@@ -33,7 +33,7 @@ import pytest
 import seed_payloads as seed
 from aiokafka import AIOKafkaProducer
 from conftest import run_job
-from kafka_helpers import read
+from kafka_helpers import read_until
 from sandbox_helpers import TINY_CSV, by_name, eventually, resource, wait_for
 from test_bad_input import cases as existing_job_cases
 from test_bridge_payloads import CONFIG, DEAD_LETTERS, ROLES, SOURCE, Store
@@ -748,9 +748,7 @@ def test_bad_messages_become_dead_letters_and_consuming_goes_on(
         lambda: [n for n in by_name(sandbox) if n.startswith("after-the-corpus-bias")], 60
     )
     assert analysis, "the bridge stopped consuming"
-    letters = eventually(
-        lambda: (got := read(sandbox.kafka, [DEAD], 0.5)) and len(got) >= len(SENDABLE) and got, 60
-    )
+    letters = read_until(sandbox.kafka, [DEAD], lambda rs: len(rs) >= len(SENDABLE), timeout=60)
     assert letters and len(letters) == len(SENDABLE)
     by_offset = {}
     for letter in letters:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import seed_payloads as seed
-from kafka_helpers import DEAD, STATUS, delivered, payloads, produce, read, trigger
+from kafka_helpers import DEAD, STATUS, delivered, payloads, produce, read, read_until, trigger
 from sandbox_helpers import by_name, eventually, resource
 from test_bridge_payloads import DEAD_LETTERS, dead_letter_topic
 
@@ -41,8 +41,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_consuming_goes_on(
     assert eventually(
         lambda: any(n.startswith("after-the-junk-bias") for n in by_name(sandbox)), 30
     ), "the bridge stopped consuming"
-    letters = eventually(lambda: len(read(sandbox.kafka, [DEAD], 0.5)) >= len(corpus) and
-                         read(sandbox.kafka, [DEAD], 0.5), 30)  # fmt: skip
+    letters = read_until(sandbox.kafka, [DEAD], lambda rs: len(rs) >= len(corpus), timeout=30)
     assert len(letters) == len(corpus) == len(DEAD_LETTERS) >= 20
     by_offset = {}
     for letter in letters:
@@ -266,7 +265,7 @@ def test_an_unexpected_error_on_a_message_makes_an_internal_error_dead_letter(
         sandbox.kafka, [("bias-trigger-events", poison), ("bias-trigger-events", trigger("next"))]
     )
     assert eventually(lambda: any(n.startswith("next-bias") for n in by_name(sandbox)), 30)
-    letters = eventually(lambda: read(sandbox.kafka, [DEAD], 0.5), 30)
+    letters = read_until(sandbox.kafka, [DEAD], lambda rs: len(rs) >= 1, timeout=30)
     assert len(letters) == 1
     headers = {key: value.decode() for key, value in letters[0].headers}
     assert letters[0].value == poison

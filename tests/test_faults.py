@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from fault_helpers import CuttableLink, PhaseRecorder
-from kafka_helpers import STATUS, delivered, payloads, produce, read, trigger
+from kafka_helpers import STATUS, delivered, payloads, produce, read_until, trigger
 from sandbox_helpers import by_name, eventually, resource, wait_for
 
 from fairpilot.config import JobDefaults, OperatorConfig
@@ -320,18 +319,6 @@ def failure_events(sandbox: Sandbox, count: int) -> dict[str, str]:
 
 def failed(records: list[Any]) -> list[dict[str, Any]]:
     return [p for p in payloads(records, STATUS) if p["phase"] == "Failed"]
-
-
-def read_until(
-    bootstrap: str, topics: list[str], enough: Callable[[list[Any]], bool], timeout: float
-) -> list[Any]:
-    """The records on the topics once `enough` of them are there (or at `timeout`): the
-    outbox sends its last events a moment after the statuses say a stage ended."""
-    deadline = time.monotonic() + timeout
-    records = read(bootstrap, topics, settle=1)
-    while not enough(records) and time.monotonic() < deadline:
-        records = read(bootstrap, topics, settle=1)
-    return read(bootstrap, topics, settle=2)  # and whatever (a duplicate, say) came after
 
 
 @pytest.mark.timeout(300)

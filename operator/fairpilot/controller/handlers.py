@@ -83,6 +83,7 @@ async def stop_bridge(**_: Any) -> None:
 async def _changed(body: kopf.Body, type: str | None, **_: Any) -> None:
     # Every change of a resource, and every resource at start-up: the outboxes work out
     # what is still to deliver from its state. Async, so it runs on the outboxes' loop.
+    # A deleted resource waits for nothing any more.
     if type == "DELETED":
         meta = body.get("metadata") or {}
         WAITERS.forget((body.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))
@@ -128,36 +129,40 @@ def _reconcile(
         (kopf.info if event_type == "Normal" else kopf.warn)(
             dict(body), reason=reason, message=message
         )
+    # A wake-up reconciles once; if the resource still waits, its retry (and its record in
+    # WAITERS) take it from there.
     if phase in TERMINAL:
         for dependent in WAITERS.release(key):
-            _soon(_wake, *dependent)
+            _soon(_reconcile_now, *dependent)
     if outcome.waiting_on:
         upstream = (outcome.waiting_on[0], key[1], outcome.waiting_on[1])
         if not WAITERS.add(upstream, key, since=mark):
-            _soon(_wake, *key)  # it ended while this one was reading it
+            _soon(_reconcile_now, *key)  # it ended while this one was reading it
     if outcome.waiting:
         delay = min(RETRY_SECONDS * 2**retry, WAIT_MAX_SECONDS)
         raise kopf.TemporaryError(outcome.status.get("message", "waiting"), delay=delay)
 
 
-def _soon(function: Callable[..., None], *args: Any) -> None:
+def _soon(function: Callable[..., object], *args: Any) -> None:
     # In Kopf's context (its settings), which kopf.info() needs to post the events.
     _WAKE_POOL.submit(contextvars.copy_context().run, function, *args)
 
 
-def _wake(kind: str, namespace: str, name: str) -> None:
-    """Reconcile a resource whose wait may be over, once; if it still waits, its retry (and
-    its record in WAITERS) take it from there."""
+def _reconcile_now(kind: str, namespace: str, name: str) -> bool:
+    """Reconcile the resource as the API has it now, outside Kopf's handlers (a wake-up, a
+    recheck); whether it is to be looked at again: it still waits, or reconciling it failed."""
     if RUNTIME.cluster is None:
-        return
+        return False
     try:
         resource = RUNTIME.cluster.get(kind, namespace, name)
         if resource is not None:
             _reconcile(resource)
+        return False
     except kopf.TemporaryError:
-        pass
+        return True
     except Exception:
-        log.exception("waking %s %s/%s failed", kind, namespace, name)
+        log.exception("reconciling %s %s/%s failed", kind, namespace, name)
+        return True
 
 
 for _kind in KINDS:
@@ -209,17 +214,7 @@ def _recheck_later(kind: str, namespace: str, name: str, delay: float = RETRY_SE
     """
 
     def again() -> None:
-        if RUNTIME.cluster is None:
-            return
-        resource = RUNTIME.cluster.get(kind, namespace, name)
-        if resource is None:
-            return
-        try:
-            _reconcile(resource)
-        except kopf.TemporaryError:
-            _recheck_later(kind, namespace, name, min(delay * 2, RECHECK_MAX_SECONDS))
-        except Exception:
-            log.exception("rechecking %s %s/%s failed", kind, namespace, name)
+        if _reconcile_now(kind, namespace, name):
             _recheck_later(kind, namespace, name, min(delay * 2, RECHECK_MAX_SECONDS))
 
     # In Kopf's context (its settings), which kopf.info() needs to post the events.
