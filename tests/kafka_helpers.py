@@ -48,7 +48,10 @@ def produce(bootstrap: str, messages: list[tuple[str, Any]], *, pipelined: bool 
     asyncio.run(_produce(bootstrap, encoded, pipelined))
 
 
-async def _read(bootstrap: str, topics: list[str], settle: float) -> list[ConsumerRecord]:
+async def read_async(
+    bootstrap: str, topics: list[str], settle: float = 1.5
+) -> list[ConsumerRecord]:
+    """`read` for a test that is already in an event loop."""
     reader = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await reader.start()
     got: list[ConsumerRecord] = []
@@ -66,7 +69,7 @@ async def _read(bootstrap: str, topics: list[str], settle: float) -> list[Consum
 
 def read(bootstrap: str, topics: list[str], settle: float = 1.5) -> list[ConsumerRecord]:
     """Every record on the topics so far (reads until nothing new came for `settle` seconds)."""
-    return asyncio.run(_read(bootstrap, topics, settle))
+    return asyncio.run(read_async(bootstrap, topics, settle))
 
 
 def read_until(

@@ -6,6 +6,7 @@ runs the long ones (README, "Reliability").
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -233,7 +234,11 @@ def test_messages_sent_before_a_broker_outage_are_all_processed_after_it(
     finally:
         broker.__exit__(None, None, None)
     reported = payloads(records, "bias-events")
-    assert len(reported) == 7 and len({p["event_id"] for p in reported}) == 7
+    assert len(reported) == 7 and len({p["event_id"] for p in reported}) == 7, [
+        (r.partition, r.offset, r.timestamp, json.loads(r.value)["event_id"], r.headers)
+        for r in records
+        if r.topic == "bias-events"
+    ]
     statuses = [p["event_id"] for p in payloads(records, STATUS)]
     assert len(statuses) == len(set(statuses))
     assert count == 2 * 6 + 2  # a Dataset and a BiasAnalysis per message, and the two applied

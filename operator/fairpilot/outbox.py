@@ -12,8 +12,13 @@ ids under `status.delivered.<sink>`. So:
 
 A crash between a delivery and its record would send it again; sinks that can read back
 what was delivered (Kafka's log) hand it to `recovered` before the outbox delivers anything,
-and those ids are recorded on the resources like fresh ones. Consumers can tell a duplicate
-anyway by the event's `event_id`, which is derived from the resource and stays the same.
+and those ids are recorded on the resources like fresh ones. A delivery that failed may have
+been made all the same (Kafka's acknowledgement lost with the connection); the Kafka sink reads
+its log back before it makes such a delivery again. Consumers can tell a duplicate anyway by
+the event's `event_id`, which is derived from the resource and stays the same.
+
+One resource is in one worker's hands at a time, from the moment a worker takes it (including
+the wait while a sink's outage pauses deliveries) until its round is recorded.
 """
 
 from __future__ import annotations
@@ -158,14 +163,19 @@ class Outbox:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
-            body = self._latest.pop(key, None)
-            if body is None:
+            if key not in self._latest:
                 continue
-            wait = self._paused_until - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            # Busy from here, through the pause too: a change meanwhile must not hand the same
+            # resource to a second worker, which would send its deliveries a second time.
             self._busy.add(key)
+            body: dict[str, Any] | None = None
             try:
+                wait = self._paused_until - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                body = self._latest.pop(key, None)  # the newest, changes during the pause too
+                if body is None:  # deleted meanwhile
+                    continue
                 ok = await self._process(body)
             except asyncio.CancelledError:
                 raise
@@ -186,7 +196,8 @@ class Outbox:
                 self._failures += 1
                 delay = min(MAX_BACKOFF, 0.5 * 2 ** min(self._failures, 8))
                 self._paused_until = time.monotonic() + delay
-                self._latest.setdefault(key, body)
+                if body is not None:
+                    self._latest.setdefault(key, body)
                 asyncio.get_running_loop().call_later(delay, self._enqueue, key)
             metrics.PENDING.labels(self.sink.name).set(len(self._latest))
 

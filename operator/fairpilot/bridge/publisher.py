@@ -35,17 +35,33 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 
 class KafkaSink:
-    """Sends a resource's events (outbound.events_for) with acks=all, one after the other."""
+    """Sends a resource's events (outbound.events_for) with acks=all, one after the other.
+
+    A send that fails may still have reached the broker (its acknowledgement lost with the
+    connection, or a request that timed out while the broker wrote it): such an event is
+    "unsure", and before it is sent again the tails of the outbound topics are read back, so
+    that one that did land is recorded as delivered instead of sent twice. An idempotent
+    producer cannot cover this: the outbox's retry is a new send, not the producer's own.
+    """
 
     name = "kafka"
 
     def __init__(
-        self, producer: Any, topics: Topics, get: Get, connected: asyncio.Event | None = None
+        self,
+        producer: Any,
+        topics: Topics,
+        get: Get,
+        connected: asyncio.Event | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.producer = producer
         self.topics = topics
         self.get = get
         self.connected = connected  # set once the producer has reached the brokers
+        self.options = options or {}  # client options (bootstrap, security) for reading back
+        self._unsure: dict[str, str] = {}  # delivery header -> topic, of failed sends
+        self._landed: set[str] = set()  # unsure ones found in the log, not yet reported
+        self._settling = asyncio.Lock()
 
     def pending(self, kind: Kind, resource: dict[str, Any], done: set[str]) -> list[Delivery]:
         uid = (resource.get("metadata") or {}).get("uid", "")
@@ -58,23 +74,51 @@ class KafkaSink:
         outgoing: Outgoing = delivery.item
         event = outgoing.event
         if self.connected is not None and not self.connected.is_set():
-            raise ConnectionError("not connected to Kafka yet")
-        await self.producer.send_and_wait(
-            event.topic,
-            value=encode(event.payload),
-            key=event.key.encode(),
-            headers=[(DELIVERY_HEADER, f"{outgoing.uid}/{event.id}".encode())],
-        )
+            raise ConnectionError("not connected to Kafka yet")  # nothing was sent
+        tag = f"{outgoing.uid}/{event.id}"
+        if tag in self._unsure and await self._landed_before(tag):
+            log.info("%s was delivered by an attempt that seemed to fail", tag)
+            return
+        try:
+            await self.producer.send_and_wait(
+                event.topic,
+                value=encode(event.payload),
+                key=event.key.encode(),
+                headers=[(DELIVERY_HEADER, tag.encode())],
+            )
+        except Exception:
+            self._unsure[tag] = event.topic
+            raise
         metrics.PRODUCED.labels(event.topic).inc()
+
+    async def _landed_before(self, tag: str) -> bool:
+        """Whether an earlier, failed send of `tag` is in the log; raises when the log cannot
+        be read (the event is then retried later, still unsure)."""
+        async with self._settling:  # one read-back settles every unsure event at once
+            if tag in self._unsure:  # not settled by another worker's read-back meanwhile
+                unsure = dict(self._unsure)
+                found = await self.recover(topics=sorted(set(unsure.values())))
+                for each in unsure:
+                    del self._unsure[each]
+                    uid, _, delivery_id = each.partition("/")
+                    if delivery_id in found.get(uid, ()):
+                        self._landed.add(each)
+            if tag in self._landed:
+                self._landed.discard(tag)
+                return True
+            return False
 
     def outbound_topics(self) -> list[str]:
         topics = self.topics
         return [topics.bias, topics.automl, topics.xai, topics.status]
 
     async def recover(
-        self, options: dict[str, Any], tail: int = RECOVERY_TAIL, timeout: float = 60
+        self,
+        topics: list[str] | None = None,
+        tail: int = RECOVERY_TAIL,
+        timeout: float = 60,
     ) -> dict[str, set[str]]:
-        """What earlier operators sent, by resource uid, read back from the outbound topics.
+        """What was sent to the outbound topics (or `topics`), by resource uid, read back.
 
         The outbox records a delivery on the resource after the broker acknowledged it; an
         operator killed between the two would otherwise send that event again. The log is
@@ -83,13 +127,13 @@ class KafkaSink:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         found: dict[str, set[str]] = {}
-        reader = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **options)
-        await reader.start()
-        try:
+        reader = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **self.options)
+        try:  # stop() also closes a reader whose start failed (the broker is still away)
+            await reader.start()
             existing = await reader.topics()
             partitions = [
                 TopicPartition(topic, partition)
-                for topic in self.outbound_topics()
+                for topic in topics or self.outbound_topics()
                 if topic in existing
                 for partition in sorted(reader.partitions_for_topic(topic) or ())
             ]

@@ -23,6 +23,9 @@ from fairpilot.warehouse.sink import WarehouseSink
 from fairpilot.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
+# Deliveries in flight at once per outbox: each waits on a round trip (the broker's ack, the
+# status patch that records it), so more workers overlap more of them (bench/bench_outbox.py).
+KAFKA_WORKERS, WAREHOUSE_WORKERS = 8, 4
 AUDIT_BACKLOG = 100_000  # audit records of received messages held while MongoDB is down
 
 
@@ -34,11 +37,13 @@ class Bridge:
         warehouse: Warehouse | None = None,
         *,
         consume: bool = True,
+        kafka_workers: int = KAFKA_WORKERS,
     ) -> None:
         self.cluster = cluster
         self.kafka = kafka
         self.warehouse = warehouse
         self.consume = consume
+        self.kafka_workers = kafka_workers
         self.outboxes: list[Outbox] = []
         self.consumer: Consumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -56,7 +61,11 @@ class Bridge:
             self._audits = asyncio.Queue(AUDIT_BACKLOG)
             topics = self.kafka.topics if self.kafka else None
             self.outboxes.append(
-                Outbox(WarehouseSink(self.warehouse, self._get, topics), self.cluster, workers=4)
+                Outbox(
+                    WarehouseSink(self.warehouse, self._get, topics),
+                    self.cluster,
+                    workers=WAREHOUSE_WORKERS,
+                )
             )
             self._tasks.append(asyncio.create_task(self._write_audits(), name="audit"))
             self._tasks.append(asyncio.create_task(self._ensure_indexes(), name="indexes"))
@@ -71,8 +80,15 @@ class Bridge:
                 **self.kafka.client_options(),
             )
             self._connected = asyncio.Event()
-            sink = KafkaSink(self._producer, self.kafka.topics, self._get, self._connected)
-            self._kafka_sink, self._kafka_outbox = sink, Outbox(sink, self.cluster)
+            sink = KafkaSink(
+                self._producer,
+                self.kafka.topics,
+                self._get,
+                self._connected,
+                self.kafka.client_options(),
+            )
+            self._kafka_sink = sink
+            self._kafka_outbox = Outbox(sink, self.cluster, workers=self.kafka_workers)
             self.outboxes.append(self._kafka_outbox)
             if self.consume:
                 self.consumer = Consumer(
@@ -108,7 +124,7 @@ class Bridge:
         delay = 0.5
         while True:
             try:
-                found = await self._kafka_sink.recover(self.kafka.client_options())
+                found = await self._kafka_sink.recover()
                 break
             except asyncio.CancelledError:
                 raise
@@ -167,6 +183,10 @@ class Bridge:
                     log.warning("warehouse unavailable (%s); audit retried in %.0f s", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30)
+
+    async def connected(self) -> None:
+        """Until Kafka is reached and what earlier operators sent is read back."""
+        await self._connected.wait()
 
     def notify(self, body: dict[str, Any], event_type: str | None) -> None:
         for outbox in self.outboxes:
