@@ -52,6 +52,12 @@ def bootstrap() -> Iterator[str]:
         yield address
 
 
+def sink_over(producer: LosesAcks, bootstrap: str) -> KafkaSink:
+    return KafkaSink(
+        producer, Topics(), get=lambda *_: None, options={"bootstrap_servers": bootstrap}
+    )
+
+
 def delivery(uid: str, n: int) -> Delivery:
     event = Event(f"status/g1/{n}", TOPIC, uid, {"event_id": f"{uid}-{n}"})
     return Delivery(event.id, Outgoing(event, uid))
@@ -84,12 +90,7 @@ def test_a_send_that_seemed_to_fail_is_in_the_log_once(bootstrap: str, reached: 
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
         await producer.start()
         try:
-            sink = KafkaSink(
-                LosesAcks(producer, failing=3, reached=reached),
-                Topics(),
-                get=lambda *_: None,
-                options={"bootstrap_servers": bootstrap},
-            )
+            sink = sink_over(LosesAcks(producer, failing=3, reached=reached), bootstrap)
             return await deliver_with_retries(sink, [delivery("u1", n) for n in range(5)])
         finally:
             await producer.stop()
@@ -114,12 +115,7 @@ def test_an_unsure_send_waits_out_the_broker_and_is_not_repeated(s3_client: Any)
         producer = AIOKafkaProducer(bootstrap_servers=address, enable_idempotence=False)
         await producer.start()
         try:
-            sink = KafkaSink(
-                LosesAcks(producer, failing=1, reached=True),
-                Topics(),
-                get=lambda *_: None,
-                options={"bootstrap_servers": address},
-            )
+            sink = sink_over(LosesAcks(producer, failing=1, reached=True), address)
             with pytest.raises(KafkaConnectionError):
                 await sink.deliver(delivery("u2", 0))
             broker.__exit__(None, None, None)

@@ -25,7 +25,7 @@ from fairpilot.warehouse.store import Warehouse
 log = logging.getLogger(__name__)
 # Deliveries in flight at once per outbox: each waits on a round trip (the broker's ack, the
 # status patch that records it), so more workers overlap more of them (bench/bench_outbox.py).
-KAFKA_WORKERS, WAREHOUSE_WORKERS = 8, 4
+KAFKA_WORKERS, WAREHOUSE_WORKERS = 32, 4
 AUDIT_BACKLOG = 100_000  # audit records of received messages held while MongoDB is down
 
 

@@ -18,8 +18,20 @@ import kubernetes
 from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.kinds import BY_KIND, Kind
 
-# At least as many as the threads that call the API at once (see HANDLER_THREADS in handlers).
-CONNECTIONS = 32
+# At least as many as the threads that call the API at once: Kopf's handler threads
+# (HANDLER_THREADS, 16), wake-ups (4) and the bridge's pool (outbox._POOL, 48); beyond it
+# urllib3 discards connections and the next calls open new ones.
+CONNECTIONS = 72
+
+
+def release(response: Any) -> None:
+    """Read a raw (`_preload_content=False`) response to its end and return its connection.
+
+    Unread, urllib3 keeps the connection out of the pool and the next call opens a new one:
+    a TCP (on a real cluster, TLS) handshake for every status patch and create.
+    """
+    response.read()
+    response.release_conn()
 
 
 class Cluster:
@@ -65,13 +77,15 @@ class Cluster:
         """Create a FairPilot resource; False when it exists already (idempotent)."""
         kind = BY_KIND[obj["kind"]]
         try:
-            self.custom.create_namespaced_custom_object(
-                API_GROUP,
-                API_VERSION,
-                obj["metadata"]["namespace"],
-                kind.plural,
-                obj,
-                _preload_content=False,
+            release(
+                self.custom.create_namespaced_custom_object(
+                    API_GROUP,
+                    API_VERSION,
+                    obj["metadata"]["namespace"],
+                    kind.plural,
+                    obj,
+                    _preload_content=False,
+                )
             )
             return True
         except kubernetes.client.ApiException as exc:
@@ -80,14 +94,16 @@ class Cluster:
             raise
 
     def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            API_GROUP,
-            API_VERSION,
-            namespace,
-            kind.plural,
-            name,
-            {"status": status},
-            _preload_content=False,
+        release(
+            self.custom.patch_namespaced_custom_object_status(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                kind.plural,
+                name,
+                {"status": status},
+                _preload_content=False,
+            )
         )
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -104,12 +120,16 @@ class Cluster:
         """Create the spec ConfigMap and the Job; False when the Job exists already."""
         namespace = job["metadata"]["namespace"]
         try:
-            self.core.create_namespaced_config_map(namespace, config_map, _preload_content=False)
+            release(
+                self.core.create_namespaced_config_map(
+                    namespace, config_map, _preload_content=False
+                )
+            )
         except kubernetes.client.ApiException as exc:
             if exc.status != 409:
                 raise
         try:
-            self.batch.create_namespaced_job(namespace, job, _preload_content=False)
+            release(self.batch.create_namespaced_job(namespace, job, _preload_content=False))
             return True
         except kubernetes.client.ApiException as exc:
             if exc.status == 409:

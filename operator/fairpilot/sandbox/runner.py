@@ -32,6 +32,7 @@ from kubernetes.utils.quantity import parse_quantity
 
 from fairpilot import __version__
 from fairpilot.conditions import now
+from fairpilot.controller.cluster import release
 
 log = logging.getLogger(__name__)
 # The kubelet's and the Job controller's calls, told apart from the operator's in the API
@@ -133,8 +134,10 @@ class LocalJobRunner:
 
     def _patch_job(self, job: dict[str, Any], status: dict[str, Any]) -> None:
         meta = job["metadata"]
-        self.batch.patch_namespaced_job_status(
-            meta["name"], meta["namespace"], {"status": status}, _preload_content=False
+        release(
+            self.batch.patch_namespaced_job_status(
+                meta["name"], meta["namespace"], {"status": status}, _preload_content=False
+            )
         )
 
     def _run_job_logged(self, job: dict[str, Any]) -> None:
@@ -230,7 +233,7 @@ class LocalJobRunner:
             },
             "spec": template["spec"],
         }
-        self.core.create_namespaced_pod(meta["namespace"], pod, _preload_content=False)
+        release(self.core.create_namespaced_pod(meta["namespace"], pod, _preload_content=False))
         container = template["spec"]["containers"][0]
         workdir = Path(tempfile.mkdtemp(prefix=f"fairpilot-{meta['name']}-"))
         try:
