@@ -102,6 +102,10 @@ class Outbox:
         # Delivered but not recorded on the resource: made by an earlier process (read back
         # from the sink), or by this one when recording failed. Recorded with the next round.
         self._unrecorded: dict[str, set[str]] = {}
+        # The version of each resource whose round ended with nothing left to deliver: Kopf
+        # lists every resource again at each watch reconnect (every minute), and a version
+        # already settled holds nothing new (for 20,000 resources, 20,000 rounds a minute).
+        self._settled: dict[Key, str] = {}
         self._failures = 0
         self._paused_until = 0.0
         self._tasks: list[asyncio.Task[None]] = []
@@ -114,7 +118,11 @@ class Outbox:
             return
         if event_type == "DELETED":
             self._latest.pop(key, None)
+            self._settled.pop(key, None)
             self._delivered.pop(meta.get("uid", ""), None)
+            return
+        version = meta.get("resourceVersion")
+        if version and self._settled.get(key) == version:
             return
         self._latest[key] = body
         if key not in self._scheduled and key not in self._queued and key not in self._busy:
@@ -126,6 +134,7 @@ class Outbox:
         for uid, ids in found.items():
             self._delivered.setdefault(uid, set()).update(ids)
             self._unrecorded.setdefault(uid, set()).update(ids)
+        self._settled.clear()  # to be recorded with their next round, whatever the version
 
     def _release(self, key: Key) -> None:
         self._scheduled.discard(key)
@@ -185,6 +194,7 @@ class Outbox:
             finally:
                 self._busy.discard(key)
             if ok:
+                self._settled[key] = (body or {}).get("metadata", {}).get("resourceVersion", "")
                 if self._failures:  # the sink is back: what waited out the backoff goes now
                     self._paused_until = 0.0
                     for waiting in list(self._latest):
@@ -193,6 +203,7 @@ class Outbox:
                 if key in self._latest:  # changed again while it was being delivered
                     self._enqueue(key)
             else:
+                self._settled.pop(key, None)
                 self._failures += 1
                 delay = min(MAX_BACKOFF, 0.5 * 2 ** min(self._failures, 8))
                 self._paused_until = time.monotonic() + delay

@@ -22,6 +22,7 @@ from fairpilot.config import OperatorConfig
 from fairpilot.controller import metrics
 from fairpilot.controller.cluster import Cluster
 from fairpilot.controller.reconcile import TERMINAL, job_state, reconcile
+from fairpilot.controller.seen import SeenVersions
 from fairpilot.controller.waiters import Waiters
 
 RETRY_SECONDS = 2.0
@@ -30,6 +31,7 @@ RECHECK_MAX_SECONDS = 60.0
 # when it ends (WAITERS), so the retry only catches what no wake-up covers.
 WAIT_MAX_SECONDS = 15.0
 WAITERS = Waiters()
+JOBS_SEEN = SeenVersions()  # the versions of Jobs already acted on (controller/seen.py)
 # Wake-ups run here, not in the thread of the reconciliation that ended a stage.
 _WAKE_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fairpilot-wake")
 log = logging.getLogger(__name__)
@@ -187,7 +189,10 @@ def job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
     doing (including adoption after a restart), so reacting to them would only re-read what
     is already known, once per Job, which adds up under load.
     """
-    if type == "DELETED" or RUNTIME.cluster is None:
+    if type == "DELETED":
+        JOBS_SEEN.forget(body)
+        return
+    if RUNTIME.cluster is None or not JOBS_SEEN.is_new(body):  # a re-listing: nothing new
         return
     job = dict(body)
     if job_state(job) == "running":
@@ -204,6 +209,7 @@ def job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
                     # Kopf does not retry event handlers; the resource's own handlers have
                     # finished, so nothing else would look at it again.
                     _recheck_later(owner["kind"], body["metadata"]["namespace"], owner["name"])
+    JOBS_SEEN.handled(body)  # not reached when reconciling raised: the next listing retries
 
 
 def _recheck_later(kind: str, namespace: str, name: str, delay: float = RETRY_SECONDS) -> None:
