@@ -38,6 +38,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import describe
 
+from fairpilot.controller.cluster import release
+
 GROUP, VERSION, NAMESPACE = "fairpilot.io", "v1alpha1", "default"
 
 
@@ -151,8 +153,10 @@ def scenario(count: int, rate: float | None, timeout: float) -> dict[str, Any]:
                 "metadata": {"name": name},
                 "spec": {"uri": f"file://{tmp}/{name}.csv"},
             }
-            custom.create_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, "datasets", body, _preload_content=False
+            release(
+                custom.create_namespaced_custom_object(
+                    GROUP, VERSION, NAMESPACE, "datasets", body, _preload_content=False
+                )
             )
             created[name] = time.monotonic()
         creating = time.monotonic() - began

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from harness import describe
 from kafka_helpers import read_async
+from sandbox_helpers import resource
 
-from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.kinds import BY_KIND
 from fairpilot.bridge.config import BridgeConfig, Topics
 from fairpilot.bridge.publisher import DELIVERY_HEADER
@@ -55,24 +55,15 @@ FINISHED = {
 }
 
 
-def obj(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": kind,
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": spec,
-    }
-
-
 def populate(cluster: Cluster, count: int) -> list[dict[str, Any]]:
     """A finished Dataset and `count` finished BiasAnalyses of it, with nothing delivered."""
-    cluster.create_resource(obj("Dataset", "census", {"uri": "file:///census.csv"}))
+    cluster.create_resource(resource("Dataset", "census", {"uri": "file:///census.csv"}, NAMESPACE))
     cluster.patch_status(BY_KIND["Dataset"], NAMESPACE, "census", {"delivered": {"kafka": []}})
     spec = {"datasetRef": "census", "target": "income", "sensitiveFeatures": ["sex"]}
     bodies = []
     for n in range(count):
         name = f"fair-{n:05d}"
-        cluster.create_resource(obj("BiasAnalysis", name, spec))
+        cluster.create_resource(resource("BiasAnalysis", name, spec, NAMESPACE))
         cluster.patch_status(BY_KIND["BiasAnalysis"], NAMESPACE, name, FINISHED)
         body = cluster.get("BiasAnalysis", NAMESPACE, name)
         assert body is not None

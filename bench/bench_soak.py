@@ -55,8 +55,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parents[1] / "tests"))
 from harness import describe
 from kafka_helpers import DEAD, STATUS, payloads, produce, read, trigger
+from sandbox_helpers import resource
 
 from fairpilot.bridge.inbound import DATASET_ID
+from fairpilot.controller.cluster import release
 from fairpilot.sandbox.app import Sandbox
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, free_port, running_broker
 
@@ -366,22 +368,12 @@ def wait_until(condition: Callable[[], bool], timeout: float, progress: Callable
 
 
 def dataset(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Dataset",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"uri": "file:///unused.csv", "userId": "soak"},
-    }
+    return resource("Dataset", name, {"uri": "file:///unused.csv", "userId": "soak"}, NAMESPACE)
 
 
 def analysis(name: str, dataset_name: str) -> dict[str, Any]:
     spec = {"datasetRef": dataset_name, "target": "income", "sensitiveFeatures": ["sex"]}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "BiasAnalysis",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {**spec, "userId": "soak"},
-    }
+    return resource("BiasAnalysis", name, {**spec, "userId": "soak"}, NAMESPACE)
 
 
 def pair(prefix: str, i: int) -> list[dict[str, Any]]:
@@ -408,8 +400,10 @@ class Creator:
 
     def create(self, item: dict[str, Any]) -> None:
         plural = PLURALS[item["kind"]]
-        self._custom.create_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, plural, item, _preload_content=False
+        release(
+            self._custom.create_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, plural, item, _preload_content=False
+            )
         )
         self.created[key(item)] = time.monotonic()
 
@@ -451,13 +445,13 @@ def events_check(topics: dict[str, list[dict[str, Any]]], keys: list[str]) -> di
     phases = Counter((p["kind"], p["resource"], p["phase"]) for p in statuses)
     per_analysis = Counter(p["resource"] for p in reported)
     wrong = []
-    for resource in keys:
-        kind, name = resource.split("/", 1)
+    for each in keys:
+        kind, name = each.split("/", 1)
         counts = [phases[(kind, name, "Running")], phases[(kind, name, "Succeeded")]]
         if kind == "BiasAnalysis":
             counts.append(per_analysis[name])
         if counts != [1] * len(counts) or phases[(kind, name, "Pending")] > 1:
-            wrong.append(f"{resource}: {counts}")
+            wrong.append(f"{each}: {counts}")
     expected = {key.split("/", 1)[1] for key in keys}
     return {
         "statusEvents": len(statuses),

@@ -12,11 +12,14 @@ from fairpilot.sandbox.app import Sandbox
 TINY_CSV = "age,sex,income\n25,F,no\n38,M,yes\n52,M,yes\n41,F,no\n30,F,yes\n45,M,no\n"
 
 
-def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+def resource(
+    kind: str, name: str, spec: dict[str, Any], namespace: str | None = None
+) -> dict[str, Any]:
+    """A FairPilot resource; without a namespace, `Sandbox.apply` puts it in `default`."""
     return {
         "apiVersion": "fairpilot.io/v1alpha1",
         "kind": kind,
-        "metadata": {"name": name},
+        "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
         "spec": spec,
     }
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from fairpilot import API_GROUP, API_VERSION
+from sandbox_helpers import resource
+
 from fairpilot.api.kinds import BY_KIND
 from fairpilot.controller.cluster import Cluster
 from fairpilot.sandbox.emulator import running_emulator
@@ -22,12 +23,7 @@ def test_every_kind_of_call_reuses_the_pooled_connection() -> None:
         for n in range(20):
             name = f"d{n}"
             assert cluster.create_resource(
-                {
-                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
-                    "kind": "Dataset",
-                    "metadata": {"name": name, "namespace": "default"},
-                    "spec": {"uri": "file:///d.csv"},
-                }
+                resource("Dataset", name, {"uri": "file:///d.csv"}, "default")
             )
             cluster.patch_status(BY_KIND["Dataset"], "default", name, {"phase": "Pending"})
             assert cluster.get("Dataset", "default", name) is not None

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sandbox_helpers import resource
 
-from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.kinds import BY_KIND, Kind
 from fairpilot.controller.cluster import Cluster
 from fairpilot.outbox import Delivery, Outbox
@@ -52,14 +52,7 @@ def cluster() -> Iterator[Cluster]:
 
 
 def dataset(cluster: Cluster, name: str, phases: list[str]) -> dict[str, Any]:
-    cluster.create_resource(
-        {
-            "apiVersion": f"{API_GROUP}/{API_VERSION}",
-            "kind": "Dataset",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"uri": "file:///d.csv"},
-        }
-    )
+    cluster.create_resource(resource("Dataset", name, {"uri": "file:///d.csv"}, "default"))
     return changed(cluster, name, phases)
 
 
