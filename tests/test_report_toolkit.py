@@ -74,7 +74,8 @@ def build_full_report(payload: str = XSS) -> Report:
     )
     overview = report.section("Overview", intro=f"What the run found {payload}.")
     overview.metrics(
-        {"Rows": 48_842, "Accuracy": 0.873456, "Best model": "WeightedEnsemble_L2", payload: None}
+        {"Rows": 48_842, "Accuracy": 0.873456, "Best model": "WeightedEnsemble_L2", payload: None},
+        rounded={"Accuracy"},
     )
     overview.callout("All four-fifths checks pass.", kind="success", title="No bias detected")
     overview.callout("Predictions come from the validation split.", kind="info")
@@ -155,16 +156,18 @@ def chromium() -> str:
         (pd.NaT, "—"),
         (1234567, "1,234,567"),
         (np.int64(-48842), "-48,842"),
-        (0.873456, "0.8735"),
-        (3.14159, "3.142"),
-        (12345.678, "12,350"),
-        (1234.5678, "1,235"),
+        (0.873456, "0.873456"),
+        (3.14159, "3.14159"),
+        (12345.678, "12,345.678"),
+        (1234.5678, "1,234.5678"),
+        (99999.0, "99,999"),
+        (12285.0, "12,285"),
         (2.0, "2"),
         (0.5, "0.5"),
         (-0.0, "0"),
-        (0.000123456, "0.0001235"),
-        (1.23456e-7, "1.235e-07"),
-        (6.02e23, "6.020e+23"),
+        (0.000123456, "0.000123456"),
+        (1.23456e-7, "1.23456e-07"),
+        (6.02e23, "6.02e+23"),
         (float("inf"), "∞"),
         (True, "yes"),
         (np.bool_(False), "no"),
@@ -176,6 +179,26 @@ def chromium() -> str:
 )
 def test_format_value(value: object, shown: str) -> None:
     assert format_value(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.873456, "0.8735"),
+        (3.14159, "3.142"),
+        (12345.678, "12,346"),  # never fewer digits than the whole number
+        (1234.5678, "1,235"),
+        (99999.0, "99,999"),
+        (1234567, "1,234,567"),  # integers stay exact
+        (0.000123456, "0.0001235"),
+        (1.23456e-7, "1.235e-07"),
+        (1.5e-7, "1.5e-07"),
+        (6.02e23, "6.02e+23"),
+        (float("nan"), "—"),
+    ],
+)
+def test_format_value_rounded(value: object, shown: str) -> None:
+    assert format_value(value, rounded=True) == shown
 
 
 # -- HTML ------------------------------------------------------------------------------------
@@ -403,7 +426,7 @@ def test_full_report_renders_cleanly(chromium: str, tmp_path: Path) -> None:
     assert len(check.text) > 1_000
     for heading in HEADINGS:
         assert heading in check.text
-    for words in ["No bias detected", "IdLikeColumn", UNICODE, "48,842", "0.8735", "—"]:
+    for words in ["No bias detected", "IdLikeColumn", UNICODE, "48,842", "≈0.8735", "—"]:
         assert words in check.text
     assert "Showing the first 200 of 500 rows (300 not shown)" in check.text
     assert "Inside" not in check.text  # details start closed

@@ -1,6 +1,13 @@
 """Self-contained HTML reports for the stage jobs: `html.Report` builds pages, `charts` draws
 inline SVG charts with matplotlib."""
 
-from fairpilot_jobs.reports.html import Report, Section, format_value
+from fairpilot_jobs.reports.html import (
+    Report,
+    Section,
+    approx,
+    format_exact,
+    format_rounded,
+    format_value,
+)
 
-__all__ = ["Report", "Section", "format_value"]
+__all__ = ["Report", "Section", "approx", "format_exact", "format_rounded", "format_value"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import decimal
 from typing import Any
 
 from fairpilot_jobs.reports import charts
-from fairpilot_jobs.reports.html import Report
+from fairpilot_jobs.reports.html import Report, format_exact
 
 METRIC_NAMES = {
     "CI": "Class imbalance",
@@ -37,6 +38,7 @@ def build_bias_report(result: dict[str, Any]) -> str:
     if result["biasDetected"]:
         overview.callout("Bias detected.", kind="danger", title="BiasDetected")
         overview.bullet_list(result["findings"])
+        overview.note("Ratios and differences in the findings are rounded to 3 decimals.")
     else:
         overview.callout(
             f"No group falls below disparate impact {threshold} (the four-fifths rule).",
@@ -81,14 +83,20 @@ def build_bias_report(result: dict[str, Any]) -> str:
                     highlight=[g for g, v in ratios.items() if v < threshold],
                 ),
                 caption="Groups left of the line receive the favourable outcome at under "
-                f"{threshold:.0%} of the privileged group's rate.",
+                f"{_percent(threshold)} of the privileged group's rate.",
             )
         section.table(
             [{"group": g, **stats} for g, stats in groups.items()],
             caption="Per-group counts and rates",
+            rounded=True,
         )
         rows = [{"group": g, **metrics} for g, metrics in data["metrics"].items()]
-        section.table(rows, caption="Metrics per group (Clarify names)")
+        section.table(rows, caption="Metrics per group (Clarify names)", rounded=True)
     glossary = report.section("Glossary")
     glossary.table([{"metric": k, "meaning": v} for k, v in METRIC_NAMES.items()], sortable=False)
     return report.render()
+
+
+def _percent(fraction: float) -> str:
+    """0.8 as "80%", 0.855 as "85.5%": every digit of the threshold the user set."""
+    return f"{format_exact(decimal.Decimal(repr(float(fraction))).scaleb(2).normalize())}%"

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import fontManager
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from fairpilot_jobs.reports.html import format_value
+from fairpilot_jobs.reports.html import approx, format_value
 
 __all__ = [
     "BASE_COLOUR",
@@ -247,16 +247,24 @@ def _limits(values: Sequence[float], reference: float | None) -> tuple[float, fl
     return low - (0.16 * span if low < 0 else 0.0), high + (0.16 * span if high > 0 else 0.0)
 
 
-def _format_values(values: Sequence[float], value_format: str) -> list[str]:
+def _format_values(values: Sequence[float], value_format: str | None) -> list[str]:
+    """Bar labels: counts and other whole numbers exactly ("99,999"), other values to 3
+    significant digits; `value_format` (a str.format pattern) overrides that. A label that is
+    not exactly its value is marked as rounded ("≈0.857")."""
+    finite = [v for v in values if math.isfinite(v)]
+    if value_format is None:
+        whole = all(float(v).is_integer() for v in finite)
+        value_format = "{:,.0f}" if whole else "{:.3g}"
     labels = []
     for value in values:
         if not math.isfinite(value):
             labels.append("n/a")
             continue
         try:
-            labels.append(value_format.format(value))
+            text = value_format.format(value)
         except (ValueError, TypeError):
-            labels.append(f"{value:.3g}")
+            text = f"{value:.3g}"
+        labels.append(approx(value, text))
     return labels
 
 
@@ -270,14 +278,14 @@ def bar_chart(
     reference_label: str | None = None,
     highlight: Sequence[str] = (),
     horizontal: bool = True,
-    value_format: str = "{:.3g}",
+    value_format: str | None = None,
 ) -> str:
     """One bar per label, its value written at its end.
 
     Bars whose label is in `highlight` are vermillion, the rest blue; `reference` draws a
     dashed line (named in a legend when `reference_label` is given). Horizontal charts grow
     in height with the number of bars; a vertical chart of more than 25 bars is drawn
-    horizontally, where the labels stay readable.
+    horizontally, where the labels stay readable. Value labels: see `_format_values`.
     """
     names = [str(label) for label in labels]
     numbers = [_number(value) for value in values]
@@ -375,7 +383,7 @@ def grouped_bar_chart(
                 if labelled:
                     ax.bar_label(
                         bars,
-                        ["" if not math.isfinite(v) else f"{v:.3g}" for v in values],
+                        ["" if text == "n/a" else text for text in _format_values(values, None)],
                         padding=2,
                         fontsize=7.5,
                         color=MUTED_COLOUR,
@@ -442,10 +450,4 @@ def category_bars(counts: Mapping[str, int], *, title: str = "", top: int = 15) 
     items = sorted(counts.items(), key=lambda item: -_number(item[1]))
     shown = items[: max(1, top)]
     label = "rows" if len(items) <= len(shown) else f"rows (top {len(shown)} of {len(items):,})"
-    return bar_chart(
-        [str(k) for k, _ in shown],
-        [v for _, v in shown],
-        title=title,
-        xlabel=label,
-        value_format="{:,.0f}",
-    )
+    return bar_chart([str(k) for k, _ in shown], [v for _, v in shown], title=title, xlabel=label)

@@ -5,6 +5,11 @@ tables, charts inlined as SVG (see `charts.py`), callouts for what matters, and 
 resource of any kind (no CDN, no web fonts, no remote script or image). Every string that may
 come from user data (titles, column names, values, captions) is escaped.
 
+Numbers are shown exactly, every digit (99999 as "99,999", never "100,000"). Derived statistics
+(means, rates, metrics) may be rounded, through the `rounded` argument of `table`, `key_values`
+and `metrics`, which marks them "≈" (a table: in the header, with a note under it; each
+rounded cell keeps every digit in its tooltip); `approx` marks a number formatted by hand.
+
     report = Report("Dataset profile", subtitle="s3://bucket/adult.csv")
     overview = report.section("Overview")
     overview.metrics({"Rows": 48_842, "Columns": 15}).callout("Looks fine.", kind="success")
@@ -19,7 +24,7 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from html import escape
 from html.parser import HTMLParser
 from importlib import resources
@@ -29,7 +34,19 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-__all__ = ["CalloutKind", "Report", "Section", "format_value"]
+__all__ = [
+    "ROUNDED_MARK",
+    "ROUNDED_NOTE",
+    "CalloutKind",
+    "Report",
+    "Rounded",
+    "Section",
+    "approx",
+    "format_exact",
+    "format_rounded",
+    "format_value",
+    "shows_exactly",
+]
 
 CalloutKind = Literal["info", "success", "warning", "danger"]
 CALLOUT_KINDS: tuple[str, ...] = get_args(CalloutKind)
@@ -77,28 +94,129 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float | decimal.Decimal | np.integer | np.floating)
 
 
-def _format_float(number: float) -> str:
+ROUNDED_DIGITS = 4
+ROUNDED_MARK = "≈"
+ROUNDED_TITLE = (
+    f"rounded to {ROUNDED_DIGITS} significant digits, or to the whole number from 1,000 up"
+)
+ROUNDED_NOTE = f"{ROUNDED_MARK} {ROUNDED_TITLE.capitalize()}; hover a value for every digit."
+
+# Which values of a table, key-value list or card row are shown rounded: none (the default:
+# every number exactly as observed), all of them (True), or those under the keys given.
+Rounded = bool | Collection[object]
+
+
+def _with_separators(digits: str) -> str:
+    """'-1234.5' as '-1,234.5'; text in scientific notation is left as it is."""
+    if "e" in digits or "E" in digits:
+        return digits
+    sign = "-" if digits.startswith("-") else ""
+    whole, dot, fraction = digits.lstrip("+-").partition(".")
+    return f"{sign}{int(whole or 0):,}{dot}{fraction}"
+
+
+def _special_float(number: float) -> str | None:
     if math.isnan(number):
         return MISSING
     if math.isinf(number):
         return "∞" if number > 0 else "−∞"
     if number == 0:
         return "0"
+    return None
+
+
+# Whole floats below this are written in full; from it on, in the shortest text that reads back
+# as the same float (repr's own limit: 1e+16), as beyond 2**53 a float stands for many integers.
+_WHOLE_FLOATS = 1e16
+
+
+def _exact_float(value: float | np.floating) -> str:
+    """Every digit: whole numbers in full, other values in the shortest text that reads back
+    as the same number (the float's own precision: float32 values as float32)."""
+    number = float(value)
+    special = _special_float(number)
+    if special is not None:
+        return special
+    if number.is_integer() and abs(number) < _WHOLE_FLOATS:
+        return f"{int(number):,}"
+    text = str(value) if isinstance(value, np.floating) else repr(number)
+    return _with_separators(text)
+
+
+def _exact_decimal(value: decimal.Decimal) -> str:
+    if value.is_nan():
+        return MISSING
+    if value.is_infinite():
+        return "∞" if value > 0 else "−∞"
+    if value.is_zero():
+        return "0"
+    text = format(value, ",f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _rounded_float(number: float, digits: int = ROUNDED_DIGITS) -> str:
+    """`digits` significant digits, never fewer than the whole number (189,664 rather than
+    189,700); scientific notation below 1e-4; from 1e16 on the float as it is."""
+    special = _special_float(number)
+    if special is not None:
+        return special
     magnitude = abs(number)
-    if magnitude >= 1e15 or magnitude < 1e-4:
-        return f"{number:.3e}"
-    decimals = 3 - math.floor(math.log10(magnitude))  # 4 significant digits
-    rounded = round(number, decimals)
-    if decimals <= 0:
-        return f"{rounded:,.0f}"
-    text = f"{rounded:,.{decimals}f}".rstrip("0").rstrip(".")
+    if magnitude >= _WHOLE_FLOATS:
+        return _exact_float(number)  # no whole number to round to
+    if magnitude < 1e-4:
+        mantissa, _, exponent = f"{number:.{digits - 1}e}".partition("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(magnitude)))
+    text = f"{round(number, decimals):,.{decimals}f}"
+    if decimals:
+        text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
-def format_value(value: object) -> str:
+def format_exact(value: object) -> str:
+    """An observed value as it is, every digit kept (unescaped); see `format_value`."""
+    return format_value(value)
+
+
+def format_rounded(value: object, digits: int = ROUNDED_DIGITS) -> str:
+    """A derived statistic (mean, rate, metric) to `digits` significant digits, never fewer
+    than its whole number; integers stay exact. Show it labelled as rounded: `approx` below,
+    or the `rounded` argument of the `Section` methods, which label it for you."""
+    return format_value(value, rounded=True, digits=digits)
+
+
+def shows_exactly(value: object, shown: str) -> bool:
+    """Whether the text `shown` for a number reads back as exactly that number (thousands
+    separators ignored; "37%" reads as 37 or as 0.37)."""
+    if not _is_number(value) or _is_missing(value):
+        return True
+    number = float(value)  # type: ignore[arg-type]
+    text = shown.strip().replace(",", "").replace("−", "-")
+    if math.isinf(number):
+        return text in ("∞", "-∞", "inf", "-inf")
+    percent = text.endswith("%")
+    try:
+        parsed = float(text.removesuffix("%").strip())
+    except ValueError:
+        return False
+    return parsed == number or (percent and parsed / 100 == number)
+
+
+def approx(value: object, shown: str) -> str:
+    """`shown` with the rounded mark in front ("≈0.857") unless it is exactly `value`: for
+    numbers formatted by hand (f"{rate:.0%}") in prose, chart labels and cards."""
+    return shown if shows_exactly(value, shown) else f"{ROUNDED_MARK}{shown}"
+
+
+def format_value(value: object, *, rounded: bool = False, digits: int = ROUNDED_DIGITS) -> str:
     """A value as a person reads it (unescaped).
 
-    Floats to 4 significant digits, integers with thousands separators, None/NaN/NA as "—",
+    Numbers exactly: integers with thousands separators, floats in the shortest text that
+    reads back as the same float (99999.0 as "99,999", 0.1 as "0.1", 1.5e-07 as "1.5e-07").
+    With `rounded`, floats to `digits` significant digits (see `format_rounded`): only for
+    derived statistics, and only where the page says they are rounded. None/NaN/NA as "—",
     booleans as yes/no, dates in ISO form, lists and dicts spelled out.
     """
     if _is_missing(value):
@@ -109,8 +227,10 @@ def format_value(value: object) -> str:
         return "yes" if value else "no"
     if isinstance(value, int | np.integer):
         return f"{int(value):,}"
-    if isinstance(value, float | np.floating | decimal.Decimal):
-        return _format_float(float(value))
+    if isinstance(value, decimal.Decimal):
+        return _rounded_float(float(value), digits) if rounded else _exact_decimal(value)
+    if isinstance(value, float | np.floating):
+        return _rounded_float(float(value), digits) if rounded else _exact_float(value)
     if isinstance(value, pd.Timestamp | dt.datetime):
         if value.hour == value.minute == value.second == value.microsecond == 0:
             return value.strftime("%Y-%m-%d")
@@ -118,12 +238,33 @@ def format_value(value: object) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, np.ndarray):
-        return format_value(value.tolist())
+        return format_value(value.tolist(), rounded=rounded, digits=digits)
     if isinstance(value, list | tuple | set | frozenset):
-        return ", ".join(format_value(v) for v in value)
+        return ", ".join(format_value(v, rounded=rounded, digits=digits) for v in value)
     if isinstance(value, Mapping):
-        return ", ".join(f"{k}: {format_value(v)}" for k, v in value.items())
+        return ", ".join(
+            f"{k}: {format_value(v, rounded=rounded, digits=digits)}" for k, v in value.items()
+        )
     return str(value)
+
+
+def _is_rounded(rounded: Rounded, key: object) -> bool:
+    if isinstance(rounded, bool):
+        return rounded
+    return key in rounded
+
+
+def _shown(value: object, rounded: bool) -> tuple[str, str | None]:
+    """The text of a value, and its exact text where rounding changed it (else None)."""
+    exact = format_value(value)
+    if not rounded:
+        return exact, None
+    text = format_value(value, rounded=True)
+    return text, (exact if text != exact else None)
+
+
+def _exact_title(exact: str | None) -> str:
+    return f' title="{escape(exact)}"' if exact is not None else ""
 
 
 def _slug(text: str) -> str:
@@ -152,6 +293,11 @@ class Section:
         self._blocks.append(f"<p>{_text(text)}</p>")
         return self
 
+    def note(self, text: str) -> Section:
+        """A small muted line: what a number above means, how it was rounded."""
+        self._blocks.append(f'<p class="note">{_text(text)}</p>')
+        return self
+
     def callout(self, text: str, kind: CalloutKind = "info", title: str | None = None) -> Section:
         if kind not in CALLOUT_KINDS:
             raise ValueError(f"callout kind must be one of {CALLOUT_KINDS}, not {kind!r}")
@@ -174,24 +320,36 @@ class Section:
 
     # -- numbers ---------------------------------------------------------------------------
 
-    def key_values(self, items: Mapping[str, object]) -> Section:
-        rows = "".join(
-            f'<tr><th scope="row">{_text(key)}</th>'
-            f"<td{_NUM if _is_number(value) else ''}>{_text(format_value(value))}</td></tr>"
-            for key, value in items.items()
-        )
-        self._blocks.append(f'<table class="kv"><tbody>{rows}</tbody></table>')
+    def key_values(self, items: Mapping[str, object], rounded: Rounded = ()) -> Section:
+        """A two-column list; numbers exact unless their key is in `rounded` (True: all),
+        and a rounded one carries the "≈" mark, its every digit in a tooltip."""
+        rows = []
+        for key, value in items.items():
+            shown, exact = _shown(value, _is_rounded(rounded, key))
+            if exact is not None:
+                shown = f"{ROUNDED_MARK}{shown}"
+            rows.append(
+                f'<tr><th scope="row">{_text(key)}</th>'
+                f"<td{_NUM if _is_number(value) else ''}{_exact_title(exact)}>{_text(shown)}</td>"
+                "</tr>"
+            )
+        self._blocks.append(f'<table class="kv"><tbody>{"".join(rows)}</tbody></table>')
         return self
 
-    def metrics(self, items: Mapping[str, object]) -> Section:
+    def metrics(self, items: Mapping[str, object], rounded: Rounded = ()) -> Section:
+        """Cards of headline numbers; exact unless their label is in `rounded` (True: all),
+        and a rounded one carries the "≈" mark, its every digit in a tooltip."""
         cards = []
         for label, value in items.items():
-            shown = format_value(value)
+            shown, exact = _shown(value, _is_rounded(rounded, label))
+            if exact is not None:
+                shown = f"{ROUNDED_MARK}{shown}"
             long = len(shown) > 12  # a name rather than a number: a wider card, smaller type
             cards.append(
                 f'<div class="card{" wide" if long else ""}">'
                 f'<div class="card-label">{_text(label)}</div>'
-                f'<div class="card-value{" long" if long else ""}">{_text(shown)}</div></div>'
+                f'<div class="card-value{" long" if long else ""}"{_exact_title(exact)}>'
+                f"{_text(shown)}</div></div>"
             )
         self._blocks.append(f'<div class="cards">{"".join(cards)}</div>')
         return self
@@ -203,9 +361,15 @@ class Section:
         caption: str | None = None,
         max_rows: int = 200,
         sortable: bool = True,
+        rounded: Rounded = (),
     ) -> Section:
         """A data table: numeric columns right-aligned, the first `max_rows` rows shown (with a
         note saying how many were left out), sortable by clicking a header.
+
+        Numbers are shown exactly, except the floats of the columns in `rounded` (True: every
+        column): derived statistics such as means and rates. A column where rounding changed
+        a value gets the "≈" mark in its header and a note under the table says what it
+        means; each such cell has its every digit in a tooltip.
 
         A DataFrame's index becomes the first column when it carries information (named, or
         not the default 0..n-1 range).
@@ -215,27 +379,38 @@ class Section:
         block = next(self._ids)
         numeric = [_numeric_column(records, key) for key in keys]
         sortable = sortable and len(records) > 1
+        body = []
+        marked: set[int] = set()
+        for record in records:
+            cells = []
+            for column, (key, is_number) in enumerate(zip(keys, numeric, strict=True)):
+                value = record.get(key)
+                text, exact = _shown(value, _is_rounded(rounded, key))
+                shown = _text(text)
+                if exact is not None:
+                    marked.add(column)
+                if is_number and not _is_missing(value):
+                    sort_key = float(value)  # type: ignore[arg-type]
+                    cells.append(
+                        f'<td class="num" data-sort="{sort_key!r}"{_exact_title(exact)}>'
+                        f"{shown}</td>"
+                    )
+                elif _is_missing(value):
+                    cells.append(f'<td class="missing{" num" if is_number else ""}">{shown}</td>')
+                else:
+                    cells.append(f"<td{_exact_title(exact)}>{shown}</td>")
+            body.append(f"<tr>{''.join(cells)}</tr>")
         head = []
-        for key, is_number in zip(keys, numeric, strict=True):
+        for column, (key, is_number) in enumerate(zip(keys, numeric, strict=True)):
             label = _text(key)
+            if column in marked:
+                label += (
+                    f' <abbr class="rounded" title="{escape(ROUNDED_TITLE)}">{ROUNDED_MARK}</abbr>'
+                )
             css = ' class="num"' if is_number else ""
             if sortable:
                 label = f'<button type="button" class="sort">{label}</button>'
             head.append(f'<th scope="col"{css}>{label}</th>')
-        body = []
-        for record in records:
-            cells = []
-            for key, is_number in zip(keys, numeric, strict=True):
-                value = record.get(key)
-                shown = _text(format_value(value))
-                if is_number and not _is_missing(value):
-                    sort_key = float(value)  # type: ignore[arg-type]
-                    cells.append(f'<td class="num" data-sort="{sort_key!r}">{shown}</td>')
-                elif _is_missing(value):
-                    cells.append(f'<td class="missing{" num" if is_number else ""}">{shown}</td>')
-                else:
-                    cells.append(f"<td>{shown}</td>")
-            body.append(f"<tr>{''.join(cells)}</tr>")
         cap_id = f"t{block}-caption"
         cap = f'<p class="table-caption" id="{cap_id}">{_text(caption)}</p>' if caption else ""
         labelled = f' aria-labelledby="{cap_id}"' if caption else ""
@@ -251,6 +426,8 @@ class Section:
             note = f'<p class="note">{total:,} rows.</p>'
         else:
             note = ""
+        if marked:
+            note += f'<p class="note rounded-note">{_text(ROUNDED_NOTE)}</p>'
         css = "data sortable" if sortable else "data"
         self._blocks.append(
             f'<div class="table-block">{cap}<div class="table-wrap">'

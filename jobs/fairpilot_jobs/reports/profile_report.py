@@ -6,9 +6,12 @@ from typing import Any
 
 from fairpilot.api import ProfileJobSpec
 from fairpilot_jobs.reports import charts
-from fairpilot_jobs.reports.html import Report
+from fairpilot_jobs.reports.html import ROUNDED_MARK, Report
 
 MAX_COLUMN_CHARTS = 40
+# Derived statistics, shown rounded (and marked so); min, max and every count stay exact.
+ROUNDED_STATISTICS = frozenset({"mean", "std", "p25", "median", "p75"})
+ROUNDED_COLUMNS = frozenset({"missing %", "mean"})
 
 
 def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
@@ -46,6 +49,7 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
         for warning in result["warnings"]:
             kind = "danger" if warning["type"] == "LabelLeakageCandidate" else "warning"
             warnings.callout(warning["message"], kind=kind, title=warning["type"])
+        warnings.note("Percentages and correlations in these warnings are rounded.")
     else:
         warnings.callout(
             "No constant, ID-like, mostly-missing or leaking columns found.", kind="success"
@@ -67,7 +71,8 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
                 "top value": (c.get("topCategories") or [{}])[0].get("value"),
             }
             for c in result["columnProfiles"]
-        ]
+        ],
+        rounded=ROUNDED_COLUMNS,
     )
     missing = {
         c["name"]: 100 * c["missingFraction"] for c in result["columnProfiles"] if c["missing"]
@@ -80,7 +85,11 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
             caption="Columns with missing values.",
         )
 
-    detail = report.section("Column details")
+    detail = report.section(
+        "Column details",
+        intro="Minimum, maximum and counts are exact; the mean, standard deviation (std) and "
+        f"interpolated quartiles (p25, median, p75) are rounded, marked {ROUNDED_MARK}.",
+    )
     for profile in result["columnProfiles"][:MAX_COLUMN_CHARTS]:
         detail.details(f"{profile['name']} ({profile['type']})", lambda s, p=profile: _column(s, p))
     if len(result["columnProfiles"]) > MAX_COLUMN_CHARTS:
@@ -99,7 +108,7 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
 
 def _column(section: Any, profile: dict[str, Any]) -> None:
     if "numeric" in profile:
-        section.key_values(profile["numeric"])
+        section.key_values(profile["numeric"], rounded=ROUNDED_STATISTICS)
     if profile.get("topCategories"):
         section.figure(
             charts.category_bars(
