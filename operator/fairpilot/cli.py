@@ -22,7 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="export a public data set shipped in an installed package (no download)",
         description="Write a public data set as CSV files, e.g. for `fairpilot-job` by hand.",
     )
-    data.add_argument("name", choices=["adult"], help="adult: UCI Adult income (train and test)")
+    data.add_argument(
+        "name",
+        choices=["adult", "german"],
+        help="adult: UCI Adult income (train and test); german: Statlog German credit",
+    )
     data.add_argument("--output", type=Path, required=True, help="directory to write into")
     crds = commands.add_parser(
         "crds",

@@ -57,17 +57,18 @@ def compute_shap(
     fallback = None
     if spec.method in (ShapMethod.AUTO, ShapMethod.TREE):
         try:
-            shap = tree_shap(predictor, rows)
+            shap = tree_shap(predictor, rows, background)
             check_tree_additivity(predictor, rows, shap)
             shap["method"] = "tree"
             shap["algorithm"] = (
-                "exact TreeSHAP per tree member (native LightGBM/XGBoost/CatBoost), "
-                "combined by the ensemble weights"
+                "exact interventional TreeSHAP per tree member (XGBoost through shap, CatBoost "
+                "natively, LightGBM from its own tree dump) over the background rows, in the "
                 + (
-                    " after the rescale rule from log-odds to probability"
+                    "probability space (rescale rule per row and background row)"
                     if predictor.problem_type == "binary"
-                    else ""
+                    else "prediction space"
                 )
+                + ", combined by the ensemble weights"
             )
         except TreeUnsupported as exc:
             if spec.method is ShapMethod.TREE:
@@ -110,6 +111,7 @@ def run_explain(spec: ExplainJobSpec, store: artifacts.ArtifactStore) -> dict[st
         classes = [str(c) for c in predictor.class_labels] if kind != "regression" else []
 
     features = list(rows.columns)
+    base_value = float(base.reshape(len(rows), -1)[0, 0]) if values.ndim == 2 else base[0].tolist()
     magnitude = np.abs(values).mean(axis=0)
     if magnitude.ndim == 2:
         magnitude = magnitude.sum(axis=1)
@@ -138,9 +140,17 @@ def run_explain(spec: ExplainJobSpec, store: artifacts.ArtifactStore) -> dict[st
         "rows": len(rows),
         "backgroundRows": len(background),
         "features": features,
-        "baseValue": float(base.reshape(len(rows), -1)[0, 0])
-        if values.ndim == 2
-        else base[0].tolist(),
+        "baseValue": base_value,
+        # E[f(X)] over the background: the number every report level calls the average.
+        "averagePrediction": {
+            "value": base_value if values.ndim == 2 else None,
+            "perClass": None if values.ndim == 2 else dict(zip(classes, base_value, strict=True)),
+            "over": "background rows",
+            "rows": len(background),
+        },
+        "explainedRowsMeanOutput": (
+            float(np.mean(output)) if values.ndim == 2 else np.mean(output, axis=0).tolist()
+        ),
         "globalImportance": importance,
         "topFeature": importance[0]["feature"],
         "localAccuracy": {

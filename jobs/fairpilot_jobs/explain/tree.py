@@ -1,41 +1,41 @@
-"""Exact TreeSHAP over AutoGluon's ensemble of gradient-boosted trees.
+"""Exact interventional TreeSHAP over AutoGluon's ensemble of gradient-boosted trees.
 
 AutoGluon's best model is usually a weighted ensemble of LightGBM, XGBoost and CatBoost
-members (each possibly bagged over folds). Each member's booster computes exact path-dependent
-TreeSHAP natively (LightGBM `pred_contrib`, XGBoost `pred_contribs`, CatBoost `ShapValues`)
-in its margin (log-odds) space, in milliseconds. Shapley values are linear in the model, so
-the ensemble's values are the members' values combined by the ensemble weights:
+members (each possibly bagged over folds). What is explained is the predictor's own output:
+P(positive class) for binary classification, the predicted value for regression. Each member
+is explained in that output space with interventional TreeSHAP over the same background rows
+(`boosters.py`: the method each booster supports exactly), so that
 
-- regression: the output is the weighted sum of member outputs, so the combination is exact;
-- binary classification: the ensemble averages member *probabilities*, so each member's margin
-  values are first mapped to its probability change with the rescale rule
-  (phi_p = phi_m * (sigmoid(m(x)) - sigmoid(E m)) / (m(x) - E m)), which keeps additivity
-  exact; the base value is the weighted mean of sigmoid(E m).
+- every member's base value is its mean output over the background, and its values add up
+  to its output on each row;
+- Shapley values are linear in the model, and the ensemble's output is the weighted sum of
+  its members' outputs (probabilities for classification), so the ensemble's values are the
+  members' values combined by the ensemble weights, and its base value is E[f(X)] over the
+  background: the model's average prediction, the number every report level states.
 
 Anything else (multiclass, stacked layers, non-tree members, features AutoGluon derived from
 several columns) raises `TreeUnsupported`, and the caller falls back to a model-agnostic
-explainer.
+explainer over the same background.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fairpilot_jobs.explain.boosters import (
+    BoosterUnsupported,
+    MemberShap,
+    catboost_values,
+    lightgbm_values,
+    xgboost_values,
+)
+
 
 class TreeUnsupported(Exception):
     """The ensemble cannot be explained exactly with TreeSHAP; the message says why."""
-
-
-@dataclass
-class MemberValues:
-    name: str
-    weight: float
-    margin_values: np.ndarray  # (rows, features) in the member's margin space
-    margin_base: np.ndarray  # (rows,)
 
 
 def leaf_members(trainer: Any, model: Any, weight: float = 1.0) -> list[tuple[Any, float]]:
@@ -73,32 +73,30 @@ class _BaggedChild:
 
 
 def _member_values(
-    model: Any, internal: pd.DataFrame, features: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Margin-space SHAP values of one leaf model, mapped onto `features`."""
+    model: Any, rows: pd.DataFrame, background: pd.DataFrame, features: list[str], binary: bool
+) -> MemberShap:
+    """Interventional SHAP of one leaf model, mapped onto `features`."""
     from autogluon.tabular.models import CatBoostModel, LGBModel, XGBoostModel
 
     leaf = model.child if isinstance(model, _BaggedChild) else model
     if not isinstance(leaf, LGBModel | XGBoostModel | CatBoostModel):
         raise TreeUnsupported(f"{leaf.name} ({type(leaf).__name__}) is not a supported tree model")
-    transformed = model.preprocess(internal)
-    if isinstance(leaf, LGBModel):
-        raw = leaf.model.predict(transformed, pred_contrib=True)
-        columns = list(transformed.columns)
-        return _project(raw, columns, features, leaf.name)
-    if isinstance(leaf, XGBoostModel):
-        import xgboost
-
-        booster = leaf.model.get_booster()
-        best = getattr(leaf.model, "best_iteration", None)
-        kwargs = {"iteration_range": (0, best + 1)} if best is not None else {}
-        raw = booster.predict(xgboost.DMatrix(transformed), pred_contribs=True, **kwargs)
-        return _project(raw, _xgboost_columns(leaf), features, leaf.name)
-    from catboost import Pool
-
-    pool = Pool(transformed, cat_features=leaf.model.get_cat_feature_indices())
-    raw = leaf.model.get_feature_importance(data=pool, type="ShapValues")
-    return _project(raw, list(transformed.columns), features, leaf.name)
+    x, b = model.preprocess(rows), model.preprocess(background)
+    try:
+        if isinstance(leaf, LGBModel):
+            found = lightgbm_values(leaf.model, x, b, binary)
+        elif isinstance(leaf, XGBoostModel):
+            found = xgboost_values(leaf.model, x, b, binary, _xgboost_columns(leaf))
+        else:
+            found = catboost_values(leaf.model, x, b, binary)
+    except BoosterUnsupported as exc:
+        raise TreeUnsupported(f"{leaf.name}: {exc}") from exc
+    return MemberShap(
+        _project(found.values, found.columns, features, leaf.name),
+        found.base,
+        found.output,
+        features,
+    )
 
 
 def _xgboost_columns(model: Any) -> list[str]:
@@ -114,36 +112,32 @@ def _xgboost_columns(model: Any) -> list[str]:
     return columns + list(generator.other_cols)
 
 
-def _project(
-    raw: np.ndarray, columns: list[str], features: list[str], name: str
-) -> tuple[np.ndarray, np.ndarray]:
-    raw = np.asarray(raw, dtype="float64")
-    if raw.ndim != 2 or raw.shape[1] != len(columns) + 1:
-        raise TreeUnsupported(f"{name}: {raw.shape} contributions for {len(columns)} columns")
+def _project(values: np.ndarray, columns: list[str], features: list[str], name: str) -> np.ndarray:
+    """Values per member column -> values per feature (one-hot columns summed into theirs)."""
+    values = np.asarray(values, dtype="float64")
+    if values.ndim != 2 or values.shape[1] != len(columns):
+        raise TreeUnsupported(f"{name}: {values.shape} values for {len(columns)} columns")
     index = {feature: i for i, feature in enumerate(features)}
     unknown = sorted(set(columns) - set(index))
     if unknown:
         raise TreeUnsupported(f"{name} uses derived features {unknown[:5]}")
     projection = np.zeros((len(columns), len(features)))
     projection[np.arange(len(columns)), [index[c] for c in columns]] = 1.0
-    return raw[:, :-1] @ projection, raw[:, -1]
+    return values @ projection
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for large |x|
+def tree_shap(predictor: Any, rows: pd.DataFrame, background: pd.DataFrame) -> dict[str, Any]:
+    """Exact ensemble TreeSHAP for `rows` against `background` (original columns, no label).
 
-
-def tree_shap(predictor: Any, rows: pd.DataFrame) -> dict[str, Any]:
-    """Exact ensemble TreeSHAP for `rows` (original columns, no label).
-
-    Returns values (rows, features), base values (rows,), the output they add up to, and
-    the members with their weights.
+    Returns values (rows, features), base values (rows,), each member's weight, and the
+    output the values add up to.
     """
     kind = predictor.problem_type
     if kind not in ("binary", "regression"):
         raise TreeUnsupported(f"{kind} problems are explained model-agnostically")
     features = list(rows.columns)
     internal = predictor.transform_features(rows)
+    internal_background = predictor.transform_features(background[features])
     derived = sorted(set(internal.columns) - set(features))
     if derived:
         raise TreeUnsupported(f"AutoGluon derived features {derived[:5]} from several columns")
@@ -151,21 +145,19 @@ def tree_shap(predictor: Any, rows: pd.DataFrame) -> dict[str, Any]:
     best = trainer.load_model(predictor.model_best)
     members = leaf_members(trainer, best)
     values = np.zeros((len(rows), len(features)))
-    base = np.zeros(len(rows))
+    base = 0.0
+    output = np.zeros(len(rows))
     weights: dict[str, float] = {}
     for model, weight in members:
-        phi, bias = _member_values(model, internal, features)
-        if kind == "binary":
-            margin = bias + phi.sum(axis=1)
-            delta = margin - bias
-            p_x, p_base = _sigmoid(margin), _sigmoid(bias)
-            slope = np.where(
-                np.abs(delta) > 1e-12,
-                (p_x - p_base) / np.where(np.abs(delta) > 1e-12, delta, 1.0),
-                p_base * (1 - p_base),
-            )
-            phi, bias = phi * slope[:, None], p_base
-        values += weight * phi
-        base += weight * bias
+        found = _member_values(model, internal, internal_background, features, kind == "binary")
+        values += weight * found.values
+        base += weight * found.base
+        output += weight * found.output
         weights[model.name] = weights.get(model.name, 0.0) + weight
-    return {"values": values, "base": base, "features": features, "members": weights}
+    return {
+        "values": values,
+        "base": np.full(len(rows), base),
+        "output": output,
+        "features": features,
+        "members": weights,
+    }

@@ -13,7 +13,7 @@ import pandas as pd
 
 from fairpilot.api import ExpertiseLevel
 from fairpilot_jobs.reports import charts
-from fairpilot_jobs.reports.html import Report
+from fairpilot_jobs.reports.html import Report, approx
 
 TOP = 15
 EXAMPLES = 3
@@ -38,11 +38,15 @@ def build_explanation_report(
         ExpertiseLevel.INTERMEDIATE: "Model explanation",
         ExpertiseLevel.EXPERT: "Model explanation: full detail",
     }[level]
+    model = result.get("model") or {}
+    named = f"model {model['modelId']} {model.get('version') or ''}".strip()
     report = Report(
         title,
-        subtitle=f"{result['target']}: {result['explainedOutput']}",
-        meta={"level": str(level)},
+        subtitle=f"{result['target']}: {result['explainedOutput']}"
+        + (f" · {named}" if model.get("modelId") else ""),
+        meta={"level": str(level), "model": model.get("uri") or ""},
     )
+    report.section("The average prediction").paragraph(average_sentence(result))
     if level is ExpertiseLevel.BEGINNER:
         _beginner(report, result, rows, values, base, output)
     else:
@@ -52,10 +56,26 @@ def build_explanation_report(
     return report.render()
 
 
+def average_sentence(result: dict[str, Any]) -> str:
+    """The one statement of the model's average prediction, the same on every level: it is
+    the base value every explanation starts from (E[f(X)] over the background rows)."""
+    average = result["averagePrediction"]
+    if average.get("perClass"):
+        shown = ", ".join(f"{k} {_fmt(v, result)}" for k, v in average["perClass"].items())
+    else:
+        shown = _fmt(average["value"], result)
+    return (
+        f"On average the model predicts {shown} "
+        f"({result['explainedOutput']}, the mean over {average['rows']:,} background rows). "
+        "Every explanation below starts from this average: a feature's SHAP value is how far "
+        "it moves one row's prediction away from it."
+    )
+
+
 def _fmt(value: float, result: dict[str, Any]) -> str:
     if result["problemType"] == "regression":
-        return f"{value:,.4g}"
-    return f"{value:.0%}"
+        return approx(value, f"{value:,.4g}")
+    return approx(value, f"{value:.0%}")
 
 
 def _beginner(
@@ -95,9 +115,8 @@ def _beginner(
     ups = [f"{name} = {rows.iloc[index][name]}" for name, v in contributions[:6] if v > 0][:3]
     downs = [f"{name} = {rows.iloc[index][name]}" for name, v in contributions[:6] if v < 0][:3]
     example.paragraph(
-        f"Across the {len(output):,} examples the model predicts "
-        f"{_fmt(float(np.mean(output)), result)} on average. "
-        f"For the example below it predicts {_fmt(output[index], result)}."
+        f"For the example below the model predicts {_fmt(output[index], result)}, against "
+        f"{_fmt(base[index], result)} on average."
     )
     example.key_values({str(name): rows.iloc[index][name] for name, _ in contributions[:6]})
     if ups:
@@ -151,9 +170,10 @@ def _intermediate(
         )
     notes = report.section("How these were computed")
     notes.paragraph(f"Method: {result['method']} ({result['algorithm']}).")
+    error = result["localAccuracy"]["maxAbsError"]
     notes.paragraph(
         f"Check: base value + sum of SHAP values equals the model's output for every row, "
-        f"up to {result['localAccuracy']['maxAbsError']:.2e}."
+        f"up to {approx(error, f'{error:.2e}')}."
     )
 
 
@@ -181,7 +201,7 @@ def _expert(report: Report, result: dict[str, Any], rows: pd.DataFrame, values: 
             caption="Ensemble members",
         )
     table = report.section("All features")
-    table.table(result["globalImportance"])
+    table.table(result["globalImportance"], rounded=True)
     dependence = report.section(
         "Dependence", intro="SHAP value against feature value, top features."
     )
@@ -191,7 +211,7 @@ def _expert(report: Report, result: dict[str, Any], rows: pd.DataFrame, values: 
     frame = pd.DataFrame(values[:100], columns=rows.columns, index=rows.index[:100]).reset_index(
         names="row"
     )
-    sample.table(frame, max_rows=100)
+    sample.table(frame, max_rows=100, rounded=True)
 
 
 def _explanation(rows: pd.DataFrame, values: np.ndarray, base: np.ndarray) -> Any:
