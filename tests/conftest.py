@@ -43,6 +43,7 @@ def run_job(
     env: dict[str, str] | None = None,
     output_uri: str | None = None,
     timeout: float = 600,
+    run_id: str | None = None,
 ) -> JobRun:
     """Run `fairpilot-job` in a subprocess, as the operator's pod would."""
     output.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,7 @@ def run_job(
             str(spec_file),
             "--output",
             output_uri or f"file://{output}",
+            *(["--run-id", run_id] if run_id else []),
         ],
         capture_output=True,
         text=True,

@@ -160,8 +160,10 @@ def test_every_bad_input_fails_cleanly(files: dict[str, str], tmp_path: Path) ->
     for name, stage, spec, reason, words in cases(files):
         output = tmp_path / name.replace(" ", "-").replace("(", "").replace(")", "")
         output.mkdir()
-        (output / "result.json").write_text("{}")  # a stale result from an earlier run
-        run = run_job(stage, spec, output)
+        # What an earlier attempt of the same run (a Job's retry) left: not this attempt's.
+        (output / ".fairpilot-run.json").write_text('{"runId": "uid/g1"}')
+        (output / "result.json").write_text("{}")
+        run = run_job(stage, spec, output, run_id="uid/g1")
         lines = run.stderr.strip().splitlines()
         checks = {
             "exit code non-zero": run.returncode != 0,

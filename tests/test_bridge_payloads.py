@@ -158,7 +158,8 @@ def test_a_seed_automl_trigger_makes_a_training_run_named_by_its_model() -> None
     assert run["kind"] == "TrainingRun"
     assert run["spec"]["timeLimitSeconds"] == 10  # the seed's "10", in seconds
     assert run["spec"]["modelId"] == run["metadata"]["name"]
-    assert run["spec"]["version"] == "v1" and run["spec"]["taskType"] == "classification"
+    # No version in the message: v1 for the first model, the next free one per retrain.
+    assert "version" not in run["spec"] and run["spec"]["taskType"] == "classification"
 
 
 def test_an_xai_trigger_finds_the_users_training_run_by_model_and_version() -> None:
@@ -183,6 +184,27 @@ def test_an_xai_trigger_finds_the_users_training_run_by_model_and_version() -> N
         with pytest.raises(Rejected) as error:
             planned("xai-trigger-events", {**trigger, **wrong}, store)
         assert error.value.reason == "ModelNotFound"
+
+
+def test_an_xai_trigger_for_a_replaced_model_version_explains_that_version() -> None:
+    """A TrainingRun retrained since: v1 is still one model, and a trigger naming it gets it."""
+    _, run = planned("automl-trigger-events", seed.AUTOML_TRIGGER)
+    run["status"] = {
+        "modelVersion": "v2",
+        "models": [{"version": "v1", "modelUri": "s3://m/v1"}, {"version": "v2"}],
+    }
+    store = Store(run)
+    trigger = {**seed.XAI_TRIGGER, "model_id": run["metadata"]["name"]}
+    (old,) = planned("xai-trigger-events", {**trigger, "version": "v1"}, store)
+    assert old["spec"]["modelVersion"] == "v1"
+    (current,) = planned("xai-trigger-events", {**trigger, "version": "v2"}, store)
+    assert "modelVersion" not in current["spec"]
+    latest = {k: v for k, v in trigger.items() if k != "version"}
+    (unversioned,) = planned("xai-trigger-events", latest, store)
+    assert "modelVersion" not in unversioned["spec"]
+    with pytest.raises(Rejected) as error:
+        planned("xai-trigger-events", {**trigger, "version": "v3"}, store)
+    assert error.value.reason == "ModelNotFound"
 
 
 # At least twenty kinds of messages that cannot become a resource, and the reason each gets.

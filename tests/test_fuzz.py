@@ -158,9 +158,8 @@ def test_nothing_from_a_payload_reaches_the_jobs_command_line(
     for item in planned:
         kind = BY_KIND[item["kind"]]
         meta = {**item["metadata"], "uid": "uid-1", "generation": 1}
-        container = build_job(kind, {**item, "metadata": meta}, config)["spec"]["template"]["spec"][
-            "containers"
-        ][0]
+        job = build_job(kind, {**item, "metadata": meta}, config, "g1")
+        container = job["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == ["fairpilot-job", kind.stage]
         assert container["args"][:3] == ["--spec", "/etc/fairpilot/spec.yaml", "--output"]
         assert re.fullmatch(r"s3://artifacts(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+", container["args"][3])

@@ -18,7 +18,7 @@ from fairpilot.sandbox.app import Sandbox
 
 GROUP, VERSION, NAMESPACE = "fairpilot.io", "v1alpha1", "default"
 OWNER = "alice@example.org"
-OWNER_FOLDER = "alice_example.org"  # the owner as one path segment (jobs.output_uri)
+OWNER_FOLDER = "alice_example.org"  # the owner as one path segment (runs.output_uri)
 
 
 @pytest.fixture
@@ -71,9 +71,10 @@ def test_pipeline_stages_write_under_the_owners_folder(sandbox: Sandbox, tiny_cs
     for name, plural in (("owned", "datasets"), ("owned-bias", "biasanalyses")):
         status = items[name]["status"]
         assert status["phase"] == "Succeeded", (name, status)
-        expected = f"file://{folder}/{plural}/{NAMESPACE}/{name}/g1"
+        uid = items[name]["metadata"]["uid"]
+        expected = f"file://{folder}/{plural}/{NAMESPACE}/{name}/{uid}/g1"
         assert status["outputUri"] == expected
-        assert (folder / plural / NAMESPACE / name / "g1" / "result.json").is_file()
+        assert (folder / plural / NAMESPACE / name / uid / "g1" / "result.json").is_file()
     assert items["owned-bias"]["status"]["reweighingUri"].startswith(f"file://{folder}/")
     assert not (sandbox.artifacts / "default").exists(), "nothing lands in the default folder"
 

@@ -535,7 +535,7 @@ def test_every_stage_pod_is_locked_down(kind: Kind, gpu: bool) -> None:
         "metadata": {"name": "locked", "namespace": "ml", "uid": "uid-1", "generation": 1},
         "spec": spec,
     }
-    job = build_job(kind, obj, config)
+    job = build_job(kind, obj, config, "g1")
     pod = job["spec"]["template"]["spec"]
     assert_locked_down(pod, f"{kind.kind} ({'gpu' if gpu else 'cpu'})", "s3-credentials")
     assert ("nvidia.com/gpu" in pod["containers"][0]["resources"]["limits"]) == gpu

@@ -11,8 +11,8 @@ from conftest import JobRun
 from fairpilot.api.kinds import BIAS_ANALYSIS, BY_KIND, DATASET, EXPLANATION, TRAINING_RUN
 from fairpilot.conditions import failure, project_result, set_condition, summary_message
 from fairpilot.config import OperatorConfig
-from fairpilot.jobs import output_uri
 from fairpilot.pipeline import next_resource
+from fairpilot.runs import output_uri
 
 PIPELINE = (
     Path(__file__).resolve().parent.parent / "manifests" / "examples" / "adult" / "pipeline.yaml"
@@ -41,8 +41,13 @@ def test_training_and_explanation_results_project_into_status(
 ) -> None:
     status = project_result(TRAINING_RUN, trained.result)
     assert status["evalMetric"] == "roc_auc"
-    assert status["bestScore"] == trained.result["metrics"]["test"]["roc_auc"]
+    # The score the best model won by (validation), and the test score, each named.
+    assert status["bestScore"] == trained.result["metrics"]["validation"]["roc_auc"]
+    assert status["validationScore"] == status["bestScore"]
+    assert status["testScore"] == trained.result["metrics"]["test"]["roc_auc"]
     assert status["modelUri"].endswith("/model") and status["validationPassed"] is True
+    assert status["productionReady"] is True
+    assert status["framework"] == "other" and status["frameworkDetail"].startswith("autogluon")
     TRAINING_RUN.status.model_validate(status)
     explanation = project_result(EXPLANATION, explained.result)
     assert explanation["method"] == "tree" and explanation["additivityError"] <= 1e-6
@@ -131,8 +136,8 @@ def test_pipeline_stages_belong_to_the_datasets_owner(owner: str | None) -> None
     for stage in stages:
         kind = BY_KIND[stage["kind"]]
         assert kind.spec.model_validate(stage["spec"]).user_id == owner
-        stage["metadata"]["generation"] = 1
-        assert output_uri(config, kind, stage) == (
+        stage["metadata"] |= {"generation": 1, "uid": "uid-7"}
+        assert output_uri(config, kind, stage, "g1") == (
             f"s3://artifacts/root/{owner or 'default'}/{kind.plural}/ml/"
-            f"{stage['metadata']['name']}/g1"
+            f"{stage['metadata']['name']}/uid-7/g1"
         )

@@ -98,11 +98,70 @@ def _s3_error(location: Location, action: str, exc: Exception) -> JobError:
     return JobError("StorageUnavailable", f"{action} {location.uri}: {exc}")
 
 
+CLAIM_FILE = ".fairpilot-run.json"
+
+
 class ArtifactStore:
     """Reads and writes files under one root URI."""
 
     def __init__(self, root: str | Location) -> None:
         self.root = parse_uri(root) if isinstance(root, str) else root
+        # The run that claimed this location (`claim`): a stage's further claims (the model's
+        # registry folder) are made in its name, so that a retry of the run may take them.
+        self.run_id: str | None = None
+
+    # -- claiming ------------------------------------------------------------------------
+    def claim(self, run_id: str | None, what: str = "output location") -> None:
+        """Make the location this run's, or refuse: artifacts are never overwritten.
+
+        An empty location is claimed by a marker created exclusively (a file opened with
+        O_EXCL, an S3 put with If-None-Match), so two runs cannot both take it. A location that
+        holds anything else is refused, unless its marker names `run_id`: the same run tried
+        again (a Job's retry), which may write over its own partial output.
+        """
+        marker = json.dumps({"runId": run_id}).encode()
+        self.run_id = run_id
+        if not names(self.uri()) and self.create_exclusive(CLAIM_FILE, marker):
+            return
+        try:
+            claimed = json.loads(read_bytes(self.uri(CLAIM_FILE))).get("runId")
+        except (JobError, ValueError, AttributeError):
+            claimed = None
+        if run_id is not None and claimed == run_id:
+            return
+        self.run_id = None
+        raise JobError(
+            "OutputNotEmpty",
+            f"{self.uri()} already holds another run's artifacts ({what}); FairPilot never "
+            "writes over earlier results: give an output location of its own",
+        )
+
+    def create_exclusive(self, relative: str, data: bytes) -> bool:
+        """Create a file that must not exist yet; False when it does (someone else made it)."""
+        target = self.root.child(relative)
+        if target.scheme == "file":
+            path = Path(target.path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            return True
+        from botocore.exceptions import ClientError
+
+        try:
+            _s3_client().put_object(
+                Bucket=target.bucket, Key=target.path, Body=data, IfNoneMatch="*"
+            )
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                return False
+            raise _s3_error(target, "writing", exc) from exc
+        except Exception as exc:
+            raise _s3_error(target, "writing", exc) from exc
 
     # -- writing -------------------------------------------------------------------------
     def uri(self, relative: str = "") -> str:
@@ -165,6 +224,27 @@ def _json_default(value: Any) -> Any:
 
 
 # -- reading ------------------------------------------------------------------------------
+def names(uri: str) -> list[str]:
+    """The entries directly under a location (files and folders, folders without their '/'),
+    sorted; empty when there is nothing there."""
+    location = parse_uri(uri)
+    if location.scheme == "file":
+        path = Path(location.path)
+        return sorted(entry.name for entry in path.iterdir()) if path.is_dir() else []
+    prefix = location.path.rstrip("/") + "/" if location.path else ""
+    found: set[str] = set()
+    try:
+        paginator = _s3_client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=location.bucket, Prefix=prefix, Delimiter="/"):
+            found.update(item["Key"][len(prefix) :] for item in page.get("Contents", []))
+            found.update(
+                item["Prefix"][len(prefix) :].rstrip("/") for item in page.get("CommonPrefixes", [])
+            )
+    except Exception as exc:
+        raise _s3_error(location, "listing", exc) from exc
+    return sorted(name for name in found if name)
+
+
 def exists(uri: str) -> bool:
     location = parse_uri(uri)
     if location.scheme == "file":

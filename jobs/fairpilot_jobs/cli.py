@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="output URI for artifacts (file:///dir or s3://bucket/prefix)",
     )
     parser.add_argument(
+        "--run-id",
+        help=(
+            "identity of this run: the output location must be empty, or hold this same run's "
+            "earlier attempt (the operator passes <resource uid>/<run>). Without it, only an "
+            "empty location is accepted: results are never overwritten"
+        ),
+    )
+    parser.add_argument(
         "--log-level", default=os.environ.get("FAIRPILOT_LOG_LEVEL", "INFO"), help="default: INFO"
     )
     return parser
@@ -114,13 +122,17 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "invalid spec: " + describe(exc)
 
 
-def run(stage: str, spec_source: str, output: str) -> int:
+def run(stage: str, spec_source: str, output: str, run_id: str | None = None) -> int:
     started = datetime.now(UTC)
     clock = time.monotonic()
     store: ArtifactStore | None = None
     try:
-        store = ArtifactStore(output)
-        # A stale result from an earlier run must not pass for this run's.
+        claimed = ArtifactStore(output)
+        # Refused before anything is written: error.json must not land in another run's
+        # folder either.
+        claimed.claim(run_id)
+        store = claimed
+        # This run's earlier attempt (a retry) may have left them: they are not this attempt's.
         store.delete(RESULT_FILE)
         store.delete(ERROR_FILE)
         spec = load_spec(stage, spec_source)
@@ -195,7 +207,7 @@ def configure_logging(level: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
-    return run(args.stage, args.spec, args.output)
+    return run(args.stage, args.spec, args.output, args.run_id)
 
 
 if __name__ == "__main__":

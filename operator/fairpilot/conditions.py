@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fairpilot.api.kinds import Kind
+from fairpilot.api.status import MAX_COLUMN_NAMES
 
 
 def now() -> str:
@@ -39,14 +40,10 @@ def set_condition(
     return [c for c in conditions if c.get("type") != type_] + [condition]
 
 
-def _best_score(result: dict[str, Any]) -> float | None:
+def _score(result: dict[str, Any], split: str) -> float | None:
+    """The eval metric on one split (validation: what the best model won by; test)."""
     metric = result.get("evalMetric")
-    metrics = result.get("metrics") or {}
-    for split in ("test", "validation"):
-        value = (metrics.get(split) or {}).get(metric)
-        if value is not None:
-            return value
-    return None
+    return ((result.get("metrics") or {}).get(split) or {}).get(metric)
 
 
 def project_result(kind: Kind, result: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +58,9 @@ def project_result(kind: Kind, result: dict[str, Any]) -> dict[str, Any]:
             "suggestedTaskType": suggestion.get("taskType"),
             "warnings": len(result.get("warnings") or []),
         }
+        names = [p.get("name") for p in result.get("columnProfiles") or []]
+        if len(names) <= MAX_COLUMN_NAMES and all(isinstance(n, str) for n in names):
+            status["columnNames"] = names
     elif kind.kind == "BiasAnalysis":
         status |= {
             "biasDetected": result.get("biasDetected"),
@@ -70,13 +70,18 @@ def project_result(kind: Kind, result: dict[str, Any]) -> dict[str, Any]:
         }
     elif kind.kind == "TrainingRun":
         model = result.get("model") or {}
+        validation = result.get("validation") or {}
         status |= {
             "bestModel": (result.get("bestModel") or {}).get("name"),
             "evalMetric": result.get("evalMetric"),
-            "bestScore": _best_score(result),
+            "bestScore": _score(result, "validation"),
+            "validationScore": _score(result, "validation"),
+            "testScore": _score(result, "test"),
             "modelUri": model.get("uri"),
             "modelSizeMb": model.get("sizeMb"),
-            "validationPassed": (result.get("validation") or {}).get("passed"),
+            # Unchecked is not passed: no threshold, no verdict.
+            "validationPassed": validation.get("passed") if validation.get("checked") else None,
+            "productionReady": (result.get("productionReady") or {}).get("ready"),
         }
         metadata = model.get("metadata") or {}
         if metadata:
@@ -85,6 +90,7 @@ def project_result(kind: Kind, result: dict[str, Any]) -> dict[str, Any]:
                 "modelVersion": metadata.get("version"),
                 "modelType": metadata.get("model_type"),
                 "framework": metadata.get("framework"),
+                "frameworkDetail": (metadata.get("custom_metadata") or {}).get("framework"),
                 "algorithm": metadata.get("algorithm"),
                 "accuracy": {
                     split: metadata.get(f"{split}_accuracy")
@@ -92,12 +98,50 @@ def project_result(kind: Kind, result: dict[str, Any]) -> dict[str, Any]:
                 },
             }
     elif kind.kind == "Explanation":
+        model = result.get("model") or {}
         status |= {
+            "modelId": model.get("modelId"),
+            "modelVersion": model.get("version"),
+            "modelUri": model.get("uri"),
             "method": result.get("method"),
             "topFeature": result.get("topFeature"),
             "additivityError": (result.get("localAccuracy") or {}).get("maxAbsError"),
         }
     return status
+
+
+def result_conditions(
+    kind: Kind, status: dict[str, Any], result: dict[str, Any]
+) -> list[tuple[str, bool | None, str, str]]:
+    """(type, status, reason, message) of the conditions a succeeded stage's result sets."""
+    if kind.kind == "BiasAnalysis":
+        detected = bool(status.get("biasDetected"))
+        findings = "; ".join(status.get("findings") or []) or "no threshold crossed"
+        reason = "ThresholdCrossed" if detected else "WithinThresholds"
+        return [("BiasDetected", detected, reason, findings)]
+    if kind.kind != "TrainingRun":
+        return []
+    validation = result.get("validation") or {}
+    if validation.get("checked"):
+        passed = bool(validation.get("passed"))
+        validated = (
+            "ValidationPassed",
+            passed,
+            "ThresholdMet" if passed else "ThresholdMissed",
+            str(validation.get("message") or ""),
+        )
+    else:
+        validated = (
+            "ValidationPassed",
+            None,
+            "NotChecked",
+            "no validationThreshold was set: the model was not validated",
+        )
+    ready = result.get("productionReady") or {}
+    if "ready" not in ready:
+        return [validated]
+    reason = "AllGatesPassed" if ready["ready"] else str(ready.get("reason") or "GateFailed")
+    return [validated, ("ProductionReady", bool(ready["ready"]), reason, ready.get("message", ""))]
 
 
 def summary_message(kind: Kind, status: dict[str, Any]) -> str:
@@ -110,9 +154,17 @@ def summary_message(kind: Kind, status: dict[str, Any]) -> str:
         verdict = "bias detected" if status.get("biasDetected") else "no bias detected"
         return f"{verdict}; lowest disparate impact {di:.3f}" if di is not None else verdict
     if kind.kind == "TrainingRun":
-        score = status.get("bestScore")
-        shown = f"{score:.4f}" if score is not None else "n/a"
-        return f"{status.get('bestModel')}: {status.get('evalMetric')} {shown}"
+        scores = [
+            f"{split} {value:.4f}"
+            for split, value in (
+                ("validation", status.get("validationScore")),
+                ("test", status.get("testScore")),
+            )
+            if value is not None
+        ]
+        shown = ", ".join(scores) or "no score"
+        version = f" {status['modelVersion']}" if status.get("modelVersion") else ""
+        return f"{status.get('bestModel')}{version}: {status.get('evalMetric')} {shown}"
     return f"{status.get('method')} SHAP; top feature {status.get('topFeature')}"
 
 

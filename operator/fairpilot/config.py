@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,5 +64,21 @@ class OperatorConfig(BaseModel):
             "URI from a user or a Kafka message could otherwise make a job read any file of its "
             "container, /proc/self/environ and its credentials included, into a report. The "
             "chart sets /data; None leaves it to the node (the sandbox sets its own)."
+        ),
+    )
+    uri_schemes: list[Literal["s3", "file"]] = Field(
+        default_factory=lambda: ["s3", "file"],
+        min_length=1,
+        description=(
+            "URI schemes a Dataset may name. A Dataset whose URI has another scheme, or a "
+            "file:// URI outside file_root, fails before any Job is started."
+        ),
+    )
+    follow_inputs: bool = Field(
+        default=True,
+        description=(
+            "Re-run a finished resource when an input it used changed (a TrainingRun retrained "
+            "under its Explanation, a Dataset profiled again under its BiasAnalysis); False "
+            "only marks it UpToDate=False."
         ),
     )

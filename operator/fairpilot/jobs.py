@@ -8,7 +8,6 @@ reaches a shell: the container's command is a fixed argv and the spec travels as
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 import yaml
@@ -16,34 +15,26 @@ import yaml
 from fairpilot import API_GROUP, __version__
 from fairpilot.api.kinds import Kind
 from fairpilot.config import OperatorConfig
+from fairpilot.runs import output_uri
 
 SPEC_MOUNT = "/etc/fairpilot"
 SPEC_FILE = "spec.yaml"
 MAX_NAME = 63  # Job names become pod labels, which are limited to 63 characters
+INPUT_ERROR_EXIT_CODE = 2  # `fairpilot-job`'s exit code for input it refuses
 
 
 class GpuNotAllowed(Exception):
     """The resource asks for GPUs and the operator's configuration forbids them."""
 
 
-def object_name(kind: Kind, name: str, generation: int) -> str:
-    """Deterministic, unique per resource generation, and a valid label value."""
-    base = f"fp-{kind.stage}-{name}-g{generation}"
+def object_name(kind: Kind, name: str, run: str) -> str:
+    """Deterministic, unique per resource run (`runs.run_id`), and a valid label value."""
+    base = f"fp-{kind.stage}-{name}-{run}"
     if len(base) <= MAX_NAME:
         return base
     digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-    head = f"fp-{kind.stage}-{name}"[: MAX_NAME - len(f"-g{generation}") - 9].rstrip("-.")
-    return f"{head}-{digest}-g{generation}"
-
-
-def output_uri(config: OperatorConfig, kind: Kind, resource: dict[str, Any]) -> str:
-    """Artifacts per user, per resource, per version (generation), like seed 004's layout."""
-    meta, spec = resource["metadata"], resource.get("spec") or {}
-    user = re.sub(r"[^A-Za-z0-9._-]", "_", str(spec.get("userId") or "default"))[:128]
-    # The user is one path segment: "." or ".." would climb out of the artifact root.
-    user = re.sub(r"^\.", "_", user)
-    root = config.artifact_root.rstrip("/")
-    return f"{root}/{user}/{kind.plural}/{meta['namespace']}/{meta['name']}/g{meta['generation']}"
+    head = f"fp-{kind.stage}-{name}"[: MAX_NAME - len(f"-{run}") - 9].rstrip("-.")
+    return f"{head}-{digest}-{run}"
 
 
 def _label_value(name: str) -> str:
@@ -52,7 +43,7 @@ def _label_value(name: str) -> str:
     return name[:63].rstrip("-.")
 
 
-def labels(kind: Kind, resource: dict[str, Any]) -> dict[str, str]:
+def labels(kind: Kind, resource: dict[str, Any], run: str) -> dict[str, str]:
     meta = resource["metadata"]
     return {
         "app.kubernetes.io/name": "fairpilot",
@@ -63,6 +54,7 @@ def labels(kind: Kind, resource: dict[str, Any]) -> dict[str, str]:
         f"{API_GROUP}/kind": kind.kind,
         f"{API_GROUP}/name": _label_value(meta["name"]),
         f"{API_GROUP}/generation": str(meta["generation"]),
+        f"{API_GROUP}/run": run,
         f"{API_GROUP}/stage": kind.stage,
     }
 
@@ -80,16 +72,16 @@ def owner_reference(kind: Kind, resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def spec_config_map(
-    kind: Kind, resource: dict[str, Any], job_spec: dict[str, Any]
+    kind: Kind, resource: dict[str, Any], job_spec: dict[str, Any], run: str
 ) -> dict[str, Any]:
     meta = resource["metadata"]
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": object_name(kind, meta["name"], meta["generation"]),
+            "name": object_name(kind, meta["name"], run),
             "namespace": meta["namespace"],
-            "labels": labels(kind, resource),
+            "labels": labels(kind, resource, run),
             "ownerReferences": [owner_reference(kind, resource)],
         },
         "data": {SPEC_FILE: yaml.safe_dump(job_spec, sort_keys=False)},
@@ -125,10 +117,12 @@ def _deadline(kind: Kind, spec: dict[str, Any], config: OperatorConfig) -> int:
     return config.jobs.active_deadline_seconds
 
 
-def build_job(kind: Kind, resource: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
-    """The stage's Job: one container running `fairpilot-job STAGE`, locked down."""
+def build_job(
+    kind: Kind, resource: dict[str, Any], config: OperatorConfig, run: str
+) -> dict[str, Any]:
+    """The stage's Job for one run: one container running `fairpilot-job STAGE`, locked down."""
     meta, spec = resource["metadata"], resource.get("spec") or {}
-    name = object_name(kind, meta["name"], meta["generation"])
+    name = object_name(kind, meta["name"], run)
     requirements, gpus = _resources(kind, spec, config)
     env = [
         {"name": "HOME", "value": "/tmp"},
@@ -148,7 +142,10 @@ def build_job(kind: Kind, resource: dict[str, Any], config: OperatorConfig) -> d
             "--spec",
             f"{SPEC_MOUNT}/{SPEC_FILE}",
             "--output",
-            output_uri(config, kind, resource),
+            output_uri(config, kind, resource, run),
+            # The stage writes only into an empty location or one this run claimed (a retry).
+            "--run-id",
+            f"{meta['uid']}/{run}",
         ],
         "env": env,
         "resources": requirements,
@@ -193,7 +190,7 @@ def build_job(kind: Kind, resource: dict[str, Any], config: OperatorConfig) -> d
             pod_spec["nodeSelector"] = dict(config.gpu.node_selector)
         if config.gpu.runtime_class_name:
             pod_spec["runtimeClassName"] = config.gpu.runtime_class_name
-    job_labels = labels(kind, resource)
+    job_labels = labels(kind, resource, run)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -205,6 +202,21 @@ def build_job(kind: Kind, resource: dict[str, Any], config: OperatorConfig) -> d
         },
         "spec": {
             "backoffLimit": config.jobs.backoff_limit,
+            # Exit code 2 is the stage saying its input is wrong: retrying cannot help, so the
+            # Job fails at once; a crash (1), an OOM kill or an eviction still retries.
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "stage",
+                            "operator": "In",
+                            "values": [INPUT_ERROR_EXIT_CODE],
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
             "activeDeadlineSeconds": _deadline(kind, spec, config),
             "ttlSecondsAfterFinished": config.jobs.ttl_seconds_after_finished,
             "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},

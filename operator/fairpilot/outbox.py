@@ -37,6 +37,7 @@ from typing import Any, Protocol, TypeVar
 from fairpilot.api.kinds import BY_KIND, Kind
 from fairpilot.bridge import metrics
 from fairpilot.controller.cluster import Cluster
+from fairpilot.runs import current_run
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -78,9 +79,10 @@ class Sink(Protocol):
         ...
 
 
-def _generation_of(delivery_id: str) -> int | None:
-    found = re.search(r"/g(\d+)(/|$)", delivery_id)
-    return int(found.group(1)) if found else None
+def _run_of(delivery_id: str) -> str | None:
+    """The run a delivery belongs to (`model.uploaded/g2r1` -> g2r1), if it names one."""
+    found = re.search(r"/(g\d+(?:r\d+)?)(/|$)", delivery_id)
+    return found.group(1) if found else None
 
 
 class Outbox:
@@ -243,11 +245,10 @@ class Outbox:
             metrics.DELIVERED.labels(self.sink.name).inc()
         if sent or unrecorded:
             self._delivered.setdefault(uid, set()).update(sent)
-            generation = int(meta.get("generation") or 1)
+            # Only the current run's: an earlier run's deliveries are never asked for again.
+            run = current_run(body.get("status") or {}, int(meta.get("generation") or 1))
             kept = [
-                i
-                for i in dict.fromkeys([*done, *sent, *unrecorded])
-                if _generation_of(i) in (None, generation)
+                i for i in dict.fromkeys([*done, *sent, *unrecorded]) if _run_of(i) in (None, run)
             ]
             try:
                 await blocking(

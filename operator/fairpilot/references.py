@@ -8,14 +8,19 @@ can never hand a job a spec the job would refuse.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import ValidationError
 
 from fairpilot.api import JOB_SPECS
 from fairpilot.api.kinds import Kind
 from fairpilot.api.validation import describe, is_dns1123_subdomain
+from fairpilot.config import OperatorConfig
 
 # (kind, name) -> the resource as a dict, or None when it does not exist.
 Lookup = Callable[[str, str], dict[str, Any] | None]
@@ -44,70 +49,147 @@ def _get(lookup: Lookup, kind: str, name: str, field: str) -> dict[str, Any]:
     return found
 
 
+def references_of(kind: str, spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, name) of every resource a spec refers to."""
+    found = []
+    for field_name, target in (
+        ("datasetRef", "Dataset"),
+        ("testDatasetRef", "Dataset"),
+        ("trainingRunRef", "TrainingRun"),
+    ):
+        if isinstance(spec.get(field_name), str):
+            found.append((target, spec[field_name]))
+    mitigation = spec.get("mitigation")
+    if isinstance(mitigation, dict) and isinstance(mitigation.get("biasAnalysisRef"), str):
+        found.append(("BiasAnalysis", mitigation["biasAnalysisRef"]))
+    return found if kind != "Dataset" else []
+
+
 def _ready(resource: dict[str, Any], kind: str, name: str, field: str) -> dict[str, Any]:
     status = resource.get("status") or {}
     phase = status.get("phase")
+    generation = (resource.get("metadata") or {}).get("generation")
     if phase == "Failed":
         raise UnresolvedReference(
             "ReferenceFailed", f"{field}: {kind} {name!r} failed", waiting=False
         )
-    if phase != "Succeeded":
+    # Succeeded, of its current spec, with inputs that have not changed under it: what a
+    # status describes only once the operator has looked at a changed spec or input.
+    current = generation is None or status.get("observedGeneration") == generation
+    if phase != "Succeeded" or not current or not up_to_date(status):
+        now = phase if current and up_to_date(status) else "changing"
         raise UnresolvedReference(
             "ReferenceNotReady",
-            f"{field}: waiting for {kind} {name!r} to succeed (now {phase or 'Pending'})",
+            f"{field}: waiting for {kind} {name!r} to succeed (now {now or 'Pending'})",
             waiting=True,
             on=(kind, name),
         )
     return status
 
 
-def _dataset(lookup: Lookup, name: str, field: str) -> dict[str, Any]:
+def up_to_date(status: dict[str, Any]) -> bool:
+    """False when the status says its inputs changed under it (UpToDate=False)."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "UpToDate":
+            return condition.get("status") != "False"
+    return True
+
+
+def as_input(field: str, kind: str, resource: dict[str, Any]) -> dict[str, Any]:
+    """What a run used of a referenced resource, recorded in its status (`status.inputs`)."""
+    meta, status = resource.get("metadata") or {}, resource.get("status") or {}
+    entry = {
+        "field": field,
+        "kind": kind,
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+        "runId": status.get("runId") or f"g{status.get('observedGeneration') or 1}",
+        "outputUri": status.get("outputUri"),
+    }
+    if kind == "TrainingRun":
+        entry |= {"modelUri": status.get("modelUri"), "modelVersion": status.get("modelVersion")}
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+@dataclass
+class Resolved:
+    """A job spec, and the resources (as they are now) that went into it."""
+
+    spec: dict[str, Any]
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _dataset(
+    lookup: Lookup, name: str, field_name: str, inputs: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     # A Dataset is ready once its profile succeeded: a stage never starts on data that could
     # not be read, and fails with the Dataset's name when it could not.
-    dataset = _get(lookup, "Dataset", name, field)
-    _ready(dataset, "Dataset", name, field)
+    dataset = _get(lookup, "Dataset", name, field_name)
+    _ready(dataset, "Dataset", name, field_name)
+    inputs.append(as_input(field_name, "Dataset", dataset))
     spec = dataset.get("spec") or {}
     location = {"uri": spec["uri"]}
     if spec.get("format"):
         location["format"] = spec["format"]
-    return location
+    return location, dataset
 
 
 def job_spec(
     kind: Kind, spec: dict[str, Any], lookup: Lookup, name: str | None = None
 ) -> dict[str, Any]:
-    """The job spec for a resource of `kind` with this `spec` (camelCase, as stored).
+    """The job spec for a resource of `kind` with this `spec` (camelCase, as stored)."""
+    return resolve(kind, spec, lookup, name).spec
+
+
+def resolve(
+    kind: Kind,
+    spec: dict[str, Any],
+    lookup: Lookup,
+    name: str | None = None,
+    config: OperatorConfig | None = None,
+) -> Resolved:
+    """The job spec for a resource of `kind` with this `spec` (camelCase, as stored), and the
+    inputs it was made from.
 
     `name`: the resource's name, which is a TrainingRun's model id when its spec gives none
-    (the registry and the model.uploaded event need one that tells models apart).
+    (the registry and the model.uploaded event need one that tells models apart). What the
+    operator can judge from here (a column its Dataset does not have, a URI it may not read)
+    is refused here, for good, rather than by a Job half a minute later.
     """
     _check_resource(kind, spec, name)
     out = dict(spec)
+    inputs: list[dict[str, Any]] = []
     if kind.kind == "TrainingRun" and name and not out.get("modelId"):
         out["modelId"] = name
     if kind.kind == "Dataset":
         out.pop("pipeline", None)  # the operator's business, not the profile job's
+        if config is not None:
+            check_uri(spec.get("uri", ""), config, "uri")
     if "datasetRef" in out:
-        out["dataset"] = _dataset(lookup, out.pop("datasetRef"), "datasetRef")
+        out["dataset"], dataset = _dataset(lookup, out.pop("datasetRef"), "datasetRef", inputs)
+        check_columns(kind, spec, dataset, "datasetRef")
     if out.get("testDatasetRef"):
-        out["testDataset"] = _dataset(lookup, out.pop("testDatasetRef"), "testDatasetRef")
+        out["testDataset"], test = _dataset(
+            lookup, out.pop("testDatasetRef"), "testDatasetRef", inputs
+        )
+        if kind.kind == "TrainingRun":
+            _require(test, {spec.get("target"): "target"}, "testDatasetRef")
     out.pop("testDatasetRef", None)
     if out.get("trainingRunRef"):
         name = out.pop("trainingRunRef")
         run = _get(lookup, "TrainingRun", name, "trainingRunRef")
-        status = _ready(run, "TrainingRun", name, "trainingRunRef")
-        if not status.get("modelUri"):
-            raise UnresolvedReference(
-                "NoModel", f"trainingRunRef: TrainingRun {name!r} reports no modelUri",
-                waiting=False,
-            )  # fmt: skip
-        out["model"] = {"uri": status["modelUri"]}
+        _ready(run, "TrainingRun", name, "trainingRunRef")
+        wanted = out.pop("modelVersion", None)
+        model = _model(run, name, wanted)
+        out["model"] = {"uri": model["modelUri"]}
+        inputs.append({**as_input("trainingRunRef", "TrainingRun", run), **model})
         if kind.kind == "Explanation" and "dataset" not in out:
             # Explain the rows the model was tested on, else those it learnt from.
             run_spec = run.get("spec") or {}
             ref = run_spec.get("testDatasetRef") or run_spec["datasetRef"]
-            out["dataset"] = _dataset(lookup, ref, "trainingRunRef's dataset")
+            out["dataset"], _ = _dataset(lookup, ref, "trainingRunRef's dataset", inputs)
     out.pop("trainingRunRef", None)
+    out.pop("modelVersion", None)
     mitigation = out.get("mitigation")
     if mitigation and "biasAnalysisRef" in mitigation:
         name = mitigation["biasAnalysisRef"]
@@ -119,6 +201,7 @@ def job_spec(
                 f"mitigation.biasAnalysisRef: BiasAnalysis {name!r} reports no reweighingUri",
                 waiting=False,
             )
+        inputs.append(as_input("mitigation.biasAnalysisRef", "BiasAnalysis", analysis))
         out["mitigation"] = {"reweighing": {"uri": status["reweighingUri"]}}
     try:
         model = JOB_SPECS[kind.stage].model_validate(out)
@@ -126,7 +209,95 @@ def job_spec(
         raise UnresolvedReference(
             "InvalidSpec", f"job spec is invalid: {describe(exc)}", waiting=False
         ) from exc
-    return model.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return Resolved(model.model_dump(by_alias=True, mode="json", exclude_none=True), inputs)
+
+
+def _model(run: dict[str, Any], name: str, version: str | None) -> dict[str, Any]:
+    """The model of a TrainingRun to use: its current one, or the version asked for."""
+    status = run.get("status") or {}
+    if version is None or version == status.get("modelVersion"):
+        if not status.get("modelUri"):
+            raise UnresolvedReference(
+                "NoModel", f"trainingRunRef: TrainingRun {name!r} reports no modelUri",
+                waiting=False,
+            )  # fmt: skip
+        return {"modelUri": status["modelUri"], "modelVersion": status.get("modelVersion")}
+    for record in status.get("models") or []:
+        if record.get("version") == version and record.get("modelUri"):
+            return {"modelUri": record["modelUri"], "modelVersion": version}
+    known = [r.get("version") for r in status.get("models") or []]
+    raise UnresolvedReference(
+        "ModelVersionNotFound",
+        f"modelVersion: TrainingRun {name!r} has no model version {version!r} "
+        f"(it has {', '.join(map(str, known)) or 'none'})",
+        waiting=False,
+    )
+
+
+def check_uri(uri: str, config: OperatorConfig, field_name: str) -> None:
+    """A data URI the stage pods may read, judged as the stage would (`FAIRPILOT_FILE_ROOT`)."""
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme not in config.uri_schemes:
+        allowed = ", ".join(f"{s}://" for s in config.uri_schemes)
+        raise UnresolvedReference(
+            "InvalidURI",
+            f"{field_name}: {uri[:200]!r} has a scheme this operator does not allow ({allowed})",
+            waiting=False,
+        )
+    if scheme == "file" and config.file_root:
+        path = PurePosixPath(unquote(uri[len("file://") :]))
+        root = PurePosixPath(config.file_root)
+        if not path.is_absolute() or not (path == root or root in path.parents):
+            raise UnresolvedReference(
+                "InvalidURI",
+                f"{field_name}: {uri[:200]!r} is outside the file root {config.file_root} that "
+                "stage pods may read",
+                waiting=False,
+            )
+
+
+def _named_columns(kind: Kind, spec: dict[str, Any]) -> dict[Any, str]:
+    """The columns of its `datasetRef` a spec names, with the field that names each."""
+    named: dict[Any, str] = {}
+    if kind.kind in ("TrainingRun", "BiasAnalysis") and spec.get("target"):
+        named[spec["target"]] = "target"
+    for column in spec.get("sensitiveFeatures") or []:
+        named.setdefault(column, "sensitiveFeatures")
+    for column in spec.get("excludedColumns") or []:
+        named.setdefault(column, "excludedColumns")
+    if spec.get("predictionColumn"):
+        named.setdefault(spec["predictionColumn"], "predictionColumn")
+    return named
+
+
+def check_columns(
+    kind: Kind, spec: dict[str, Any], dataset: dict[str, Any], field_name: str
+) -> None:
+    _require(dataset, _named_columns(kind, spec), field_name)
+
+
+def _require(dataset: dict[str, Any], named: dict[Any, str], field_name: str) -> None:
+    """Every named column must be one the Dataset's profile found (when it lists them all)."""
+    status = dataset.get("status") or {}
+    columns = status.get("columnNames") or []
+    if not columns or len(columns) != status.get("columns"):
+        return  # the profile listed no names (too many to keep): the stage will judge
+    known = set(columns)
+    missing = [(column, where) for column, where in named.items() if column and column not in known]
+    if not missing:
+        return
+    name = (dataset.get("metadata") or {}).get("name")
+    parts = []
+    for column, where in missing[:10]:
+        close = difflib.get_close_matches(str(column), columns, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        parts.append(f"{where} {column!r}{hint}")
+    raise UnresolvedReference(
+        "ColumnNotFound",
+        f"{'; '.join(parts)}: not a column of Dataset {name!r} ({field_name}), whose profile "
+        f"lists {', '.join(columns[:30])}{' …' if len(columns) > 30 else ''}",
+        waiting=False,
+    )
 
 
 def _check_resource(kind: Kind, spec: Any, name: str | None) -> None:

@@ -36,7 +36,10 @@ class ExplanationFields(SpecModel):
         default=100,
         ge=1,
         le=10_000,
-        description="Background rows for model-agnostic methods and the expected value.",
+        description=(
+            "Background rows: the base value is the model's mean output over them (E[f(X)]), "
+            "and every method (TreeSHAP too) measures effects against them."
+        ),
     )
     levels: list[ExpertiseLevel] = Field(
         default_factory=lambda: list(ExpertiseLevel),
@@ -62,6 +65,14 @@ class ExplanationSpec(ExplanationFields, OwnedSpec):
     """Spec of the Explanation custom resource."""
 
     training_run_ref: str = Field(description="TrainingRun whose model is explained.")
+    model_version: str | None = Field(
+        default=None,
+        max_length=63,
+        description=(
+            "Which of the TrainingRun's models to explain (status.models); by default its "
+            "current one, re-explained whenever it trains a new one."
+        ),
+    )
     dataset_ref: str | None = Field(
         default=None,
         description=(

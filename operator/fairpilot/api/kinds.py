@@ -51,6 +51,12 @@ class Kind:
 
 
 PHASE = Column("Phase", ".status.phase", description="Pending, Running, Succeeded or Failed")
+UP_TO_DATE = Column(
+    "Up to date",
+    '.status.conditions[?(@.type=="UpToDate")].status',
+    description="Whether the inputs are still what the last run used",
+    priority=1,
+)
 AGE = Column("Age", ".metadata.creationTimestamp", "date")
 MESSAGE = Column("Message", ".status.message", description="Current state", priority=1)
 
@@ -82,6 +88,7 @@ BIAS_ANALYSIS = Kind(
         PHASE,
         Column("DI", ".status.minDisparateImpact", "number", "Lowest disparate impact"),
         Column("Biased", ".status.biasDetected", "boolean", "A threshold was crossed"),
+        UP_TO_DATE,
         AGE,
         MESSAGE,
     ),
@@ -96,9 +103,13 @@ TRAINING_RUN = Kind(
     TrainingRunStatus,
     (
         PHASE,
+        Column("Version", ".status.modelVersion", description="The model's version"),
         Column("Metric", ".status.evalMetric"),
-        Column("Score", ".status.bestScore", "number", "Best model's score"),
+        Column("Validation", ".status.validationScore", "number", "Eval metric, validation"),
+        Column("Test", ".status.testScore", "number", "Eval metric, test dataset"),
+        Column("Ready", ".status.productionReady", "boolean", "Every gate checked and passed"),
         Column("Model", ".status.bestModel", priority=1),
+        UP_TO_DATE,
         AGE,
         MESSAGE,
     ),
@@ -113,8 +124,11 @@ EXPLANATION = Kind(
     ExplanationStatus,
     (
         PHASE,
+        Column("Model", ".status.modelId", description="The model explained"),
+        Column("Version", ".status.modelVersion", description="Its version"),
         Column("Method", ".status.method"),
         Column("Top feature", ".status.topFeature"),
+        UP_TO_DATE,
         AGE,
         MESSAGE,
     ),

@@ -12,6 +12,8 @@ from pydantic import Field
 
 from fairpilot.api.common import SpecModel
 
+MAX_COLUMN_NAMES = 2000
+
 
 class Phase(StrEnum):
     PENDING = "Pending"
@@ -52,6 +54,19 @@ class Delivered(SpecModel):
     )
 
 
+class Input(SpecModel):
+    """One resource a run used, as it was then: a later run of it is a changed input."""
+
+    field: str = Field(description="The reference it came through, e.g. trainingRunRef.")
+    kind: str = Field(description="Dataset, BiasAnalysis or TrainingRun.")
+    name: str = Field(description="Its name (same namespace).")
+    uid: str | None = Field(default=None, description="Its uid: another uid is another resource.")
+    run_id: str | None = Field(default=None, description="Its run that produced what was used.")
+    output_uri: str | None = Field(default=None, description="Where that run wrote.")
+    model_uri: str | None = Field(default=None, description="The model used (a TrainingRun).")
+    model_version: str | None = Field(default=None, description="That model's version.")
+
+
 class ResourceStatus(SpecModel):
     """What every FairPilot resource reports."""
 
@@ -61,6 +76,18 @@ class ResourceStatus(SpecModel):
     conditions: list[Condition] = Field(default_factory=list, description="Current conditions.")
     observed_generation: int | None = Field(
         default=None, description="The spec generation this status describes."
+    )
+    run_id: str | None = Field(
+        default=None,
+        description=(
+            "The current run: g<generation> for a generation's first, g<generation>r<n> for a "
+            "re-run after an input changed. It names the Job and the output location."
+        ),
+    )
+    inputs: list[Input] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The resources the current run used; UpToDate compares them with now.",
     )
     job_name: str | None = Field(default=None, description="The stage's Kubernetes Job.")
     message: str | None = Field(default=None, description="One line on the current state.")
@@ -77,6 +104,14 @@ class ResourceStatus(SpecModel):
 class DatasetStatus(ResourceStatus):
     rows: int | None = Field(default=None, description="Rows in the data.")
     columns: int | None = Field(default=None, description="Columns in the data.")
+    column_names: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_COLUMN_NAMES,
+        description=(
+            "The profile's column names (when there are at most 2,000): resources that name "
+            "columns of this Dataset are checked against them before a Job starts."
+        ),
+    )
     suggested_target: str | None = Field(default=None, description="The profile's suggestion.")
     suggested_task_type: str | None = Field(default=None, description="The profile's suggestion.")
     warnings: int | None = Field(default=None, description="Number of profile warnings.")
@@ -97,6 +132,15 @@ class BiasAnalysisStatus(ResourceStatus):
     reweighing_uri: str | None = Field(default=None, description="Reweighing weights (mitigation).")
 
 
+class ModelVersionRecord(SpecModel):
+    """A model a TrainingRun trained: one (model id, version) is always one model."""
+
+    version: str = Field(description="The model's version.")
+    model_uri: str | None = Field(default=None, description="Where it is stored.")
+    run_id: str | None = Field(default=None, description="The run that trained it.")
+    finished_at: str | None = Field(default=None, description="When that run finished.")
+
+
 class SplitScores(SpecModel):
     """One score per data split, as the seed's model.uploaded event reports them."""
 
@@ -109,17 +153,42 @@ class TrainingRunStatus(ResourceStatus):
     best_model: str | None = Field(default=None, description="AutoGluon's best model.")
     eval_metric: str | None = Field(default=None, description="Metric the model was chosen by.")
     best_score: float | None = Field(
-        default=None, description="Eval metric on the test data, else on validation."
+        default=None,
+        description="The eval metric on validation data: the score the best model won by.",
+    )
+    validation_score: float | None = Field(
+        default=None, description="The eval metric on the validation data (holdout or OOF)."
+    )
+    test_score: float | None = Field(
+        default=None, description="The eval metric on the test dataset, if one was given."
     )
     model_uri: str | None = Field(default=None, description="The stored model directory.")
     model_size_mb: float | None = Field(default=None, description="Size of the stored model.")
     validation_passed: bool | None = Field(
-        default=None, description="Whether the model met the validation threshold."
+        default=None,
+        description="Whether the model met its validation threshold; unset when none was set.",
+    )
+    production_ready: bool | None = Field(
+        default=None,
+        description=(
+            "True only when every configured gate (the validation threshold) was checked and "
+            "passed on held-out data; False when one failed or none was configured."
+        ),
     )
     model_id: str | None = Field(default=None, description="The model's id (seed 004).")
     model_version: str | None = Field(default=None, description="The model's version, e.g. v1.")
     model_type: str | None = Field(default=None, description="classification or regression.")
-    framework: str | None = Field(default=None, description="autogluon.")
+    framework: str | None = Field(
+        default=None, description="Seed 004's framework value: other (AutoGluon is none listed)."
+    )
+    framework_detail: str | None = Field(
+        default=None, description="The library and version, e.g. autogluon.tabular 1.6.3."
+    )
+    models: list[ModelVersionRecord] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Every model this TrainingRun trained, oldest first (the last 100).",
+    )
     algorithm: str | None = Field(default=None, description="The best model and its members.")
     accuracy: SplitScores | None = Field(
         default=None,
@@ -128,6 +197,9 @@ class TrainingRunStatus(ResourceStatus):
 
 
 class ExplanationStatus(ResourceStatus):
+    model_id: str | None = Field(default=None, description="The model explained.")
+    model_version: str | None = Field(default=None, description="Its version.")
+    model_uri: str | None = Field(default=None, description="Where it is stored.")
     method: str | None = Field(default=None, description="tree, permutation or kernel.")
     top_feature: str | None = Field(
         default=None, description="Feature with the largest mean |SHAP|."

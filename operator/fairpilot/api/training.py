@@ -6,7 +6,14 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field, model_validator
 
-from fairpilot.api.common import ColumnName, DataLocation, OwnedSpec, SpecModel, TaskType
+from fairpilot.api.common import (
+    ColumnName,
+    DataLocation,
+    ModelLocation,
+    OwnedSpec,
+    SpecModel,
+    TaskType,
+)
 
 
 class Algorithm(StrEnum):
@@ -104,7 +111,16 @@ class TrainingOptions(SpecModel):
     model_id: str | None = Field(
         default=None, max_length=128, description="Model id for the registry (seed 004)."
     )
-    version: str = Field(default="v1", max_length=32, description="Model version, e.g. v1.")
+    version: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$",
+        description=(
+            "The model's version, e.g. v1; by default v1 for the first model, then the next free "
+            "one. One (modelId, version) is always one model: a retrain (a new spec generation, "
+            "or a re-run after an input changed) takes the next free version (v1 -> v2)."
+        ),
+    )
     seed: int = Field(default=0, ge=0, description="Random seed, for reproducible runs.")
 
 
@@ -126,6 +142,14 @@ class JobMitigation(SpecModel):
 
 class TrainJobSpec(TrainingFields):
     """Spec file of `fairpilot-job train`: references resolved to locations."""
+
+    model_output: ModelLocation | None = Field(
+        default=None,
+        description=(
+            "Where the model goes: the operator gives the registry's <user>/models/<modelId>/"
+            "<version>/ folder, claimed for this run alone; by default <output>/model."
+        ),
+    )
 
     dataset: DataLocation = Field(description="Training data.")
     test_dataset: DataLocation | None = Field(

@@ -342,9 +342,10 @@ def plan(
             "target": target,
             "timeLimitSeconds": message.time_budget or config.time_budget_seconds,
             "modelId": model_id,
-            "version": message.version or "v1",
             "userId": message.user_id,
         }
+        if message.version:
+            spec["version"] = message.version  # else v1, then the next free one per retrain
         task_type = message.task_type or known.get("taskType")
         if task_type:
             spec["taskType"] = str(task_type)
@@ -363,6 +364,10 @@ def plan(
         "levels": [str(level) for level in levels],
         "userId": message.user_id,
     }
+    current = (run.get("status") or {}).get("modelVersion")
+    if message.version and current and message.version != current:
+        # The message asks for a model the TrainingRun has since replaced: explain that one.
+        spec["modelVersion"] = message.version
     return [_resource(EXPLANATION, _metadata(name, namespace, message, source, ids), spec)]
 
 
@@ -377,10 +382,13 @@ def find_training_run(
     """The user's TrainingRun that made `model_id` at `version` (the newest, if several)."""
 
     def matches(run: dict[str, Any]) -> bool:
-        spec = run.get("spec") or {}
+        spec, status = run.get("spec") or {}, run.get("status") or {}
+        # The versions it trained (status), or, before it trained any, the one it will.
+        versions = {r.get("version") for r in status.get("models") or []}
+        versions.add(status.get("modelVersion") or spec.get("version") or "v1")
         return (
             model_id_of(run) == message.model_id
-            and spec.get("version", "v1") == message.version
+            and (not message.version or message.version in versions)
             and spec.get("userId") == message.user_id
         )
 

@@ -22,6 +22,7 @@ from fairpilot.bridge.payloads import (
     StatusChanged,
     XaiReported,
 )
+from fairpilot.runs import current_run
 
 Get = Callable[[Kind, str, str], dict[str, Any] | None]
 ANONYMOUS = "default"  # a resource applied without userId; its artifacts go under default/ too
@@ -74,7 +75,11 @@ def dataset_id_of(kind: Kind, resource: dict[str, Any], get: Get) -> str:
 
 
 def model_of(kind: Kind, resource: dict[str, Any], get: Get) -> tuple[str, str]:
-    """(model_id, version) of a TrainingRun, or of the TrainingRun an Explanation explains."""
+    """(model_id, version) of a TrainingRun's model, or of the model an Explanation explained
+    (its own status says which: the TrainingRun may have trained another since)."""
+    own = resource.get("status") or {}
+    if kind is not TRAINING_RUN and own.get("modelId") and own.get("modelVersion"):
+        return own["modelId"], own["modelVersion"]
     if kind is not TRAINING_RUN:
         spec = resource.get("spec") or {}
         run = get(TRAINING_RUN, resource["metadata"]["namespace"], spec.get("trainingRunRef", ""))
@@ -83,7 +88,7 @@ def model_of(kind: Kind, resource: dict[str, Any], get: Get) -> tuple[str, str]:
         resource = run
     status, spec = resource.get("status") or {}, resource.get("spec") or {}
     model_id = status.get("modelId") or model_id_of(resource)
-    return model_id, status.get("modelVersion") or spec.get("version", "v1")
+    return model_id, status.get("modelVersion") or spec.get("version") or "v1"
 
 
 def _ready_reason(status: dict[str, Any]) -> str | None:
@@ -96,12 +101,13 @@ def _ready_reason(status: dict[str, Any]) -> str | None:
 def status_events(
     kind: Kind, resource: dict[str, Any], topics: Topics, done: Collection[str] = ()
 ) -> list[Event]:
-    """A status event for every phase this generation has reached (as far as the status shows)."""
+    """A status event for every phase this run has reached (as far as the status shows)."""
     meta, status = resource["metadata"], resource.get("status") or {}
     generation = int(meta.get("generation") or 1)
     phase = status.get("phase")
     if not phase or status.get("observedGeneration") != generation:
         return []
+    run = current_run(status, generation)
     reached: list[tuple[str, str | None]] = []
     if phase == "Pending":
         reached.append(("Pending", _transition(status)))
@@ -113,11 +119,11 @@ def status_events(
     annotations = meta.get("annotations") or {}
     events = []
     for entered, at in reached:
-        if f"status/g{generation}/{entered}" in done:
+        if f"status/{run}/{entered}" in done:
             continue
         terminal = entered == phase
         payload = StatusChanged(
-            event_id=f"status_{meta['uid']}_g{generation}_{entered.lower()}",
+            event_id=f"status_{meta['uid']}_{run}_{entered.lower()}",
             timestamp=seed_time(at),
             user_id=user,
             kind=kind.kind,
@@ -125,6 +131,7 @@ def status_events(
             resource=meta["name"],
             uid=meta["uid"],
             generation=generation,
+            run_id=run,
             phase=entered,
             reason=_ready_reason(status) if terminal else None,
             message=status.get("message") if terminal else None,
@@ -132,7 +139,7 @@ def status_events(
         )
         events.append(
             Event(
-                f"status/g{generation}/{entered}",
+                f"status/{run}/{entered}",
                 topics.status,
                 f"{user}_{meta['name']}",
                 payload.to_json(),
@@ -152,21 +159,20 @@ def result_event_ids(kind: Kind, resource: dict[str, Any]) -> list[str]:
     generation = int(meta.get("generation") or 1)
     if status.get("phase") != "Succeeded" or status.get("observedGeneration") != generation:
         return []
+    run = current_run(status, generation)
     if kind is BIAS_ANALYSIS:
-        return [f"bias.reported/g{generation}"]
+        return [f"bias.reported/{run}"]
     if kind is TRAINING_RUN:
-        return [f"model.uploaded/g{generation}"]
+        return [f"model.uploaded/{run}"]
     if kind.kind == "Explanation":
-        return [
-            f"xai.reported/g{generation}/{level}" for level in sorted(status.get("reports") or {})
-        ]
+        return [f"xai.reported/{run}/{level}" for level in sorted(status.get("reports") or {})]
     return []
 
 
 def result_events(
     kind: Kind, resource: dict[str, Any], topics: Topics, get: Get, done: Collection[str] = ()
 ) -> list[Event]:
-    """The seed's event for a stage that succeeded in this generation (none otherwise).
+    """The seed's event for a stage whose current run succeeded (none otherwise).
 
     Events whose ids are in `done` are left out before anything is looked up: a resource that
     has all its events delivered costs no API call however often it changes.
@@ -175,7 +181,7 @@ def result_events(
         return []
     meta, status = resource["metadata"], resource.get("status") or {}
     spec = resource.get("spec") or {}
-    generation = int(meta.get("generation") or 1)
+    run = current_run(status, int(meta.get("generation") or 1))
     user = user_of(resource)
     finished = status.get("finishedAt")
     stamp = int(_parse(finished).timestamp())
@@ -191,7 +197,7 @@ def result_events(
         payload: Outbound = BiasReported(
             dataset_id=dataset_id,
             user_id=user,
-            bias_report_id=f"{meta['uid']}-g{generation}",
+            bias_report_id=f"{meta['uid']}-{run}",
             has_transformation_report=bool(status.get("reweighingUri")),
             target_column_name=spec.get("target", ""),
             task_type=task_type,
@@ -205,7 +211,7 @@ def result_events(
             **common,
         )
         return [
-            Event(f"bias.reported/g{generation}", topics.bias, f"{user}_{dataset_id}",
+            Event(f"bias.reported/{run}", topics.bias, f"{user}_{dataset_id}",
                   payload.to_json())
         ]  # fmt: skip
     if kind is TRAINING_RUN:
@@ -218,7 +224,8 @@ def result_events(
             model_id=model_id,
             dataset_id=dataset_id_of(kind, resource, get),
             version=version,
-            framework=status.get("framework") or "autogluon",
+            framework=status.get("framework") or "other",
+            framework_detail=status.get("frameworkDetail"),
             model_type=status.get("modelType"),
             algorithm=status.get("algorithm") or status.get("bestModel"),
             model_size_mb=status.get("modelSizeMb"),
@@ -228,12 +235,15 @@ def result_events(
             eval_metric=status.get("evalMetric"),
             best_score=status.get("bestScore"),
             validation_passed=status.get("validationPassed"),
+            validation_score=status.get("validationScore"),
+            test_score=status.get("testScore"),
+            production_ready=status.get("productionReady"),
             model_uri=status.get("modelUri"),
             report_uri=next(iter(reports.values()), None),
             **common,
         )
         return [
-            Event(f"model.uploaded/g{generation}", topics.automl, f"{user}_{model_id}",
+            Event(f"model.uploaded/{run}", topics.automl, f"{user}_{model_id}",
                   payload.to_json())
         ]  # fmt: skip
     if kind.kind == "Explanation":
@@ -248,15 +258,16 @@ def result_events(
                 dataset_id=dataset_id,
                 model_id=model_id,
                 level=level,
-                xai_report_id=f"{meta['uid']}-g{generation}-{level}",
+                xai_report_id=f"{meta['uid']}-{run}-{level}",
                 version=version,
                 method=status.get("method"),
                 top_feature=status.get("topFeature"),
+                model_uri=status.get("modelUri"),
                 report_uri=uri,
                 **common,
             )
             events.append(
-                Event(f"xai.reported/g{generation}/{level}", topics.xai, f"{user}_{model_id}",
+                Event(f"xai.reported/{run}/{level}", topics.xai, f"{user}_{model_id}",
                       payload.to_json())
             )  # fmt: skip
         return events

@@ -128,7 +128,8 @@ class XaiTrigger(Inbound):
     event_type: EventType | None = "xai-trigger.reported"
     dataset_id: Id | None = None
     model_id: Id
-    version: Id = "v1"
+    # None: the TrainingRun's current model; a version it has replaced since is explained too.
+    version: Id | None = None
     level: Annotated[ExpertiseLevel | None, BeforeValidator(_lower)] = None
     levels: list[Annotated[ExpertiseLevel, BeforeValidator(_lower)]] | None = Field(
         default=None, min_length=1
@@ -191,7 +192,11 @@ class ModelUploaded(Outbound):
     # FairPilot's additions
     eval_metric: str | None
     best_score: float | None
-    validation_passed: bool | None
+    validation_passed: bool | None  # None: no validation threshold, so not checked
+    validation_score: float | None = None  # the eval metric on validation data
+    test_score: float | None = None  # the eval metric on the test dataset
+    production_ready: bool | None = None  # every configured gate checked and passed
+    framework_detail: str | None = None  # e.g. autogluon.tabular 1.6.3 (framework is "other")
     model_uri: str | None
     report_uri: str | None
     namespace: str
@@ -214,6 +219,7 @@ class XaiReported(Outbound):
     version: str | None
     method: str | None
     top_feature: str | None
+    model_uri: str | None = None  # the model explained (one model id and version: one model)
     report_uri: str
     namespace: str
     resource: str
@@ -231,6 +237,7 @@ class StatusChanged(Outbound):
     resource: str
     uid: str
     generation: int
+    run_id: str | None = None  # g<generation>, or g<generation>r<n> for a re-run
     phase: str
     reason: str | None
     message: str | None

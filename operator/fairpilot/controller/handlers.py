@@ -21,6 +21,7 @@ from fairpilot.bridge.service import Bridge
 from fairpilot.config import OperatorConfig
 from fairpilot.controller import metrics
 from fairpilot.controller.cluster import Cluster
+from fairpilot.controller.dependents import Dependents
 from fairpilot.controller.reconcile import TERMINAL, job_state, reconcile
 from fairpilot.controller.seen import SeenVersions
 from fairpilot.controller.waiters import Waiters
@@ -31,6 +32,7 @@ RECHECK_MAX_SECONDS = 60.0
 # when it ends (WAITERS), so the retry only catches what no wake-up covers.
 WAIT_MAX_SECONDS = 15.0
 WAITERS = Waiters()
+DEPENDENTS = Dependents()  # who uses whom, to re-run what an input's new run leaves stale
 JOBS_SEEN = SeenVersions()  # the versions of Jobs already acted on (controller/seen.py)
 # Wake-ups run here, not in the thread of the reconciliation that ended a stage.
 _WAKE_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fairpilot-wake")
@@ -85,10 +87,15 @@ async def stop_bridge(**_: Any) -> None:
 async def _changed(body: kopf.Body, type: str | None, **_: Any) -> None:
     # Every change of a resource, and every resource at start-up: the outboxes work out
     # what is still to deliver from its state. Async, so it runs on the outboxes' loop.
-    # A deleted resource waits for nothing any more.
+    # A deleted resource waits for nothing any more, and what used it learns it is gone.
+    meta = body.get("metadata") or {}
+    key = (body.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
     if type == "DELETED":
-        meta = body.get("metadata") or {}
-        WAITERS.forget((body.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))
+        WAITERS.forget(key)
+        DEPENDENTS.forget(key)
+        _wake_dependents(key)
+    else:
+        DEPENDENTS.update(dict(body))
     if RUNTIME.bridge is not None:
         RUNTIME.bridge.notify(dict(body), type)
 
@@ -136,6 +143,8 @@ def _reconcile(
     if phase in TERMINAL:
         for dependent in WAITERS.release(key):
             _soon(_reconcile_now, *dependent)
+    if phase and phase != (body.get("status") or {}).get("phase"):
+        _wake_dependents(key)  # a new run of an input: those that used the last one look again
     if outcome.waiting_on:
         upstream = (outcome.waiting_on[0], key[1], outcome.waiting_on[1])
         if not WAITERS.add(upstream, key, since=mark):
@@ -143,6 +152,11 @@ def _reconcile(
     if outcome.waiting:
         delay = min(RETRY_SECONDS * 2**retry, WAIT_MAX_SECONDS)
         raise kopf.TemporaryError(outcome.status.get("message", "waiting"), delay=delay)
+
+
+def _wake_dependents(key: tuple[str, str, str]) -> None:
+    for dependent in DEPENDENTS.of(key):
+        _soon(_reconcile_now, *dependent)
 
 
 def _soon(function: Callable[..., object], *args: Any) -> None:

@@ -1,8 +1,10 @@
 """Reconciling one resource: references -> Job -> status, and the pipeline's next step.
 
 A plain function of what it reads; Kopf handlers call it on every change of the resource or
-of its Job. It is idempotent: the Job's name is derived from the resource's generation, so a
-restarted operator finds (adopts) the Job it created before and never creates a second one.
+of its Job, and of an input it used. It is idempotent: the Job's name is derived from the
+run (`runs.py`: the spec generation, and a re-run number after an input changed), which the
+status records before the Job is created, so a restarted operator finds (adopts) the Job it
+created before and never creates a second one.
 """
 
 from __future__ import annotations
@@ -11,13 +13,29 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from fairpilot.api.kinds import DATASET, Kind
-from fairpilot.conditions import failure, now, project_result, set_condition, summary_message
+from fairpilot.api.kinds import DATASET, TRAINING_RUN, Kind
+from fairpilot.conditions import (
+    failure,
+    now,
+    project_result,
+    result_conditions,
+    set_condition,
+    summary_message,
+)
 from fairpilot.config import OperatorConfig
 from fairpilot.controller.cluster import Cluster
-from fairpilot.jobs import GpuNotAllowed, build_job, object_name, output_uri, spec_config_map
+from fairpilot.freshness import check
+from fairpilot.jobs import GpuNotAllowed, build_job, object_name, spec_config_map
 from fairpilot.pipeline import next_resource
-from fairpilot.references import UnresolvedReference, job_spec
+from fairpilot.references import UnresolvedReference, resolve
+from fairpilot.runs import (
+    current_run,
+    model_registry_uri,
+    next_version,
+    output_uri,
+    parse_run,
+    run_id,
+)
 
 log = logging.getLogger(__name__)
 TERMINAL = ("Succeeded", "Failed")
@@ -85,8 +103,8 @@ def reconcile(
     status = dict(resource.get("status") or {})
     conditions = list(status.get("conditions") or [])
     outcome = Outcome()
-    if status.get("observedGeneration") == generation and status.get("phase") in TERMINAL:
-        return outcome  # this generation is done; a spec change starts the next one
+    run = current_run(status, generation)
+    lookup = _lookup(cluster, namespace)
 
     def write(phase: str, message: str, **fields: Any) -> Outcome:
         patch = {
@@ -105,18 +123,57 @@ def reconcile(
         outcome.status = patch
         return outcome
 
-    job_name = object_name(kind, name, generation)
-    if job is None or job.get("metadata", {}).get("name") != job_name:
+    finished = status.get("observedGeneration") == generation and status.get("phase") in TERMINAL
+    fresh_start = False
+    if finished:
+        if _ready_reason(status) == "ReferenceFailed":
+            # Failed because a reference had failed: no Job ran, so look again (this is a
+            # wake-up from that reference, or a restart) with the same run.
+            pass
+        elif not status.get("inputs"):
+            return outcome  # done, and it used no other resource
+        else:
+            # This run is done; it is run again only when an input it used changed since.
+            fresh = cluster.get(kind, namespace, name)
+            if fresh is None:
+                return outcome
+            verdict = check(fresh, lookup)
+            if verdict is None:
+                return outcome
+            status = dict(fresh.get("status") or {})
+            conditions = list(status.get("conditions") or [])
+            conditions = set_condition(
+                conditions, "UpToDate", verdict.up_to_date, verdict.reason, verdict.message,
+                generation,
+            )  # fmt: skip
+            outcome.waiting_on = verdict.waiting_on
+            if not (verdict.rerun and config.follow_inputs):
+                if not _same_status(status, {"conditions": conditions}):
+                    cluster.patch_status(kind, namespace, name, {"conditions": conditions})
+                outcome.status = {**status, "conditions": conditions}
+                return outcome
+            _, rerun = parse_run(current_run(status, generation))
+            run = run_id(generation, rerun + 1)
+            outcome.events.append(("Normal", "InputChanged", f"{verdict.message}: re-running"))
+            resource = fresh
+            fresh_start = True
+
+    job_name = object_name(kind, name, run)
+    if not fresh_start and (job is None or job.get("metadata", {}).get("name") != job_name):
         if status.get("jobName") != job_name:
-            # About to start this generation's Job, writing Running first. The body may be
-            # older than the resource: under load a handler runs on the body of the event that
+            # About to start this run's Job, writing Running first. The body may be older
+            # than the resource: under load a handler runs on the body of the event that
             # queued it, and Running written from it would overwrite the Succeeded written
             # meanwhile (bench_soak saw it). One read of the resource settles it.
             fresh = cluster.get(kind, namespace, name)
             if fresh is None:
                 return outcome
             current = fresh.get("status") or {}
-            if current.get("observedGeneration") == generation and current.get("phase") in TERMINAL:
+            if (
+                current.get("observedGeneration") == generation
+                and current.get("phase") in TERMINAL
+                and _ready_reason(current) != "ReferenceFailed"
+            ):
                 return outcome
             if current.get("jobName") == job_name:
                 status = dict(current)
@@ -124,11 +181,19 @@ def reconcile(
         # The status names the Job before the Job is created (below), so only a status that
         # names it can have one to read: a new resource costs no read that would 404.
         job = cluster.get_job(namespace, job_name) if status.get("jobName") == job_name else None
+    elif fresh_start:
+        job = None
     if job is None:
+        versioned: dict[str, Any] = {}
         try:
-            spec = job_spec(kind, resource.get("spec") or {}, _lookup(cluster, namespace), name)
+            resolved = resolve(kind, resource.get("spec") or {}, lookup, name, config)
+            spec = resolved.spec
+            if kind is TRAINING_RUN:
+                versioned = _model_version(config, spec, status, run)
+                spec = {**spec, "version": versioned["modelVersion"],
+                        "modelOutput": {"uri": versioned["modelUri"]}}  # fmt: skip
             manifest = build_job(
-                kind, {**resource, "metadata": {**meta, "generation": generation}}, config
+                kind, {**resource, "metadata": {**meta, "generation": generation}}, config, run
             )
         except UnresolvedReference as exc:
             conditions = set_condition(
@@ -141,6 +206,13 @@ def reconcile(
                 conditions, "Ready", False, exc.reason, exc.message, generation
             )
             return write("Failed", exc.message)
+        except ArtifactStoreUnavailable as exc:
+            message = f"waiting for the artifact store to choose the model's version: {exc}"
+            conditions = set_condition(
+                conditions, "Ready", False, "ArtifactStoreUnavailable", message, generation
+            )
+            outcome.waiting = True
+            return write("Pending", message)
         except GpuNotAllowed as exc:
             conditions = set_condition(
                 conditions, "Ready", False, "GpuNotAllowed", str(exc), generation
@@ -157,6 +229,11 @@ def reconcile(
         conditions = set_condition(
             conditions, "Ready", False, "JobRunning", f"Job {job_name} is running", generation
         )
+        if resolved.inputs:
+            conditions = set_condition(
+                conditions, "UpToDate", True, "InputsUnchanged",
+                "every input is as this run uses it", generation,
+            )  # fmt: skip
         # Status first, then the Job: a Job can finish before the create call returns here
         # (its end is reconciled from the Job's own event), and a Running written after that
         # would overwrite Succeeded. If the create fails, Kopf retries and this path runs again.
@@ -164,10 +241,14 @@ def reconcile(
             "Running",
             f"Job {job_name} started",
             jobName=job_name,
-            outputUri=output_uri(config, kind, resource),
+            runId=run,
+            inputs=resolved.inputs,
+            outputUri=output_uri(config, kind, resource, run),
             startedAt=now(),
+            finishedAt=None,
+            **versioned,
         )
-        if cluster.create_job(spec_config_map(kind, resource, spec), manifest):
+        if cluster.create_job(spec_config_map(kind, resource, spec, run), manifest):
             return running
         # It was there already (a status written by someone else, or lost): adopt it and go on
         # from wherever it is, since a Job that has already finished sends no further event.
@@ -192,14 +273,22 @@ def reconcile(
         return write("Pending", message)
 
     state = job_state(job)
-    uri = output_uri(config, kind, resource)
+    # Where this run writes, as recorded when it started (the artifact root may have been
+    # configured otherwise since).
+    uri = (
+        status["outputUri"]
+        if status.get("jobName") == job_name and status.get("outputUri")
+        else output_uri(config, kind, resource, run)
+    )
 
     if state == "running":
         if status.get("phase") != "Running" or status.get("jobName") != job_name:
             conditions = set_condition(
                 conditions, "Ready", False, "JobRunning", f"Job {job_name} is running", generation
             )
-            return write("Running", f"Job {job_name} running", jobName=job_name, outputUri=uri)
+            return write(
+                "Running", f"Job {job_name} running", jobName=job_name, runId=run, outputUri=uri
+            )
         return outcome
     if state == "failed":
         try:
@@ -209,7 +298,12 @@ def reconcile(
         reason, message = failure(error, cluster.termination(namespace, job_name), job)
         conditions = set_condition(conditions, "Ready", False, reason, message, generation)
         failed = write(
-            "Failed", f"{reason}: {message}", jobName=job_name, outputUri=uri, finishedAt=now()
+            "Failed",
+            f"{reason}: {message}",
+            jobName=job_name,
+            runId=run,
+            outputUri=uri,
+            finishedAt=now(),
         )
         _pipeline_failed(kind, resource, f"{kind.kind} {name} failed: {reason}", cluster)
         return failed
@@ -223,46 +317,86 @@ def reconcile(
             conditions, "Ready", False, "ArtifactStoreUnavailable", message, generation
         )
         outcome.waiting = True
-        return write("Running", message, jobName=job_name, outputUri=uri)
+        return write("Running", message, jobName=job_name, runId=run, outputUri=uri)
     if result is None:
         message = f"Job {job_name} succeeded but wrote no result.json under {uri}"
         conditions = set_condition(conditions, "Ready", False, "NoResult", message, generation)
-        return write("Failed", message, jobName=job_name, outputUri=uri, finishedAt=now())
+        return write(
+            "Failed", message, jobName=job_name, runId=run, outputUri=uri, finishedAt=now()
+        )
     projected = project_result(kind, result)
+    finished_at = now()
     conditions = set_condition(
         conditions, "Ready", True, "Succeeded", summary_message(kind, projected), generation
     )
-    if kind.kind == "BiasAnalysis":
-        detected = bool(projected.get("biasDetected"))
-        findings = "; ".join(projected.get("findings") or []) or "no threshold crossed"
-        conditions = set_condition(
-            conditions,
-            "BiasDetected",
-            detected,
-            "ThresholdCrossed" if detected else "WithinThresholds",
-            findings,
-            generation,
-        )
-    if kind.kind == "TrainingRun" and projected.get("validationPassed") is not None:
-        passed = bool(projected["validationPassed"])
-        conditions = set_condition(
-            conditions,
-            "ValidationPassed",
-            passed,
-            "Passed" if passed else "BelowThreshold",
-            "validation threshold",
-            generation,
-        )
+    for type_, value, reason, message in result_conditions(kind, projected, result):
+        conditions = set_condition(conditions, type_, value, reason, message, generation)
+    if kind is TRAINING_RUN and projected.get("modelUri"):
+        projected["models"] = _with_model(status, projected, run, finished_at)
     outcome = write(
         "Succeeded",
         summary_message(kind, projected),
         jobName=job_name,
+        runId=run,
         outputUri=uri,
-        finishedAt=now(),
+        finishedAt=finished_at,
         **projected,
     )
     _advance_pipeline(kind, resource, projected, cluster, outcome)
     return outcome
+
+
+def _ready_reason(status: dict[str, Any]) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition.get("reason")
+    return None
+
+
+def _model_version(
+    config: OperatorConfig, spec: dict[str, Any], status: dict[str, Any], run: str
+) -> dict[str, Any]:
+    """The version this run's model gets, and where it goes: never one given before.
+
+    Chosen before the Job starts and kept in the status, so a restart or a retry of the same
+    run keeps it. Taken: every version this TrainingRun trained, and every version folder in
+    the registry (models of other resources with the same user and model id, including ones
+    deleted since). The stage claims the folder for this run alone, so a race loses cleanly.
+    """
+    from fairpilot_jobs import artifacts
+    from fairpilot_jobs.errors import JobError
+
+    registry = model_registry_uri(config, spec.get("userId"), spec["modelId"])
+    if status.get("runId") == run and status.get("modelVersion") and status.get("modelUri"):
+        version = status["modelVersion"]
+    else:
+        taken = {str(record.get("version")) for record in status.get("models") or []}
+        try:
+            taken |= set(artifacts.names(registry))
+        except JobError as exc:
+            raise ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}") from exc
+        version = next_version(spec.get("version") or "v1", taken)
+    return {
+        "modelId": spec["modelId"],
+        "modelVersion": version,
+        "modelUri": f"{registry}/{version}",
+    }
+
+
+def _with_model(
+    status: dict[str, Any], projected: dict[str, Any], run: str, finished_at: str
+) -> list[dict[str, Any]]:
+    """The TrainingRun's model history with this run's model added (the last 100)."""
+    history = [r for r in status.get("models") or [] if r.get("runId") != run]
+    history.append(
+        {
+            "version": projected.get("modelVersion"),
+            "modelUri": projected.get("modelUri"),
+            "runId": run,
+            "finishedAt": finished_at,
+        }
+    )
+    return history[-100:]
 
 
 def _owned_by(job: dict[str, Any], uid: str | None) -> bool:

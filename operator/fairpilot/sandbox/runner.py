@@ -183,6 +183,16 @@ class LocalJobRunner:
             failed += 1
             if reason == "DeadlineExceeded":
                 break
+            rule = failing_rule(spec, job_container(job)["name"], code)
+            if rule is not None:
+                # The Job controller's podFailurePolicy: this exit code ends the Job at once.
+                reason = "PodFailurePolicy"
+                message = (
+                    f"Container {job_container(job)['name']} for pod "
+                    f"{job['metadata']['namespace']}/{job['metadata']['name']}-{attempt} failed "
+                    f"with exit code {code} matching FailJob rule at index {rule}"
+                )
+                break
         condition = {
             "type": "Failed",
             "status": "True",
@@ -336,6 +346,26 @@ class LocalJobRunner:
         env["FAIRPILOT_TERMINATION_LOG"] = str(workdir / "termination-log")
         env["TMPDIR"] = str(mounts.get("/tmp", workdir))
         return argv, env
+
+
+def job_container(job: dict[str, Any]) -> dict[str, Any]:
+    return job["spec"]["template"]["spec"]["containers"][0]
+
+
+def failing_rule(spec: dict[str, Any], container: str, exit_code: int) -> int | None:
+    """The index of the podFailurePolicy rule whose action is FailJob and whose onExitCodes
+    match this container's exit code, as the Job controller evaluates them (first match wins:
+    a matching Ignore or Count rule before it keeps the usual backoff)."""
+    for index, rule in enumerate((spec.get("podFailurePolicy") or {}).get("rules") or []):
+        codes = rule.get("onExitCodes")
+        if not codes or exit_code == 0:
+            continue
+        if codes.get("containerName") not in (None, container):
+            continue
+        listed = exit_code in (codes.get("values") or [])
+        if listed == (codes.get("operator") == "In"):
+            return index if rule.get("action") == "FailJob" else None
+    return None
 
 
 _CRASH = "import sys; sys.stderr.write('Segmentation fault (core dumped)\\n'); sys.exit(1)"

@@ -14,6 +14,7 @@ from fairpilot.bridge.config import Topics
 from fairpilot.bridge.inbound import EVENT_ID, SOURCE
 from fairpilot.bridge.outbound import Get, dataset_id_of, events_for, model_of, user_of
 from fairpilot.outbox import Delivery, blocking
+from fairpilot.runs import current_run
 from fairpilot.warehouse.store import ReadJson, Warehouse, records_for
 
 
@@ -65,8 +66,9 @@ class WarehouseSink:
         succeeded = (
             status.get("phase") == "Succeeded" and status.get("observedGeneration") == generation
         )
-        if succeeded and f"record/g{generation}" not in done:
-            todo.append(Delivery(f"record/g{generation}", ("record", kind, resource)))
+        run = current_run(status, generation)
+        if succeeded and f"record/{run}" not in done:
+            todo.append(Delivery(f"record/{run}", ("record", kind, resource)))
         sent = set((status.get("delivered") or {}).get("kafka") or [])
         unaudited = {i for i in sent if f"audit/{i}" not in done}
         if self.topics is not None and unaudited:

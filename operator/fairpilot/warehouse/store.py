@@ -3,9 +3,10 @@
 Collections (the seed's names where it had them):
 
 - ``datasets``: one document per Dataset (its spec and profile), ``_id`` the resource's uid;
-- ``bias_reports``: one per BiasAnalysis generation, ``_id`` = the event's ``bias_report_id``;
-- ``ai_models``: seed 004's model metadata schema, one per TrainingRun generation;
-- ``xai_reports``: one per Explanation generation and expertise level (``xai_report_id``);
+- ``bias_reports``: one per BiasAnalysis run, ``_id`` = the event's ``bias_report_id``;
+- ``ai_models``: seed 004's model metadata schema, one per TrainingRun run (one model id and
+  version: one model);
+- ``xai_reports``: one per Explanation run and expertise level (``xai_report_id``);
 - ``audit``: every Kafka event sent, received or dead-lettered, ``_id`` the event's identity.
 
 Every write is an upsert by ``_id``, so a replay after a restart rewrites the same documents.
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
+from fairpilot.runs import current_run
 
 DATASETS, BIAS_REPORTS, MODELS, XAI_REPORTS, AUDIT = (
     "datasets",
@@ -125,6 +127,7 @@ def records_for(
     """
     meta, spec, status = resource["metadata"], resource.get("spec") or {}, resource["status"]
     generation = int(meta.get("generation") or 1)
+    run = current_run(status, generation)
     uid = meta["uid"]
     output = status.get("outputUri") or ""
     common = {
@@ -133,6 +136,7 @@ def records_for(
         "name": meta["name"],
         "uid": uid,
         "generation": generation,
+        "run_id": run,
         "finished_at": status.get("finishedAt"),
         "updated_at": utcnow(),
     }
@@ -151,7 +155,7 @@ def records_for(
         }
         return [(DATASETS, uid, document)]
     if kind is BIAS_ANALYSIS:
-        report_id = f"{uid}-g{generation}"
+        report_id = f"{uid}-{run}"
         document = {
             **common,
             "bias_report_id": report_id,
@@ -176,14 +180,16 @@ def records_for(
             "model_uri": status.get("modelUri"),
             "eval_metric": status.get("evalMetric"),
             "best_score": status.get("bestScore"),
+            "validation_score": status.get("validationScore"),
+            "test_score": status.get("testScore"),
             "reports": status.get("reports") or {},
         }
-        return [(MODELS, f"{uid}-g{generation}", document)]
+        return [(MODELS, f"{uid}-{run}", document)]
     if kind is EXPLANATION:
         result = _bounded(read_json(f"{output}/result.json"))
         writes = []
         for level, uri in sorted((status.get("reports") or {}).items()):
-            report_id = f"{uid}-g{generation}-{level}"
+            report_id = f"{uid}-{run}-{level}"
             document = {
                 **common,
                 "xai_report_id": report_id,
@@ -192,6 +198,8 @@ def records_for(
                 "report_uri": uri,
                 "method": status.get("method"),
                 "top_feature": status.get("topFeature"),
+                "model_uri": status.get("modelUri"),
+                "model_version": status.get("modelVersion"),
                 "created_at": status.get("finishedAt"),
                 "result": result,
             }

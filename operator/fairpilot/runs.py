@@ -1,0 +1,84 @@
+"""Runs: each execution of a resource's stage, and the places a run writes to.
+
+A resource runs its stage once per spec generation, and again when an input it used changed
+(a TrainingRun retrained under its Explanation): run `g3` is generation 3's first run, `g3r1`
+its first re-run. The run id names the Job and the output location, so that
+
+- a restarted operator finds the Job of the run it started (the id is in the status before the
+  Job exists), and
+- every run writes where no other run can: the output path holds the resource's uid (a
+  resource deleted and created again under the same name is another resource) and the run id.
+  The stage refuses a location another run already wrote to (`fairpilot-job --run-id`).
+
+Models are kept apart the way seed 004's registry keeps them: per user, model id and version
+(`<root>/<user>/models/<model id>/<version>/`), and a version is never given twice.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fairpilot.api.kinds import Kind
+from fairpilot.config import OperatorConfig
+
+_RUN = re.compile(r"^g(\d+)(?:r(\d+))?$")
+
+
+def run_id(generation: int, rerun: int = 0) -> str:
+    return f"g{generation}" if rerun == 0 else f"g{generation}r{rerun}"
+
+
+def parse_run(run: str) -> tuple[int, int]:
+    """(generation, re-run number) of a run id."""
+    found = _RUN.match(run)
+    if found is None:
+        raise ValueError(f"not a run id: {run!r}")
+    return int(found.group(1)), int(found.group(2) or 0)
+
+
+def current_run(status: dict[str, Any], generation: int) -> str:
+    """The run the status describes if it is about this generation, else the generation's
+    first run (a new spec generation starts afresh)."""
+    run = status.get("runId")
+    if status.get("observedGeneration") == generation and isinstance(run, str) and _RUN.match(run):
+        return run
+    return run_id(generation)
+
+
+def path_segment(value: str | None, default: str = "default") -> str:
+    """A user-chosen id as one path segment: no '/', no leading '.', bounded."""
+    segment = re.sub(r"[^A-Za-z0-9._-]", "_", str(value or default))[:128]
+    return re.sub(r"^\.", "_", segment)  # "." or ".." would climb out of the artifact root
+
+
+def output_uri(config: OperatorConfig, kind: Kind, resource: dict[str, Any], run: str) -> str:
+    """Where one run writes: per user, kind, namespace, resource (name and uid) and run."""
+    meta, spec = resource["metadata"], resource.get("spec") or {}
+    user = path_segment(spec.get("userId"))
+    root = config.artifact_root.rstrip("/")
+    uid = path_segment(meta.get("uid"), "no-uid")
+    return f"{root}/{user}/{kind.plural}/{meta['namespace']}/{meta['name']}/{uid}/{run}"
+
+
+def model_registry_uri(config: OperatorConfig, user: str | None, model_id: str) -> str:
+    """The folder of one model's versions (seed 004: models/<user>/<model id>/<version>/)."""
+    root = config.artifact_root.rstrip("/")
+    return f"{root}/{path_segment(user)}/models/{path_segment(model_id)}"
+
+
+_TRAILING_NUMBER = re.compile(r"^(.*?)(\d+)$")
+
+
+def next_version(version: str, taken: set[str]) -> str:
+    """`version` if it is free, else the next free one: v1 -> v2, 1.4 -> 1.5, beta -> beta-2."""
+    candidate = version
+    while candidate in taken:
+        found = _TRAILING_NUMBER.match(candidate)
+        if found:
+            head, number = found.groups()
+            candidate = f"{head}{int(number) + 1}"
+        else:
+            candidate = f"{version}-2"
+            version = candidate  # from here on the trailing number counts up
+    return candidate
