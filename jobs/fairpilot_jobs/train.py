@@ -25,8 +25,10 @@ from fairpilot import __version__
 from fairpilot.api import Algorithm, TaskType, TrainJobSpec
 from fairpilot_jobs import artifacts
 from fairpilot_jobs.errors import JobError
+from fairpilot_jobs.model_families import FitLog, family_report, model_records, summary_line
 from fairpilot_jobs.models import METADATA_FILE
 from fairpilot_jobs.tables import read_table, require_columns
+from fairpilot_jobs.time_budget import StageClock, leaderboard_on, training_scores
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +177,17 @@ def validation_metrics(predictor: Any) -> tuple[dict[str, float], str]:
 def verdict(
     spec: TrainJobSpec, metrics: dict[str, dict[str, float]], eval_metric: str
 ) -> dict[str, Any]:
-    """Seed 003's validation against a threshold: does the model meet the bound?"""
+    """Seed 003's validation against a threshold: does the model meet the bound?
+
+    Without a threshold nothing is checked, and nothing passed: `passed` is None.
+    """
     threshold = spec.validation_threshold
     if threshold is None:
-        return {"checked": False, "passed": True, "message": "no validation threshold set"}
+        return {
+            "checked": False,
+            "passed": None,
+            "message": "no validationThreshold set: the model was not validated",
+        }
     name = METRIC_ALIASES.get(threshold.metric or eval_metric, threshold.metric or eval_metric)
     split = "test" if threshold.on == "test" and metrics.get("test") else "validation"
     value = metrics.get(split, {}).get(name)
@@ -192,10 +201,13 @@ def verdict(
         threshold.max is None or value <= threshold.max
     )
     bounds = " and ".join(
-        f"{op} {bound}"
+        f"{op} {bound!r}"
         for op, bound in ((">=", threshold.min), ("<=", threshold.max))
         if bound is not None
     )
+    where = f"{split} split"
+    if split != threshold.on:
+        where += f" (on: {threshold.on} asked, but no test dataset was given)"
     return {
         "checked": True,
         "passed": passed,
@@ -204,14 +216,64 @@ def verdict(
         "value": value,
         "min": threshold.min,
         "max": threshold.max,
-        "message": f"{split} {name} {value:.4f} {'meets' if passed else 'misses'} {bounds}",
+        "message": (
+            f"{name} on the {where} is {value!r}, which {'meets' if passed else 'misses'} the "
+            f"bound {bounds}"
+        ),
     }
+
+
+def production_readiness(gates: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Ready only when every configured gate was checked on held-out data and passed; with no
+    gate configured nothing vouches for the model, so it is not ready either."""
+    configured = {name: gate for name, gate in gates.items() if gate.get("checked")}
+    if not configured:
+        return {
+            "ready": False,
+            "reason": "NoGates",
+            "message": "no gate is configured (validationThreshold): nothing vouches for this "
+            "model, so it is not marked production-ready",
+            "gates": gates,
+        }
+    failed = {name: gate for name, gate in configured.items() if not gate.get("passed")}
+    if failed:
+        return {
+            "ready": False,
+            "reason": "GateFailed",
+            "message": "; ".join(f"{name}: {gate['message']}" for name, gate in failed.items()),
+            "gates": gates,
+        }
+    return {
+        "ready": True,
+        "reason": "AllGatesPassed",
+        "message": "; ".join(f"{name}: {gate['message']}" for name, gate in configured.items()),
+        "gates": gates,
+    }
+
+
+def model_location(
+    spec: TrainJobSpec, store: artifacts.ArtifactStore
+) -> artifacts.ArtifactStore:
+    """Where the model goes, claimed for this run before any training: the registry folder of
+    its (model id, version) when the operator gives one, else `<output>/model`."""
+    if spec.model_output is None:
+        return artifacts.ArtifactStore(store.root.child(MODEL_DIR))
+    target = artifacts.ArtifactStore(spec.model_output.uri)
+    try:
+        target.claim(store.run_id, "model version")
+    except JobError as exc:
+        raise JobError(
+            "ModelVersionTaken",
+            f"model {spec.model_id!r} version {spec.version!r} already exists at "
+            f"{target.uri()}; one (model id, version) is one model: give another version",
+        ) from exc
+    return target
 
 
 def ensemble_description(predictor: Any) -> dict[str, Any]:
     """The best model and, for an ensemble, its members and weights."""
     best = predictor.model_best
-    info = predictor.info()["model_info"][best]
+    info = predictor.model_info(best)  # info()["model_info"][best], without every model's
     weights: dict[str, float] = {}
     for child in (info.get("children_info") or {}).values():
         weights.update({k: float(v) for k, v in (child.get("model_weights") or {}).items()})
@@ -258,10 +320,15 @@ def gpu_plan(spec: TrainJobSpec) -> dict[str, Any]:
 
 
 def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, Any]:
+    # The budget covers the whole stage, from its process starting (fairpilot_jobs.time_budget).
+    clock = StageClock(spec.time_limit_seconds)
+    clock.mark("start")
     from autogluon.tabular import TabularPredictor
 
     from fairpilot_jobs.reports.training_report import build_training_report
 
+    # The model's (id, version) is claimed first: a version taken fails now, not after training.
+    model_store = model_location(spec, store)
     frame = read_table(spec.dataset)
     named = {spec.target: "target", **{c: "excludedColumns" for c in spec.excluded_columns}}
     require_columns(frame, named)
@@ -298,7 +365,20 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
 
     with tempfile.TemporaryDirectory(prefix="fairpilot-train-") as tmp:
         model_dir = Path(tmp) / MODEL_DIR
+        # What is left of the budget, less a reserve for the work after the fit.
+        time_limit = clock.plan_fit(
+            len(frame),
+            len(test) if test is not None else 0,
+            [AUTOGLUON_KEYS[a] for a in dict.fromkeys(spec.algorithms)],
+        )
+        log.info(
+            "AutoGluon gets %.1f s: %.1f s spent since the stage started, %.1f s kept for after",
+            time_limit,
+            clock.elapsed(),
+            clock.reserve,
+        )
         started = time.monotonic()
+        clock.mark("fitStart")
         predictor = TabularPredictor(
             label=spec.target,
             problem_type=kind,
@@ -308,43 +388,57 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
             verbosity=1,
         )
         try:
-            predictor.fit(
-                frame,
-                time_limit=spec.time_limit_seconds,
-                presets=str(spec.presets),
-                hyperparameters=hyperparameters(spec.algorithms),
-                num_gpus=gpus["used"],
-                ag_args_fit={"random_seed": spec.seed} if spec.seed else None,
-            )
+            # FitLog hears which models AutoGluon skipped for lack of time (model_families).
+            with FitLog() as fit_log:
+                predictor.fit(
+                    frame,
+                    time_limit=time_limit,
+                    presets=str(spec.presets),
+                    hyperparameters=hyperparameters(spec.algorithms),
+                    num_gpus=gpus["used"],
+                    ag_args_fit={"random_seed": spec.seed} if spec.seed else None,
+                    raise_on_no_models_fitted=False,
+                )
         except ValueError as exc:
             raise JobError("TrainingFailed", f"AutoGluon refused the data: {exc}") from exc
         fit_seconds = time.monotonic() - started
+        clock.mark("fitEnd")
         if not predictor.model_names():
-            raise JobError("TrainingFailed", "no model finished within the time budget")
+            records = model_records(predictor, fit_log, [], AUTOGLUON_KEYS.values())
+            families = family_report(spec.algorithms, AUTOGLUON_KEYS, records)
+            raise JobError(
+                "TrainingFailed",
+                f"no model finished within the time budget: {summary_line(families)}",
+            )
         eval_metric = predictor.eval_metric.name
         val_metrics, val_source = validation_metrics(predictor)
+        metrics: dict[str, dict[str, float]] = {"training": {}, "validation": val_metrics}
+        # Every model scored on the test set in one prediction pass, the best one's metrics
+        # taken from the same predictions.
+        board, test_scores = leaderboard_on(predictor, test)
+        if test_scores is not None:
+            metrics["test"] = natural_metrics(test_scores)
         # Scored on the training rows themselves: the seed's `training_accuracy`, and the gap
-        # to validation shows over-fitting.
-        train_scores = predictor.evaluate(frame, silent=True, auxiliary_metrics=True)
-        metrics: dict[str, dict[str, float]] = {
-            "training": natural_metrics(train_scores),
-            "validation": val_metrics,
-        }
-        board = predictor.leaderboard(test, silent=True)
-        if test is not None:
-            scores = predictor.evaluate(test, silent=True, auxiliary_metrics=True)
-            metrics["test"] = natural_metrics(scores)
+        # to validation shows over-fitting; on a sample when all rows would not fit the budget.
+        metrics["training"] = natural_metrics(training_scores(predictor, frame, clock))
         judged = verdict(spec, metrics, eval_metric)
         best = ensemble_description(predictor)
+        families = family_report(
+            spec.algorithms,
+            AUTOGLUON_KEYS,
+            model_records(predictor, fit_log, leaderboard_records(board), AUTOGLUON_KEYS.values()),
+        )
+        log.info("model families: %s", summary_line(families))
         # Keep only what the best model needs: smaller artifact, faster explain and predict.
         predictor.delete_models(models_to_keep="best", dry_run=False, delete_from_disk=True)
         predictor.save_space()
 
         size = sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file())
-        model_uri = store.uri(MODEL_DIR)
-        metadata = model_metadata(spec, kind, best, metrics, size, model_dir, model_uri, judged)
+        model_uri = model_store.uri()
+        ready = production_readiness({"validationThreshold": judged})
+        metadata = model_metadata(spec, kind, best, metrics, size, model_dir, model_uri, ready)
         (model_dir / METADATA_FILE).write_text(_dumps(metadata))
-        store.upload_dir(model_dir, MODEL_DIR)
+        model_store.upload_dir(model_dir, "")
 
     leaderboard = leaderboard_records(board)
     result = {
@@ -358,12 +452,15 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
         "sampleWeights": "reweighing" if weights is not None else None,
         "timeLimitSeconds": spec.time_limit_seconds,
         "fitSeconds": round(fit_seconds, 2),
+        "timing": clock.summary(),
+        "modelFamilies": families,
         "gpu": gpus,
         "bestModel": best,
         "leaderboard": leaderboard,
         "metrics": metrics,
         "validationSource": val_source,
         "validation": judged,
+        "productionReady": ready,
         "model": {"uri": model_uri, "sizeMb": round(size / 2**20, 3), "metadata": metadata},
     }
     report = build_training_report(result, spec)
@@ -397,7 +494,7 @@ def model_metadata(
     size: int,
     model_dir: Path,
     model_uri: str,
-    judged: dict[str, Any],
+    ready: dict[str, Any],
 ) -> dict[str, Any]:
     """Seed 004's model metadata schema, filled from the training run."""
     import autogluon.tabular
@@ -410,8 +507,10 @@ def model_metadata(
         "user_id": spec.user_id,
         "name": spec.model_id or f"{spec.target} {kind} model",
         "description": f"AutoGluon {kind} model predicting {spec.target}",
-        "version": spec.version,
-        "framework": "autogluon",
+        "version": spec.version or "v1",
+        # Seed 004's values only (pytorch, tensorflow, sklearn, onnx, keras, huggingface,
+        # other): AutoGluon is none of them; custom_metadata.framework says which it is.
+        "framework": "other",
         "model_type": "regression" if kind == "regression" else "classification",
         "algorithm": f"{best['name']} ({members})" if members else best["name"],
         "files": file_records(model_dir, model_uri),
@@ -430,11 +529,17 @@ def model_metadata(
         ],
         "hardware_requirements": "GPU" if spec.resources.gpu else "CPU",
         "tags": ["fairpilot", "autogluon", kind],
-        "custom_metadata": {"target": spec.target, "problem_type": kind, "best_model": best},
+        "custom_metadata": {
+            "framework": f"autogluon.tabular {autogluon.tabular.__version__}",
+            "target": spec.target,
+            "problem_type": kind,
+            "best_model": best,
+            "production_readiness": ready,
+        },
         "created_at": now,
         "updated_at": now,
         "is_active": True,
-        "is_production_ready": bool(judged["passed"]),
+        "is_production_ready": bool(ready["ready"]),
     }
 
 
