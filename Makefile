@@ -5,7 +5,8 @@ VENV    ?= .venv
 PYTHON  := $(VENV)/bin/python
 PIP     := $(PYTHON) -m pip
 STAMP   := $(VENV)/.fairpilot-installed
-DEMO    ?= /tmp/fairpilot-demo
+# Per user: two people on one machine must not write into one folder.
+DEMO    ?= $(or $(TMPDIR),/tmp)/fairpilot-$(shell id -un)/stages
 IMAGE_REGISTRY ?= ghcr.io/fairpilot
 IMAGE_TAG      ?= 0.1.0
 
@@ -47,10 +48,7 @@ test: venv chromium lint
 	$(PYTHON) -m pytest
 
 demo: venv
-	$(VENV)/bin/fairpilot datasets adult --output /tmp/fairpilot/data
-	$(VENV)/bin/fairpilot sandbox run manifests/examples/adult/ \
-		--artifacts /tmp/fairpilot/artifacts --file-root /tmp/fairpilot \
-		--output-json /tmp/fairpilot/demo-status.json
+	bash scripts/demo.sh
 
 demo-stages: venv
 	bash scripts/demo-stages.sh $(DEMO)

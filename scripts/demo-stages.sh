@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs the four stages by hand on Adult income, as README shows, into one directory.
+# Runs the four stages by hand on Adult income, as README shows, into a new directory: a stage
+# never writes over earlier results, so every run of this script gets its own folder.
 set -euo pipefail
-out="$(realpath -m "${1:-/tmp/fairpilot-demo}")"
+base="$(realpath -m "${1:-${TMPDIR:-/tmp}/fairpilot-$(id -un)/stages}")"
+out="$base/$(date -u +%Y%m%dT%H%M%SZ)-$$"
 bin="$(dirname "$0")/../.venv/bin"
 mkdir -p "$out"
 "$bin/fairpilot" datasets adult --output "$out/data"

@@ -66,6 +66,34 @@ def test_s3_store_round_trip(s3_client, tmp_path: Path) -> None:
     assert not artifacts.exists(uri)
 
 
+@pytest.mark.parametrize("where", ["file", "s3"])
+def test_a_location_is_claimed_by_one_run_only(where: str, tmp_path: Path, request) -> None:
+    """An empty location becomes the run's; only that run may write there again (a retry).
+    Checked on the local disk and on a real S3 API server (If-None-Match)."""
+    if where == "s3":
+        request.getfixturevalue("s3_client").create_bucket(Bucket="fairpilot-claims")
+        root = "s3://fairpilot-claims/u/runs"
+    else:
+        root = f"file://{tmp_path}/runs"
+    first = ArtifactStore(f"{root}/a")
+    first.claim("uid-1/g1")
+    first.write_json("result.json", {"n": 1})
+    ArtifactStore(f"{root}/a").claim("uid-1/g1")  # the same run's retry
+    for other in ("uid-2/g1", "uid-1/g2", None):
+        with pytest.raises(JobError) as refused:
+            ArtifactStore(f"{root}/a").claim(other)
+        assert refused.value.reason == "OutputNotEmpty"
+    assert artifacts.read_json(f"{root}/a/result.json") == {"n": 1}
+    # Exclusive creation: the second of two creators of one file learns it lost.
+    store = ArtifactStore(f"{root}/b")
+    assert store.create_exclusive("marker", b"one") is True
+    assert store.create_exclusive("marker", b"two") is False
+    assert artifacts.read_bytes(f"{root}/b/marker") == b"one"
+    assert artifacts.names(root) == ["a", "b"]
+    assert artifacts.names(f"{root}/a") == [".fairpilot-run.json", "result.json"]
+    assert artifacts.names(f"{root}/nothing-here") == []
+
+
 def test_s3_errors_are_clear(s3_client) -> None:
     s3_client.create_bucket(Bucket="fairpilot-errors")
     with pytest.raises(JobError, match="does not exist") as caught:

@@ -211,7 +211,14 @@ def test_one_dataset_event_runs_the_chain_and_answers_on_the_seeds_topics(
     (model,) = payloads(records, "automl-events")
     # no test dataset in a message-started chain: test_accuracy is null, as the seed allows
     seed.check_against_seed(model, "automl-events", nullable=("test_accuracy",))
-    assert model["framework"] == "autogluon" and model["model_type"] == "classification"
+    # seed 004's framework values only; the library is named beside it
+    assert model["framework"] == "other" and model["model_type"] == "classification"
+    assert model["framework_detail"].startswith("autogluon.tabular ")
+    assert model["version"] == "v1" and model["model_uri"].endswith(
+        "/models/" + model["model_id"] + "/v1"
+    )
+    # no validation threshold in a message-started chain: nothing checked, nothing passed
+    assert model["validation_passed"] is None and model["production_ready"] is False
     assert 0.5 < model["validation_accuracy"] <= 1 and model["model_size_mb"] > 0
     explanations = payloads(records, "xai-events")
     assert sorted(p["level"] for p in explanations) == ["beginner", "expert", "intermediate"]

@@ -330,16 +330,20 @@ def failed(records: list[Any]) -> list[dict[str, Any]]:
 def test_a_job_past_its_deadline_fails_with_the_reason_and_stops_the_pipeline(
     tmp_path: Path,
 ) -> None:
-    stalled = tmp_path / "stalled.csv"
-    os.mkfifo(stalled)  # a read that never ends, as on a hung network mount
+    # The profile of "stuck" never ends, as a read from a hung network mount would not.
+    hang = lambda job: job["metadata"]["name"].startswith("fp-profile-stuck")  # noqa: E731
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n")
     config = OperatorConfig(
         artifact_root=f"file://{tmp_path / 'artifacts'}",
         jobs_image="local",
         jobs_cuda_image="local",
         jobs=JobDefaults(active_deadline_seconds=4),
     )
-    with Sandbox(tmp_path / "artifacts", config=config) as sandbox:
-        sandbox.apply([pipeline("stuck", f"file://{stalled}")])
+    with Sandbox(
+        tmp_path / "artifacts", config=config, runner_options={"hang": hang}
+    ) as sandbox:
+        sandbox.apply([pipeline("stuck", f"file://{data}")])
         stuck = failed_stage(sandbox, "stuck", "stuck")
         names = set(by_name(sandbox))
         events = failure_events(sandbox, 1)

@@ -166,4 +166,5 @@ def test_stage_reads_and_writes_s3(
         o["Key"]
         for o in s3_client.list_objects_v2(Bucket="artifacts", Prefix="u1/bias/run-1/")["Contents"]
     }
-    assert keys == {f"u1/bias/run-1/{n}" for n in ("result.json", "report.html", "reweighing.json")}
+    written = ("result.json", "report.html", "reweighing.json", ".fairpilot-run.json")
+    assert keys == {f"u1/bias/run-1/{n}" for n in written}  # the last: the run's claim

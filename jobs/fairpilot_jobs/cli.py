@@ -2,7 +2,8 @@
 
 The contract with the operator: on success, artifacts and `result.json` under the output URI
 and exit code 0; on failure, one line on stderr, `error.json` with the reason, no
-`result.json`, and a non-zero exit code (2: the input is wrong, 1: FairPilot failed).
+`result.json`, and a non-zero exit code (2: the input is wrong, and trying again cannot help;
+1: FairPilot or what it depends on failed, e.g. an S3 outage, and a retry may succeed).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def run(stage: str, spec_source: str, output: str, run_id: str | None = None) ->
         )
         return 0
     except JobError as exc:
-        return _fail(stage, store, exc.reason, exc.message, None, exit_code=2)
+        return _fail(stage, store, exc.reason, exc.message, None, 1 if exc.transient else 2)
     except Exception as exc:
         detail = traceback.format_exc()
         log.debug(detail)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Reasons that say the world failed, not the input: the stage exits 1 for them (not 2), so that
+# the Job's podFailurePolicy, which fails a Job at once on exit code 2, lets a retry try again.
+TRANSIENT_REASONS = frozenset({"StorageUnavailable"})
+
 
 class JobError(Exception):
     """A failure with a machine-readable reason and a message a person can act on.
@@ -14,6 +18,11 @@ class JobError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+    @property
+    def transient(self) -> bool:
+        """Whether trying again later may succeed (an outage), rather than a fix of the input."""
+        return self.reason in TRANSIENT_REASONS
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"

@@ -250,8 +250,8 @@ def check_uri(uri: str, config: OperatorConfig, field_name: str) -> None:
         if not path.is_absolute() or not (path == root or root in path.parents):
             raise UnresolvedReference(
                 "InvalidURI",
-                f"{field_name}: {uri[:200]!r} is outside the file root {config.file_root} that "
-                "stage pods may read",
+                f"{field_name}: {uri[:200]!r} is outside the allowed root {config.file_root} "
+                "(the only folder stage pods may read file:// URIs from)",
                 waiting=False,
             )
 

@@ -122,7 +122,11 @@ class Sandbox:
         self.file_root = file_root.resolve() if file_root else None
         self.kafka: str | None = None
         self.config = config or OperatorConfig(
-            artifact_root=f"file://{self.artifacts}", jobs_image="local", jobs_cuda_image="local"
+            artifact_root=f"file://{self.artifacts}",
+            jobs_image="local",
+            jobs_cuda_image="local",
+            # The operator judges file:// URIs as the pods will (they get FAIRPILOT_FILE_ROOT).
+            file_root=str(self.file_root) if self.file_root else None,
         )
         self._stack = contextlib.ExitStack()
         self._stop = threading.Event()

@@ -52,6 +52,7 @@ class LocalJobRunner:
         env: dict[str, str] | None = None,
         retry_delay: float = 1.0,
         crash: Callable[[dict[str, Any]], bool] | None = None,
+        hang: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         # noop: finish every Job at once with a minimal result.json (for load benchmarks).
         # env: added to every container's environment (what a node would add, e.g. the
@@ -61,7 +62,10 @@ class LocalJobRunner:
         # crash: Jobs for which it answers True crash at start: the container exits 1 with a
         # line on stderr and writes nothing, as a broken image or a segfault would look to
         # the operator (fault injection for tests).
+        # hang: Jobs for which it answers True never finish on their own, as a read from a
+        # hung network mount would not (fault injection: deadlines).
         self.noop = noop
+        self.hang = hang
         self.env = dict(env or {})
         self.retry_delay = retry_delay
         self.crash = crash
@@ -250,6 +254,8 @@ class LocalJobRunner:
             argv, env = self._materialise(meta["namespace"], template["spec"], container, workdir)
             if self.crash and self.crash(job):
                 argv = [sys.executable, "-c", _CRASH]
+            elif self.hang and self.hang(job):
+                argv = [sys.executable, "-c", _HANG]
             log.info("running %s: %s", meta["name"], " ".join(argv))
             limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
             code, reason, logs = _supervise(
@@ -368,6 +374,7 @@ def failing_rule(spec: dict[str, Any], container: str, exit_code: int) -> int | 
     return None
 
 
+_HANG = "import time\nwhile True: time.sleep(60)"
 _CRASH = "import sys; sys.stderr.write('Segmentation fault (core dumped)\\n'); sys.exit(1)"
 
 
