@@ -10,6 +10,7 @@ values against the predictor's own probability), how far each base value is from
 output over the background, and how well the two agree.
 
     python bench/bench_explain.py [--rows 1000] [--kernel-rows 10] [--model DIR] [--out ...]
+    python bench/bench_explain.py --algorithms lightgbm --out bench/results/explain-lightgbm.json
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from harness import describe, run_stage
 from fairpilot.datasets import adult, export_adult
 
 
-def train_model(directory: Path, budget: int) -> Path:
+def train_model(directory: Path, budget: int, algorithms: list[str] | None) -> Path:
     paths = export_adult(directory / "data")
     spec = {
         "dataset": {"uri": f"file://{paths['train']}"},
         "target": "income",
         "evalMetric": "roc_auc",
         "timeLimitSeconds": budget,
+        **({"algorithms": algorithms} if algorithms else {}),
     }
     run_stage("train", spec, directory)
     return directory / "train" / "model"
@@ -50,6 +52,11 @@ def main() -> int:
     )
     parser.add_argument("--model", type=Path, help="a train stage's model/ directory")
     parser.add_argument("--budget", type=int, default=60, help="training budget when no --model")
+    parser.add_argument(
+        "--algorithms",
+        nargs="+",
+        help="model families to train (e.g. lightgbm: our own TreeSHAP path); default: the stage's",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/explain.json"))
     args = parser.parse_args()
 
@@ -59,7 +66,7 @@ def main() -> int:
     from fairpilot_jobs.explain.tree import tree_shap
 
     with tempfile.TemporaryDirectory(prefix="bench-explain-") as tmp:
-        model_dir = args.model or train_model(Path(tmp), args.budget)
+        model_dir = args.model or train_model(Path(tmp), args.budget, args.algorithms)
         predictor = TabularPredictor.load(str(model_dir), verbosity=0)
         train, test = adult()
         features = list(predictor.original_features)

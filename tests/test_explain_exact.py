@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from fairpilot.datasets import german_credit
+from fairpilot_jobs.explain import boosters
 from fairpilot_jobs.explain.boosters import catboost_values, lightgbm_values, xgboost_values
 from fairpilot_jobs.explain.interventional import (
     TreeArrays,
@@ -205,7 +206,7 @@ def test_lightgbm_values_are_the_shapley_values_of_lightgbms_own_predictions(
     np.testing.assert_allclose(found.output, link(native), atol=1e-12)
 
 
-def test_lightgbm_values_match_shap_where_shap_reads_lightgbm(credit) -> None:
+def test_lightgbm_values_match_shap_where_shap_reads_lightgbm(credit, monkeypatch) -> None:
     import shap
 
     data, label = credit
@@ -220,6 +221,14 @@ def test_lightgbm_values_match_shap_where_shap_reads_lightgbm(credit) -> None:
         model_output="probability",
     )
     reference = explainer(rows.to_numpy(dtype=float), check_additivity=False)
+    # Explained in chunks of rows (a large model's decisions do not fit at once): the same.
+    monkeypatch.setattr(
+        boosters,
+        "MAX_DECISIONS",
+        7 * sum(t["num_leaves"] * 2 - 1 for t in booster.dump_model()["tree_info"]),
+    )
+    chunked = lightgbm_values(booster, rows, background, probability=True)
+    np.testing.assert_allclose(chunked.values, found.values, atol=1e-12)
     # shap's C++ side works in float32 in places (~1e-8 apart); LightGBM and we in float64.
     np.testing.assert_allclose(found.values, reference.values, atol=1e-7)
     assert found.base == pytest.approx(float(np.ravel(reference.base_values)[0]), abs=1e-7)

@@ -33,6 +33,8 @@ from fairpilot_jobs.explain.interventional import (
     raw_output,
 )
 
+# Rows are explained in chunks of at most this many (row, tree node) decisions (one byte each).
+MAX_DECISIONS = 50_000_000
 # LightGBM treats |x| <= this as zero for `missing_type: Zero` (kZeroThreshold in its sources).
 _LGBM_ZERO = 1e-35
 
@@ -213,19 +215,31 @@ def lightgbm_values(
     trees = [_LightGBMTree(info["tree_structure"], scale) for info in infos]
     data_x, columns = lightgbm_matrix(booster, rows)
     data_b, _ = lightgbm_matrix(booster, background)
-    rows_left = [tree.goes_left(data_x) for tree in trees]
     background_left = [tree.goes_left(data_b) for tree in trees]
     arrays = [tree.arrays for tree in trees]
-    # The trees as read here must predict what LightGBM predicts, or the values explain
-    # another model: checked on the explained rows before anything is computed.
     native = np.asarray(booster.predict(data_x, raw_score=True), dtype="float64") * (
         slope if probability else 1.0
     )
-    mine = raw_output(arrays, rows_left)
-    if not np.allclose(mine, native, rtol=1e-9, atol=1e-9):
-        gap = float(np.abs(mine - native).max())
-        raise BoosterUnsupported(f"LightGBM trees read back differ from its predictions ({gap})")
-    values, base, output = interventional_shap(
-        arrays, rows_left, background_left, data_x.shape[1], logistic if probability else identity
-    )
+    # Rows in chunks: each needs a bool per tree node (a large model has 10^5 nodes).
+    nodes = max(1, sum(len(tree.nodes) for tree in trees))
+    chunk = max(1, MAX_DECISIONS // nodes)
+    values, outputs, base = [], [], 0.0
+    for start in range(0, len(data_x), chunk):
+        part = data_x[start : start + chunk]
+        rows_left = [tree.goes_left(part) for tree in trees]
+        # The trees as read here must predict what LightGBM predicts, or the values explain
+        # another model: checked on every explained row before anything is computed.
+        mine = raw_output(arrays, rows_left)
+        expected = native[start : start + chunk]
+        if not np.allclose(mine, expected, rtol=1e-9, atol=1e-9):
+            gap = float(np.abs(mine - expected).max())
+            raise BoosterUnsupported(f"LightGBM trees read back differ from its output ({gap})")
+        found, base, output = interventional_shap(
+            arrays, rows_left, background_left, data_x.shape[1],
+            logistic if probability else identity,
+        )  # fmt: skip
+        values.append(found)
+        outputs.append(output)
+    values = np.concatenate(values) if values else np.zeros((0, data_x.shape[1]))
+    output = np.concatenate(outputs) if outputs else np.zeros(0)
     return MemberShap(values, base, output, columns)

@@ -1,11 +1,12 @@
 """Exact interventional TreeSHAP in a model's output space, for trees given as plain arrays.
 
 shap's TreeExplainer computes this for XGBoost (and CatBoost computes it natively), but it
-misreads LightGBM's categorical splits (`x in {a, c, f}`), which AutoGluon's LightGBM uses for
-every categorical column. This module computes the same values from the tree structure and
-a per-node "goes left" matrix, so the booster's own split semantics (categorical sets, missing
-values, default directions) are applied by the adapter that builds that matrix
-(`boosters.py`), and nothing here needs to know them.
+misreads LightGBM's categorical splits (`x in {a, c, f}`, which AutoGluon's LightGBM uses for
+every categorical column: shap's C++ keeps the category set in a float and counts categories
+from 1). This module computes the same values from the tree structure and a per-node "goes
+left" matrix, so the booster's own split semantics (categorical sets, missing values, default
+directions) are applied by the adapter that builds that matrix (`boosters.py`), and nothing
+here needs to know them.
 
 What is computed (Lundberg et al. 2020, "From local explanations to global understanding with
 explainable AI for trees", interventional feature perturbation), for every explained row x and
@@ -23,9 +24,9 @@ background row b:
 - averaged over the background rows.
 
 So the values add up exactly to g(F(x)) - E_b[g(F(b))]: the base value is the model's mean
-output over the background. Rows and background rows are grouped by the pattern of path
-conditions they satisfy at each leaf, so the work per leaf is one small table and one matrix
-product, not a loop over pairs.
+output over the background. The work is a walk of every tree per (row, background row) pair
+that visits only the leaves some hybrid of the two reaches, compiled with numba (which shap
+itself depends on); it is checked against Shapley values by enumeration in the tests.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -91,24 +93,134 @@ def raw_output(trees: Sequence[TreeArrays], goes_left: Sequence[np.ndarray]) -> 
     return total
 
 
-def _weights(a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shapley weights of the leaf game: per feature x alone satisfies, per feature b alone."""
-    lg = np.vectorize(math.lgamma, otypes=[float])
-    total = lg(a + c + 1.0)
-    with np.errstate(invalid="ignore"):
-        for_x = np.where(a > 0, np.exp(lg(np.maximum(a, 1)) + lg(c + 1.0) - total), 0.0)
-        for_b = np.where(c > 0, np.exp(lg(a + 1.0) + lg(np.maximum(c, 1)) - total), 0.0)
-    return for_x, for_b
+class _ShapleyWeights:
+    """The leaf game's weights for up to `size` features, by (a, c): what each of the a
+    features only x satisfies gets, (a-1)!·c!/(a+c)!, and each of the c features only b
+    satisfies, a!·(c-1)!/(a+c)!. Looked up, not recomputed, for every leaf."""
+
+    def __init__(self, size: int) -> None:
+        a = np.arange(size + 1, dtype=float)[:, None]
+        c = np.arange(size + 1, dtype=float)[None, :]
+        lg = np.vectorize(math.lgamma, otypes=[float])
+        total = lg(a + c + 1.0)
+        self.for_x = np.where(a > 0, np.exp(lg(np.maximum(a, 1)) + lg(c + 1.0) - total), 0.0)
+        self.for_b = np.where(c > 0, np.exp(lg(a + 1.0) + lg(np.maximum(c, 1)) - total), 0.0)
+
+    def __call__(self, a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.for_x[a, c], self.for_b[a, c]
 
 
-def _patterns(satisfied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of a boolean matrix and, for every row, the index of its pattern."""
-    if satisfied.shape[1] <= 62:
-        codes = satisfied.astype(np.int64) @ (np.int64(1) << np.arange(satisfied.shape[1]))
-        unique, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-        return satisfied[first], inverse.reshape(-1)
-    unique, inverse = np.unique(satisfied, axis=0, return_inverse=True)
-    return unique, inverse.reshape(-1)
+def _flatten(trees: Sequence[TreeArrays]) -> tuple[np.ndarray, ...]:
+    """All trees in one set of node arrays (children as absolute indices), and their roots."""
+    offsets = np.cumsum([0] + [len(tree.left) for tree in trees])
+    left = np.concatenate(
+        [np.where(t.left >= 0, t.left + o, -1) for t, o in zip(trees, offsets, strict=False)]
+    )
+    right = np.concatenate(
+        [np.where(t.right >= 0, t.right + o, -1) for t, o in zip(trees, offsets, strict=False)]
+    )
+    feature = np.concatenate([t.feature for t in trees])
+    value = np.concatenate([t.value for t in trees]).astype(np.float64)
+    return (
+        offsets[:-1].astype(np.int64),
+        left.astype(np.int64),
+        right.astype(np.int64),
+        (feature.astype(np.int64)),
+        value,
+    )
+
+
+def _depth(trees: Sequence[TreeArrays]) -> int:
+    deepest = 0
+    for tree in trees:
+        for _, path in tree.leaf_paths():
+            deepest = max(deepest, len(path))
+    return deepest
+
+
+_KERNEL: Any = None
+
+
+def _kernel() -> Any:
+    """The per-pair traversal, compiled by numba (a dependency of shap) on first use.
+
+    For one explained row x and one background row b, a tree is walked as every hybrid of
+    the two would walk it: where x and b go the same way there is one path; where they part,
+    the split's feature is taken from x on one branch and from b on the other, unless an
+    earlier split on the path already took it from one of them (then that one decides). A leaf
+    reached with a features taken from x and c from b gets the leaf game's Shapley weights.
+    """
+    global _KERNEL
+    if _KERNEL is not None:
+        return _KERNEL
+    import numba
+
+    @numba.njit(parallel=True, cache=False, nogil=True)
+    def kernel(roots, left, right, feature, value, x_left, b_left, scale, w_x, w_b, out):
+        n, m = x_left.shape[0], b_left.shape[0]
+        depth = w_x.shape[0] + 64
+        for i in numba.prange(n):
+            source = np.zeros(out.shape[1], np.int8)  # 0: free, 1: from x, 2: from b
+            taken = np.empty(depth, np.int64)  # features taken on the current path, in order
+            taken_from = np.empty(depth, np.int8)
+            st_node = np.empty(2 * depth + 2, np.int64)
+            st_base = np.empty(2 * depth + 2, np.int64)
+            st_feature = np.empty(2 * depth + 2, np.int64)
+            st_from = np.empty(2 * depth + 2, np.int8)
+            for j in range(m):
+                weight = scale[i, j]
+                top = 0
+                for root in roots:
+                    st_node[0], st_base[0], st_feature[0], st_from[0] = root, 0, -1, 0
+                    sp = 1
+                    while sp > 0:
+                        sp -= 1
+                        node, base = st_node[sp], st_base[sp]
+                        while top > base:
+                            top -= 1
+                            source[taken[top]] = 0
+                        if st_feature[sp] >= 0:
+                            source[st_feature[sp]] = st_from[sp]
+                            taken[top] = st_feature[sp]
+                            taken_from[top] = st_from[sp]
+                            top += 1
+                        if left[node] < 0:
+                            if top == 0:
+                                continue
+                            a = 0
+                            for t in range(top):
+                                if taken_from[t] == 1:
+                                    a += 1
+                            c = top - a
+                            v = value[node] * weight
+                            for t in range(top):
+                                if taken_from[t] == 1:
+                                    out[i, taken[t]] += v * w_x[a, c]
+                                else:
+                                    out[i, taken[t]] -= v * w_b[a, c]
+                            continue
+                        f = feature[node]
+                        go_x = left[node] if x_left[i, node] else right[node]
+                        go_b = left[node] if b_left[j, node] else right[node]
+                        if go_x == go_b or source[f] == 1:
+                            st_node[sp], st_base[sp], st_feature[sp] = go_x, top, -1
+                            sp += 1
+                        elif source[f] == 2:
+                            st_node[sp], st_base[sp], st_feature[sp] = go_b, top, -1
+                            sp += 1
+                        else:
+                            st_node[sp], st_base[sp], st_feature[sp], st_from[sp] = go_x, top, f, 1
+                            sp += 1
+                            st_node[sp], st_base[sp], st_feature[sp], st_from[sp] = go_b, top, f, 2
+                            sp += 1
+                    while top > 0:  # the next tree starts with every feature free
+                        top -= 1
+                        source[taken[top]] = 0
+            for f in range(out.shape[1]):
+                out[i, f] /= m
+
+    _KERNEL = kernel
+    return kernel
 
 
 def interventional_shap(
@@ -127,7 +239,7 @@ def interventional_shap(
     margin_b = raw_output(trees, background_left)
     n, m = len(margin_x), len(margin_b)
     if link is identity:
-        scale = None  # every pair weighs 1: the background only enters through its counts
+        scale = np.ones((n, m))  # every pair weighs 1
     elif link is logistic:
         delta = margin_x[:, None] - margin_b[None, :]
         close = np.abs(delta) < 1e-12
@@ -140,40 +252,21 @@ def interventional_shap(
     else:
         raise ValueError("link must be identity or logistic")
     values = np.zeros((n, n_features))
-    for tree, x_left, b_left in zip(trees, rows_left, background_left, strict=True):
-        for leaf, path in tree.leaf_paths():
-            if not path:
-                continue  # a stump adds the same to every row: nothing to attribute
-            features = sorted({int(tree.feature[node]) for node, _ in path})
-            column = {feature: i for i, feature in enumerate(features)}
-            sat_x = np.ones((n, len(features)), dtype=bool)
-            sat_b = np.ones((m, len(features)), dtype=bool)
-            for node, went_left in path:
-                i = column[int(tree.feature[node])]
-                sat_x[:, i] &= x_left[:, node] == went_left
-                sat_b[:, i] &= b_left[:, node] == went_left
-            px, index_x = _patterns(sat_x)
-            pb, index_b = _patterns(sat_b)
-            x_only = px[:, None, :] & ~pb[None, :, :]  # (P, Q, k)
-            b_only = ~px[:, None, :] & pb[None, :, :]
-            blocked = (~px[:, None, :] & ~pb[None, :, :]).any(axis=2)
-            for_x, for_b = _weights(x_only.sum(axis=2), b_only.sum(axis=2))
-            table = float(tree.value[leaf]) * (
-                x_only * for_x[..., None] - b_only * for_b[..., None]
-            )
-            table[blocked] = 0.0
-            if not table.any():
-                continue
-            # share[x, q]: the background's weight in pattern q for row x (sum of its pairs'
-            # scale factors over m), so that one product replaces the loop over pairs.
-            if scale is None:
-                counts = np.bincount(index_b, minlength=len(pb)) / m
-                contribution = np.einsum("q,nqk->nk", counts, table[index_x])
-            else:
-                onehot = np.zeros((m, len(pb)))
-                onehot[np.arange(m), index_b] = 1.0 / m
-                share = scale @ onehot
-                contribution = np.einsum("nq,nqk->nk", share, table[index_x])
-            values[:, features] += contribution
+    if trees and n and m:
+        roots, left, right, feature, value = _flatten(trees)
+        weights = _ShapleyWeights(max(n_features, _depth(trees)))
+        _kernel()(
+            roots,
+            left,
+            right,
+            feature,
+            value,
+            np.ascontiguousarray(np.concatenate(list(rows_left), axis=1)),
+            np.ascontiguousarray(np.concatenate(list(background_left), axis=1)),
+            np.ascontiguousarray(scale),
+            weights.for_x,
+            weights.for_b,
+            values,
+        )
     output_x, output_b = link(margin_x), link(margin_b)
     return values, float(output_b.mean()), output_x
