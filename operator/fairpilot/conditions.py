@@ -16,6 +16,14 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def condition_of(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    """The condition of that type in a status, if it has one."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == type_:
+            return condition
+    return None
+
+
 def set_condition(
     conditions: list[dict[str, Any]],
     type_: str,

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from fairpilot.api import JOB_SPECS
 from fairpilot.api.kinds import Kind
 from fairpilot.api.validation import describe, is_dns1123_subdomain
+from fairpilot.conditions import condition_of
 from fairpilot.config import OperatorConfig
 
 # (kind, name) -> the resource as a dict, or None when it does not exist.
@@ -89,10 +90,7 @@ def _ready(resource: dict[str, Any], kind: str, name: str, field: str) -> dict[s
 
 def up_to_date(status: dict[str, Any]) -> bool:
     """False when the status says its inputs changed under it (UpToDate=False)."""
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "UpToDate":
-            return condition.get("status") != "False"
-    return True
+    return (condition_of(status, "UpToDate") or {}).get("status") != "False"
 
 
 def as_input(field: str, kind: str, resource: dict[str, Any]) -> dict[str, Any]:

@@ -254,6 +254,12 @@ def _is_rounded(rounded: Rounded, key: object) -> bool:
     return key in rounded
 
 
+def _marked(value: object, rounded: bool) -> tuple[str, str | None]:
+    """`_shown`, with the "≈" mark in front of a value that rounding changed."""
+    shown, exact = _shown(value, rounded)
+    return (f"{ROUNDED_MARK}{shown}" if exact is not None else shown), exact
+
+
 def _shown(value: object, rounded: bool) -> tuple[str, str | None]:
     """The text of a value, and its exact text where rounding changed it (else None)."""
     exact = format_value(value)
@@ -325,9 +331,7 @@ class Section:
         and a rounded one carries the "≈" mark, its every digit in a tooltip."""
         rows = []
         for key, value in items.items():
-            shown, exact = _shown(value, _is_rounded(rounded, key))
-            if exact is not None:
-                shown = f"{ROUNDED_MARK}{shown}"
+            shown, exact = _marked(value, _is_rounded(rounded, key))
             rows.append(
                 f'<tr><th scope="row">{_text(key)}</th>'
                 f"<td{_NUM if _is_number(value) else ''}{_exact_title(exact)}>{_text(shown)}</td>"
@@ -341,9 +345,7 @@ class Section:
         and a rounded one carries the "≈" mark, its every digit in a tooltip."""
         cards = []
         for label, value in items.items():
-            shown, exact = _shown(value, _is_rounded(rounded, label))
-            if exact is not None:
-                shown = f"{ROUNDED_MARK}{shown}"
+            shown, exact = _marked(value, _is_rounded(rounded, label))
             long = len(shown) > 12  # a name rather than a number: a wider card, smaller type
             cards.append(
                 f'<div class="card{" wide" if long else ""}">'

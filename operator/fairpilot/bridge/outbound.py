@@ -22,6 +22,7 @@ from fairpilot.bridge.payloads import (
     StatusChanged,
     XaiReported,
 )
+from fairpilot.conditions import condition_of
 from fairpilot.runs import current_run
 
 Get = Callable[[Kind, str, str], dict[str, Any] | None]
@@ -92,10 +93,7 @@ def model_of(kind: Kind, resource: dict[str, Any], get: Get) -> tuple[str, str]:
 
 
 def _ready_reason(status: dict[str, Any]) -> str | None:
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition.get("reason")
-    return None
+    return (condition_of(status, "Ready") or {}).get("reason")
 
 
 def status_events(

@@ -15,6 +15,7 @@ from typing import Any
 
 from fairpilot.api.kinds import DATASET, TRAINING_RUN, Kind
 from fairpilot.conditions import (
+    condition_of,
     failure,
     now,
     project_result,
@@ -347,10 +348,7 @@ def reconcile(
 
 
 def _ready_reason(status: dict[str, Any]) -> str | None:
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition.get("reason")
-    return None
+    return (condition_of(status, "Ready") or {}).get("reason")
 
 
 def _model_version(
