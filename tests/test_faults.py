@@ -19,8 +19,8 @@ from fault_helpers import CuttableLink, PhaseRecorder
 from kafka_helpers import STATUS, delivered, payloads, produce, read_until, trigger
 from sandbox_helpers import by_name, eventually, resource, wait_for
 
-from fairpilot.config import JobDefaults, OperatorConfig
-from fairpilot.sandbox.app import Sandbox
+from fairpilot.config import JobDefaults
+from fairpilot.sandbox.app import Sandbox, sandbox_config
 from fairpilot.sandbox.kafka import free_port, running_broker
 from fairpilot.sandbox.process import OperatorProcess
 
@@ -254,11 +254,10 @@ def s3_link(s3_server: dict[str, str], s3_client: Any) -> Any:
 
 
 def s3_sandbox(tmp_path: Path, link: CuttableLink, backoff_limit: int) -> Sandbox:
-    config = OperatorConfig(
+    config = sandbox_config(
+        tmp_path / "artifacts",
         artifact_root="s3://fp-faults/runs",
         s3_endpoint_url=link.url,
-        jobs_image="local",
-        jobs_cuda_image="local",
         jobs=JobDefaults(backoff_limit=backoff_limit),
     )
     return Sandbox(
@@ -334,12 +333,7 @@ def test_a_job_past_its_deadline_fails_with_the_reason_and_stops_the_pipeline(
     hang = lambda job: job["metadata"]["name"].startswith("fp-profile-stuck")  # noqa: E731
     data = tmp_path / "data.csv"
     data.write_text("a,b\n1,2\n")
-    config = OperatorConfig(
-        artifact_root=f"file://{tmp_path / 'artifacts'}",
-        jobs_image="local",
-        jobs_cuda_image="local",
-        jobs=JobDefaults(active_deadline_seconds=4),
-    )
+    config = sandbox_config(tmp_path / "artifacts", jobs=JobDefaults(active_deadline_seconds=4))
     with Sandbox(
         tmp_path / "artifacts", config=config, runner_options={"hang": hang}
     ) as sandbox:

@@ -13,8 +13,7 @@ import pytest
 from sandbox_helpers import by_name, eventually, resource, wait_for
 
 from fairpilot import API_GROUP, API_VERSION
-from fairpilot.config import OperatorConfig
-from fairpilot.sandbox.app import Sandbox
+from fairpilot.sandbox.app import Sandbox, sandbox_config
 
 NAMESPACE = "runs"
 DONE = ("Succeeded", "Failed")
@@ -152,12 +151,7 @@ def test_a_dataset_profiled_again_re_runs_the_analysis_that_used_it(
 
 def test_without_following_inputs_a_stale_result_says_so(tmp_path: Path, tiny_csv: str) -> None:
     artifacts = tmp_path / "artifacts"
-    config = OperatorConfig(
-        artifact_root=f"file://{artifacts}",
-        jobs_image="local",
-        jobs_cuda_image="local",
-        follow_inputs=False,
-    )
+    config = sandbox_config(artifacts, follow_inputs=False)
     with Sandbox(artifacts, namespace=NAMESPACE, kafka=False, config=config) as sandbox:
         sandbox.apply([resource("Dataset", "still", {"uri": tiny_csv}), bias_on("still")])
         wait_for(sandbox, "still-bias", lambda s: s.get("phase") == "Succeeded")

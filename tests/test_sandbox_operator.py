@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sandbox_helpers import by_name, eventually, resource, wait_for
 
-from fairpilot.config import GpuConfig, OperatorConfig
-from fairpilot.sandbox.app import Sandbox
+from fairpilot.config import GpuConfig
+from fairpilot.sandbox.app import Sandbox, sandbox_config
 
 GROUP, VERSION, NAMESPACE = "fairpilot.io", "v1alpha1", "default"
 OWNER = "alice@example.org"
@@ -128,12 +128,7 @@ def test_phase_transitions_are_posted_as_kubernetes_events(sandbox: Sandbox, tin
 
 def test_gpu_request_fails_when_the_operator_forbids_gpus(tmp_path: Path, tiny_csv: str) -> None:
     artifacts = tmp_path / "artifacts"
-    config = OperatorConfig(
-        artifact_root=f"file://{artifacts.resolve()}",
-        jobs_image="local",
-        jobs_cuda_image="local",
-        gpu=GpuConfig(allowed=False),
-    )
+    config = sandbox_config(artifacts, gpu=GpuConfig(allowed=False))
     with Sandbox(artifacts, namespace=NAMESPACE, config=config, kafka=False) as sandbox:
         _gpu_request_is_refused(sandbox, tiny_csv)
 

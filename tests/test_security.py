@@ -46,7 +46,7 @@ from fairpilot.controller.main import operate
 from fairpilot.jobs import build_job
 from fairpilot.sandbox import runner
 from fairpilot.sandbox.app import USER_AGENT as SANDBOX_USER_AGENT
-from fairpilot.sandbox.app import Sandbox
+from fairpilot.sandbox.app import Sandbox, sandbox_config
 from fairpilot.sandbox.emulator import request_info, running_emulator
 from fairpilot.sandbox.kafka import free_port, running_broker
 from fairpilot.warehouse.store import Warehouse
@@ -228,12 +228,11 @@ def run(tmp_path_factory: pytest.TempPathFactory, s3_server: dict[str, str]) -> 
         s3.put_object(Bucket=BUCKET, Key=DATA_URI.split("/", 3)[3], Body=TINY_CSV.encode())
         warehouse = Warehouse.from_env()  # through the URI with the password, as on a cluster
         assert warehouse is not None
-        config = OperatorConfig(
+        config = sandbox_config(
+            tmp / "artifacts",
             artifact_root=f"s3://{BUCKET}/artifacts",
             s3_endpoint_url=endpoint,
             s3_credentials_secret="fairpilot-s3",
-            jobs_image="local",
-            jobs_cuda_image="local",
         )
         root.addHandler(collected)
         root.setLevel(logging.DEBUG)

@@ -105,30 +105,27 @@ class FitLog(logging.Handler):
             logger = logger.parent
 
 
-def autogluon_classes(keys: Iterable[str]) -> dict[str, str]:
-    """AutoGluon's model class names (LGBModel, ...) -> their hyperparameter keys (GBM, ...)."""
+def _registered(keys: Iterable[str]) -> dict[str, Any]:
+    """AutoGluon's model class of every hyperparameter key (GBM -> LGBModel) it knows."""
     from autogluon.tabular.registry import ag_model_registry
 
     out = {}
     for key in keys:
         try:
-            out[ag_model_registry.key_to_cls(key).__name__] = key
+            out[key] = ag_model_registry.key_to_cls(key)
         except (KeyError, ValueError, AssertionError):
             continue
     return out
+
+
+def autogluon_classes(keys: Iterable[str]) -> dict[str, str]:
+    """AutoGluon's model class names (LGBModel, ...) -> their hyperparameter keys (GBM, ...)."""
+    return {cls.__name__: key for key, cls in _registered(keys).items()}
 
 
 def autogluon_names(keys: Iterable[str]) -> dict[str, str]:
     """AutoGluon's model name stems (LightGBM, ...) -> their hyperparameter keys."""
-    from autogluon.tabular.registry import ag_model_registry
-
-    out = {}
-    for key in keys:
-        try:
-            out[ag_model_registry.key_to_cls(key).ag_name] = key
-        except (KeyError, ValueError, AssertionError):
-            continue
-    return out
+    return {cls.ag_name: key for key, cls in _registered(keys).items()}
 
 
 def key_from_name(name: str, stems: dict[str, str]) -> str | None:

@@ -61,6 +61,21 @@ def documents(path: Path) -> list[dict[str, Any]]:
     return found
 
 
+def sandbox_config(
+    artifacts: Path, file_root: Path | None = None, **fields: Any
+) -> OperatorConfig:
+    """The operator's configuration in the sandbox: local images (the runner runs the stage's
+    command itself), artifacts under `artifacts`; `fields` change or add settings."""
+    defaults: dict[str, Any] = {
+        "artifact_root": f"file://{artifacts.resolve()}",
+        "jobs_image": "local",
+        "jobs_cuda_image": "local",
+        # The operator judges file:// URIs as the pods will (they get FAIRPILOT_FILE_ROOT).
+        "file_root": str(file_root.resolve()) if file_root else None,
+    }
+    return OperatorConfig(**{**defaults, **fields})
+
+
 class Sandbox:
     def __init__(
         self,
@@ -121,13 +136,7 @@ class Sandbox:
         )
         self.file_root = file_root.resolve() if file_root else None
         self.kafka: str | None = None
-        self.config = config or OperatorConfig(
-            artifact_root=f"file://{self.artifacts}",
-            jobs_image="local",
-            jobs_cuda_image="local",
-            # The operator judges file:// URIs as the pods will (they get FAIRPILOT_FILE_ROOT).
-            file_root=str(self.file_root) if self.file_root else None,
-        )
+        self.config = config or sandbox_config(self.artifacts, self.file_root)
         self._stack = contextlib.ExitStack()
         self._stop = threading.Event()
 
