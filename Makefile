@@ -86,6 +86,7 @@ bench: venv
 	$(PYTHON) bench/bench_bridge.py
 	$(PYTHON) bench/bench_waiting.py
 	$(PYTHON) bench/bench_outbox.py
+	$(PYTHON) bench/bench_limits.py
 	$(PYTHON) bench/bench_soak.py
 
 clean:

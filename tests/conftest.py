@@ -136,7 +136,7 @@ def explained(
     tmp_path_factory: pytest.TempPathFactory, adult: dict[str, str], trained: JobRun
 ) -> JobRun:
     spec = {
-        "model": {"uri": trained.result["model"]["uri"]},
+        "model": {"uri": trained.result["model"]["uri"], "digest": trained.result["modelDigest"]},
         "dataset": {"uri": adult["test"]},
         "sampleSize": 500,
     }

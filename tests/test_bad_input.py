@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import run_job
+
+# A well-formed model digest: the model checks below fail before it could match anything.
+ANY_DIGEST = "sha256:" + "0" * 64
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +29,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "empty.csv").write_text("")
     (root / "header_only.csv").write_text("age,sex,y\n")
     (root / "garbage.parquet").write_bytes(b"\x00\x01 definitely not parquet \xff" * 20)
+    # Claims a 65 MiB footer, over the 64 MiB limit: a sparse file, nothing on disk.
+    with open(root / "huge_footer.parquet", "wb") as handle:
+        handle.write(b"PAR1")
+        handle.seek(65 * 2**20 + 4)
+        handle.write((65 * 2**20).to_bytes(4, "little") + b"PAR1")
+    with zipfile.ZipFile(root / "two.csv.zip", "w") as archive:
+        archive.writestr("a.csv", "age,y\n1,no\n")
+        archive.writestr("b.csv", "age,y\n2,yes\n")
     (root / "no_model").mkdir()
     (root / "no_model" / "readme.txt").write_text("nothing here")
     return {
@@ -35,6 +47,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "empty.csv",
             "header_only.csv",
             "garbage.parquet",
+            "huge_footer.parquet",
+            "two.csv.zip",
             "no_model",
         )
     } | {"missing": f"file://{root / 'missing.csv'}"}
@@ -51,6 +65,20 @@ def cases(f: dict[str, str]) -> list[tuple[str, str, dict, str, str]]:
             {"uri": f["garbage.parquet"]},
             "UnreadableData",
             "not readable as parquet",
+        ),
+        (
+            "Parquet footer over the limit",
+            "profile",
+            {"uri": f["huge_footer.parquet"]},
+            "ParquetMetadataTooLarge",
+            "FAIRPILOT_MAX_PARQUET_METADATA_BYTES",
+        ),
+        (
+            "zip of two files",
+            "profile",
+            {"uri": f["two.csv.zip"]},
+            "UnreadableData",
+            "holds 2 files ('a.csv', 'b.csv')",
         ),
         ("empty file", "profile", {"uri": f["empty.csv"]}, "EmptyTable", "0 rows"),
         (
@@ -126,16 +154,29 @@ def cases(f: dict[str, str]) -> list[tuple[str, str, dict, str, str]]:
         (
             "directory without a model",
             "explain",
-            {"model": {"uri": f["no_model"]}, "dataset": {"uri": f["small.csv"]}},
+            {
+                "model": {"uri": f["no_model"], "digest": ANY_DIGEST},
+                "dataset": {"uri": f["small.csv"]},
+            },
             "ModelNotFound",
             "no predictor.pkl",
         ),
         (
             "model URI that does not exist",
             "explain",
-            {"model": {"uri": f["missing"]}, "dataset": {"uri": f["small.csv"]}},
+            {
+                "model": {"uri": f["missing"], "digest": ANY_DIGEST},
+                "dataset": {"uri": f["small.csv"]},
+            },
             "ModelNotFound",
             "no model at",
+        ),
+        (
+            "model without a digest",
+            "explain",
+            {"model": {"uri": f["no_model"]}, "dataset": {"uri": f["small.csv"]}},
+            "ModelDigestMissing",
+            "no digest",
         ),
         (
             "spec with a wrong type",
@@ -152,6 +193,20 @@ def cases(f: dict[str, str]) -> list[tuple[str, str, dict, str, str]]:
             "targt: unknown field",
         ),
         ("s3 bucket name invalid", "profile", {"uri": "s3://A/b.csv"}, "InvalidSpec", "uri"),
+        (
+            "percent-encoded NUL in a data URI",
+            "profile",
+            {"uri": f["small.csv"].replace("small.csv", "small%00.csv")},
+            "InvalidSpec",  # the spec's own model refuses it, naming the field
+            "uri: holds invisible or control characters (U+0000)",
+        ),
+        (
+            "zero-width space in a data URI",
+            "bias",
+            {"dataset": {"uri": f"{f['small.csv']}\u200b"}, **bias},
+            "InvalidSpec",
+            "dataset.uri: holds invisible or control characters (U+200B)",
+        ),
     ]
 
 
@@ -212,3 +267,30 @@ def test_spec_file_that_does_not_exist(tmp_path: Path) -> None:
     assert completed.stderr.strip().splitlines() == [
         f"fairpilot-job profile: SpecNotFound: spec file {tmp_path / 'nope.yaml'} does not exist"
     ]
+
+
+@pytest.mark.parametrize(
+    ("output", "shown"),
+    [("out%00put", r"out\x00put"), ("out\x1b[2Jput", r"out\x1b[2Jput"), ("out%0Aput", r"out\nput")],
+)
+def test_control_characters_in_uris_are_input_errors(
+    files: dict[str, str], tmp_path: Path, output: str, shown: str
+) -> None:
+    """In the output URI (nothing can be written: stderr says why): InvalidURI; in a data URI
+    of the spec (error.json too): InvalidSpec naming the field; exit 2 either way, the
+    character shown, not an internal error."""
+    run = run_job(
+        "profile",
+        {"uri": files["small.csv"]},
+        tmp_path / "out",
+        output_uri=f"file://{tmp_path}/{output}",
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()]
+    assert "InvalidURI" in run.stderr and shown in run.stderr, run.stderr
+    nul = files["small.csv"].replace("small.csv", "small%00.csv")
+    run = run_job("profile", {"uri": nul}, tmp_path / "data")
+    assert run.returncode == 2, run.stderr
+    assert run.error["reason"] == "InvalidSpec"  # the spec's model: the field and code point
+    assert "uri: holds invisible or control characters (U+0000)" in run.error["message"]
+    assert run.error["exitCode"] == 2

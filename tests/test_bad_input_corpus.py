@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import seed_payloads as seed
 from aiokafka import AIOKafkaProducer
@@ -281,6 +283,28 @@ KAFKA_CASES = [
         "uri with a query",
         BIAS_TOPIC,
         bias(uri="s3://datasets/x.csv?versionId=1"),
+        "InvalidPayload",
+        "uri",
+    ),
+    # a message's own uri is held to what the operator allows its user and namespace to read
+    KafkaCase(
+        "uri outside the file root",
+        BIAS_TOPIC,
+        bias(uri="file:///etc/passwd"),
+        "InvalidURI",
+        "outside the allowed root",
+    ),
+    KafkaCase(
+        "uri of the operator's own credentials",
+        AUTOML_TOPIC,
+        {**seed.AUTOML_TRIGGER, "uri": "file:///proc/self/environ"},
+        "InvalidURI",
+        "outside the allowed root",
+    ),
+    KafkaCase(
+        "uri with an invisible character",
+        BIAS_TOPIC,
+        bias(uri="file:///data/a\u200bb.csv"),
         "InvalidPayload",
         "uri",
     ),
@@ -967,6 +991,22 @@ def job_cases(d: Path) -> list[JobCase]:
             "InvalidSpec",
             "at most 256 characters",
         ),
+        JobCase(
+            "gzip bomb over a 1 MiB limit",
+            "bias",
+            {"dataset": {"uri": at("bomb.csv.gz")}, **bias},
+            "DecompressedTooLarge",
+            "more than 1,048,576 bytes (1 MiB), the limit set by FAIRPILOT_MAX_DECOMPRESSED_BYTES",
+            {"FAIRPILOT_MAX_DECOMPRESSED_BYTES": "1Mi"},
+        ),
+        JobCase(
+            "Parquet of 1,500 row groups",
+            "profile",
+            {"uri": at("row-groups.parquet")},
+            "TooManyRowGroups",
+            "1,500 row groups, more than the limit of 1,000",
+            {"FAIRPILOT_MAX_PARQUET_ROW_GROUPS": "1000"},
+        ),
     ]
 
 
@@ -981,6 +1021,8 @@ def job_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "garbage.csv.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00garbage" * 100)
     (d / "fake.parquet").write_bytes(b"PAR1" + b"\x07not a parquet body" * 50 + b"PAR1")
     (d / "garbage.jsonl").write_text('{"a": 1}\n{not json at all\n')
+    (d / "bomb.csv.gz").write_bytes(gzip.compress(TINY_CSV.encode() * 200_000))
+    pq.write_table(pa.table({"age": list(range(3000))}), d / "row-groups.parquet", row_group_size=2)
     return d
 
 

@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from fairpilot import access
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.controller.main import config_from_env
 from fairpilot.crds import drift
@@ -39,12 +40,23 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
         "artifactRoot": "s3://ml-artifacts/fairpilot",
         "s3": {"endpointUrl": "https://minio.storage:9000", "credentialsSecret": "fairpilot-s3"},
+        "access": {
+            "dataLocations": ["s3://datasets/{namespace}/{user_id}/"],
+            "namespaces": {
+                "team-a": {"dataLocations": ["s3://team-a-data/"], "s3CredentialsSecret": "a-s3"},
+                "team-b": {"artifactRoot": "s3://fairpilot-{namespace}"},
+            },
+        },
         "gpu": {
             "runtimeClassName": "nvidia",
             "nodeSelector": {"nvidia.com/gpu.present": "true"},
             "resourceName": "nvidia.com/gpu",
         },
-        "jobs": {"activeDeadlineSeconds": 7200, "ttlSecondsAfterFinished": 3600},
+        "jobs": {
+            "activeDeadlineSeconds": 7200,
+            "ttlSecondsAfterFinished": 3600,
+            "inputLimits": {"maxDecompressedBytes": 8 * 2**30, "maxColumns": 2000},
+        },
         "kafka": {
             "bootstrapServers": "kafka-0.kafka:9093,kafka-1.kafka:9093",
             "securityProtocol": "SASL_SSL",
@@ -55,6 +67,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             },
             "tls": {"caSecret": {"name": "kafka-ca", "key": "ca.crt"}},
             "allowedNamespaces": ["team-a"],
+            "principals": {"billing": {"userIds": ["alice"], "namespaces": ["team-a"]}},
             "topics": {"deadLetter": "fairpilot.dlq"},
         },
         "mongo": {"uriSecret": {"name": "warehouse", "key": "uri"}},
@@ -161,6 +174,18 @@ def test_the_operator_reads_the_rendered_configuration(helm: Path, tmp_path: Pat
             assert config.s3_credentials_secret == "fairpilot-s3"
             assert config.artifact_root == "s3://ml-artifacts/fairpilot"
             assert config.jobs_image == "ghcr.io/fairpilot/jobs:0.1.0"
+            assert config.data_locations == ["s3://datasets/{namespace}/{user_id}/"]
+            assert access.readable(config, "team-a", "u") == [
+                "s3://team-a-data/", "s3://ml-artifacts/fairpilot/team-a"
+            ]  # fmt: skip
+            assert access.credentials_secret(config, "team-a") == "a-s3"
+            assert access.artifact_root(config, "team-b") == "s3://fairpilot-team-b"
+            assert access.credentials_secret(config, "team-b") == "fairpilot-s3"
+            limits = {e["name"]: e["value"] for e in config.jobs.input_limits.env()}
+            assert limits == {
+                "FAIRPILOT_MAX_COLUMNS": "2000",
+                "FAIRPILOT_MAX_DECOMPRESSED_BYTES": str(8 * 2**30),
+            }
             assert operator["image"] == "registry.example.com/fp/operator:1.2.3"
         if name == "defaults":
             assert config.s3_endpoint_url is None and config.gpu.allowed
@@ -173,6 +198,8 @@ def test_the_bridge_reads_the_rendered_environment(helm: Path) -> None:
     env = plain_env(operator)
     bridge = BridgeConfig.from_env(env)
     assert bridge is not None
+    assert bridge.principals["billing"].user_ids == ["alice"]
+    assert bridge.principals["billing"].namespaces == ["team-a"]
     assert bridge.bootstrap_servers == values["kafka"]["bootstrapServers"]
     assert bridge.topics.dead_letter == "fairpilot.dlq"
     assert bridge.topics.dataset == "dataset-events"

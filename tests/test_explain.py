@@ -24,7 +24,9 @@ def adult_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_tree_shap_is_additive_and_agrees_with_permutation(trained: JobRun, adult_frames) -> None:
     train, test = adult_frames
     with ExitStack() as stack:
-        predictor, _ = load_predictor(trained.result["model"]["uri"], stack)
+        predictor, _ = load_predictor(
+            trained.result["model"]["uri"], trained.result["modelDigest"], stack
+        )
         features = list(predictor.original_features)
         rows = test[features].iloc[:25]
         background = train[features].sample(60, random_state=0)
@@ -67,7 +69,10 @@ def test_regression_tree_shap_is_exact(tmp_path: Path, adult_frames) -> None:
     run = run_job(
         "explain",
         {
-            "model": {"uri": trained.result["model"]["uri"]},
+            "model": {
+                "uri": trained.result["model"]["uri"],
+                "digest": trained.result["modelDigest"],
+            },
             "dataset": {"uri": f"file://{tmp_path / 'data.csv'}"},
             "sampleSize": 200,
             "levels": ["expert"],
@@ -88,7 +93,7 @@ def test_multiclass_falls_back_to_permutation(tmp_path: Path, adult_frames) -> N
     trained = _train_small(tmp_path, frame, "race", algorithms=["lightgbm"])
     assert trained.result["problemType"] == "multiclass"
     spec = {
-        "model": {"uri": trained.result["model"]["uri"]},
+        "model": {"uri": trained.result["model"]["uri"], "digest": trained.result["modelDigest"]},
         "dataset": {"uri": f"file://{tmp_path / 'data.csv'}"},
         "sampleSize": 4,
         "backgroundSize": 20,
@@ -110,7 +115,7 @@ def test_non_tree_ensemble_falls_back_with_the_reason(tmp_path: Path, adult_fram
     ]
     trained = _train_small(tmp_path, frame, "income", algorithms=["knn"])
     spec = {
-        "model": {"uri": trained.result["model"]["uri"]},
+        "model": {"uri": trained.result["model"]["uri"], "digest": trained.result["modelDigest"]},
         "dataset": {"uri": f"file://{tmp_path / 'data.csv'}"},
         "sampleSize": 4,
         "backgroundSize": 20,
@@ -155,7 +160,7 @@ def test_base_value_is_the_average_prediction_on_every_task(
         frame, target = _sklearn_frame(data)
     trained = _train_small(tmp_path, frame, target)
     spec = {
-        "model": {"uri": trained.result["model"]["uri"]},
+        "model": {"uri": trained.result["model"]["uri"], "digest": trained.result["modelDigest"]},
         "dataset": {"uri": f"file://{tmp_path / 'data.csv'}"},
         "sampleSize": 60,
         "backgroundSize": 40,
@@ -167,7 +172,9 @@ def test_base_value_is_the_average_prediction_on_every_task(
     assert result["method"] == expected_method
     assert result["averagePrediction"]["rows"] == result["backgroundRows"] == 40
     with ExitStack() as stack:
-        predictor, _ = load_predictor(trained.result["model"]["uri"], stack)
+        predictor, _ = load_predictor(
+            trained.result["model"]["uri"], trained.result["modelDigest"], stack
+        )
         stored = pd.read_csv(tmp_path / "data.csv")
         background = sample_rows(stored, predictor, 40, 3 + 1)
         average = explained_output(predictor, background).mean(axis=0)

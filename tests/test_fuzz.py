@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 from test_bridge_payloads import CONFIG, ROLES, SOURCE, Store
 
+from fairpilot.access import folder_name
 from fairpilot.api import JOB_SPECS, safe_yaml
 from fairpilot.api.kinds import BY_KIND, KINDS
 from fairpilot.api.validation import (
@@ -162,7 +163,9 @@ def test_nothing_from_a_payload_reaches_the_jobs_command_line(
         container = job["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == ["fairpilot-job", kind.stage]
         assert container["args"][:3] == ["--spec", "/etc/fairpilot/spec.yaml", "--output"]
-        assert re.fullmatch(r"s3://artifacts(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+", container["args"][3])
+        # One folder per id, each of [A-Za-z0-9._~-] and not starting with '.' (access.folder_name).
+        folders = r"s3://artifacts(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+"
+        assert re.fullmatch(folders, container["args"][3])
 
 
 @FUZZ
@@ -189,6 +192,16 @@ def test_path_segments_are_one_segment_or_refused(value: str) -> None:
     decoded = unquote(accepted)
     assert "/" not in decoded and "\\" not in decoded and decoded not in (".", "..")
     assert not invisible_characters(accepted)
+
+
+@FUZZ
+@given(first=TEXT, second=TEXT)
+def test_distinct_user_ids_never_share_an_artifact_folder(first: str, second: str) -> None:
+    one, other = folder_name(first), folder_name(second)
+    for folder in (one, other):
+        assert re.fullmatch(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}", folder)
+    assert (one == other) == (first == second)
+    assert folder_name(first) == one  # and the same id is always the same folder
 
 
 @FUZZ

@@ -16,6 +16,8 @@ from fairpilot.references import UnresolvedReference, job_spec, resolve
 from fairpilot.runs import next_version, output_uri, parse_run, run_id
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "adult" / "stages"
+# Model digests as a train stage reports them (result.json modelDigest).
+DIGEST = {"v1": "sha256:" + "1" * 64, "v2": "sha256:" + "2" * 64}
 
 
 def resource(
@@ -48,6 +50,7 @@ def cluster() -> dict[tuple[str, str], dict[str, Any]]:
         **done,
         "modelUri": "s3://artifacts/demo/train/model",
         "modelVersion": "v1",
+        "modelDigest": DIGEST["v1"],
     }
     return objects
 
@@ -73,12 +76,12 @@ def test_the_owner_travels_into_every_job_spec(cluster) -> None:
 @pytest.mark.parametrize(
     ("user", "segment"),
     [
-        (None, "default"),
+        (None, "~none"),
         ("alice", "alice"),
-        ("alice@example.org", "alice_example.org"),
-        ("..", "_."),
-        (".", "_"),
-        ("../../etc", "_._.._etc"),
+        ("alice@example.org", "alice~40example.org"),
+        ("..", "~2E."),
+        (".", "~2E"),
+        ("../../etc", "~2E.~2F..~2Fetc"),
     ],
 )
 def test_artifacts_go_under_one_path_segment_per_user(
@@ -90,7 +93,8 @@ def test_artifacts_go_under_one_path_segment_per_user(
         obj["spec"]["userId"] = user
     config = OperatorConfig(artifact_root="s3://artifacts/")
     uri = output_uri(config, BY_KIND["BiasAnalysis"], obj, "g1")
-    assert uri == f"s3://artifacts/{segment}/biasanalyses/ml/adult-bias/uid-adult-bias/g1"
+    # Under the namespace's own prefix (ml), then the user's folder.
+    assert uri == f"s3://artifacts/ml/{segment}/biasanalyses/adult-bias/uid-adult-bias/g1"
 
 
 def test_no_two_runs_write_to_one_place(cluster) -> None:
@@ -146,7 +150,7 @@ def test_explanation_gets_the_model_and_the_test_rows(cluster) -> None:
     spec = dict(cluster[("Explanation", "adult-income-explained")]["spec"])
     spec.pop("datasetRef")
     resolved = job_spec(EXPLANATION, spec, lookup_in(cluster))
-    assert resolved["model"] == {"uri": "s3://artifacts/demo/train/model"}
+    assert resolved["model"] == {"uri": "s3://artifacts/demo/train/model", "digest": DIGEST["v1"]}
     assert resolved["dataset"] == {"uri": "file:///tmp/fairpilot/data/adult_test.csv"}
 
 
@@ -374,14 +378,28 @@ def test_an_explanation_can_pin_an_earlier_model_version(cluster) -> None:
     run["status"] |= {
         "modelVersion": "v2",
         "modelUri": "s3://models/v2",
+        "modelDigest": DIGEST["v2"],
         "models": [
-            {"version": "v1", "modelUri": "s3://models/v1"},
-            {"version": "v2", "modelUri": "s3://models/v2"},
+            {"version": "v1", "modelUri": "s3://models/v1", "modelDigest": DIGEST["v1"]},
+            {"version": "v2", "modelUri": "s3://models/v2", "modelDigest": DIGEST["v2"]},
         ],
     }
     spec = {"trainingRunRef": "adult-income"}
-    assert job_spec(EXPLANATION, spec, lookup_in(cluster))["model"] == {"uri": "s3://models/v2"}
+    current = job_spec(EXPLANATION, spec, lookup_in(cluster))["model"]
+    assert current == {"uri": "s3://models/v2", "digest": DIGEST["v2"]}
     pinned = job_spec(EXPLANATION, {**spec, "modelVersion": "v1"}, lookup_in(cluster))
-    assert pinned["model"] == {"uri": "s3://models/v1"}
+    assert pinned["model"] == {"uri": "s3://models/v1", "digest": DIGEST["v1"]}
     with pytest.raises(UnresolvedReference, match="no model version 'v7'"):
         job_spec(EXPLANATION, {**spec, "modelVersion": "v7"}, lookup_in(cluster))
+
+
+def test_input_limits_reach_every_stage_pod(cluster) -> None:
+    config = OperatorConfig(jobs={"input_limits": {"max_decompressed_bytes": 1024}})
+    for (kind_name, _), obj in cluster.items():
+        job = build_job(BY_KIND[kind_name], obj, config, "g1")
+        env = {
+            e["name"]: e.get("value")
+            for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["FAIRPILOT_MAX_DECOMPRESSED_BYTES"] == "1024"
+        assert "FAIRPILOT_MAX_COLUMNS" not in env  # unset: the stage's own default

@@ -11,6 +11,7 @@ who made it; everything the run left behind is then searched for the credentials
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import logging
@@ -245,6 +246,21 @@ def run(tmp_path_factory: pytest.TempPathFactory, s3_server: dict[str, str]) -> 
                 data_uri_template=f"s3://{BUCKET}/data/{{user_id}}/{{dataset_id}}.csv",
                 audit_log=tmp / "audit.jsonl",
             ) as sandbox:
+                # The Secret the Jobs take their S3 credentials from, in their namespace (the
+                # runner resolves envFrom from there, as the kubelet does).
+                sandbox.cluster.core.create_namespaced_secret(
+                    NAMESPACE,
+                    {
+                        "metadata": {"name": "fairpilot-s3"},
+                        "data": {
+                            key: base64.b64encode(value.encode()).decode()
+                            for key, value in (
+                                ("AWS_ACCESS_KEY_ID", S3_KEY_ID),
+                                ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY),
+                            )
+                        },
+                    },
+                )
                 name = drive(sandbox)
                 delete_dataset(sandbox, "wrong-target")
                 paths = resource_paths(NAMESPACE)

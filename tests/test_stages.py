@@ -57,7 +57,7 @@ def test_bias_post_training_from_the_model(
 ) -> None:
     spec = {
         "dataset": {"uri": adult["test"]},
-        "model": {"uri": trained.result["model"]["uri"]},
+        "model": {"uri": trained.result["model"]["uri"], "digest": trained.result["modelDigest"]},
         "target": "income",
         "sensitiveFeatures": ["sex"],
     }

@@ -138,6 +138,6 @@ def test_pipeline_stages_belong_to_the_datasets_owner(owner: str | None) -> None
         assert kind.spec.model_validate(stage["spec"]).user_id == owner
         stage["metadata"] |= {"generation": 1, "uid": "uid-7"}
         assert output_uri(config, kind, stage, "g1") == (
-            f"s3://artifacts/root/{owner or 'default'}/{kind.plural}/ml/"
+            f"s3://artifacts/root/ml/{owner or '~none'}/{kind.plural}/"
             f"{stage['metadata']['name']}/uid-7/g1"
         )

@@ -5,25 +5,69 @@ laptop, in the sandbox and in a pod. S3 goes through boto3 and takes its endpoin
 credentials from the usual AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_REGION`,
 `AWS_ENDPOINT_URL_S3`, ...); `FAIRPILOT_S3_ENDPOINT_URL` overrides the endpoint, for MinIO
 and other S3-compatible servers.
+
+Links on the local disk (`file://`):
+
+- Writes never follow a link. Below the *trusted directory* every directory is entered with
+  `O_DIRECTORY | O_NOFOLLOW` relative to its parent's descriptor (and made with `mkdir` relative
+  to it), so a planted symbolic link is refused (`UnsafePath`) and never followed, with no
+  window between a check and a use. The trusted directory is `FAIRPILOT_FILE_ROOT` when the
+  store's root lies under it (what the administrator set up, links included, is theirs; what
+  lies below it is shared with every run, so the root's own folders under it are checked too),
+  otherwise the parent of the store's root (the caller chose that path: on a laptop `/tmp` may
+  well be a link, as on macOS). So the output folder itself and everything made below it are
+  never links. Files are written to an unpredictable temporary name created exclusively
+  (`O_EXCL | O_NOFOLLOW`) in the target directory, then renamed over the target (a rename
+  replaces a link at the destination, it does not write through it).
+- Reads of data (`local_file`, `local_dir`, `names`, `exists`) follow links: a user's dataset
+  may well be a link on a laptop, and `FAIRPILOT_FILE_ROOT` is judged on the resolved path.
+  `read_bytes`/`read_json` read FairPilot's own documents (a spec by URI, result.json,
+  error.json, reweighing weights): a link as the file's last component is refused there
+  (`UnsafePath`), and the store's own reads (`ArtifactStore.read_bytes`, the claim marker) use
+  the same no-follow walk as writes.
+- S3 keys are mapped to local names segment by segment: empty and `.` segments are dropped, a
+  `..` segment, a control character or two keys naming one local file refuse the download
+  (`UnsafeKey`), so nothing lands outside the download folder. A backslash is an ordinary
+  character of a POSIX file name and is kept as such.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
+import stat
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from fairpilot import access
+from fairpilot.api.validation import invisible_characters
 from fairpilot_jobs.errors import JobError
 
 ENDPOINT_ENV = "FAIRPILOT_S3_ENDPOINT_URL"
 ALLOWED_ROOT_ENV = "FAIRPILOT_FILE_ROOT"
+ALLOWED_LOCATIONS_ENV = access.ALLOWED_LOCATIONS_ENV
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# A directory of the trusted part (FAIRPILOT_FILE_ROOT or the root's parent), links followed.
+_OPEN_TRUSTED_DIR = os.O_RDONLY | _DIRECTORY | _CLOEXEC
+# Any directory below it: a link is refused (ELOOP), not followed.
+_OPEN_DIR = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC
+# A file read: no link as its last component; O_NONBLOCK so that a planted FIFO cannot hang us.
+_OPEN_READ = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+# A file created: never one that exists, never through a link.
+_OPEN_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+# The longest file name most file systems take (bytes).
+_NAME_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -41,6 +85,8 @@ class Location:
         return f"s3://{self.bucket}/{self.path}"
 
     def child(self, relative: str) -> Location:
+        if ".." in relative.split("/"):
+            raise JobError("UnsafePath", f"{self.uri}: {relative!r} climbs out with '..'")
         relative = relative.lstrip("/")
         if self.scheme == "file":
             return Location("file", "", str(Path(self.path) / relative))
@@ -52,11 +98,42 @@ class Location:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
 
+def _escaped(text: str, limit: int = 200) -> str:
+    """`text` with every control or invisible character written as a Python escape (`\\x00`),
+    cut to `limit` characters: an error message shows what was given on one printable line."""
+    shown = "".join(
+        char.encode("unicode_escape").decode("ascii") if invisible_characters(char) else char
+        for char in text[:limit]
+    )
+    return shown + ("…" if len(text) > limit else "")
+
+
+def _refuse_invisible(uri: str, text: str, where: str) -> None:
+    """An input error when `text` (the URI, or its decoded path) holds a control character (NUL,
+    newline, escape, DEL), a format character (zero-width space, right-to-left override) or
+    another invisible one: it would name another file than the one shown, cut a path at a NUL,
+    or be dropped by the URL parser (tab and newline are)."""
+    bad = invisible_characters(text)
+    if bad:
+        codes = ", ".join(dict.fromkeys(bad[:5]))
+        raise JobError(
+            "InvalidURI",
+            f"{_escaped(uri)}: {where} holds control or invisible characters ({codes}): "
+            f"{_escaped(text)}",
+        )
+
+
 def parse_uri(uri: str) -> Location:
-    """Parse and check a URI; a relative or escaping `file://` path is refused."""
-    parsed = urlparse(uri)
+    """Parse and check a URI; a relative or escaping `file://` path is refused, and so is
+    a control or invisible character anywhere in it (decoded or not)."""
+    _refuse_invisible(uri, uri, "the URI")
+    try:
+        parsed = urlparse(uri)
+    except ValueError as exc:  # an unbalanced `[` in the host, ...
+        raise JobError("InvalidURI", f"{uri}: not a URI ({exc})") from exc
     if parsed.scheme == "file":
         path = unquote(parsed.path)
+        _refuse_invisible(uri, path, "the decoded path")
         if parsed.netloc not in ("", "localhost"):
             raise JobError("InvalidURI", f"{uri}: file URIs take an absolute path (file:///...)")
         if not path.startswith("/"):
@@ -66,12 +143,50 @@ def parse_uri(uri: str) -> Location:
         root = os.environ.get(ALLOWED_ROOT_ENV)
         if root and not Path(path).resolve().is_relative_to(Path(root).resolve()):
             raise JobError("InvalidURI", f"{uri}: outside the allowed root {root}")
-        return Location("file", "", path)
-    if parsed.scheme == "s3":
+        location = Location("file", "", path)
+    elif parsed.scheme == "s3":
         if not parsed.netloc:
             raise JobError("InvalidURI", f"{uri}: s3 URIs need a bucket (s3://bucket/key)")
-        return Location("s3", parsed.netloc, parsed.path.lstrip("/"))
-    raise JobError("InvalidURI", f"{uri}: only file:// and s3:// URIs are supported")
+        # The key is not percent-decoded (S3 keys are taken as written), so the check of the
+        # whole URI above covers it.
+        location = Location("s3", parsed.netloc, parsed.path.lstrip("/"))
+    else:
+        raise JobError("InvalidURI", f"{uri}: only file:// and s3:// URIs are supported")
+
+    _check_allowed(uri, location)
+    return location
+
+
+def _check_allowed(uri: str, location: Location) -> None:
+    """The location must lie in one its namespace and user may use, as the operator judged
+    before it started the Job (`fairpilot.access`; the Job's FAIRPILOT_ALLOWED_LOCATIONS). A
+    file:// path is judged as written and as resolved: a link planted in one's own folder
+    must not reach another tenant's files."""
+    value = os.environ.get(ALLOWED_LOCATIONS_ENV)
+    if value is None:
+        return
+    try:
+        allowed = json.loads(value)
+        if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
+            raise ValueError("not a list of URIs")
+    except ValueError as exc:
+        raise JobError(
+            "LocationNotAllowed", f"{ALLOWED_LOCATIONS_ENV} is unusable: {exc}"
+        ) from None
+    inside = any(access.within(location.uri, folder) for folder in allowed)
+    if inside and location.scheme == "file":
+        real = f"file://{os.path.realpath(location.path)}"
+        inside = any(
+            access.within(real, f"file://{os.path.realpath(folder[len('file://') :])}")
+            for folder in allowed
+            if folder.startswith("file://")
+        )
+    if not inside:
+        raise JobError(
+            "LocationNotAllowed",
+            f"{uri[:200]} is outside the locations this namespace and user may read "
+            f"({', '.join(allowed) or 'none'})",
+        )
 
 
 @cache
@@ -101,6 +216,180 @@ def _s3_error(location: Location, action: str, exc: Exception) -> JobError:
 CLAIM_FILE = ".fairpilot-run.json"
 
 
+# -- the local disk, links never followed (see the module's docstring) -------------------------
+def _segments(path: str) -> list[str]:
+    """A path's names, without the empty and `.` ones that `//` and `/./` make."""
+    return [part for part in path.split("/") if part not in ("", ".")]
+
+
+def _trusted_split(root: str) -> tuple[str, list[str]]:
+    """Where the no-follow walk to a store's root starts, and the root's names below it.
+
+    Links at and above the start are the administrator's (FAIRPILOT_FILE_ROOT) or the caller's
+    (the folder they named the output in); from there on down, none is followed. Under a file
+    root, the folders between it and the store's root are shared with every other run, so they
+    are walked too: a link there (even one staying inside the root) would hand one run's output
+    to another's folder. Without one, the caller chose the output path, and only the output
+    folder itself and what is below it are walked.
+    """
+    parts = _segments(root)
+    allowed = os.environ.get(ALLOWED_ROOT_ENV)
+    if allowed:
+        # As written, then resolved: parse_uri accepts a path under either.
+        for base in dict.fromkeys((os.path.abspath(allowed), os.path.realpath(allowed))):
+            base_parts = _segments(base)
+            if parts[: len(base_parts)] == base_parts:
+                return "/" + "/".join(base_parts), parts[len(base_parts) :]
+    if not parts:
+        return "/", []
+    return "/" + "/".join(parts[:-1]), parts[-1:]
+
+
+def _split(relative: str) -> tuple[list[str], str]:
+    """The folders and the file name of a path below a store's root; `..` is refused."""
+    parts = _segments(relative)
+    if ".." in parts:
+        raise JobError("UnsafePath", f"{relative!r}: '..' is not allowed below an output location")
+    if not parts:
+        raise JobError("UnsafePath", f"{relative!r} names no file")
+    return parts[:-1], parts[-1]
+
+
+def _open_child_dir(parent_fd: int, name: str, shown: str) -> int:
+    """Open directory `name` of `parent_fd` without following a link; JobError for a link or a
+    non-directory, FileNotFoundError when there is nothing of that name."""
+    try:
+        return os.open(name, _OPEN_DIR, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            raise
+        try:
+            mode = os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            raise exc from None
+        if stat.S_ISLNK(mode):
+            raise JobError(
+                "UnsafePath",
+                f"{shown} is a symbolic link: FairPilot follows no link in an output "
+                "location; give one whose folders are plain folders",
+            ) from None
+        raise JobError("NotADirectory", f"{shown} is not a directory") from None
+
+
+def _open_dir(root: str, below: list[str], create: bool) -> int:
+    """A descriptor of folder `root`/`below`, reached without following a link from the trusted
+    start down (see `_trusted_split`); missing folders are made when `create`, else
+    FileNotFoundError. The caller closes it."""
+    start, names = _trusted_split(root)
+    names = names + below
+    try:
+        if create:
+            os.makedirs(start, exist_ok=True)
+        fd = os.open(start, _OPEN_TRUSTED_DIR)
+    except (FileExistsError, NotADirectoryError):
+        raise JobError("NotADirectory", f"{start} is not a directory") from None
+    shown = start.rstrip("/")
+    try:
+        for name in names:
+            shown = f"{shown}/{name}"
+            try:
+                child = _open_child_dir(fd, name, shown)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                # Made meanwhile by another writer: opened as any other, a link refused.
+                with suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=fd)
+                child = _open_child_dir(fd, name, shown)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_atomically(dir_fd: int, name: str, data: bytes) -> None:
+    """Write `name` in the folder `dir_fd` through a temporary file, then rename.
+
+    The temporary file is made in the same folder (so the rename is atomic), under a name no
+    one can guess, exclusively and without following a link (O_EXCL | O_NOFOLLOW): a file or
+    link planted in advance is never written to. The rename replaces a link at `name` rather
+    than writing through it. A reader never sees half a file (result.json above all).
+    """
+    for _ in range(16):
+        temporary = f".{name[: _NAME_MAX - 40]}.{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(temporary, _OPEN_CREATE, 0o666, dir_fd=dir_fd)
+            break
+        except FileExistsError:
+            continue
+    else:  # 16 collisions of 64 random bits: someone is making our names
+        raise JobError("UnsafePath", f"cannot create a temporary file for {name}")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(temporary, dir_fd=dir_fd)
+        raise
+
+
+def _read_file(name: str, dir_fd: int | None, shown: str) -> bytes:
+    """The bytes of a regular file, never read through a link as its last component (and never
+    blocking on a FIFO); JobError NotFound when there is no such file, UnsafePath for a link."""
+    try:
+        fd = os.open(name, _OPEN_READ, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise JobError("NotFound", f"{shown} does not exist") from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise JobError(
+                "UnsafePath", f"{shown} is a symbolic link: FairPilot reads its own files only"
+            ) from None
+        if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ENXIO):
+            raise JobError("NotFound", f"{shown} does not exist") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a FIFO, a device
+            raise JobError("NotFound", f"{shown} does not exist (not a file)")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def _plain_files(top: Path) -> list[str]:
+    """The files under `top`, relative, sorted; a link or anything else than a folder or a
+    regular file refuses the whole tree (UnsafePath): a model folder that the train stage wrote
+    holds none, so one there was put there by someone else."""
+    found: list[str] = []
+
+    def walk(folder: Path, prefix: str) -> None:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                relative = f"{prefix}{entry.name}"
+                if entry.is_symlink():
+                    raise JobError(
+                        "UnsafePath",
+                        f"{top}/{relative} is a symbolic link: only plain files are uploaded",
+                    )
+                if entry.is_dir(follow_symlinks=False):
+                    walk(Path(entry.path), f"{relative}/")
+                elif entry.is_file(follow_symlinks=False):
+                    found.append(relative)
+                else:
+                    raise JobError(
+                        "UnsafePath", f"{top}/{relative} is not a regular file: not uploaded"
+                    )
+
+    walk(top, "")
+    return sorted(found)
+
+
 class ArtifactStore:
     """Reads and writes files under one root URI."""
 
@@ -110,6 +399,16 @@ class ArtifactStore:
         # registry folder) are made in its name, so that a retry of the run may take them.
         self.run_id: str | None = None
 
+    # -- the local disk ----------------------------------------------------------------------
+    @contextmanager
+    def _folder(self, below: list[str], create: bool) -> Iterator[int]:
+        """A descriptor of the root's folder `below`, reached without following links."""
+        fd = _open_dir(self.root.path, below, create)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
     # -- claiming ------------------------------------------------------------------------
     def claim(self, run_id: str | None, what: str = "output location") -> None:
         """Make the location this run's, or refuse: artifacts are never overwritten.
@@ -117,16 +416,21 @@ class ArtifactStore:
         An empty location is claimed by a marker created exclusively (a file opened with
         O_EXCL, an S3 put with If-None-Match), so two runs cannot both take it. A location that
         holds anything else is refused, unless its marker names `run_id`: the same run tried
-        again (a Job's retry), which may write over its own partial output.
+        again (a Job's retry), which may write over its own partial output. On the local disk
+        the location is made first, and refused when it (or a folder leading to it below the
+        file root) is a link.
         """
         marker = json.dumps({"runId": run_id}).encode()
         self.run_id = run_id
+        if self.root.scheme == "file":
+            with self._folder([], create=True):
+                pass
         if not names(self.uri()) and self.create_exclusive(CLAIM_FILE, marker):
             return
         try:
-            claimed = json.loads(read_bytes(self.uri(CLAIM_FILE))).get("runId")
+            claimed = json.loads(self.read_bytes(CLAIM_FILE)).get("runId")
         except (JobError, ValueError, AttributeError):
-            claimed = None
+            claimed = None  # none, unreadable, or a link: not this run's
         if run_id is not None and claimed == run_id:
             return
         self.run_id = None
@@ -140,14 +444,14 @@ class ArtifactStore:
         """Create a file that must not exist yet; False when it does (someone else made it)."""
         target = self.root.child(relative)
         if target.scheme == "file":
-            path = Path(target.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            folders, name = _split(relative)
+            with self._folder(folders, create=True) as dir_fd:
+                try:
+                    fd = os.open(name, _OPEN_CREATE, 0o644, dir_fd=dir_fd)
+                except FileExistsError:  # a file, or a link planted there: not ours either way
+                    return False
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
             return True
         from botocore.exceptions import ClientError
 
@@ -163,6 +467,19 @@ class ArtifactStore:
         except Exception as exc:
             raise _s3_error(target, "writing", exc) from exc
 
+    def read_bytes(self, relative: str) -> bytes:
+        """One of the store's own files (the claim marker): on the local disk no link is
+        followed, neither a folder on the way nor the file itself."""
+        target = self.root.child(relative)
+        if target.scheme != "file":
+            return read_bytes(target.uri)
+        folders, name = _split(relative)
+        try:
+            with self._folder(folders, create=False) as dir_fd:
+                return _read_file(name, dir_fd, target.path)
+        except FileNotFoundError:
+            raise JobError("NotFound", f"{target.uri} does not exist") from None
+
     # -- writing -------------------------------------------------------------------------
     def uri(self, relative: str = "") -> str:
         return self.root.child(relative).uri if relative else self.root.uri
@@ -170,12 +487,9 @@ class ArtifactStore:
     def write_bytes(self, relative: str, data: bytes, content_type: str | None = None) -> str:
         target = self.root.child(relative)
         if target.scheme == "file":
-            path = Path(target.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Write then rename, so a reader never sees half a file (result.json above all).
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            folders, name = _split(relative)
+            with self._folder(folders, create=True) as dir_fd:
+                _write_atomically(dir_fd, name, data)
         else:
             extra = {"ContentType": content_type} if content_type else {}
             try:
@@ -192,18 +506,56 @@ class ArtifactStore:
         return self.write_bytes(relative, text.encode("utf-8"), "application/json")
 
     def upload_dir(self, local_dir: str | Path, relative: str) -> str:
-        """Copy a local directory tree under `relative`; returns its URI."""
+        """Copy a local directory tree under `relative`; returns its URI.
+
+        The tree must hold plain files and folders only: a link in it (to /etc/passwd, to a
+        folder elsewhere) refuses the upload before anything is written, and each file is
+        opened without following a link, in case one is swapped in meanwhile.
+        """
         local_dir = Path(local_dir)
-        for file in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-            self.write_bytes(
-                f"{relative}/{file.relative_to(local_dir).as_posix()}", file.read_bytes()
-            )
+        for file in _plain_files(local_dir):
+            data = _read_file(str(local_dir / file), None, str(local_dir / file))
+            self.write_bytes(f"{relative}/{file}", data)
         return self.uri(relative)
+
+    def files(self) -> list[str]:
+        """Every file under the root (links included, never followed), relative, sorted."""
+        if self.root.scheme == "file":
+            found = []
+            for folder, dirs, names_here in os.walk(self.root.path, followlinks=False):
+                below = Path(folder).relative_to(self.root.path)
+                linked = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+                for name in [*names_here, *linked]:
+                    found.append((below / name).as_posix())
+            return sorted(found)
+        prefix = self.root.path.rstrip("/") + "/" if self.root.path else ""
+        try:
+            paginator = _s3_client().get_paginator("list_objects_v2")
+            return sorted(
+                item["Key"][len(prefix) :]
+                for page in paginator.paginate(Bucket=self.root.bucket, Prefix=prefix)
+                for item in page.get("Contents", [])
+            )
+        except Exception as exc:
+            raise _s3_error(self.root, "listing", exc) from exc
+
+    def clear_own_attempt(self) -> None:
+        """Remove what an earlier attempt of the claiming run left (a Job's retry), all but the
+        claim marker. Only for a location this run claimed (or one inside it): `claim` made
+        sure it holds nothing of another run's."""
+        for name in self.files():
+            if name != CLAIM_FILE:
+                self.delete(name)
 
     def delete(self, relative: str) -> None:
         target = self.root.child(relative)
         if target.scheme == "file":
-            Path(target.path).unlink(missing_ok=True)
+            folders, name = _split(relative)
+            try:
+                with self._folder(folders, create=False) as dir_fd:
+                    os.unlink(name, dir_fd=dir_fd)  # a link is removed, not what it points to
+            except FileNotFoundError:
+                pass
             return
         try:
             _s3_client().delete_object(Bucket=target.bucket, Key=target.path)
@@ -260,12 +612,13 @@ def exists(uri: str) -> bool:
 
 
 def read_bytes(uri: str) -> bytes:
+    """A document's bytes. Used for FairPilot's own documents only (a spec by URI, result.json,
+    error.json, weights), never for data: on the local disk a link as the file's last component
+    is refused (UnsafePath) rather than read, as a link planted in an output location would
+    hand its target (a secret of the reader's) to whoever reads the result."""
     location = parse_uri(uri)
     if location.scheme == "file":
-        path = Path(location.path)
-        if not path.is_file():
-            raise JobError("NotFound", f"{uri} does not exist")
-        return path.read_bytes()
+        return _read_file(location.path, None, uri)
     try:
         return _s3_client().get_object(Bucket=location.bucket, Key=location.path)["Body"].read()
     except Exception as exc:
@@ -290,7 +643,11 @@ def local_file(uri: str) -> Iterator[Path]:
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="fairpilot-") as tmp:
-        path = Path(tmp) / (location.name or "object")
+        # The object's name, for its suffix (`.csv.gz`), when it is a plain file name.
+        name = location.name
+        if name in ("", ".", "..") or len(name.encode()) > _NAME_MAX:
+            name = "object"
+        path = Path(tmp) / name
         try:
             _s3_client().download_file(location.bucket, location.path, str(path))
         except Exception as exc:
@@ -298,9 +655,52 @@ def local_file(uri: str) -> Iterator[Path]:
         yield path
 
 
+def _download_plan(uri: str, prefix: str, keys: list[str]) -> dict[tuple[str, ...], str]:
+    """The local name (as its path's names) of each key under `prefix`.
+
+    A key is cut into names at `/`; empty and `.` names are dropped (`a//b` and `a/./b` are
+    `a/b`, and `prefix//etc/x` is `etc/x`, not `/etc/x`); a key ending in `/` is a console's
+    "folder" and holds no file. A `..` name, a control or invisible character, a name too long
+    for a file, two keys naming one file, or a file where another key needs a folder refuse the
+    whole download (UnsafeKey): the train stage writes no such keys, and a silent pick of one
+    of them would load a model that no one wrote.
+    """
+    plan: dict[tuple[str, ...], str] = {}
+    for key in keys:
+        relative = key[len(prefix) :]
+        if not relative or relative.endswith("/"):
+            continue
+        bad = invisible_characters(key)
+        if bad:
+            codes = ", ".join(dict.fromkeys(bad[:5]))
+            raise JobError(
+                "UnsafeKey", f"{uri}: object '{_escaped(key)}' holds control characters ({codes})"
+            )
+        names = tuple(_segments(relative))
+        if ".." in names:
+            raise JobError(
+                "UnsafeKey", f"{uri}: object {key!r} has a '..' segment; it is not downloaded"
+            )
+        if not names or any(len(name.encode()) > _NAME_MAX for name in names):
+            raise JobError("UnsafeKey", f"{uri}: object {key!r} names no local file")
+        if names in plan:
+            raise JobError(
+                "UnsafeKey", f"{uri}: objects {plan[names]!r} and {key!r} name the same file"
+            )
+        plan[names] = key
+    folders = {names[:end] for names in plan for end in range(1, len(names))}
+    for names, key in plan.items():
+        if names in folders:
+            raise JobError(
+                "UnsafeKey", f"{uri}: object {key!r} is both a file and a folder of other objects"
+            )
+    return plan
+
+
 @contextmanager
 def local_dir(uri: str) -> Iterator[Path]:
-    """A local directory holding the tree under `uri`: itself, or a temporary download."""
+    """A local directory holding the tree under `uri`: itself, or a temporary download (keys
+    mapped to local names by `_download_plan`: nothing lands outside the folder)."""
     location = parse_uri(uri)
     if location.scheme == "file":
         path = Path(location.path)
@@ -308,22 +708,30 @@ def local_dir(uri: str) -> Iterator[Path]:
             raise JobError("NotFound", f"{uri} is not a directory")
         yield path
         return
-    prefix = location.path.rstrip("/") + "/"
+    base = location.path.rstrip("/")
+    prefix = f"{base}/" if base else ""
+    try:
+        paginator = _s3_client().get_paginator("list_objects_v2")
+        keys = [
+            item["Key"]
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+        ]
+    except Exception as exc:
+        raise _s3_error(location, "reading", exc) from exc
+    plan = _download_plan(uri, prefix, keys)
+    if not plan:
+        raise JobError("NotFound", f"{uri} holds no files")
     with tempfile.TemporaryDirectory(prefix="fairpilot-") as tmp:
-        count = 0
-        try:
-            paginator = _s3_client().get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=location.bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    relative = item["Key"][len(prefix) :]
-                    if not relative or ".." in Path(relative).parts:
-                        continue
-                    target = Path(tmp) / relative
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    _s3_client().download_file(location.bucket, item["Key"], str(target))
-                    count += 1
-        except Exception as exc:
-            raise _s3_error(location, "reading", exc) from exc
-        if count == 0:
-            raise JobError("NotFound", f"{uri} holds no files")
-        yield Path(tmp)
+        folder = Path(tmp).resolve()
+        for names, key in sorted(plan.items()):
+            target = folder.joinpath(*names)
+            # Cannot fail after the plan's checks; kept as the last word on where files land.
+            if not target.resolve().is_relative_to(folder):
+                raise JobError("UnsafeKey", f"{uri}: object {key!r} would land outside")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _s3_client().download_file(location.bucket, key, str(target))
+            except Exception as exc:
+                raise _s3_error(location.child(key[len(prefix) :]), "reading", exc) from exc
+        yield folder

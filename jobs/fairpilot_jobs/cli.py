@@ -84,9 +84,31 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--model-digest",
+        help=(
+            "the digest the model (spec `model`) must have; the operator puts it in the Job "
+            "itself as well as in the spec, whose ConfigMap could be replaced before the pod "
+            "starts: the two must agree"
+        ),
+    )
+    parser.add_argument(
         "--log-level", default=os.environ.get("FAIRPILOT_LOG_LEVEL", "INFO"), help="default: INFO"
     )
     return parser
+
+
+def pin_model_digest(spec: BaseModel, digest: str | None) -> None:
+    """The spec's model digest must be the Job's (`--model-digest`), when it gives one."""
+    model = getattr(spec, "model", None)
+    if digest is None or model is None:
+        return
+    if model.digest not in (None, digest):
+        raise JobError(
+            "ModelDigestMismatch",
+            f"the job spec names model digest {model.digest} but the Job {digest}: the spec "
+            "was changed after the operator wrote it; the model is not loaded",
+        )
+    model.digest = digest
 
 
 def load_spec(stage: str, source: str) -> BaseModel:
@@ -123,7 +145,13 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "invalid spec: " + describe(exc)
 
 
-def run(stage: str, spec_source: str, output: str, run_id: str | None = None) -> int:
+def run(
+    stage: str,
+    spec_source: str,
+    output: str,
+    run_id: str | None = None,
+    model_digest: str | None = None,
+) -> int:
     started = datetime.now(UTC)
     clock = time.monotonic()
     store: ArtifactStore | None = None
@@ -137,6 +165,7 @@ def run(stage: str, spec_source: str, output: str, run_id: str | None = None) ->
         store.delete(RESULT_FILE)
         store.delete(ERROR_FILE)
         spec = load_spec(stage, spec_source)
+        pin_model_digest(spec, model_digest)
         log.info("%s: starting, output %s", stage, store.uri())
         result = stage_function(stage)(spec, store)
         envelope = {
@@ -150,6 +179,10 @@ def run(stage: str, spec_source: str, output: str, run_id: str | None = None) ->
             **result,
         }
         store.write_json(RESULT_FILE, envelope)
+        if result.get("modelDigest"):
+            # Also where only the kubelet writes (the pod's status): whoever can write to the
+            # artifact store cannot change both the model and the digest the operator records.
+            _write_termination_message(json.dumps({"modelDigest": result["modelDigest"]}))
         log.info(
             "%s: done in %.1f s, result %s", stage, time.monotonic() - clock, store.uri(RESULT_FILE)
         )
@@ -208,7 +241,7 @@ def configure_logging(level: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
-    return run(args.stage, args.spec, args.output, args.run_id)
+    return run(args.stage, args.spec, args.output, args.run_id, args.model_digest)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Loading a model that the train stage stored."""
+"""Loading a model that the train stage stored, once it is proven to be that model."""
 
 from __future__ import annotations
 
@@ -6,23 +6,21 @@ import json
 from contextlib import ExitStack
 from typing import Any
 
-from fairpilot_jobs import artifacts
 from fairpilot_jobs.errors import JobError
+from fairpilot_jobs.model_digest import verified_copy
 
 METADATA_FILE = "fairpilot-model.json"
 
 
-def load_predictor(uri: str, stack: ExitStack) -> tuple[Any, dict[str, Any]]:
+def load_predictor(uri: str, digest: str | None, stack: ExitStack) -> tuple[Any, dict[str, Any]]:
     """The AutoGluon predictor under `uri` (a train stage's `model/`) and its metadata.
 
-    `stack` keeps a downloaded copy alive for as long as the caller needs the predictor.
+    A predictor is a tree of pickles, and unpickling runs code: the whole directory is first
+    checked against `digest` (the train stage's `modelDigest`, see fairpilot_jobs.model_digest)
+    and copied to a private directory, and only that copy is loaded. No digest, no load.
+    `stack` keeps the copy alive for as long as the caller needs the predictor.
     """
-    from autogluon.tabular import TabularPredictor
-
-    try:
-        path = stack.enter_context(artifacts.local_dir(uri))
-    except JobError as exc:
-        raise JobError("ModelNotFound", f"no model at {uri}: {exc.message}") from exc
+    path, _ = verified_copy(uri, digest, stack)
     if not (path / "predictor.pkl").is_file():
         raise JobError(
             "ModelNotFound",
@@ -30,6 +28,8 @@ def load_predictor(uri: str, stack: ExitStack) -> tuple[Any, dict[str, Any]]:
         )
     metadata_path = path / METADATA_FILE
     metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
+    from autogluon.tabular import TabularPredictor
+
     try:
         predictor = TabularPredictor.load(str(path), check_packages=False, verbosity=0)
     except Exception as exc:

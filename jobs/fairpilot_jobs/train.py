@@ -9,7 +9,6 @@ and the model registry (seed 004) need.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import platform
 import tempfile
@@ -25,6 +24,7 @@ from fairpilot import __version__
 from fairpilot.api import Algorithm, TaskType, TrainJobSpec
 from fairpilot_jobs import artifacts
 from fairpilot_jobs.errors import JobError
+from fairpilot_jobs.model_digest import hash_file, write_manifest
 from fairpilot_jobs.model_families import FitLog, family_report, model_records, summary_line
 from fairpilot_jobs.models import METADATA_FILE
 from fairpilot_jobs.tables import read_table, require_columns
@@ -284,14 +284,14 @@ def file_records(model_dir: Path, base_uri: str) -> list[dict[str, Any]]:
     records = []
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         relative = path.relative_to(model_dir).as_posix()
-        data = path.read_bytes()
+        sha, size = hash_file(path)
         records.append(
             {
                 "filename": path.name,
                 "file_path": f"{base_uri.rstrip('/')}/{relative}",
-                "file_size": len(data),
+                "file_size": size,
                 "file_type": path.suffix.lstrip(".") or "bin",
-                "file_hash": hashlib.sha256(data).hexdigest(),
+                "file_hash": sha,
                 "content_type": "application/json"
                 if path.suffix == ".json"
                 else "application/octet-stream",
@@ -438,6 +438,12 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
         ready = production_readiness({"validationThreshold": judged})
         metadata = model_metadata(spec, kind, best, metrics, size, model_dir, model_uri, ready)
         (model_dir / METADATA_FILE).write_text(_dumps(metadata))
+        # Last: the manifest of every file above (metadata included), whose digest the stages
+        # that load the model check it against before unpickling anything (model_digest).
+        manifest, digest = write_manifest(model_dir)
+        # A retry of this run may find its first attempt's partial upload: files the manifest
+        # does not list, which would make the stages refuse the model.
+        model_store.clear_own_attempt()
         model_store.upload_dir(model_dir, "")
 
     leaderboard = leaderboard_records(board)
@@ -461,7 +467,15 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
         "validationSource": val_source,
         "validation": judged,
         "productionReady": ready,
-        "model": {"uri": model_uri, "sizeMb": round(size / 2**20, 3), "metadata": metadata},
+        "model": {
+            "uri": model_uri,
+            "sizeMb": round(size / 2**20, 3),
+            "metadata": metadata,
+            "digest": digest,
+            "manifest": manifest,
+        },
+        # What the explain and bias stages check the model against (model.digest in their spec).
+        "modelDigest": digest,
     }
     report = build_training_report(result, spec)
     result["reports"] = {"training": store.write_text("report.html", report, "text/html")}

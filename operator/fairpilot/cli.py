@@ -87,10 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
             default=Path("/tmp/fairpilot/artifacts"),
             help="local artifact directory (default: /tmp/fairpilot/artifacts)",
         )
-        command.add_argument(
+        confine = command.add_mutually_exclusive_group()
+        confine.add_argument(
             "--file-root",
             type=Path,
-            help="confine the jobs' file:// URIs to this directory (holding data and artifacts)",
+            help="the one directory file:// URIs may name, holding data and artifacts "
+            "(default: the folder above --artifacts, /tmp/fairpilot)",
+        )
+        confine.add_argument(
+            "--any-file",
+            action="store_true",
+            help="let resources and messages name any file of this machine (file:// URIs "
+            "otherwise stay inside --file-root: a URI could name ~/.aws/credentials)",
         )
     serve.add_argument(
         "--noop-jobs",
@@ -108,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="record datasets, reports, models and events in this MongoDB (the warehouse)",
     )
     return parser
+
+
+def sandbox_file_root(args: argparse.Namespace) -> Path | None:
+    """Where the sandbox's jobs may read and write file:// URIs: --file-root, else the folder
+    that holds --artifacts; None (anywhere) only with --any-file."""
+    if args.any_file:
+        return None
+    root = (args.file_root or args.artifacts.resolve().parent).resolve()
+    if not args.artifacts.resolve().is_relative_to(root):
+        raise SystemExit(
+            f"fairpilot sandbox: --artifacts {args.artifacts} is outside --file-root {root}, "
+            "where the jobs could not write"
+        )
+    return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,14 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.artifacts,
             noop_jobs=args.noop_jobs,
             parallelism=args.parallelism,
-            file_root=args.file_root,
+            file_root=sandbox_file_root(args),
             kafka_port=args.kafka_port,
             mongo_uri=args.mongo_uri,
         )
     elif args.command == "sandbox":
         from fairpilot.sandbox.cli import run
 
-        return run(args.directory, args.artifacts, args.timeout, args.output_json, args.file_root)
+        return run(
+            args.directory, args.artifacts, args.timeout, args.output_json, sandbox_file_root(args)
+        )
     return 0
 
 

@@ -86,6 +86,8 @@ def project_result(kind: Kind, result: dict[str, Any]) -> dict[str, Any]:
             "validationScore": _score(result, "validation"),
             "testScore": _score(result, "test"),
             "modelUri": model.get("uri"),
+            # What explain and bias check the model's files against (fairpilot_jobs.model_digest).
+            "modelDigest": result.get("modelDigest") or model.get("digest"),
             "modelSizeMb": model.get("sizeMb"),
             # Unchecked is not passed: no threshold, no verdict.
             "validationPassed": validation.get("passed") if validation.get("checked") else None,

@@ -8,11 +8,12 @@ reaches a shell: the container's command is a fixed argv and the spec travels as
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import yaml
 
-from fairpilot import API_GROUP, __version__
+from fairpilot import API_GROUP, __version__, access
 from fairpilot.api.kinds import Kind
 from fairpilot.config import OperatorConfig
 from fairpilot.runs import output_uri
@@ -78,6 +79,8 @@ def spec_config_map(
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
+        # A run's spec never changes: refused as an update by the API server once made.
+        "immutable": True,
         "metadata": {
             "name": object_name(kind, meta["name"], run),
             "namespace": meta["namespace"],
@@ -118,9 +121,17 @@ def _deadline(kind: Kind, spec: dict[str, Any], config: OperatorConfig) -> int:
 
 
 def build_job(
-    kind: Kind, resource: dict[str, Any], config: OperatorConfig, run: str
+    kind: Kind,
+    resource: dict[str, Any],
+    config: OperatorConfig,
+    run: str,
+    model_digest: str | None = None,
 ) -> dict[str, Any]:
-    """The stage's Job for one run: one container running `fairpilot-job STAGE`, locked down."""
+    """The stage's Job for one run: one container running `fairpilot-job STAGE`, locked down.
+
+    `model_digest`: the digest of the model the job spec names; in the Job's own arguments too,
+    which (unlike the spec's ConfigMap) nobody can change once the Job exists.
+    """
     meta, spec = resource["metadata"], resource.get("spec") or {}
     name = object_name(kind, meta["name"], run)
     requirements, gpus = _resources(kind, spec, config)
@@ -133,6 +144,12 @@ def build_job(
         env.append({"name": "FAIRPILOT_S3_ENDPOINT_URL", "value": config.s3_endpoint_url})
     if config.file_root:
         env.append({"name": "FAIRPILOT_FILE_ROOT", "value": config.file_root})
+    env.extend(config.jobs.input_limits.env())
+    readable = access.readable(config, meta["namespace"], spec.get("userId"))
+    if readable is not None:
+        # The pod checks every location it opens against these, as the operator did: a job
+        # spec changed on the way (its ConfigMap) still reads nothing of another tenant.
+        env.append({"name": access.ALLOWED_LOCATIONS_ENV, "value": json.dumps(readable)})
     container: dict[str, Any] = {
         "name": "stage",
         "image": config.jobs_cuda_image if gpus else config.jobs_image,
@@ -146,6 +163,7 @@ def build_job(
             # The stage writes only into an empty location or one this run claimed (a retry).
             "--run-id",
             f"{meta['uid']}/{run}",
+            *(["--model-digest", model_digest] if model_digest else []),
         ],
         "env": env,
         "resources": requirements,
@@ -164,8 +182,11 @@ def build_job(
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    if config.s3_credentials_secret:
-        container["envFrom"] = [{"secretRef": {"name": config.s3_credentials_secret}}]
+    secret = access.credentials_secret(config, meta["namespace"])
+    if secret:
+        # A pod reads only Secrets of its own namespace: the stage runs with this namespace's
+        # credentials, which need reach no further than its data and artifact prefixes.
+        container["envFrom"] = [{"secretRef": {"name": secret}}]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,

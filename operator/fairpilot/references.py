@@ -1,9 +1,9 @@
 """Turning a resource's spec into a job spec: references become the locations they point at.
 
 `datasetRef` -> `dataset: {uri, format}`, `testDatasetRef` -> `testDataset`, `trainingRunRef`
--> `model: {uri}`, `mitigation.biasAnalysisRef` -> `mitigation.reweighing: {uri}`; every other
-field keeps its name. The result is validated by the job's own pydantic model, so the operator
-can never hand a job a spec the job would refuse.
+-> `model: {uri, digest}`, `mitigation.biasAnalysisRef` -> `mitigation.reweighing: {uri}`;
+every other field keeps its name. The result is validated by the job's own pydantic model, so
+the operator can never hand a job a spec the job would refuse.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 from pydantic import ValidationError
 
+from fairpilot import access
 from fairpilot.api import JOB_SPECS
 from fairpilot.api.kinds import Kind
 from fairpilot.api.validation import describe, is_dns1123_subdomain
@@ -145,6 +146,8 @@ def resolve(
     lookup: Lookup,
     name: str | None = None,
     config: OperatorConfig | None = None,
+    *,
+    namespace: str = "default",
 ) -> Resolved:
     """The job spec for a resource of `kind` with this `spec` (camelCase, as stored), and the
     inputs it was made from.
@@ -152,7 +155,9 @@ def resolve(
     `name`: the resource's name, which is a TrainingRun's model id when its spec gives none
     (the registry and the model.uploaded event need one that tells models apart). What the
     operator can judge from here (a column its Dataset does not have, a URI it may not read)
-    is refused here, for good, rather than by a Job half a minute later.
+    is refused here, for good, rather than by a Job half a minute later. With `config`, every
+    location the job will read must be one this `namespace` and the spec's user may read
+    (`access.readable`): a Dataset of another user, a model outside the namespace's artifacts.
     """
     _check_resource(kind, spec, name)
     out = dict(spec)
@@ -162,7 +167,8 @@ def resolve(
     if kind.kind == "Dataset":
         out.pop("pipeline", None)  # the operator's business, not the profile job's
         if config is not None:
-            check_uri(spec.get("uri", ""), config, "uri")
+            allowed = access.data_locations(config, namespace, spec.get("userId"))
+            check_uri(spec.get("uri", ""), config, "uri", allowed)
     if "datasetRef" in out:
         out["dataset"], dataset = _dataset(lookup, out.pop("datasetRef"), "datasetRef", inputs)
         check_columns(kind, spec, dataset, "datasetRef")
@@ -179,7 +185,9 @@ def resolve(
         _ready(run, "TrainingRun", name, "trainingRunRef")
         wanted = out.pop("modelVersion", None)
         model = _model(run, name, wanted)
-        out["model"] = {"uri": model["modelUri"]}
+        # The digest travels with the URI: the stage checks the model's files against it
+        # before it unpickles anything (fairpilot_jobs.model_digest).
+        out["model"] = {"uri": model["modelUri"], "digest": model["modelDigest"]}
         inputs.append({**as_input("trainingRunRef", "TrainingRun", run), **model})
         if kind.kind == "Explanation" and "dataset" not in out:
             # Explain the rows the model was tested on, else those it learnt from.
@@ -201,6 +209,10 @@ def resolve(
             )
         inputs.append(as_input("mitigation.biasAnalysisRef", "BiasAnalysis", analysis))
         out["mitigation"] = {"reweighing": {"uri": status["reweighingUri"]}}
+    if config is not None and kind.kind != "Dataset":
+        readable = access.readable(config, namespace, spec.get("userId"))
+        for field_name, uri in _read_locations(out):
+            check_uri(uri, config, field_name, readable)
     try:
         model = JOB_SPECS[kind.stage].model_validate(out)
     except ValidationError as exc:
@@ -211,7 +223,12 @@ def resolve(
 
 
 def _model(run: dict[str, Any], name: str, version: str | None) -> dict[str, Any]:
-    """The model of a TrainingRun to use: its current one, or the version asked for."""
+    """The model of a TrainingRun to use: its current one, or the version asked for, with the
+    digest its files must match (status.modelDigest, or that version's record in status.models).
+
+    A model without a digest (trained by a FairPilot that recorded none) is refused for good:
+    a model directory is code, and one that cannot be verified is never handed to a stage.
+    """
     status = run.get("status") or {}
     if version is None or version == status.get("modelVersion"):
         if not status.get("modelUri"):
@@ -219,27 +236,66 @@ def _model(run: dict[str, Any], name: str, version: str | None) -> dict[str, Any
                 "NoModel", f"trainingRunRef: TrainingRun {name!r} reports no modelUri",
                 waiting=False,
             )  # fmt: skip
-        return {"modelUri": status["modelUri"], "modelVersion": status.get("modelVersion")}
-    for record in status.get("models") or []:
-        if record.get("version") == version and record.get("modelUri"):
-            return {"modelUri": record["modelUri"], "modelVersion": version}
-    known = [r.get("version") for r in status.get("models") or []]
-    raise UnresolvedReference(
-        "ModelVersionNotFound",
-        f"modelVersion: TrainingRun {name!r} has no model version {version!r} "
-        f"(it has {', '.join(map(str, known)) or 'none'})",
-        waiting=False,
-    )
+        found = {
+            "modelUri": status["modelUri"],
+            "modelVersion": status.get("modelVersion"),
+            "modelDigest": status.get("modelDigest"),
+        }
+    else:
+        records = status.get("models") or []
+        record = next(
+            (r for r in records if r.get("version") == version and r.get("modelUri")), None
+        )
+        if record is None:
+            known = [r.get("version") for r in records]
+            raise UnresolvedReference(
+                "ModelVersionNotFound",
+                f"modelVersion: TrainingRun {name!r} has no model version {version!r} "
+                f"(it has {', '.join(map(str, known)) or 'none'})",
+                waiting=False,
+            )
+        found = {
+            "modelUri": record["modelUri"],
+            "modelVersion": version,
+            "modelDigest": record.get("modelDigest"),
+        }
+    if not found["modelDigest"]:
+        which = f"model version {found['modelVersion']}" if found["modelVersion"] else "model"
+        raise UnresolvedReference(
+            "ModelNotVerifiable",
+            f"trainingRunRef: TrainingRun {name!r} reports no digest for its {which} "
+            f"({found['modelUri']}): it was trained by a FairPilot that recorded none, and a "
+            "model is code (pickles) that is only loaded once its files are checked against "
+            "its digest; train it again (e.g. a new version) to use it",
+            waiting=False,
+        )
+    return found
 
 
-def check_uri(uri: str, config: OperatorConfig, field_name: str) -> None:
-    """A data URI the stage pods may read, judged as the stage would (`FAIRPILOT_FILE_ROOT`)."""
+def _read_locations(out: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, URI) of every location a job spec reads."""
+    found = []
+    for key in ("dataset", "testDataset", "model"):
+        if isinstance(out.get(key), dict) and isinstance(out[key].get("uri"), str):
+            found.append((key, out[key]["uri"]))
+    reweighing = (out.get("mitigation") or {}).get("reweighing")
+    if isinstance(reweighing, dict) and isinstance(reweighing.get("uri"), str):
+        found.append(("mitigation.reweighing", reweighing["uri"]))
+    return found
+
+
+def check_uri(
+    uri: str, config: OperatorConfig, field_name: str, allowed: list[str] | None = None
+) -> None:
+    """A URI the stage pods may read, judged as the stage would: its scheme, the file root
+    (`FAIRPILOT_FILE_ROOT`) and the locations allowed to the namespace and user (`allowed`,
+    None: any; `FAIRPILOT_ALLOWED_LOCATIONS` in the pod)."""
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     if scheme not in config.uri_schemes:
-        allowed = ", ".join(f"{s}://" for s in config.uri_schemes)
+        schemes = ", ".join(f"{s}://" for s in config.uri_schemes)
         raise UnresolvedReference(
             "InvalidURI",
-            f"{field_name}: {uri[:200]!r} has a scheme this operator does not allow ({allowed})",
+            f"{field_name}: {uri[:200]!r} has a scheme this operator does not allow ({schemes})",
             waiting=False,
         )
     if scheme == "file" and config.file_root:
@@ -252,6 +308,9 @@ def check_uri(uri: str, config: OperatorConfig, field_name: str) -> None:
                 "(the only folder stage pods may read file:// URIs from)",
                 waiting=False,
             )
+    refused = access.problem(uri, allowed)
+    if refused:
+        raise UnresolvedReference("LocationNotAllowed", f"{field_name}: {refused}", waiting=False)
 
 
 def _named_columns(kind: Kind, spec: dict[str, Any]) -> dict[Any, str]:

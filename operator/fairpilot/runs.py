@@ -10,8 +10,10 @@ its first re-run. The run id names the Job and the output location, so that
   resource deleted and created again under the same name is another resource) and the run id.
   The stage refuses a location another run already wrote to (`fairpilot-job --run-id`).
 
+Every namespace writes under its own prefix (`access.artifact_root`), and ids chosen by users
+become folder names one to one (`access.folder_name`): two users never share a folder.
 Models are kept apart the way seed 004's registry keeps them: per user, model id and version
-(`<root>/<user>/models/<model id>/<version>/`), and a version is never given twice.
+(`<namespace root>/<user>/models/<model id>/<version>/`), and a version is never given twice.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fairpilot.access import artifact_root, folder_name
 from fairpilot.api.kinds import Kind
 from fairpilot.config import OperatorConfig
 
@@ -46,25 +49,23 @@ def current_run(status: dict[str, Any], generation: int) -> str:
     return run_id(generation)
 
 
-def path_segment(value: str | None, default: str = "default") -> str:
-    """A user-chosen id as one path segment: no '/', no leading '.', bounded."""
-    segment = re.sub(r"[^A-Za-z0-9._-]", "_", str(value or default))[:128]
-    return re.sub(r"^\.", "_", segment)  # "." or ".." would climb out of the artifact root
-
-
 def output_uri(config: OperatorConfig, kind: Kind, resource: dict[str, Any], run: str) -> str:
-    """Where one run writes: per user, kind, namespace, resource (name and uid) and run."""
+    """Where one run writes: under its namespace's prefix, per user, kind, resource (name and
+    uid) and run."""
     meta, spec = resource["metadata"], resource.get("spec") or {}
-    user = path_segment(spec.get("userId"))
-    root = config.artifact_root.rstrip("/")
-    uid = path_segment(meta.get("uid"), "no-uid")
-    return f"{root}/{user}/{kind.plural}/{meta['namespace']}/{meta['name']}/{uid}/{run}"
+    root = artifact_root(config, meta["namespace"])
+    user = folder_name(spec.get("userId"))
+    uid = folder_name(meta.get("uid") or "no-uid")
+    return f"{root}/{user}/{kind.plural}/{meta['name']}/{uid}/{run}"
 
 
-def model_registry_uri(config: OperatorConfig, user: str | None, model_id: str) -> str:
-    """The folder of one model's versions (seed 004: models/<user>/<model id>/<version>/)."""
-    root = config.artifact_root.rstrip("/")
-    return f"{root}/{path_segment(user)}/models/{path_segment(model_id)}"
+def model_registry_uri(
+    config: OperatorConfig, namespace: str, user: str | None, model_id: str
+) -> str:
+    """The folder of one model's versions (seed 004: models/<user>/<model id>/<version>/),
+    under the namespace's prefix: a team's models are its own."""
+    root = artifact_root(config, namespace)
+    return f"{root}/{folder_name(user)}/models/{folder_name(model_id)}"
 
 
 _TRAILING_NUMBER = re.compile(r"^(.*?)(\d+)$")

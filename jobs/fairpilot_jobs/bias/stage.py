@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import ExitStack
 from typing import Any
@@ -20,6 +21,7 @@ from fairpilot_jobs.tables import read_table, require_columns
 log = logging.getLogger(__name__)
 
 REWEIGHING_FILE = "reweighing.json"
+INDENTED_JSON_ENTRIES = 1000  # a longer reweighing table is written without indentation
 
 
 def predictions(
@@ -35,7 +37,7 @@ def predictions(
     from fairpilot_jobs.models import load_predictor
 
     with ExitStack() as stack:
-        predictor, _ = load_predictor(spec.model.uri, stack)
+        predictor, _ = load_predictor(spec.model.uri, spec.model.digest, stack)
         missing = [f for f in predictor.original_features if f not in frame.columns]
         if missing:
             raise JobError(
@@ -98,16 +100,23 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
         ]
 
     table = reweighing_table(frame, spec.sensitive_features, label_positive)
-    reweighing_uri = store.write_json(
-        REWEIGHING_FILE,
-        {
-            "method": "reweighing (Kamiran & Calders 2012)",
-            "target": spec.target,
-            "positiveLabel": positive,
-            "sensitiveFeatures": spec.sensitive_features,
-            "table": table,
-        },
-    )
+    reweighing = {
+        "method": "reweighing (Kamiran & Calders 2012)",
+        "target": spec.target,
+        "positiveLabel": positive,
+        "sensitiveFeatures": spec.sensitive_features,
+        "table": table,
+    }
+    if len(table) <= INDENTED_JSON_ENTRIES:
+        reweighing_uri = store.write_json(REWEIGHING_FILE, reweighing)
+    else:
+        # json.dumps with an indent runs in pure Python (seconds for 100,000 entries); without
+        # one, in C. A table that long is read by the train stage, not by a person.
+        reweighing_uri = store.write_bytes(
+            REWEIGHING_FILE,
+            json.dumps(reweighing, default=_numpy_scalar).encode("utf-8"),
+            "application/json",
+        )
     result: dict[str, Any] = {
         "target": spec.target,
         "positiveLabel": positive,
@@ -126,6 +135,13 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
         "bias": store.write_text("report.html", build_bias_report(result), "text/html")
     }
     return result
+
+
+def _numpy_scalar(value: Any) -> Any:
+    """json.dumps' fallback: a numpy scalar (a positive label read as int64) as Python's."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def summary(features: dict[str, Any]) -> dict[str, Any]:

@@ -96,7 +96,7 @@ def run_explain(spec: ExplainJobSpec, store: artifacts.ArtifactStore) -> dict[st
     from fairpilot_jobs.reports.explanation_report import build_explanation_report
 
     with ExitStack() as stack:
-        predictor, metadata = load_predictor(spec.model.uri, stack)
+        predictor, metadata = load_predictor(spec.model.uri, spec.model.digest, stack)
         frame = read_table(spec.dataset)
         rows = sample_rows(frame, predictor, spec.sample_size, spec.seed)
         background = sample_rows(frame, predictor, spec.background_size, spec.seed + 1)

@@ -1,8 +1,17 @@
-"""The bias stage's HTML report: per-group rates and metrics, with the four-fifths line."""
+"""The bias stage's HTML report: per-group rates and metrics, with the four-fifths line.
+
+A sensitive feature may have thousands of groups (a zip code, a free-text country): the report
+then shows the `TOP_GROUPS` largest groups by row count, plus the privileged group, and sums up
+the rest in one sentence; every group, with its metrics, stays in result.json. Findings are
+capped the same way (`MAX_FINDINGS`). A page of 10,000 bars would take minutes to draw and be
+unreadable anyway.
+"""
 
 from __future__ import annotations
 
 import decimal
+import heapq
+import math
 from typing import Any
 
 from fairpilot_jobs.reports import charts
@@ -28,6 +37,9 @@ METRIC_NAMES = {
     "TE": "Treatment equality",
 }
 
+TOP_GROUPS = 20  # groups of a feature drawn and tabled, the largest by row count
+MAX_FINDINGS = 25  # findings listed in the verdict; all of them are in result.json
+
 
 def build_bias_report(result: dict[str, Any]) -> str:
     report = Report(
@@ -37,7 +49,13 @@ def build_bias_report(result: dict[str, Any]) -> str:
     threshold = result["thresholds"]["disparateImpact"]
     if result["biasDetected"]:
         overview.callout("Bias detected.", kind="danger", title="BiasDetected")
-        overview.bullet_list(result["findings"])
+        listed, more = _findings_to_list(result)
+        overview.bullet_list(listed)
+        if more:
+            overview.note(
+                f"And {more:,} more findings; all {len(result['findings']):,} are in "
+                "result.json (findings)."
+            )
         overview.note("Ratios and differences in the findings are rounded to 3 decimals.")
     else:
         overview.callout(
@@ -60,7 +78,10 @@ def build_bias_report(result: dict[str, Any]) -> str:
             "Metrics compare each group with the privileged group, advantaged minus disadvantaged.",
         )
         groups = data["groups"]
-        names = list(groups)
+        names, hidden = shown_groups(data)
+        if hidden:
+            section.note(_hidden_summary(feature, data, names, hidden, threshold))
+        of = f" ({len(names):,} of {len(groups):,} groups)" if hidden else ""
         series = {"positive rate (label)": [groups[g].get("positiveRate") for g in names]}
         if any("predictedPositiveRate" in groups[g] for g in names):
             series["predicted positive rate"] = [
@@ -68,16 +89,16 @@ def build_bias_report(result: dict[str, Any]) -> str:
             ]
             series["true positive rate"] = [groups[g].get("truePositiveRate") for g in names]
         section.figure(
-            charts.grouped_bar_chart(names, series, title=f"Rates by {feature}", ylabel="rate")
+            charts.grouped_bar_chart(names, series, title=f"Rates by {feature}{of}", ylabel="rate")
         )
-        ratios = {g: m.get("DI", m.get("LDI")) for g, m in data["metrics"].items()}
+        ratios = {g: _ratio(data["metrics"][g]) for g in names if g in data["metrics"]}
         ratios = {g: v for g, v in ratios.items() if v is not None}
         if ratios:
             section.figure(
                 charts.bar_chart(
                     list(ratios),
                     list(ratios.values()),
-                    title=f"Disparate impact vs {data['privilegedGroup']}",
+                    title=f"Disparate impact vs {data['privilegedGroup']}{of}",
                     reference=threshold,
                     reference_label=f"four-fifths rule ({threshold})",
                     highlight=[g for g, v in ratios.items() if v < threshold],
@@ -86,15 +107,82 @@ def build_bias_report(result: dict[str, Any]) -> str:
                 f"{_percent(threshold)} of the privileged group's rate.",
             )
         section.table(
-            [{"group": g, **stats} for g, stats in groups.items()],
-            caption="Per-group counts and rates",
+            [{"group": g, **groups[g]} for g in names],
+            caption="Per-group counts and rates" + of,
             rounded=True,
         )
-        rows = [{"group": g, **metrics} for g, metrics in data["metrics"].items()]
-        section.table(rows, caption="Metrics per group (Clarify names)", rounded=True)
+        rows = [{"group": g, **data["metrics"][g]} for g in names if g in data["metrics"]]
+        section.table(rows, caption="Metrics per group (Clarify names)" + of, rounded=True)
     glossary = report.section("Glossary")
     glossary.table([{"metric": k, "meaning": v} for k, v in METRIC_NAMES.items()], sortable=False)
     return report.render()
+
+
+def shown_groups(data: dict[str, Any], top: int = TOP_GROUPS) -> tuple[list[str], list[str]]:
+    """The groups of one feature the report draws, and those it only counts.
+
+    Up to `top` + 1 groups: all of them, in result order. More: the `top` largest by row count
+    (ties by name), the privileged group first, added when it is not among them; the rest are
+    left out of the charts and tables.
+    """
+    groups = data["groups"]
+    if len(groups) <= top + 1:
+        return list(groups), []
+    privileged = data["privilegedGroup"]
+    largest = heapq.nsmallest(top, groups, key=lambda g: (-groups[g]["count"], g))
+    shown = ([privileged] if privileged in groups else []) + [g for g in largest if g != privileged]
+    chosen = set(shown)
+    return shown, [g for g in groups if g not in chosen]
+
+
+def _ratio(metrics: dict[str, Any]) -> float | None:
+    """The disparate impact a group is judged by: DI with predictions, LDI without."""
+    value = metrics.get("DI", metrics.get("LDI"))
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _hidden_summary(
+    feature: str, data: dict[str, Any], shown: list[str], hidden: list[str], threshold: float
+) -> str:
+    """One sentence on the groups not drawn: how many, their rows, how many cross the line."""
+    groups, metrics = data["groups"], data["metrics"]
+    rows = sum(int(groups[g].get("count") or 0) for g in hidden)
+    below = sum(
+        1
+        for g in hidden
+        if g in metrics and (v := _ratio(metrics[g])) is not None and v < threshold
+    )
+    extra = " and the privileged group" if len(shown) > TOP_GROUPS else ""
+    text = (
+        f"{len(groups):,} groups: shown are the {min(len(shown), TOP_GROUPS):,} largest by row "
+        f"count{extra}, and {len(hidden):,} more groups ({rows:,} rows) are not; all "
+        f"{len(groups):,} groups and their metrics are in result.json "
+        f"(features.{feature}.groups and .metrics)."
+    )
+    if below:
+        text += f" {below:,} of the groups not shown fall below disparate impact {threshold}."
+    ratios = [(v, g) for g, m in metrics.items() if (v := _ratio(m)) is not None]
+    if ratios:
+        value, group = min(ratios)
+        text += f" Lowest disparate impact of all groups: {value:.3g} (group {group})."
+    return text
+
+
+def _findings_to_list(result: dict[str, Any]) -> tuple[list[str], int]:
+    """At most `MAX_FINDINGS` findings, those of the groups the report shows first; and how
+    many were left out."""
+    findings: list[str] = list(result["findings"])
+    if len(findings) <= MAX_FINDINGS:
+        return findings, 0
+    prefixes = tuple(
+        f"{feature}={group}: "
+        for feature, data in result["features"].items()
+        for group in shown_groups(data)[0]
+    )
+    first = [f for f in findings if f.startswith(prefixes)]
+    rest = [f for f in findings if not f.startswith(prefixes)]
+    listed = (first + rest)[:MAX_FINDINGS]
+    return listed, len(findings) - len(listed)
 
 
 def _percent(fraction: float) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import unquote
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from fairpilot.api.validation import DOT_SEGMENT, dot_segment
+from fairpilot.api.validation import DOT_SEGMENT, check_printable, dot_segment
 
 # Kubernetes-facing names are camelCase; Python code uses snake_case.
 _MODEL_CONFIG = ConfigDict(
@@ -41,14 +42,43 @@ def _no_dot_segments(uri: str) -> str:
     return uri
 
 
+def _printable_uri(uri: str) -> str:
+    # Decoded too: file:///data/a%E2%80%8Bb names a file whose name holds a zero-width space.
+    check_printable(uri)
+    check_printable(unquote(uri) if uri.startswith("file://") else uri)
+    return uri
+
+
 Uri = Annotated[
     str,
     Field(pattern=URI_PATTERN, max_length=2048, json_schema_extra=_NO_DOT_SEGMENTS),
     AfterValidator(_no_dot_segments),
+    AfterValidator(_printable_uri),
 ]
 
+# One set of input rules for ids and column names, whether they come in a custom resource or
+# a Kafka message (bridge.payloads uses these same types).
+
+
+def Text(max_length: int, min_length: int = 0) -> Any:
+    """A string that lands in a spec, an annotation or a report: bounded, and without
+    characters that print as something else (NUL, newlines, right-to-left overrides,
+    zero-width spaces, lone surrogates), which would let one id pass for another."""
+    return Annotated[
+        str, Field(min_length=min_length, max_length=max_length), AfterValidator(check_printable)
+    ]
+
+
 # A column name as users write it: anything printable, bounded so it cannot be abused.
-ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
+ColumnName = Text(256, min_length=1)
+# A user id is kept verbatim (an e-mail address is fine, so is an emoji) in specs and
+# annotations; artifact folders get it one to one (`access.folder_name`).
+UserId = Text(128, min_length=1)
+# Ids that become label values (`kubectl get -l fairpilot.io/model-id=...`) and parts of
+# resource names follow Kubernetes' label-value syntax; the seed's ids ("dataset123",
+# "test-dataset-1", "model_v2") all do.
+ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=63)]
 # A label value as written in YAML or JSON: `>50K`, `1`, `true` are all plausible.
 LabelValue = str | int | float | bool
 
@@ -68,9 +98,8 @@ class SpecModel(BaseModel):
 class OwnedSpec(SpecModel):
     """Base of every resource's spec (and of the job specs made from them): the owner."""
 
-    user_id: str | None = Field(
+    user_id: UserId | None = Field(
         default=None,
-        max_length=128,
         description=(
             "Owner (the seed's user_id): artifacts are stored under this user's prefix, and "
             "Kafka events carry it. A Dataset's pipeline gives it to every stage it creates."
@@ -107,10 +136,30 @@ class DataLocation(SpecModel):
     )
 
 
+# `sha256:` and 64 lower-case hex digits: how a model's digest is written (ModelLocation).
+MODEL_DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+
+
 class ModelLocation(SpecModel):
-    """Where a model stored by the `train` stage lives (its `model/` directory)."""
+    """Where a model stored by the `train` stage lives (its `model/` directory), and its digest.
+
+    A model directory is code (AutoGluon's predictor is a tree of pickles), so the explain and
+    bias stages load one only after checking every file of it against `digest`: the operator
+    gives the digest the TrainingRun's status reports (status.modelDigest, or the pinned
+    version's in status.models); a spec without one is refused (ModelDigestMissing).
+    """
 
     uri: Uri = Field(description="URI of the model directory written by the train stage.")
+    digest: str | None = Field(
+        default=None,
+        pattern=MODEL_DIGEST_PATTERN,
+        description=(
+            "The model's digest as the train stage reported it (result.json modelDigest): "
+            "sha256 of the manifest (fairpilot-manifest.json) that lists the sha256 and size of "
+            "every file of the model. The explain and bias stages refuse a model without it or "
+            "whose files do not match it, before unpickling anything. Not used for modelOutput."
+        ),
+    )
 
 
 def unique_columns(values: list[str]) -> list[str]:

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from fairpilot.api.common import DataLocation, ModelLocation, OwnedSpec, SpecModel
+from fairpilot.api.common import DataLocation, Id, ModelLocation, OwnedSpec, SpecModel
 
 
 class ExpertiseLevel(StrEnum):
@@ -65,9 +65,8 @@ class ExplanationSpec(ExplanationFields, OwnedSpec):
     """Spec of the Explanation custom resource."""
 
     training_run_ref: str = Field(description="TrainingRun whose model is explained.")
-    model_version: str | None = Field(
+    model_version: Id | None = Field(
         default=None,
-        max_length=63,
         description=(
             "Which of the TrainingRun's models to explain (status.models); by default its "
             "current one, re-explained whenever it trains a new one."

@@ -65,6 +65,9 @@ class Input(SpecModel):
     output_uri: str | None = Field(default=None, description="Where that run wrote.")
     model_uri: str | None = Field(default=None, description="The model used (a TrainingRun).")
     model_version: str | None = Field(default=None, description="That model's version.")
+    model_digest: str | None = Field(
+        default=None, description="That model's digest, which the stage checked it against."
+    )
 
 
 class ResourceStatus(SpecModel):
@@ -137,6 +140,13 @@ class ModelVersionRecord(SpecModel):
 
     version: str = Field(description="The model's version.")
     model_uri: str | None = Field(default=None, description="Where it is stored.")
+    model_digest: str | None = Field(
+        default=None,
+        description=(
+            "Its digest (sha256:<hex> of its manifest of file hashes): what the explain and bias "
+            "stages check it against before loading it."
+        ),
+    )
     run_id: str | None = Field(default=None, description="The run that trained it.")
     finished_at: str | None = Field(default=None, description="When that run finished.")
 
@@ -163,6 +173,15 @@ class TrainingRunStatus(ResourceStatus):
         default=None, description="The eval metric on the test dataset, if one was given."
     )
     model_uri: str | None = Field(default=None, description="The stored model directory.")
+    model_digest: str | None = Field(
+        default=None,
+        description=(
+            "The model's digest, as the train stage reported it: sha256:<hex> of the manifest "
+            "(fairpilot-manifest.json) listing every file of the model with its sha256 and size. "
+            "Explanations and bias analyses load the model only if its files match it; a model "
+            "without one (trained by an older FairPilot) is not used (ModelNotVerifiable)."
+        ),
+    )
     model_size_mb: float | None = Field(default=None, description="Size of the stored model.")
     validation_passed: bool | None = Field(
         default=None,

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, model_validator
 from fairpilot.api.common import (
     ColumnName,
     DataLocation,
+    Id,
     ModelLocation,
     OwnedSpec,
     SpecModel,
@@ -108,13 +109,12 @@ class TrainingOptions(SpecModel):
     validation_threshold: ValidationThreshold | None = Field(
         default=None, description="Bound the model must meet to be marked production-ready."
     )
-    model_id: str | None = Field(
-        default=None, max_length=128, description="Model id for the registry (seed 004)."
-    )
-    version: str | None = Field(
+    model_id: Id | None = Field(
         default=None,
-        max_length=63,
-        pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$",
+        description="Model id for the registry (seed 004), the same rule as a message's model_id.",
+    )
+    version: Id | None = Field(
+        default=None,
         description=(
             "The model's version, e.g. v1; by default v1 for the first model, then the next free "
             "one. One (modelId, version) is always one model: a retrain (a new spec generation, "

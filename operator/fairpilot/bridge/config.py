@@ -6,10 +6,13 @@ those); `BridgeConfig.from_env()` reads them, and every field's description says
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
 
 from fairpilot.api.explanation import ExpertiseLevel
 
@@ -43,6 +46,21 @@ class Topics(BaseModel):
         }
 
 
+class PrincipalGrant(BaseModel):
+    """Whom one Kafka principal (a producer's SASL user) may act for."""
+
+    # userIds as the chart writes it, user_ids as Python does.
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    user_ids: list[str] = Field(
+        min_length=1, description="The user ids its messages may name; '*' for any."
+    )
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description="The namespaces its messages may create resources in; empty: the default.",
+    )
+
+
 class BridgeConfig(BaseModel):
     """Everything the Kafka bridge needs; only `bootstrap_servers` has no default."""
 
@@ -69,6 +87,17 @@ class BridgeConfig(BaseModel):
         description=(
             "Where a dataset is when the message has no `uri` (DATA_URI_TEMPLATE); "
             "{user_id} and {dataset_id} are filled in."
+        ),
+    )
+    principals: dict[str, PrincipalGrant] = Field(
+        default_factory=dict,
+        description=(
+            "Kafka principal -> the user ids and namespaces it may act for (PRINCIPALS, JSON). "
+            "A consumer is not told who produced a record, so a principal is known by its "
+            "topics: principal P sends on <topic>.P (dataset-events.P, ...), and the cluster's "
+            "Kafka ACLs let only P write there. With principals set, a message on a shared "
+            "topic is dead-lettered (PrincipalUnknown); without them, user_id is whatever the "
+            "producer asserts."
         ),
     )
     start_pipeline: bool = Field(
@@ -118,6 +147,17 @@ class BridgeConfig(BaseModel):
     concurrency: int = Field(default=16, ge=1, description="API calls in flight at once.")
 
     @model_validator(mode="after")
+    def _principal_names(self) -> BridgeConfig:
+        for principal in self.principals:
+            # The name ends a topic name: Kafka's characters, and room for the longest topic.
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", principal):
+                raise ValueError(
+                    f"principal {principal[:80]!r}: a topic suffix takes letters, digits, "
+                    "'.', '_' and '-' (at most 200)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _sasl_complete(self) -> BridgeConfig:
         if self.security_protocol.startswith("SASL") and not (
             self.sasl_mechanism and self.sasl_username and self.sasl_password is not None
@@ -129,6 +169,23 @@ class BridgeConfig(BaseModel):
 
     def namespaces(self) -> set[str]:
         return {self.namespace, *self.allowed_namespaces}
+
+    def routes(self) -> dict[str, str]:
+        """Every topic consumed -> its role: the shared inbound topics and, per principal,
+        `<topic>.<principal>`."""
+        shared = self.topics.inbound()
+        routes = dict(shared)
+        for principal in self.principals:
+            routes |= {f"{topic}.{principal}": role for topic, role in shared.items()}
+        return routes
+
+    def principal_of(self, topic: str) -> str | None:
+        """The principal whose topic this is, None for a shared topic."""
+        for principal in self.principals:
+            for shared in self.topics.inbound():
+                if topic == f"{shared}.{principal}":
+                    return principal
+        return None
 
     def client_options(self) -> dict[str, Any]:
         """Connection options shared by aiokafka's consumer, producer and admin client."""
@@ -155,7 +212,9 @@ class BridgeConfig(BaseModel):
         """The FAIRPILOT_KAFKA_* variables that `from_env` reads back as this configuration."""
         env: dict[str, str] = {}
         for name, value in self.model_dump(exclude={"topics"}, exclude_none=True).items():
-            if isinstance(value, list):
+            if isinstance(value, dict):
+                value = json.dumps(value)
+            elif isinstance(value, list):
                 value = ",".join(str(item) for item in value)
             elif isinstance(value, bool):
                 value = str(value).lower()
@@ -178,6 +237,11 @@ class BridgeConfig(BaseModel):
                 topics[name[len("topic_") :]] = value
             elif name in ("allowed_namespaces", "levels"):
                 values[name] = [item.strip() for item in value.split(",") if item.strip()]
+            elif name == "principals":
+                try:
+                    values[name] = json.loads(value)
+                except ValueError as exc:
+                    raise ValueError(f"{key} is not JSON: {exc}") from None
             elif name in cls.model_fields:
                 values[name] = value
         if "bootstrap_servers" not in values:

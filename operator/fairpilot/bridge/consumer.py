@@ -22,6 +22,7 @@ from fairpilot.api.kinds import Kind
 from fairpilot.bridge import metrics
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.inbound import Rejected, Source, decode, plan
+from fairpilot.config import OperatorConfig
 from fairpilot.controller.cluster import Cluster
 from fairpilot.outbox import blocking
 
@@ -58,12 +59,15 @@ class Consumer:
         cluster: Cluster,
         producer: Any,
         audit: Audit | None = None,
+        *,
+        operator: OperatorConfig | None = None,
     ) -> None:
         self.config = config
+        self.operator = operator
         self.cluster = cluster
         self.producer = producer
         self.audit = audit
-        self.roles = config.topics.inbound()
+        self.roles = config.routes()
         self._limit = asyncio.Semaphore(config.concurrency)
         self.consumer: Any = None
 
@@ -84,7 +88,9 @@ class Consumer:
         source = Source(record.topic, record.partition, record.offset)
         try:
             data = decode(record.value, self.config.max_message_bytes)
-            resources = plan(role, data, source, self.config, self._get, self._list)
+            resources = plan(
+                role, data, source, self.config, self._get, self._list, self.operator
+            )
         except (Rejected, kubernetes.client.ApiException, urllib3.exceptions.HTTPError, OSError):
             raise
         except Exception as exc:

@@ -17,12 +17,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from fairpilot import API_GROUP
+from fairpilot import API_GROUP, access
+from fairpilot.api.common import ID_PATTERN
 from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
-from fairpilot.api.validation import describe, invisible_characters, metadata_problems
+from fairpilot.api.validation import describe, metadata_problems
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.payloads import (
-    ID_PATTERN,
     INBOUND_BY_ROLE,
     AutomlTrigger,
     BiasTrigger,
@@ -30,6 +30,8 @@ from fairpilot.bridge.payloads import (
     Inbound,
     XaiTrigger,
 )
+from fairpilot.config import OperatorConfig
+from fairpilot.references import UnresolvedReference, check_uri
 
 # Annotations and labels every resource made from a message carries.
 USER_ID = f"{API_GROUP}/user-id"
@@ -217,19 +219,16 @@ def _namespace(message: Inbound, config: BridgeConfig) -> str:
     return namespace
 
 
-# What an id may be to become one segment of a path or an S3 key. Refused, not percent-encoded:
-# the jobs decode %-escapes in file:// URIs (so `%2F` and `%2E%2E` would turn back into `/` and
-# `..` there), S3 keys are taken literally (so an encoded id would name another object than
-# the one the data warehouse stored), and `?` and `#` would cut the URI short. Refusing is the
-# one answer that means the same on both schemes. E-mail addresses, the seed's ids, accents and
-# emoji pass, and so does "Ada Lovelace <ada@example.org>"; `/`, `\`, `%`, `?`, `#`, a leading
-# `.` (`.`, `..`) and invisible characters (checked on every payload string) do not.
-PATH_SEGMENT = re.compile(r"^[^./\\%?#][^/\\%?#]*$")
-
-
+# An id becomes one segment of the data URI template as it is (`access.is_path_segment`, the
+# rule the operator's data locations use for {user_id}), or not at all. Refused, not
+# percent-encoded: the jobs decode %-escapes in file:// URIs (so `%2F` and `%2E%2E` would turn
+# back into `/` and `..` there), S3 keys are taken literally (so an encoded id would name
+# another object than the one the data warehouse stored), and `?` and `#` would cut the URI
+# short. E-mail addresses, the seed's ids, accents and emoji pass; `/`, `\`, `%`, `?`, `#`, a
+# leading `.` and invisible characters do not.
 def path_segment(field: str, value: str) -> str:
     """`value` when it is safe as one path segment of the data URI template, else Rejected."""
-    if not PATH_SEGMENT.match(value) or invisible_characters(value):
+    if not access.is_path_segment(value):
         raise Rejected(
             "UnsafePathSegment",
             f"{field} {value[:80]!r} cannot be put into the data URI template: it must be one "
@@ -252,14 +251,28 @@ def _data_uri(message: DatasetEvent | BiasTrigger | AutomlTrigger, config: Bridg
         raise Rejected("BadUriTemplate", f"data_uri_template: {exc}") from None
 
 
+def _readable(uri: str, namespace: str, user_id: str, operator: OperatorConfig | None) -> str:
+    """`uri` when this user and namespace may read it, by the rules the operator applies to
+    the Dataset (`references.check_uri`); else Rejected, before any resource exists."""
+    if operator is None:
+        return uri
+    try:
+        check_uri(uri, operator, "uri", access.data_locations(operator, namespace, user_id))
+    except UnresolvedReference as exc:
+        raise Rejected(exc.reason, exc.message) from None
+    return uri
+
+
 def _dataset(
     message: DatasetEvent | BiasTrigger | AutomlTrigger,
     namespace: str,
     source: Source,
     config: BridgeConfig,
+    operator: OperatorConfig | None,
     pipeline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {"uri": _data_uri(message, config), "userId": message.user_id}
+    uri = _readable(_data_uri(message, config), namespace, message.user_id, operator)
+    spec: dict[str, Any] = {"uri": uri, "userId": message.user_id}
     if isinstance(message, DatasetEvent) and message.format:
         spec["format"] = str(message.format)
     if message.target_column_name:
@@ -281,6 +294,31 @@ def _from_dataset(message: BiasTrigger | AutomlTrigger, namespace: str, get: Get
     return (found or {}).get("spec") or {}
 
 
+def _authorise(message: Inbound, namespace: str, source: Source, config: BridgeConfig) -> None:
+    """With principals configured, the topic's principal must be allowed this user id and
+    namespace (`BridgeConfig.principals`); without, the producer's user_id is taken as said."""
+    if not config.principals:
+        return
+    principal = config.principal_of(source.topic)
+    if principal is None:
+        raise Rejected(
+            "PrincipalUnknown",
+            f"{source.topic} is a shared topic and this bridge maps Kafka principals to users: "
+            f"send on {source.topic}.<principal>, the topic only that principal may write to",
+        )
+    grant = config.principals[principal]
+    if "*" not in grant.user_ids and message.user_id not in grant.user_ids:
+        raise Rejected(
+            "UserNotAllowed",
+            f"principal {principal!r} may not act for user_id {message.user_id[:80]!r}",
+        )
+    if namespace not in (grant.namespaces or [config.namespace]):
+        raise Rejected(
+            "NamespaceNotAllowed",
+            f"principal {principal!r} may not create resources in namespace {namespace!r}",
+        )
+
+
 def plan(
     role: str,
     data: dict[str, Any],
@@ -288,10 +326,16 @@ def plan(
     config: BridgeConfig,
     get: Get,
     list_all: ListAll,
+    operator: OperatorConfig | None = None,
 ) -> list[dict[str, Any]]:
-    """The resources one message asks for, in the order to create them."""
+    """The resources one message asks for, in the order to create them.
+
+    `operator`: the operator's configuration, whose data locations a message's data must lie
+    in (None: not checked here; the operator still refuses the Dataset).
+    """
     message = parse(role, data)
     namespace = _namespace(message, config)
+    _authorise(message, namespace, source, config)
     if isinstance(message, DatasetEvent):
         pipeline = None
         if config.start_pipeline and message.target_column_name and message.task_type:
@@ -302,7 +346,7 @@ def plan(
             }
             if message.sensitive_features:
                 pipeline["bias"] = {}
-        return [_dataset(message, namespace, source, config, pipeline)]
+        return [_dataset(message, namespace, source, config, operator, pipeline)]
     identity = _identity(message, data)
     if isinstance(message, BiasTrigger):
         known = _from_dataset(message, namespace, get)
@@ -316,7 +360,7 @@ def plan(
                 "sensitive_features: the message names none and the Dataset declares none "
                 "(send them in this message or in the dataset-events message)",
             )
-        dataset = _dataset(message, namespace, source, config)
+        dataset = _dataset(message, namespace, source, config, operator)
         name = f"{slug(message.dataset_id, 30)}-bias-{digest(message.user_id, identity)}"
         meta = _metadata(name, namespace, message, source, {DATASET_ID: message.dataset_id})
         spec = {
@@ -331,7 +375,7 @@ def plan(
         target = message.target_column_name or known.get("target")
         if not target:
             raise Rejected("MissingField", "target_column_name: required for training")
-        dataset = _dataset(message, namespace, source, config)
+        dataset = _dataset(message, namespace, source, config, operator)
         name = f"{slug(message.dataset_id, 30)}-train-{digest(message.user_id, identity)}"
         # The model's id is the TrainingRun's name unless the message gives one, so that the
         # model.uploaded event's model_id leads an xai trigger straight back to it.

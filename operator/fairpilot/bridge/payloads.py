@@ -17,32 +17,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from fairpilot.api.common import DataFormat, TaskType, Uri
+from fairpilot.api.common import (
+    ColumnName,
+    DataFormat,
+    Id,
+    TaskType,
+    Text,
+    Uri,
+    UserId,
+)
 from fairpilot.api.explanation import ExpertiseLevel
-from fairpilot.api.validation import check_printable
 
-# Ids become label values (`kubectl get -l fairpilot.io/dataset-id=...`) and parts of resource
-# names, so they follow Kubernetes' label-value syntax; the seed's ids ("dataset123",
-# "test-dataset-1", "model_v2") all do.
-ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
-Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=63)]
-
-
-def Text(max_length: int, min_length: int = 0) -> Any:
-    """A string from a payload that lands in a spec, an annotation or a report: bounded, and
-    without characters that print as something else (NUL, newlines, right-to-left overrides,
-    zero-width spaces, lone surrogates), which would let one id pass for another."""
-    return Annotated[
-        str, Field(min_length=min_length, max_length=max_length), AfterValidator(check_printable)
-    ]
-
-
-# A user id is kept verbatim (an e-mail address is fine, so is an emoji) in the spec and an
-# annotation; a label gets it, or its hash when it is no valid label value.
-UserId = Text(128, min_length=1)
-ColumnName = Text(256, min_length=1)
+# The same rules as the custom resources' fields (api.common): an id, a user id or a column name
+# a message may carry is one a resource may carry, and the other way round.
 EventType = Text(128)
 EventId = Text(256, min_length=1)
 Timestamp = Text(64)

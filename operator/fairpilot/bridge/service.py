@@ -17,6 +17,7 @@ from fairpilot.api.kinds import Kind
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.consumer import Consumer
 from fairpilot.bridge.publisher import KafkaSink
+from fairpilot.config import OperatorConfig
 from fairpilot.controller.cluster import Cluster
 from fairpilot.outbox import Outbox, blocking
 from fairpilot.warehouse.sink import WarehouseSink
@@ -38,8 +39,10 @@ class Bridge:
         *,
         consume: bool = True,
         kafka_workers: int = KAFKA_WORKERS,
+        operator: OperatorConfig | None = None,
     ) -> None:
         self.cluster = cluster
+        self.operator = operator  # its data locations bound what a message may point at
         self.kafka = kafka
         self.warehouse = warehouse
         self.consume = consume
@@ -96,6 +99,7 @@ class Bridge:
                     self.cluster,
                     self._producer,
                     self._audit if self.warehouse is not None else None,
+                    operator=self.operator,
                 )
             self._tasks.append(asyncio.create_task(self._connect(), name="kafka"))
         for outbox in self.outboxes:

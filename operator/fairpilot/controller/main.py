@@ -54,12 +54,13 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     return OperatorConfig.model_validate(values)
 
 
-def bridge_from_env() -> Bridge | None:
-    """The Kafka bridge (FAIRPILOT_KAFKA_*) and the warehouse (MONGO_URI), when configured."""
+def bridge_from_env(operator: OperatorConfig | None = None) -> Bridge | None:
+    """The Kafka bridge (FAIRPILOT_KAFKA_*) and the warehouse (MONGO_URI), when configured;
+    `operator`'s data locations bound what a message may point at."""
     kafka, warehouse = BridgeConfig.from_env(), Warehouse.from_env()
     if kafka is None and warehouse is None:
         return None
-    return Bridge(Cluster.connect(), kafka, warehouse)
+    return Bridge(Cluster.connect(), kafka, warehouse, operator=operator)
 
 
 def run_operator(
@@ -86,7 +87,7 @@ def run_operator(
         kubernetes.config.load_kube_config()
     handlers.RUNTIME.cluster = Cluster.connect()
     handlers.RUNTIME.config = config_from_env()
-    handlers.RUNTIME.bridge = bridge_from_env()
+    handlers.RUNTIME.bridge = bridge_from_env(handlers.RUNTIME.config)
     handlers.RUNTIME.scanning_disabled = True
     handlers.RUNTIME.peering_lifetime = peering_lifetime
     start_http_server(metrics_port)

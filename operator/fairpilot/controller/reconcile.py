@@ -9,11 +9,12 @@ created before and never creates a second one.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from fairpilot.api.kinds import DATASET, TRAINING_RUN, Kind
+from fairpilot.api.kinds import BY_KIND, DATASET, TRAINING_RUN, Kind
 from fairpilot.conditions import (
     condition_of,
     failure,
@@ -187,14 +188,20 @@ def reconcile(
     if job is None:
         versioned: dict[str, Any] = {}
         try:
-            resolved = resolve(kind, resource.get("spec") or {}, lookup, name, config)
+            resolved = resolve(
+                kind, resource.get("spec") or {}, lookup, name, config, namespace=namespace
+            )
             spec = resolved.spec
             if kind is TRAINING_RUN:
-                versioned = _model_version(config, spec, status, run)
+                versioned = _model_version(config, namespace, spec, status, run)
                 spec = {**spec, "version": versioned["modelVersion"],
                         "modelOutput": {"uri": versioned["modelUri"]}}  # fmt: skip
             manifest = build_job(
-                kind, {**resource, "metadata": {**meta, "generation": generation}}, config, run
+                kind,
+                {**resource, "metadata": {**meta, "generation": generation}},
+                config,
+                run,
+                model_digest=(spec.get("model") or {}).get("digest"),
             )
         except UnresolvedReference as exc:
             conditions = set_condition(
@@ -326,6 +333,20 @@ def reconcile(
             "Failed", message, jobName=job_name, runId=run, outputUri=uri, finishedAt=now()
         )
     projected = project_result(kind, result)
+    mismatch = (
+        _unreported_digest(kind, projected, cluster.termination(namespace, job_name))
+        if (kind is TRAINING_RUN and projected.get("modelUri"))
+        else None
+    )
+    if mismatch:
+        conditions = set_condition(
+            conditions, "Ready", False, "ModelDigestMismatch", mismatch, generation
+        )
+        failed = write(
+            "Failed", mismatch, jobName=job_name, runId=run, outputUri=uri, finishedAt=now()
+        )
+        _pipeline_failed(kind, resource, f"{kind.kind} {name} failed: ModelDigestMismatch", cluster)
+        return failed
     finished_at = now()
     conditions = set_condition(
         conditions, "Ready", True, "Succeeded", summary_message(kind, projected), generation
@@ -347,12 +368,35 @@ def reconcile(
     return outcome
 
 
+def _unreported_digest(
+    kind: Kind, projected: dict[str, Any], terminated: dict[str, Any] | None
+) -> str | None:
+    """Why the model's digest in result.json cannot be trusted, or None.
+
+    result.json lives in the artifact store, and so does the model: whoever can write there
+    could put in a model of theirs and its digest together. The train stage also reports the
+    digest in its termination message, which only the kubelet writes into the pod's status.
+    """
+    try:
+        reported = json.loads((terminated or {}).get("message") or "{}").get("modelDigest")
+    except (ValueError, AttributeError):
+        reported = None
+    recorded = projected.get("modelDigest")
+    if reported and reported == recorded:
+        return None
+    return (
+        f"the model digest in result.json ({recorded}) is not the one the {kind.stage} pod "
+        f"reported ({reported}): the artifact store was changed after the stage wrote it; "
+        "the model is not used"
+    )
+
+
 def _ready_reason(status: dict[str, Any]) -> str | None:
     return (condition_of(status, "Ready") or {}).get("reason")
 
 
 def _model_version(
-    config: OperatorConfig, spec: dict[str, Any], status: dict[str, Any], run: str
+    config: OperatorConfig, namespace: str, spec: dict[str, Any], status: dict[str, Any], run: str
 ) -> dict[str, Any]:
     """The version this run's model gets, and where it goes: never one given before.
 
@@ -364,7 +408,7 @@ def _model_version(
     from fairpilot_jobs import artifacts
     from fairpilot_jobs.errors import JobError
 
-    registry = model_registry_uri(config, spec.get("userId"), spec["modelId"])
+    registry = model_registry_uri(config, namespace, spec.get("userId"), spec["modelId"])
     if status.get("runId") == run and status.get("modelVersion") and status.get("modelUri"):
         version = status["modelVersion"]
     else:
@@ -386,14 +430,16 @@ def _with_model(
 ) -> list[dict[str, Any]]:
     """The TrainingRun's model history with this run's model added (the last 100)."""
     history = [r for r in status.get("models") or [] if r.get("runId") != run]
-    history.append(
-        {
-            "version": projected.get("modelVersion"),
-            "modelUri": projected.get("modelUri"),
-            "runId": run,
-            "finishedAt": finished_at,
-        }
-    )
+    record = {
+        "version": projected.get("modelVersion"),
+        "modelUri": projected.get("modelUri"),
+        "runId": run,
+        "finishedAt": finished_at,
+    }
+    if projected.get("modelDigest"):
+        # Each version keeps its own digest: an Explanation that pins it is checked against it.
+        record["modelDigest"] = projected["modelDigest"]
+    history.append(record)
     return history[-100:]
 
 
@@ -420,16 +466,45 @@ def _advance_pipeline(
         if cluster.create_resource(step):
             created = f"created {step['kind']} {step['metadata']['name']}"
             outcome.events.append(("Normal", "PipelineStep", created))
+            return
+        # The name was taken: by this pipeline's own step (a repeated event), or by a resource
+        # someone else made, which the pipeline must neither adopt nor be steered by.
+        step_kind = BY_KIND[step["kind"]]
+        existing = cluster.get(step_kind, step["metadata"]["namespace"], step["metadata"]["name"])
+        owner = _dataset_owner(existing) if existing is not None else None
+        if existing is not None and (owner or {}).get("uid") != dataset["metadata"].get("uid"):
+            message = (
+                f"{step['kind']} {step['metadata']['name']} exists and is not this pipeline's "
+                "(no owner reference to this Dataset): delete or rename it, then re-apply"
+            )
+            outcome.events.append(("Warning", "PipelineStopped", message))
+            _pipeline_status(dataset, cluster, "Failed", message)
 
 
 def _pipeline_dataset(
     kind: Kind, resource: dict[str, Any], cluster: Cluster
 ) -> dict[str, Any] | None:
+    """The Dataset whose pipeline this resource is a step of: the one its owner reference
+    names, by uid. A label says nothing here: anyone who can create a resource can give it
+    any label, and so could finish, fail or steer another's pipeline."""
     meta = resource["metadata"]
     if kind is DATASET:
         return resource
-    owner = (meta.get("labels") or {}).get("fairpilot.io/pipeline")
-    return cluster.get(DATASET, meta["namespace"], owner) if owner else None
+    owner = _dataset_owner(resource)
+    if owner is None or not owner.get("name"):
+        return None
+    dataset = cluster.get(DATASET, meta["namespace"], owner["name"])
+    if dataset is None or dataset["metadata"].get("uid") != owner.get("uid"):
+        return None  # deleted, or re-created: another Dataset under the same name
+    return dataset
+
+
+def _dataset_owner(resource: dict[str, Any]) -> dict[str, Any] | None:
+    """The owner reference to a Dataset, if `resource` has one."""
+    for ref in (resource.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == DATASET.kind and ref.get("apiVersion") == DATASET.api_version:
+            return ref
+    return None
 
 
 def _pipeline_status(dataset: dict[str, Any], cluster: Cluster, state: str, message: str) -> None:
@@ -456,6 +531,6 @@ def _read_json(uri: str) -> dict[str, Any] | None:
     try:
         return artifacts.read_json(uri)
     except JobError as exc:
-        if exc.reason in ("NotFound", "InvalidJSON"):
+        if exc.reason in ("NotFound", "InvalidJSON", "UnsafePath"):  # a planted link: no result
             return None
         raise ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}") from exc

@@ -96,6 +96,7 @@ class Sandbox:
         peering_lifetime: int = 60,
         runner_options: dict[str, Any] | None = None,
         audit_log: Path | None = None,
+        bridge_settings: dict[str, Any] | None = None,
     ) -> None:
         # noop_jobs: Jobs finish at once with a minimal result (for load benchmarks).
         # kafka: start a Tansu broker (`self.kafka` is its bootstrap address, else None), or
@@ -113,6 +114,7 @@ class Sandbox:
         # that tests can SIGKILL an operator; the warehouse then needs a MongoDB URI.
         # runner_options: more keyword arguments for the LocalJobRunner (faults, retry delay).
         # audit_log: where the API server writes its audit log (sandbox/emulator.py).
+        # bridge_settings: more BridgeConfig fields (principals, allowed_namespaces, ...).
         if operator_process and warehouse is not None:
             raise ValueError("an operator process reaches the warehouse only through MONGO_URI")
         if replicas > 1 and not operator_process:
@@ -123,6 +125,7 @@ class Sandbox:
         self.runner_options = dict(runner_options or {})
         self.operators: list[OperatorProcess] = []
         self.audit_log = audit_log
+        self.bridge_settings = dict(bridge_settings or {})
         self.noop_jobs = noop_jobs
         self.artifacts = artifacts.resolve()
         self.namespace = namespace
@@ -161,7 +164,10 @@ class Sandbox:
         self.bridge_config = self._bridge_config() if self.kafka else None
         if self.bridge_config and not isinstance(self.with_kafka, str):  # our own broker
             topics = self.bridge_config.topics
-            create_topics(self.kafka, [*SEED_TOPICS, topics.status, topics.dead_letter])
+            inbound = self.bridge_config.routes()  # the principals' own topics too
+            create_topics(
+                self.kafka, [*SEED_TOPICS, *inbound, topics.status, topics.dead_letter]
+            )
         self.cluster = Cluster.for_host(self.url)  # the user's client, not the operator's
         self.cluster.client.user_agent = USER_AGENT
         if self.operator_process:
@@ -189,6 +195,7 @@ class Sandbox:
                 Cluster.for_host(self.url),
                 self.bridge_config if self.with_bridge else None,
                 self.warehouse,
+                operator=self.config,
             )
         self.bridge = handlers.RUNTIME.bridge
         self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
@@ -248,6 +255,7 @@ class Sandbox:
             # Small batches finish well within that interval on a busy two-core machine.
             batch_size=100,
             fetch_max_wait_ms=100,
+            **self.bridge_settings,
         )
 
     def restart_operator(self) -> None:

@@ -10,6 +10,7 @@ and the Pod's termination state and message.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -251,7 +252,15 @@ class LocalJobRunner:
         container = template["spec"]["containers"][0]
         workdir = Path(tempfile.mkdtemp(prefix=f"fairpilot-{meta['name']}-"))
         try:
-            argv, env = self._materialise(meta["namespace"], template["spec"], container, workdir)
+            try:
+                argv, env = self._materialise(
+                    meta["namespace"], template["spec"], container, workdir
+                )
+            except MissingSecret as exc:
+                # A kubelet keeps such a pod waiting (CreateContainerConfigError); here the
+                # pod fails with the same words, so that a test or a user sees them at once.
+                argv = [sys.executable, "-c", f"import sys; sys.exit({str(exc)!r})"]
+                env = {"PATH": os.environ.get("PATH", "")}
             if self.crash and self.crash(job):
                 argv = [sys.executable, "-c", _CRASH]
             elif self.hang and self.hang(job):
@@ -348,10 +357,39 @@ class LocalJobRunner:
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = local_path(str(item["value"]))
+        env.update(self._secret_env(namespace, container))
         env.update(self.env)
         env["FAIRPILOT_TERMINATION_LOG"] = str(workdir / "termination-log")
         env["TMPDIR"] = str(mounts.get("/tmp", workdir))
         return argv, env
+
+
+    def _secret_env(self, namespace: str, container: dict[str, Any]) -> dict[str, str]:
+        """`envFrom` Secrets, as the kubelet resolves them: from the pod's own namespace only
+        (a Secret of another namespace cannot be named), base64-decoded."""
+        env: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            ref = source.get("secretRef")
+            if not ref:
+                continue
+            try:
+                secret = self.core.read_namespaced_secret(ref["name"], namespace)
+            except kubernetes.client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+                if ref.get("optional"):
+                    continue
+                raise MissingSecret(
+                    f"CreateContainerConfigError: secret {ref['name']!r} not found in "
+                    f"namespace {namespace!r}"
+                ) from None
+            for key, value in (secret.data or {}).items():
+                env[f"{source.get('prefix', '')}{key}"] = base64.b64decode(value).decode()
+        return env
+
+
+class MissingSecret(Exception):
+    """A Secret the pod's envFrom names does not exist in its namespace."""
 
 
 def job_container(job: dict[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,8 @@ def up(
         print(f"API server: {sandbox.url}", flush=True)
         print(f"Kafka:      {sandbox.kafka}", flush=True)
         print(f"artifacts:  {sandbox.artifacts}", flush=True)
+        where = file_root or "anywhere on this machine (--any-file)"
+        print(f"file://:    {where}", flush=True)
         print(f"data:       {sandbox.data_uri_template} (when a message has no uri)", flush=True)
         if warehouse is not None:
             print(f"warehouse:  {masked(mongo_uri)}", flush=True)
