@@ -20,6 +20,7 @@ import contextlib
 import gzip
 import io
 import json
+import random
 import sys
 import time
 from collections import defaultdict
@@ -41,9 +42,12 @@ from test_bad_input import cases as existing_job_cases
 from test_bridge_payloads import CONFIG, DEAD_LETTERS, ROLES, SOURCE, Store
 
 from fairpilot.bridge.inbound import Rejected, decode, plan
+from fairpilot.config import OperatorConfig
 from fairpilot.sandbox.app import Sandbox, documents
 
 DEAD = "fairpilot-dead-letter"
+# The operator's rules a message's uri is held to, as in the sandbox below (a file root).
+OPERATOR = OperatorConfig(file_root="/srv/fairpilot")
 BIAS_TOPIC, AUTOML_TOPIC, XAI_TOPIC, DATASET_TOPIC = (
     "bias-trigger-events",
     "automl-trigger-events",
@@ -348,7 +352,7 @@ def test_each_bad_message_is_refused_with_its_reason(case: KafkaCase) -> None:
     started = time.monotonic()
     with pytest.raises(Rejected) as refused:
         data = decode(case.raw(), CONFIG.max_message_bytes)
-        plan(ROLES[case.topic], data, SOURCE, CONFIG, store.get, store.list_all)
+        plan(ROLES[case.topic], data, SOURCE, CONFIG, store.get, store.list_all, OPERATOR)
     assert (refused.value.reason, case.words in refused.value.message) == (case.reason, True), (
         refused.value.message
     )
@@ -488,8 +492,8 @@ def resource_cases(files: dict[str, str]) -> list[ResourceCase]:
             "Dataset",
             "target-nul",
             {"uri": good, "target": "income\x00"},
-            "TargetNotFound",
-            "columns are",
+            "InvalidSpec",  # column names follow one rule in resources and messages
+            "target: holds invisible or control characters (U+0000)",
         ),
         ResourceCase(
             "a million columns",
@@ -688,7 +692,9 @@ def files(root: Path) -> dict[str, str]:
     with (data / "wide.csv").open("w") as out:
         out.write(",".join(f"c{i}" for i in range(1_000_000)) + "\n")
         out.write(",".join("1" for _ in range(1_000_000)) + "\n")
-    (data / "binary.csv").write_bytes(gzip.compress(TINY_CSV.encode()) * 10)
+    # Bytes of no format (a gzip stream would be decompressed: tables.py reads magic bytes).
+    noise = random.Random(7)
+    (data / "binary.csv").write_bytes(bytes(noise.randrange(128, 256) for _ in range(4096)))
     outside = root.parent / f"{root.name}-outside.csv"
     outside.write_text(TINY_CSV)
     return {

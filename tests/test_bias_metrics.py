@@ -319,7 +319,8 @@ def test_min_group_size(adult_train: pd.DataFrame, label: np.ndarray) -> None:
     # A tiny group with a perfect record does not become everyone's reference.
     tiny = pd.Series(["a"] * 50 + ["b"] * 50 + ["c"], name="g")
     y = np.array([True] * 20 + [False] * 30 + [True] * 10 + [False] * 40 + [True])
-    assert feature_bias(tiny, y).privileged_group == "c"
+    # Groups of 30+ rows exist: the best of them is the reference, whatever min_group_size.
+    assert feature_bias(tiny, y).privileged_group == "a"
     assert feature_bias(tiny, y, min_group_size=10).privileged_group == "a"
 
 
@@ -487,3 +488,16 @@ def test_reweighing_round_trip_on_a_missing_value_feature(
     missing = adult_train["workclass"].isna().to_numpy()
     weighted_rate = np.sum(weights[missing] * label[missing]) / np.sum(weights[missing])
     assert weighted_rate == pytest.approx(label.mean(), abs=1e-12)
+
+
+def test_a_tiny_group_is_not_chosen_as_the_reference() -> None:
+    """Two rows both positive are a rate of 1.0 by chance: with groups of 30+ rows about, the
+    automatic privileged group is the best of those, and the page says how it was chosen."""
+    sensitive = pd.Series(["tiny"] * 2 + ["a"] * 100 + ["b"] * 100, name="zip")
+    label = np.array([1, 1] + [1] * 60 + [0] * 40 + [1] * 30 + [0] * 70, dtype=bool)
+    chosen = feature_bias(sensitive, label)
+    assert chosen.privileged_group == "a"
+    assert chosen.privileged_chosen_by == "highest positive rate among groups of at least 30 rows"
+    assert "tiny" in chosen.groups  # still reported, with its counts
+    few = feature_bias(pd.Series(["x", "x", "y"], name="f"), np.array([1, 1, 0], dtype=bool))
+    assert few.privileged_group == "x" and few.privileged_chosen_by == "highest positive rate"

@@ -40,7 +40,10 @@ def test_the_readme_producer_starts_a_pipeline_through_sandbox_up(tmp_path: Path
             if line.startswith("ready") or not line:
                 break
         assert f"Kafka:      127.0.0.1:{port}\n" in lines, lines
-        env = {**os.environ, "KAFKA": f"127.0.0.1:{port}", "DATA": "file:///data/adult.csv"}
+        # Inside the sandbox's file root (the folder above --artifacts): elsewhere the bridge
+        # would dead-letter the message (a file:// URI outside the root).
+        data = f"file://{tmp_path}/data/adult.csv"
+        env = {**os.environ, "KAFKA": f"127.0.0.1:{port}", "DATA": data}
         subprocess.run([sys.executable, "-c", readme_producer()], env=env, check=True, timeout=60)
         deadline = time.monotonic() + 60
         reported: list[dict] = []

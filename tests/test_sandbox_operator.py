@@ -18,7 +18,7 @@ from fairpilot.sandbox.app import Sandbox, sandbox_config
 
 GROUP, VERSION, NAMESPACE = "fairpilot.io", "v1alpha1", "default"
 OWNER = "alice@example.org"
-OWNER_FOLDER = "alice_example.org"  # the owner as one path segment (runs.output_uri)
+OWNER_FOLDER = "alice~40example.org"  # the owner as one folder, one to one (access.folder_name)
 
 
 @pytest.fixture
@@ -67,16 +67,16 @@ def test_pipeline_stages_write_under_the_owners_folder(sandbox: Sandbox, tiny_cs
     items = by_name(sandbox)
     assert set(items) == {"owned", "owned-bias"}
     assert items["owned-bias"]["spec"]["userId"] == OWNER, "the pipeline passes the owner on"
-    folder = sandbox.artifacts / OWNER_FOLDER
+    folder = sandbox.artifacts / NAMESPACE / OWNER_FOLDER  # the namespace's prefix, then the user
     for name, plural in (("owned", "datasets"), ("owned-bias", "biasanalyses")):
         status = items[name]["status"]
         assert status["phase"] == "Succeeded", (name, status)
         uid = items[name]["metadata"]["uid"]
-        expected = f"file://{folder}/{plural}/{NAMESPACE}/{name}/{uid}/g1"
+        expected = f"file://{folder}/{plural}/{name}/{uid}/g1"
         assert status["outputUri"] == expected
-        assert (folder / plural / NAMESPACE / name / uid / "g1" / "result.json").is_file()
+        assert (folder / plural / name / uid / "g1" / "result.json").is_file()
     assert items["owned-bias"]["status"]["reweighingUri"].startswith(f"file://{folder}/")
-    assert not (sandbox.artifacts / "default").exists(), "nothing lands in the default folder"
+    assert not (sandbox.artifacts / NAMESPACE / "~none").exists(), "nothing lands unowned"
 
 
 def test_deleting_a_dataset_removes_what_it_spawned(sandbox: Sandbox, tiny_csv: str) -> None:

@@ -445,3 +445,11 @@ def test_principals_through_the_broker(tmp_path: Path) -> None:
         made = eventually(lambda: [n for n in by_name(sandbox) if n.startswith("granted-bias")])
         assert made, "the granted message became its analysis"
         assert not [n for n in by_name(sandbox) if n.startswith(("bob", "shared"))]
+
+
+def test_the_data_uri_template_may_name_the_namespace() -> None:
+    bridge = BRIDGE.model_copy(
+        update={"data_uri_template": "s3://datasets/{namespace}/{user_id}/{dataset_id}.csv"}
+    )
+    made = kafka_plan({**trigger(), "dataset_id": "d1"}, bridge=bridge)
+    assert made[0]["spec"]["uri"] == "s3://datasets/team-a/alice/d1.csv"

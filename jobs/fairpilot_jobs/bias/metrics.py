@@ -38,6 +38,9 @@ POSTTRAINING = ("DPPL", "DI", "DCAcc", "DCR", "RD", "DAR", "DRR", "AD", "TE")
 MISSING_GROUP = "(missing)"
 CHOSEN_BY_SPEC = "spec"
 CHOSEN_BY_RATE = "highest positive rate"
+# The fewest rows a group needs to be chosen as the privileged reference automatically (when a
+# group that large exists): the usual floor for a rate to be more than noise.
+REFERENCE_MIN_ROWS = 30
 
 # Columns of the per-group count table: index = 2 * label + prediction.
 _TN, _FP, _FN, _TP = range(4)
@@ -315,9 +318,10 @@ def feature_bias(
     `privileged_group` is compared with `str(value)` (and, failing that, with the same value
     spelled otherwise, e.g. 1 for 1.0). When None, the privileged group is the one with the
     highest label positive rate among groups of at least `min_group_size` rows, "(missing)"
-    excepted (ties: larger count, then name): a handful of rows or absent values should not
-    become the reference every other group is measured against. Groups smaller than
-    `min_group_size` get statistics but no metrics.
+    excepted (ties: larger count, then name), and of at least REFERENCE_MIN_ROWS rows when
+    such a group exists: a handful of rows or absent values should not become the reference
+    every other group is measured against. Groups smaller than `min_group_size` get
+    statistics but no metrics.
     """
     feature = str(sensitive.name)
     label_positive = np.asarray(label_positive, dtype=bool)
@@ -371,12 +375,20 @@ def feature_bias(
         privileged = _resolve_group(feature, privileged_group, names)
         chosen_by = CHOSEN_BY_SPEC
     else:
-        candidates = [
+        def rank(i: int) -> tuple[float, int, str]:
+            return (-positive_rate[i], -counts[i], names[i])
+
+        eligible = [
             i for i, n in enumerate(names) if n != MISSING_GROUP and counts[i] >= min_group_size
         ] or list(range(len(names)))
-        best = min(candidates, key=lambda i: (-positive_rate[i], -counts[i], names[i]))
+        # A rate of 1.0 from two rows is chance, not advantage: with many small groups (a zip
+        # code, 10,000 of them) the reference must be a group whose rate means something.
+        supported = [i for i in eligible if counts[i] >= REFERENCE_MIN_ROWS]
+        best = min(supported or eligible, key=rank)
         privileged = names[best]
         chosen_by = CHOSEN_BY_RATE
+        if supported and best != min(eligible, key=rank):
+            chosen_by = f"{CHOSEN_BY_RATE} among groups of at least {REFERENCE_MIN_ROWS} rows"
     a = names.index(privileged)
     pairs = _pair_metrics(rates, a)
     keys = list(pairs)

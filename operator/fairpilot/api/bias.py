@@ -56,7 +56,7 @@ class BiasOptions(SpecModel):
         max_length=64,
         description=(
             "Privileged (advantaged) group per sensitive feature. Features not listed use the "
-            "group with the highest positive rate."
+            "group with the highest positive rate (among groups of 30 rows or more, when any)."
         ),
     )
     prediction_column: ColumnName | None = Field(

@@ -86,7 +86,7 @@ class BridgeConfig(BaseModel):
         default="s3://datasets/{user_id}/{dataset_id}.csv",
         description=(
             "Where a dataset is when the message has no `uri` (DATA_URI_TEMPLATE); "
-            "{user_id} and {dataset_id} are filled in."
+            "{user_id}, {dataset_id} and {namespace} are filled in."
         ),
     )
     principals: dict[str, PrincipalGrant] = Field(

@@ -238,12 +238,15 @@ def path_segment(field: str, value: str) -> str:
     return value
 
 
-def _data_uri(message: DatasetEvent | BiasTrigger | AutomlTrigger, config: BridgeConfig) -> str:
+def _data_uri(
+    message: DatasetEvent | BiasTrigger | AutomlTrigger, config: BridgeConfig, namespace: str
+) -> str:
     if message.uri:
         return message.uri
     ids = {
         "user_id": path_segment("user_id", message.user_id),
         "dataset_id": path_segment("dataset_id", message.dataset_id),
+        "namespace": namespace,  # a DNS label: one safe segment as it is
     }
     try:
         return config.data_uri_template.format(**ids)
@@ -271,7 +274,7 @@ def _dataset(
     operator: OperatorConfig | None,
     pipeline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    uri = _readable(_data_uri(message, config), namespace, message.user_id, operator)
+    uri = _readable(_data_uri(message, config, namespace), namespace, message.user_id, operator)
     spec: dict[str, Any] = {"uri": uri, "userId": message.user_id}
     if isinstance(message, DatasetEvent) and message.format:
         spec["format"] = str(message.format)

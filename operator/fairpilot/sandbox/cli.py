@@ -185,8 +185,6 @@ def run(
             f"fairpilot sandbox run: not FairPilot resources: {', '.join(unknown)}", file=sys.stderr
         )
         return 2
-    where = file_root or "anywhere on this machine (--any-file)"
-    print(f"file:// URIs may name files in {where}", flush=True)
     with Sandbox(artifacts, file_root=file_root) as sandbox:
         for kind, name in sandbox.apply(items):
             print(f"applied {kind}/{name}", flush=True)
