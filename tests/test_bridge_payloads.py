@@ -143,12 +143,14 @@ def test_a_dataset_event_with_target_and_task_type_starts_the_whole_chain() -> N
     (dataset,) = planned("dataset-events", message)
     assert dataset["spec"]["pipeline"] == {
         "bias": {},
-        "training": {"timeLimitSeconds": 60},
+        # Bias-aware by default: reweighing only if the bias stage detects bias.
+        "training": {"timeLimitSeconds": 60, "mitigateIfBiasDetected": True},
         "explanation": {"levels": ["beginner", "intermediate", "expert"]},
     }
     assert dataset["spec"]["uri"] == "s3://data/adult.csv"
     no_sensitive = {k: v for k, v in message.items() if k != "sensitive_features"}
-    assert "bias" not in planned("dataset-events", no_sensitive)[0]["spec"]["pipeline"]
+    pipeline = planned("dataset-events", no_sensitive)[0]["spec"]["pipeline"]
+    assert "bias" not in pipeline and pipeline["training"] == {"timeLimitSeconds": 60}
     no_target = {k: v for k, v in message.items() if k != "target_column_name"}
     assert "pipeline" not in planned("dataset-events", no_target)[0]["spec"]
 

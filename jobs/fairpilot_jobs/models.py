@@ -35,3 +35,38 @@ def load_predictor(uri: str, digest: str | None, stack: ExitStack) -> tuple[Any,
     except Exception as exc:
         raise JobError("ModelNotLoadable", f"the model at {uri} cannot be loaded: {exc}") from exc
     return predictor, metadata
+
+
+def predict(predictor: Any, metadata: dict[str, Any], frame: Any) -> Any:
+    """The model's decisions on `frame`, as FairPilot measured them.
+
+    A model trained with `fairness.method: thresholds` carries one decision threshold on
+    P(positive) per group of a sensitive feature (`decision_thresholds` in its metadata); the
+    row's group is read from `frame[feature]`, which must be there. Any other model decides as
+    AutoGluon does. Use this, not `predictor.predict`, for the decisions whose fairness the
+    training report shows:
+
+        with ExitStack() as stack:
+            predictor, metadata = load_predictor(uri, digest, stack)
+            decisions = predict(predictor, metadata, rows)
+    """
+    import numpy as np
+    import pandas as pd
+
+    from fairpilot_jobs.thresholds import decide, group_labels
+
+    rule = metadata.get("decision_thresholds")
+    if not rule:
+        return predictor.predict(frame)
+    feature = rule["feature"]
+    if feature not in frame.columns:
+        raise JobError(
+            "SensitiveFeatureNotFound",
+            f"this model decides with a threshold per group of {feature!r}: give that column",
+        )
+    classes = list(predictor.class_labels)
+    positive = classes[[str(c) for c in classes].index(str(rule["positiveLabel"]))]
+    negative = next(c for c in classes if c != positive)
+    probability = predictor.predict_proba(frame)[positive].to_numpy()
+    chosen = decide(probability, group_labels(frame[feature]), rule["thresholds"])
+    return pd.Series(np.where(chosen, positive, negative), index=frame.index, name=predictor.label)

@@ -22,13 +22,16 @@ import pandas as pd
 
 from fairpilot import __version__
 from fairpilot.api import Algorithm, TaskType, TrainJobSpec
+from fairpilot.api.fairness import FairnessOptions
 from fairpilot_jobs import artifacts
 from fairpilot_jobs.errors import JobError
+from fairpilot_jobs.fairness import gate_verdict
 from fairpilot_jobs.model_digest import hash_file, write_manifest
 from fairpilot_jobs.model_families import FitLog, family_report, model_records, summary_line
 from fairpilot_jobs.models import METADATA_FILE
 from fairpilot_jobs.tables import read_table, require_columns
 from fairpilot_jobs.time_budget import StageClock, leaderboard_on, training_scores
+from fairpilot_jobs.train_fairness import fairness_step, outcome
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +234,8 @@ def production_readiness(gates: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return {
             "ready": False,
             "reason": "NoGates",
-            "message": "no gate is configured (validationThreshold): nothing vouches for this "
-            "model, so it is not marked production-ready",
+            "message": "no gate is configured (validationThreshold, fairness.gates): nothing "
+            "vouches for this model, so it is not marked production-ready",
             "gates": gates,
         }
     failed = {name: gate for name, gate in configured.items() if not gate.get("passed")}
@@ -337,15 +340,23 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
         test = read_table(spec.test_dataset, what="test dataset")
         require_columns(test, {spec.target: "target"}, what="test dataset")
     dropped = int(frame[spec.target].isna().sum())
+    fairness_options = fairness_for(spec)
+    if fairness_options is not None:
+        # Measured on held-out rows as they were read: a sensitive column may well be one of
+        # excludedColumns (not learnt from, but the model is still judged on its groups).
+        require_columns(
+            frame, {c: "fairness.sensitiveFeatures" for c in fairness_options.sensitive_features}
+        )
+    raw = frame
     frame = frame[frame[spec.target].notna()].drop(columns=spec.excluded_columns)
     kind = problem_type(frame[spec.target], spec.task_type)
     weights = sample_weights(spec, frame)
     if weights is not None:
         frame = frame.assign(**{WEIGHT_COLUMN: weights})
+    raw_test = None
     if test is not None:
-        test = test[test[spec.target].notna()].drop(
-            columns=[c for c in spec.excluded_columns if c in test.columns]
-        )
+        raw_test = test = test[test[spec.target].notna()]
+        test = test.drop(columns=[c for c in spec.excluded_columns if c in test.columns])
         if kind != "regression":
             unseen = set(test[spec.target].unique()) - set(frame[spec.target].unique())
             if unseen:
@@ -371,9 +382,18 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
             len(test) if test is not None else 0,
             [AUTOGLUON_KEYS[a] for a in dict.fromkeys(spec.algorithms)],
         )
+        # Reweighing's cost and gain are shown against a model trained without the weights on
+        # the same data: the fit time is split in two equal halves, so that the two compare
+        # like for like (fairness.baseline: false keeps it all for the reweighed model).
+        with_baseline = bool(
+            weights is not None and fairness_options is not None and fairness_options.baseline
+        )
+        if with_baseline:
+            time_limit /= 2
         log.info(
-            "AutoGluon gets %.1f s: %.1f s spent since the stage started, %.1f s kept for after",
+            "AutoGluon gets %.1f s%s: %.1f s spent since the stage started, %.1f s kept for after",
             time_limit,
+            " (and as much for the unweighted baseline)" if with_baseline else "",
             clock.elapsed(),
             clock.reserve,
         )
@@ -402,6 +422,23 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
         except ValueError as exc:
             raise JobError("TrainingFailed", f"AutoGluon refused the data: {exc}") from exc
         fit_seconds = time.monotonic() - started
+        baseline = None
+        if with_baseline:
+            baseline = TabularPredictor(
+                label=spec.target,
+                problem_type=kind,
+                eval_metric=spec.eval_metric,
+                path=str(Path(tmp) / "baseline"),
+                verbosity=0,
+            ).fit(
+                frame.drop(columns=[WEIGHT_COLUMN]),
+                time_limit=time_limit,
+                presets=str(spec.presets),
+                hyperparameters=hyperparameters(spec.algorithms),
+                num_gpus=gpus["used"],
+                ag_args_fit={"random_seed": spec.seed} if spec.seed else None,
+                raise_on_no_models_fitted=False,
+            )
         clock.mark("fitEnd")
         if not predictor.model_names():
             records = model_records(predictor, fit_log, [], AUTOGLUON_KEYS.values())
@@ -422,6 +459,20 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
         # to validation shows over-fitting; on a sample when all rows would not fit the budget.
         metrics["training"] = natural_metrics(training_scores(predictor, frame, clock))
         judged = verdict(spec, metrics, eval_metric)
+        fairness, decision_thresholds = None, None
+        if fairness_options is not None:
+            measuring = time.monotonic()
+            fairness, decision_thresholds = fairness_step(
+                predictor, fairness_options, raw, raw_test, test
+            )
+            if baseline is not None and baseline.model_names() and fairness.get("measured"):
+                fairness["reweighing"] = {
+                    "baseline": outcome(baseline, fairness_options, raw, raw_test, test),
+                    "reweighed": outcome(predictor, fairness_options, raw, raw_test, test),
+                    "budget": "two equal fits: the reweighed model and an unweighted baseline",
+                }
+            # What fairness costs in time (thresholds fitted, measures taken), beside the fit.
+            fairness["seconds"] = round(time.monotonic() - measuring, 3)
         best = ensemble_description(predictor)
         families = family_report(
             spec.algorithms,
@@ -435,8 +486,14 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
 
         size = sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file())
         model_uri = model_store.uri()
-        ready = production_readiness({"validationThreshold": judged})
+        ready = production_readiness(
+            {"validationThreshold": judged, "fairness": gate_verdict(fairness)}
+        )
         metadata = model_metadata(spec, kind, best, metrics, size, model_dir, model_uri, ready)
+        if decision_thresholds is not None:
+            # What ships is what was measured: models.predict applies them (and the digest
+            # covers them, as every byte of the model).
+            metadata["decision_thresholds"] = decision_thresholds
         (model_dir / METADATA_FILE).write_text(_dumps(metadata))
         # Last: the manifest of every file above (metadata included), whose digest the stages
         # that load the model check it against before unpickling anything (model_digest).
@@ -466,6 +523,7 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
         "metrics": metrics,
         "validationSource": val_source,
         "validation": judged,
+        "fairness": fairness,
         "productionReady": ready,
         "model": {
             "uri": model_uri,
@@ -481,6 +539,27 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
     result["reports"] = {"training": store.write_text("report.html", report, "text/html")}
     store.write_json("model_metadata.json", metadata)
     return result
+
+
+def fairness_for(spec: TrainJobSpec) -> FairnessOptions | None:
+    """What to measure the model's fairness on: none without sensitive features. A feature
+    that a constraint or a gate names is measured too."""
+    if spec.fairness is not None:
+        named = [g.feature for g in [*spec.fairness.constraints, *spec.fairness.gates]]
+        wanted = list(dict.fromkeys([*spec.fairness.sensitive_features, *filter(None, named)]))
+        if wanted != spec.fairness.sensitive_features:
+            spec = spec.model_copy(
+                update={"fairness": spec.fairness.model_copy(update={"sensitive_features": wanted})}
+            )
+    if spec.fairness is None or not spec.fairness.sensitive_features:
+        if spec.fairness is not None and spec.fairness.gates:
+            raise JobError(
+                "NoSensitiveFeatures",
+                "fairness.gates are set but fairness.sensitiveFeatures is empty: name the "
+                "columns whose groups the model is judged on",
+            )
+        return None
+    return spec.fairness
 
 
 def leaderboard_records(board: pd.DataFrame) -> list[dict[str, Any]]:

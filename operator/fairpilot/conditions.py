@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fairpilot.api.kinds import Kind
-from fairpilot.api.status import MAX_COLUMN_NAMES
+from fairpilot.api.status import MAX_COLUMN_NAMES, MAX_FAIRNESS_FEATURES, MAX_FAIRNESS_GATES
 
 
 def now() -> str:
@@ -54,6 +54,155 @@ def _score(result: dict[str, Any], split: str) -> float | None:
     return ((result.get("metrics") or {}).get(split) or {}).get(metric)
 
 
+# The measures of a feature's summary the status keeps (result.json `fairness`, per feature).
+FAIRNESS_MEASURES = (
+    "groupsCompared",
+    "groupsTooSmall",
+    "disparateImpact",
+    "disparateImpactInterval",
+    "statisticalParityDifference",
+    "statisticalParityDifferenceInterval",
+    "equalOpportunityDifference",
+    "equalizedOddsDifference",
+    "lowestSelectionGroup",
+    "highestSelectionGroup",
+)
+MAX_GROUP_NAME = 256  # a group name is a value of the data: any length
+MAX_GATE_MESSAGE = 1024
+
+
+def _label_text(value: Any) -> str | None:
+    """A label as text, as JSON writes it (`true`, `1`, `>50K`)."""
+    if value is None:
+        return None
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _measures(name: str, found: Any) -> dict[str, Any]:
+    summary = (found.get("summary") if isinstance(found, dict) else None) or {}
+    out: dict[str, Any] = {"name": str(name)[:MAX_GROUP_NAME]}
+    for key in FAIRNESS_MEASURES:
+        value = summary.get(key)
+        if key.endswith("Group") and value is not None:
+            value = str(value)[:MAX_GROUP_NAME]
+        out[key] = value
+    return out
+
+
+def project_fairness(fairness: Any) -> dict[str, Any] | None:
+    """The status' brief of a train result's `fairness`: the summary measures per feature and
+    intersection, and the gates; not the per-group tables (a feature may have 10,000 groups).
+
+    Every key is always there (None when it does not apply): the status is written by merge
+    patch, so a key left out would keep the previous run's value. Lists, not maps keyed by
+    feature, for the same reason (and Kubernetes' API conventions).
+    """
+    if not isinstance(fairness, dict):
+        return None
+    measured = bool(fairness.get("measured", True))
+    brief: dict[str, Any] = {
+        "measured": measured,
+        "message": None if measured else str(fairness.get("message") or "")[:MAX_GATE_MESSAGE],
+        "split": None,
+        "rows": None,
+        "positiveLabel": None,
+        "minGroupSize": None,
+        "features": None,
+        "intersections": None,
+        "thresholds": None,
+        "reweighing": None,
+        "gates": None,
+        "gatesChecked": None,
+        "gatesFailed": None,
+        "gatesPassed": None,
+    }
+    if not measured:
+        return brief
+    gates = [g for g in fairness.get("gates") or [] if isinstance(g, dict)]
+    failed = [g for g in gates if not g.get("passed")]
+    shown = (failed + [g for g in gates if g.get("passed")])[:MAX_FAIRNESS_GATES]
+    brief |= {
+        "split": fairness.get("split"),
+        "rows": fairness.get("rows"),
+        "positiveLabel": _label_text(fairness.get("positiveLabel")),
+        "minGroupSize": fairness.get("minGroupSize"),
+        "features": [
+            _measures(name, found) for name, found in (fairness.get("features") or {}).items()
+        ][:MAX_FAIRNESS_FEATURES],
+        "intersections": [
+            _measures(name, found) for name, found in (fairness.get("intersections") or {}).items()
+        ][:MAX_FAIRNESS_FEATURES],
+        "gates": [
+            {
+                "metric": str(gate.get("metric")),
+                "feature": gate.get("feature"),
+                "passed": gate.get("passed"),
+                "value": gate.get("value"),
+                "min": gate.get("min"),
+                "max": gate.get("max"),
+                "message": str(gate.get("message") or "")[:MAX_GATE_MESSAGE],
+            }
+            for gate in shown
+        ],
+        "gatesChecked": len(gates),
+        "gatesFailed": len(failed),
+        "gatesPassed": (not failed) if gates else None,
+        "thresholds": _thresholds(fairness),
+        "reweighing": _reweighing(fairness),
+    }
+    return brief
+
+
+def _reweighing(fairness: dict[str, Any]) -> dict[str, Any] | None:
+    compared = fairness.get("reweighing")
+    if not isinstance(compared, dict):
+        return None
+    baseline, reweighed = compared.get("baseline") or {}, compared.get("reweighed") or {}
+
+    def measures(side: dict[str, Any]) -> list[dict[str, Any]]:
+        features = side.get("features") or {}
+        return [_measures(name, {"summary": found}) for name, found in features.items()][
+            :MAX_FAIRNESS_FEATURES
+        ]
+
+    return {
+        "accuracyBaseline": baseline.get("accuracy"),
+        "accuracyReweighed": reweighed.get("accuracy"),
+        "rocAucBaseline": baseline.get("rocAuc"),
+        "rocAucReweighed": reweighed.get("rocAuc"),
+        "baseline": measures(baseline),
+        "reweighed": measures(reweighed),
+    }
+
+
+def _thresholds(fairness: dict[str, Any]) -> dict[str, Any] | None:
+    mitigation = fairness.get("mitigation")
+    if not isinstance(mitigation, dict):
+        return None
+    held = mitigation.get("heldout") or {}
+    before = (fairness.get("before") or {}).get("features") or {}
+    thresholds = dict(list((mitigation.get("thresholds") or {}).items())[:MAX_FAIRNESS_GATES])
+    return {
+        "feature": mitigation.get("feature"),
+        "thresholds": {str(k)[:MAX_GROUP_NAME]: v for k, v in thresholds.items()},
+        "accuracyBefore": (held.get("before") or {}).get("accuracy"),
+        "accuracyAfter": (held.get("after") or {}).get("accuracy"),
+        "before": [_measures(name, found) for name, found in before.items()][
+            :MAX_FAIRNESS_FEATURES
+        ],
+    }
+
+
+def mitigation_of(result: dict[str, Any]) -> str | None:
+    """How the model was made fairer: reweighing, thresholds, both, or None."""
+    used = []
+    if result.get("sampleWeights"):
+        used.append("reweighing")
+    if isinstance((result.get("fairness") or {}).get("mitigation"), dict):
+        used.append("thresholds")
+    return " and ".join(used) or None
+
+
 def project_result(kind: Kind, result: dict[str, Any]) -> dict[str, Any]:
     """The status fields a kind shows, taken from its stage's result.json."""
     status: dict[str, Any] = {"reports": dict(result.get("reports") or {})}
@@ -92,6 +241,9 @@ def project_result(kind: Kind, result: dict[str, Any]) -> dict[str, Any]:
             # Unchecked is not passed: no threshold, no verdict.
             "validationPassed": validation.get("passed") if validation.get("checked") else None,
             "productionReady": (result.get("productionReady") or {}).get("ready"),
+            # Always set (None clears a previous run's): the status is merge-patched.
+            "fairness": project_fairness(result.get("fairness")),
+            "mitigation": mitigation_of(result),
         }
         metadata = model.get("metadata") or {}
         if metadata:
@@ -147,11 +299,61 @@ def result_conditions(
             "NotChecked",
             "no validationThreshold was set: the model was not validated",
         )
+    fair = fairness_condition(status.get("fairness"))
     ready = result.get("productionReady") or {}
     if "ready" not in ready:
-        return [validated]
+        return [validated, fair]
     reason = "AllGatesPassed" if ready["ready"] else str(ready.get("reason") or "GateFailed")
-    return [validated, ("ProductionReady", bool(ready["ready"]), reason, ready.get("message", ""))]
+    return [
+        validated,
+        fair,
+        ("ProductionReady", bool(ready["ready"]), reason, ready.get("message", "")),
+    ]
+
+
+def fairness_condition(fairness: dict[str, Any] | None) -> tuple[str, bool | None, str, str]:
+    """FairnessGatesPassed from the status' fairness brief (project_fairness).
+
+    True: every fairness gate met; False: one missed, the message says which, on which groups,
+    with the numbers. Unknown when there is no verdict (nothing measured, or no gate set), as
+    for ValidationPassed: the condition is always there, so a previous run's is never left.
+    """
+    if not fairness:
+        return (
+            "FairnessGatesPassed",
+            None,
+            "NotMeasured",
+            "spec.fairness names no sensitive features: the model's fairness was not measured",
+        )
+    if not fairness.get("measured"):
+        said = fairness.get("message") or "the train stage did not say why"
+        return ("FairnessGatesPassed", None, "NotMeasured", f"fairness not measured: {said}")
+    gates = fairness.get("gates") or []
+    if not gates:
+        measured = ", ".join(
+            f"{m['name']} {m['disparateImpact']:.3f}"
+            for m in (fairness.get("features") or []) + (fairness.get("intersections") or [])
+            if m.get("disparateImpact") is not None
+        )
+        shown = f"; disparate impact: {measured}" if measured else ""
+        return (
+            "FairnessGatesPassed",
+            None,
+            "NoGates",
+            f"measured on {fairness.get('rows')} {fairness.get('split')} rows, but no "
+            f"fairness.gates are set{shown}",
+        )
+    failed = [g for g in gates if not g.get("passed")]
+    said = "; ".join(str(g.get("message") or "") for g in (failed or gates))
+    if failed:
+        count = fairness.get("gatesFailed") or len(failed)
+        return (
+            "FairnessGatesPassed",
+            False,
+            "GateFailed",
+            f"{count} fairness gate(s) missed: {said}",
+        )
+    return ("FairnessGatesPassed", True, "GatesPassed", said)
 
 
 def summary_message(kind: Kind, status: dict[str, Any]) -> str:

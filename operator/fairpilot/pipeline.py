@@ -3,6 +3,10 @@
 The seed's "agentic core" chained stages over Kafka; here the Dataset's `pipeline` block
 says what to chain, and each new resource is owned by the Dataset, so deleting it removes
 the whole run.
+
+Every model a pipeline trains is measured for fairness: the training stage gets the Dataset's
+sensitive features as `fairness.sensitiveFeatures` (and the bias stage's positive label),
+unless the pipeline's training block names its own.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any
 
 from fairpilot import API_GROUP
 from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
+from fairpilot.api.pipeline import MAX_FAIRNESS_FEATURES
 
 
 def child_name(dataset: str, kind: Kind) -> str:
@@ -21,6 +26,29 @@ def child_name(dataset: str, kind: Kind) -> str:
 # Who and what a resource is about (set by the Kafka bridge on a Dataset it made): the stages
 # carry them on, so their events name the seed's user_id and dataset_id.
 INHERITED = (f"{API_GROUP}/user-id", f"{API_GROUP}/dataset-id")
+
+
+# Fields of a pipeline's training block that steer the pipeline, not the TrainingRun.
+PIPELINE_ONLY = ("mitigate", "mitigateIfBiasDetected")
+
+
+def fairness_for(
+    fairness: dict[str, Any] | None,
+    sensitive: list[Any] | None,
+    positive_label: Any = None,
+) -> dict[str, Any] | None:
+    """A TrainingRun's `fairness`: the one given, its empty sensitiveFeatures (the first
+    MAX_FAIRNESS_FEATURES) and unset positiveLabel filled in from what the data declares;
+    None when there is nothing to measure the model on and nothing was asked.
+    (DatasetSpec checks that a pipeline's block still holds once filled in.)"""
+    out = dict(fairness or {})
+    if not out.get("sensitiveFeatures") and sensitive:
+        out["sensitiveFeatures"] = list(sensitive)[:MAX_FAIRNESS_FEATURES]
+    if out.get("positiveLabel") is None and positive_label is not None:
+        out["positiveLabel"] = positive_label
+    if fairness is None and not out.get("sensitiveFeatures"):
+        return None
+    return out
 
 
 def _owned(kind: Kind, dataset: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +83,8 @@ def next_resource(
 ) -> dict[str, Any] | str | None:
     """The resource to create after `finished` succeeded, a reason to stop, or None (done).
 
-    `status` is the finished resource's status (BiasDetected decides whether to go on).
+    `status` is the finished resource's status: a bias stage's BiasDetected decides whether to
+    go on (stopIfBiasDetected) and whether to train with its weights (mitigateIfBiasDetected).
     """
     spec = dataset.get("spec") or {}
     pipeline = spec.get("pipeline") or {}
@@ -88,11 +117,21 @@ def next_resource(
     ):
         return "stopped: bias detected and pipeline.bias.stopIfBiasDetected is set"
     if finished in (DATASET, BIAS_ANALYSIS) and training is not None:
-        options = {k: v for k, v in training.items() if k != "mitigate"}
+        options = {k: v for k, v in training.items() if k not in PIPELINE_ONLY}
         run = {**options, **owner, "target": spec.get("target"), "datasetRef": name}
         if spec.get("taskType"):
             run["taskType"] = spec["taskType"]
-        if training.get("mitigate"):
+        fairness = fairness_for(
+            training.get("fairness"),
+            spec.get("sensitiveFeatures"),
+            (bias or {}).get("positiveLabel"),
+        )
+        if fairness is not None:
+            run["fairness"] = fairness
+        # mitigateIfBiasDetected: only when the bias stage (which ran just before: the
+        # Dataset's validation requires it) set BiasDetected; `status` is its status.
+        detected = finished is BIAS_ANALYSIS and bool(status.get("biasDetected"))
+        if training.get("mitigate") or (training.get("mitigateIfBiasDetected") and detected):
             run["mitigation"] = {"biasAnalysisRef": child_name(name, BIAS_ANALYSIS)}
         return _owned(TRAINING_RUN, dataset, run)
     if finished is TRAINING_RUN and explanation is not None:

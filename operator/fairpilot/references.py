@@ -172,6 +172,8 @@ def resolve(
     if "datasetRef" in out:
         out["dataset"], dataset = _dataset(lookup, out.pop("datasetRef"), "datasetRef", inputs)
         check_columns(kind, spec, dataset, "datasetRef")
+        if kind.kind == "TrainingRun":
+            out = _measured_on_the_datasets_groups(out, dataset)
     if out.get("testDatasetRef"):
         out["testDataset"], test = _dataset(
             lookup, out.pop("testDatasetRef"), "testDatasetRef", inputs
@@ -220,6 +222,23 @@ def resolve(
             "InvalidSpec", f"job spec is invalid: {describe(exc)}", waiting=False
         ) from exc
     return Resolved(model.model_dump(by_alias=True, mode="json", exclude_none=True), inputs)
+
+
+# FairnessOptions.sensitiveFeatures' own bound: a Dataset may declare more.
+MAX_FAIRNESS_FEATURES = 16
+
+
+def _measured_on_the_datasets_groups(
+    out: dict[str, Any], dataset: dict[str, Any]
+) -> dict[str, Any]:
+    """Every model trained on a Dataset that declares sensitive features is measured on their
+    groups: `fairness.sensitiveFeatures` defaults to the Dataset's."""
+    declared = (dataset.get("spec") or {}).get("sensitiveFeatures") or []
+    fairness = dict(out.get("fairness") or {})
+    if not declared or fairness.get("sensitiveFeatures"):
+        return out
+    fairness["sensitiveFeatures"] = list(declared)[:MAX_FAIRNESS_FEATURES]
+    return {**out, "fairness": fairness}
 
 
 def _model(run: dict[str, Any], name: str, version: str | None) -> dict[str, Any]:
@@ -320,6 +339,12 @@ def _named_columns(kind: Kind, spec: dict[str, Any]) -> dict[Any, str]:
         named[spec["target"]] = "target"
     for column in spec.get("sensitiveFeatures") or []:
         named.setdefault(column, "sensitiveFeatures")
+    fairness = spec.get("fairness") if isinstance(spec.get("fairness"), dict) else {}
+    for column in fairness.get("sensitiveFeatures") or []:
+        named.setdefault(column, "fairness.sensitiveFeatures")
+    for constraint in [*(fairness.get("constraints") or []), *(fairness.get("gates") or [])]:
+        if isinstance(constraint, dict) and constraint.get("feature"):
+            named.setdefault(constraint["feature"], "fairness")
     for column in spec.get("excludedColumns") or []:
         named.setdefault(column, "excludedColumns")
     if spec.get("predictionColumn"):

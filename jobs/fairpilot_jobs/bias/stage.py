@@ -34,10 +34,10 @@ def predictions(
         ), f"column {spec.prediction_column}"
     if spec.model is None:
         return None, None
-    from fairpilot_jobs.models import load_predictor
+    from fairpilot_jobs.models import load_predictor, predict
 
     with ExitStack() as stack:
-        predictor, _ = load_predictor(spec.model.uri, spec.model.digest, stack)
+        predictor, metadata = load_predictor(spec.model.uri, spec.model.digest, stack)
         missing = [f for f in predictor.original_features if f not in frame.columns]
         if missing:
             raise JobError(
@@ -49,7 +49,12 @@ def predictions(
                 "post-training bias needs a binary classifier; "
                 f"the model is {predictor.problem_type}",
             )
-        predicted = predictor.predict(frame[predictor.original_features])
+        # The model's own decisions, per-group thresholds included: what it ships with.
+        rule = metadata.get("decision_thresholds") or {}
+        columns = [*predictor.original_features]
+        if rule.get("feature") in frame.columns and rule["feature"] not in columns:
+            columns.append(rule["feature"])
+        predicted = predict(predictor, metadata, frame[columns])
     return positive_mask(predicted, positive), f"model {spec.model.uri}"
 
 

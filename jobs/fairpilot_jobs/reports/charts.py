@@ -39,6 +39,7 @@ __all__ = [
     "bar_chart",
     "category_bars",
     "figure_to_svg",
+    "frontier_chart",
     "grouped_bar_chart",
     "histogram",
 ]
@@ -451,3 +452,157 @@ def category_bars(counts: Mapping[str, int], *, title: str = "", top: int = 15) 
     shown = items[: max(1, top)]
     label = "rows" if len(items) <= len(shown) else f"rows (top {len(shown)} of {len(items):,})"
     return bar_chart([str(k) for k, _ in shown], [v for _, v in shown], title=title, xlabel=label)
+
+
+# The styles of `frontier_chart`'s marked points, in order: the first is the one chosen.
+_MARKED_STYLES = (
+    {"color": HIGHLIGHT_COLOUR, "marker": "D", "markersize": 8.5},
+    {"color": TEXT_COLOUR, "marker": "s", "markersize": 7.5},
+    {"color": PALETTE[2], "marker": "^", "markersize": 8.5},
+    {"color": PALETTE[3], "marker": "v", "markersize": 8.5},
+)
+_EXCLUDED = "#eef0f3"  # the side of a bound that fails it
+
+
+def frontier_chart(
+    x: Sequence[float | None],
+    y: Sequence[float | None],
+    *,
+    optimal: Sequence[bool] = (),
+    marked: Mapping[str, tuple[float | None, float | None]] | None = None,
+    margins: Mapping[str, float | None] | None = None,
+    margin_label: str = "margin of sampling error",
+    bound_min: float | None = None,
+    bound_max: float | None = None,
+    bound_label: str | None = None,
+    points_label: str = "operating points",
+    front_label: str = "Pareto front",
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+) -> str:
+    """A trade-off between two measures: one small point per option (x, y), the options that
+    are `optimal` (the Pareto front) joined in order of x.
+
+    `marked` (label: (x, y)) are drawn large and named in the legend: the first in vermillion
+    (the option chosen), the second in black (a baseline), then other colours; `margins`
+    (label: x) draws a whisker from a marked point to that x, e.g. the cautious end of its
+    sampling error. `bound_min` / `bound_max` draw dashed vertical lines and shade the x
+    outside them: what a constraint rules out. Points without a finite x and y are not
+    drawn. In the SVG the small points are the group `frontier-points` (one `<use>` each),
+    the front `frontier-front`, the marked ones `frontier-marked-<i>`.
+    """
+    xs = [_number(v) for v in x]
+    ys = [_number(v) for v in y]
+    if len(xs) != len(ys):
+        raise ValueError(f"{len(xs)} x values but {len(ys)} y values")
+    best = list(optimal) or [False] * len(xs)
+    if len(best) != len(xs):
+        raise ValueError(f"{len(best)} optimal flags for {len(xs)} points")
+    marks = {str(k): (_number(a), _number(b)) for k, (a, b) in (marked or {}).items()}
+    whiskers = {str(k): _number(v) for k, v in (margins or {}).items() if str(k) in marks}
+    drawn = [(a, b, o) for a, b, o in zip(xs, ys, best, strict=True) if _finite(a, b)]
+    shown = {k: p for k, p in marks.items() if _finite(*p)}
+    with _styled():
+        fig, ax = _new_figure(WIDTH, 4.4)
+        if not drawn and not shown:
+            _no_data(ax)
+            _finish(ax, title)
+            return figure_to_svg(fig)
+        all_x = [a for a, _, _ in drawn] + [p[0] for p in shown.values()]
+        all_x += [v for v in whiskers.values() if math.isfinite(v)]
+        all_x += [b for b in (bound_min, bound_max) if b is not None and math.isfinite(b)]
+        all_y = [b for _, b, _ in drawn] + [p[1] for p in shown.values()]
+        left, right = _padded(all_x, 0.06)
+        bottom, top = _padded(all_y, 0.08)
+        ax.set_xlim(left, right)
+        ax.set_ylim(bottom, top)
+        bounds = [b for b in (bound_min, bound_max) if b is not None and math.isfinite(b)]
+        if bound_min is not None and math.isfinite(bound_min) and bound_min > left:
+            ax.axvspan(left, bound_min, color=_EXCLUDED, lw=0, zorder=0)
+        if bound_max is not None and math.isfinite(bound_max) and bound_max < right:
+            ax.axvspan(bound_max, right, color=_EXCLUDED, lw=0, zorder=0)
+        if drawn:
+            ax.plot(
+                [a for a, _, _ in drawn],
+                [b for _, b, _ in drawn],
+                ls="none",
+                marker="o",
+                markersize=4.5,
+                color=BASE_COLOUR,
+                alpha=0.45,
+                markeredgewidth=0,
+                label=points_label,
+                gid="frontier-points",
+                zorder=2,
+            )
+        front = sorted((a, b) for a, b, o in drawn if o)
+        if front:
+            ax.plot(
+                [a for a, _ in front],
+                [b for _, b in front],
+                color=BASE_COLOUR,
+                lw=1.6,
+                marker="o",
+                markersize=5,
+                label=front_label,
+                gid="frontier-front",
+                zorder=3,
+            )
+        # In the legend's order: each marked point, then its whisker; the bound last.
+        for i, (label, (a, b)) in enumerate(shown.items()):
+            style = _MARKED_STYLES[i % len(_MARKED_STYLES)]
+            ax.plot(
+                [a],
+                [b],
+                ls="none",
+                markeredgecolor="white",
+                markeredgewidth=1.0,
+                label=_label(label, 70),
+                gid=f"frontier-marked-{i}",
+                zorder=5,
+                **style,
+            )
+            end = whiskers.get(label)
+            if end is not None and math.isfinite(end):
+                ax.plot(
+                    [a, end],
+                    [b, b],
+                    color=style["color"],
+                    lw=1.4,
+                    marker="|",
+                    markevery=[1],
+                    markersize=9,
+                    markeredgewidth=1.6,
+                    label=margin_label,
+                    zorder=4,
+                )
+        for i, bound in enumerate(bounds):
+            ax.axvline(
+                bound,
+                color=REFERENCE_COLOUR,
+                ls=(0, (4, 3)),
+                lw=1.2,
+                label=(bound_label or "bound") if i == 0 else None,
+                zorder=1,
+            )
+        ax.grid(True)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), borderaxespad=0.0, ncols=2)
+        _finish(ax, title)
+        return figure_to_svg(fig)
+
+
+def _finite(*values: float) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+def _padded(values: Sequence[float], share: float) -> tuple[float, float]:
+    """The range of the finite `values`, widened by `share` of it on each side."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return 0.0, 1.0
+    low, high = min(finite), max(finite)
+    span = high - low or max(abs(high), 1.0) * 0.1
+    return low - share * span, high + share * span

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from fairpilot.api.common import (
     ColumnName,
@@ -11,7 +11,9 @@ from fairpilot.api.common import (
     TaskType,
     _UniqueColumnsMixin,
 )
-from fairpilot.api.pipeline import PipelineSpec
+from fairpilot.api.fairness import FairnessOptions
+from fairpilot.api.pipeline import MAX_FAIRNESS_FEATURES, PipelineSpec
+from fairpilot.api.validation import describe
 
 
 class DatasetFields(DataLocation, OwnedSpec, _UniqueColumnsMixin):
@@ -58,6 +60,15 @@ class DatasetSpec(DatasetFields):
                     "has(self.pipeline.training)",
                     "message": "pipeline.explanation needs pipeline.training",
                 },
+                {
+                    "rule": "!has(self.pipeline) || !has(self.pipeline.training) || "
+                    "has(self.pipeline.bias) || !("
+                    "(has(self.pipeline.training.mitigate) && self.pipeline.training.mitigate) || "
+                    "(has(self.pipeline.training.mitigateIfBiasDetected) && "
+                    "self.pipeline.training.mitigateIfBiasDetected))",
+                    "message": "pipeline.training.mitigate and mitigateIfBiasDetected need "
+                    "pipeline.bias",
+                },
             ]
         }
     )
@@ -80,4 +91,20 @@ class DatasetSpec(DatasetFields):
             raise ValueError("pipeline.explanation needs pipeline.training")
         if pipeline.training and pipeline.training.mitigate and not pipeline.bias:
             raise ValueError("pipeline.training.mitigate needs pipeline.bias")
+        if pipeline.training and pipeline.training.mitigate_if_bias_detected and not pipeline.bias:
+            raise ValueError("pipeline.training.mitigateIfBiasDetected needs pipeline.bias")
+        fairness = pipeline.training.fairness if pipeline.training else None
+        if fairness is not None and not fairness.sensitive_features and self.sensitive_features:
+            # The pipeline measures its model on the Dataset's sensitive features (pipeline.py
+            # fills them in): the block must hold with them, e.g. thresholds on one feature.
+            filled = fairness.model_dump(by_alias=True, mode="json", exclude_unset=True) | {
+                "sensitiveFeatures": self.sensitive_features[:MAX_FAIRNESS_FEATURES]
+            }
+            try:
+                FairnessOptions.model_validate(filled)
+            except ValidationError as exc:
+                raise ValueError(
+                    "pipeline.training.fairness, with the Dataset's sensitiveFeatures it is "
+                    f"measured on: {describe(exc)}"
+                ) from None
         return self

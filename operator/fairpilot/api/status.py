@@ -13,6 +13,9 @@ from pydantic import Field
 from fairpilot.api.common import SpecModel
 
 MAX_COLUMN_NAMES = 2000
+# What a TrainingRun's status keeps of its fairness (api.fairness: at most 16 features).
+MAX_FAIRNESS_FEATURES = 16
+MAX_FAIRNESS_GATES = 64
 
 
 class Phase(StrEnum):
@@ -159,6 +162,143 @@ class SplitScores(SpecModel):
     test: float | None = Field(default=None, description="On the test dataset, if any.")
 
 
+class FairnessMeasures(SpecModel):
+    """The fairness measures of one sensitive feature (or intersection) of a trained model,
+    over its groups of at least minGroupSize held-out rows (the per-group tables are in the
+    training result and report, not here: a feature can have thousands of groups)."""
+
+    name: str = Field(description="The sensitive feature, or an intersection ('sex × race').")
+    groups_compared: int | None = Field(
+        default=None, description="Groups of at least minGroupSize rows, which are compared."
+    )
+    groups_too_small: int | None = Field(
+        default=None, description="Groups with fewer rows: reported, not compared."
+    )
+    disparate_impact: float | None = Field(
+        default=None, description="Lowest selection rate over the highest (1 is parity)."
+    )
+    disparate_impact_interval: list[float] | None = Field(
+        default=None, max_length=2, description="Its 95% confidence interval (Katz's log method)."
+    )
+    statistical_parity_difference: float | None = Field(
+        default=None, description="Highest selection rate minus the lowest (0 is parity)."
+    )
+    statistical_parity_difference_interval: list[float] | None = Field(
+        default=None, max_length=2, description="Its 95% confidence interval (Wald)."
+    )
+    equal_opportunity_difference: float | None = Field(
+        default=None, description="Highest true positive rate minus the lowest."
+    )
+    equalized_odds_difference: float | None = Field(
+        default=None, description="The larger of the true and false positive rates' spreads."
+    )
+    lowest_selection_group: str | None = Field(
+        default=None, description="The group predicted positive least often."
+    )
+    highest_selection_group: str | None = Field(
+        default=None, description="The group predicted positive most often."
+    )
+
+
+class FairnessGateResult(SpecModel):
+    """One fairness gate on one feature, as the train stage judged it."""
+
+    metric: str = Field(description="The measure bounded, e.g. disparateImpact.")
+    feature: str | None = Field(default=None, description="The sensitive feature judged.")
+    passed: bool | None = Field(default=None, description="Whether the bound was met.")
+    value: float | None = Field(
+        default=None, description="The measure; unset when it could not be computed."
+    )
+    min: float | None = Field(default=None, description="The gate's lower bound.")
+    max: float | None = Field(default=None, description="The gate's upper bound.")
+    message: str | None = Field(
+        default=None, description="The verdict in words: the groups and the numbers."
+    )
+
+
+class ThresholdsStatus(SpecModel):
+    """Per-group decision thresholds (spec.fairness.method thresholds), and what they did on
+    held-out rows: accuracy and each feature's measures before and after."""
+
+    feature: str | None = Field(default=None, description="The feature whose groups they are.")
+    thresholds: dict[str, float] | None = Field(
+        default=None,
+        description=f"Group -> threshold on P(positive) (at most {MAX_FAIRNESS_GATES} shown).",
+    )
+    accuracy_before: float | None = Field(
+        default=None, description="Held-out accuracy of the model's own decisions."
+    )
+    accuracy_after: float | None = Field(
+        default=None, description="Held-out accuracy with the thresholds (what ships)."
+    )
+    before: list[FairnessMeasures] | None = Field(
+        default=None,
+        max_length=MAX_FAIRNESS_FEATURES,
+        description="Each feature's measures before the thresholds (`features` are after).",
+    )
+
+
+class ReweighingStatus(SpecModel):
+    """Reweighing's effect: the reweighed model against an unweighted baseline trained on the
+    same data with the same share of the budget, on held-out rows."""
+
+    accuracy_baseline: float | None = Field(default=None, description="Without the weights.")
+    accuracy_reweighed: float | None = Field(default=None, description="With them.")
+    roc_auc_baseline: float | None = Field(default=None, description="Without the weights.")
+    roc_auc_reweighed: float | None = Field(default=None, description="With them.")
+    baseline: list[FairnessMeasures] | None = Field(
+        default=None,
+        max_length=MAX_FAIRNESS_FEATURES,
+        description="Each feature's measures without the weights.",
+    )
+    reweighed: list[FairnessMeasures] | None = Field(
+        default=None,
+        max_length=MAX_FAIRNESS_FEATURES,
+        description="Each feature's measures with them (before any thresholds).",
+    )
+
+
+class FairnessStatus(SpecModel):
+    """The trained model's fairness on held-out data, in brief (spec.fairness)."""
+
+    measured: bool | None = Field(
+        default=None, description="False when it could not be measured (see message)."
+    )
+    message: str | None = Field(default=None, description="Why it was not measured.")
+    split: str | None = Field(default=None, description="test or validation: the rows judged.")
+    rows: int | None = Field(default=None, description="Held-out rows the model was judged on.")
+    positive_label: str | None = Field(
+        default=None, description="The favourable prediction the rates count."
+    )
+    min_group_size: int | None = Field(
+        default=None, description="Smaller groups were reported but not compared."
+    )
+    features: list[FairnessMeasures] | None = Field(
+        default=None, max_length=MAX_FAIRNESS_FEATURES, description="Per sensitive feature."
+    )
+    intersections: list[FairnessMeasures] | None = Field(
+        default=None,
+        max_length=MAX_FAIRNESS_FEATURES,
+        description="Per intersection of the sensitive features (e.g. 'sex × race').",
+    )
+    thresholds: ThresholdsStatus | None = Field(
+        default=None, description="Per-group thresholds, when the model was trained with them."
+    )
+    reweighing: ReweighingStatus | None = Field(
+        default=None, description="What reweighing did, against an unweighted baseline."
+    )
+    gates: list[FairnessGateResult] | None = Field(
+        default=None,
+        max_length=MAX_FAIRNESS_GATES,
+        description=f"Each gate's verdict, failed ones first (at most {MAX_FAIRNESS_GATES}).",
+    )
+    gates_checked: int | None = Field(default=None, description="Gates judged in all.")
+    gates_failed: int | None = Field(default=None, description="Gates missed.")
+    gates_passed: bool | None = Field(
+        default=None, description="Every gate met; unset when no gate was configured."
+    )
+
+
 class TrainingRunStatus(ResourceStatus):
     best_model: str | None = Field(default=None, description="AutoGluon's best model.")
     eval_metric: str | None = Field(default=None, description="Metric the model was chosen by.")
@@ -190,8 +330,23 @@ class TrainingRunStatus(ResourceStatus):
     production_ready: bool | None = Field(
         default=None,
         description=(
-            "True only when every configured gate (the validation threshold) was checked and "
-            "passed on held-out data; False when one failed or none was configured."
+            "True only when every configured gate (the validation threshold, the fairness "
+            "gates) was checked and passed on held-out data; False when one failed or none "
+            "was configured."
+        ),
+    )
+    fairness: FairnessStatus | None = Field(
+        default=None,
+        description=(
+            "The model's fairness on held-out data per sensitive feature and intersection, and "
+            "its fairness gates; unset when spec.fairness named no sensitive features."
+        ),
+    )
+    mitigation: str | None = Field(
+        default=None,
+        description=(
+            "How the model was made fairer, if it was: reweighing (sample weights before "
+            "training), thresholds (per group, after), or both."
         ),
     )
     model_id: str | None = Field(default=None, description="The model's id (seed 004).")

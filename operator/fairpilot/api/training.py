@@ -15,6 +15,7 @@ from fairpilot.api.common import (
     SpecModel,
     TaskType,
 )
+from fairpilot.api.fairness import FairnessOptions
 
 
 class Algorithm(StrEnum):
@@ -108,6 +109,13 @@ class TrainingOptions(SpecModel):
     resources: Resources = Field(default_factory=Resources, description="Pod resources.")
     validation_threshold: ValidationThreshold | None = Field(
         default=None, description="Bound the model must meet to be marked production-ready."
+    )
+    fairness: FairnessOptions | None = Field(
+        default=None,
+        description=(
+            "Measure the model's fairness on held-out data (per group of each sensitive "
+            "feature) and gate it; a pipeline sets it from its Dataset's sensitiveFeatures."
+        ),
     )
     model_id: Id | None = Field(
         default=None,

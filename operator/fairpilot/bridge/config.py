@@ -108,6 +108,14 @@ class BridgeConfig(BaseModel):
             "(START_PIPELINE)."
         ),
     )
+    mitigate_if_biased: bool = Field(
+        default=True,
+        description=(
+            "Such a pipeline, when it has a bias stage, trains with that stage's reweighing "
+            "weights if it detects bias (pipeline.training.mitigateIfBiasDetected; "
+            "MITIGATE_IF_BIASED)."
+        ),
+    )
     time_budget_seconds: int = Field(
         default=300, ge=10, description="Training budget when a message gives none."
     )

@@ -31,6 +31,7 @@ from fairpilot.bridge.payloads import (
     XaiTrigger,
 )
 from fairpilot.config import OperatorConfig
+from fairpilot.pipeline import fairness_for
 from fairpilot.references import UnresolvedReference, check_uri
 
 # Annotations and labels every resource made from a message carries.
@@ -349,6 +350,10 @@ def plan(
             }
             if message.sensitive_features:
                 pipeline["bias"] = {}
+                # Bias-aware by default: reweighing when, and only when, bias is detected.
+                # The pipeline measures the model's fairness on the sensitive features anyway.
+                if config.mitigate_if_biased:
+                    pipeline["training"]["mitigateIfBiasDetected"] = True
         return [_dataset(message, namespace, source, config, operator, pipeline)]
     identity = _identity(message, data)
     if isinstance(message, BiasTrigger):
@@ -396,6 +401,10 @@ def plan(
         task_type = message.task_type or known.get("taskType")
         if task_type:
             spec["taskType"] = str(task_type)
+        # The model is measured on the groups the message or the Dataset names, as in a pipeline.
+        fairness = fairness_for(None, message.sensitive_features or known.get("sensitiveFeatures"))
+        if fairness is not None:
+            spec["fairness"] = fairness
         return [dataset, _resource(TRAINING_RUN, _metadata(name, namespace, message, source, ids),
                                    spec)]  # fmt: skip
     assert isinstance(message, XaiTrigger)

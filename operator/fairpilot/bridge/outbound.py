@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+
 from fairpilot.api.kinds import BIAS_ANALYSIS, BY_KIND, DATASET, TRAINING_RUN, Kind
 from fairpilot.bridge.config import Topics
 from fairpilot.bridge.inbound import DATASET_ID, USER_ID, model_id_of
 from fairpilot.bridge.payloads import (
     BiasReported,
+    FairnessGateVerdict,
+    FairnessMeasures,
+    ModelFairness,
     ModelUploaded,
     Outbound,
     StatusChanged,
@@ -90,6 +95,42 @@ def model_of(kind: Kind, resource: dict[str, Any], get: Get) -> tuple[str, str]:
     status, spec = resource.get("status") or {}, resource.get("spec") or {}
     model_id = status.get("modelId") or model_id_of(resource)
     return model_id, status.get("modelVersion") or spec.get("version") or "v1"
+
+
+# status.fairness' measures (camelCase) -> the events' names (snake_case, as the seed's).
+MEASURES = {to_camel(name): name for name in FairnessMeasures.model_fields}
+
+
+def fairness_of(status: dict[str, Any]) -> ModelFairness | None:
+    """A TrainingRun's status.fairness as the events and the warehouse carry it: snake_case,
+    the measures keyed by feature (and intersection)."""
+    brief = status.get("fairness")
+    if not isinstance(brief, dict):
+        return None
+
+    def measures(items: list[dict[str, Any]] | None) -> dict[str, FairnessMeasures]:
+        return {
+            str(m.get("name")): FairnessMeasures(
+                **{k: m.get(camel) for camel, k in MEASURES.items()}
+            )
+            for m in items or []
+        }
+
+    return ModelFairness(
+        measured=bool(brief.get("measured")),
+        message=brief.get("message"),
+        split=brief.get("split"),
+        rows=brief.get("rows"),
+        positive_label=brief.get("positiveLabel"),
+        min_group_size=brief.get("minGroupSize"),
+        features=measures(brief.get("features")),
+        intersections=measures(brief.get("intersections")),
+        gates=[
+            FairnessGateVerdict(**{k: gate.get(k) for k in FairnessGateVerdict.model_fields})
+            for gate in brief.get("gates") or []
+        ],
+        gates_passed=brief.get("gatesPassed"),
+    )
 
 
 def _ready_reason(status: dict[str, Any]) -> str | None:
@@ -215,6 +256,7 @@ def result_events(
     if kind is TRAINING_RUN:
         model_id, version = model_of(kind, resource, get)
         accuracy = status.get("accuracy") or {}
+        fairness = fairness_of(status)
         payload = ModelUploaded(
             event_id=f"model_uploaded_{model_id}_{stamp}",
             timestamp=seed_time(finished),
@@ -238,6 +280,9 @@ def result_events(
             production_ready=status.get("productionReady"),
             model_uri=status.get("modelUri"),
             report_uri=next(iter(reports.values()), None),
+            fairness=fairness,
+            fairness_gates_passed=fairness.gates_passed if fairness else None,
+            mitigation=status.get("mitigation"),
             **common,
         )
         return [

@@ -161,6 +161,47 @@ class BiasReported(Outbound):
     resource: str
 
 
+class FairnessMeasures(Outbound):
+    """A model's fairness on one sensitive feature (or intersection), over its groups of at
+    least min_group_size held-out rows (api.fairness has the definitions)."""
+
+    groups_compared: int | None = None
+    groups_too_small: int | None = None
+    disparate_impact: float | None = None
+    statistical_parity_difference: float | None = None
+    equal_opportunity_difference: float | None = None
+    equalized_odds_difference: float | None = None
+    lowest_selection_group: str | None = None
+    highest_selection_group: str | None = None
+
+
+class FairnessGateVerdict(Outbound):
+    """One fairness gate on one feature."""
+
+    metric: str
+    feature: str | None = None
+    passed: bool | None = None
+    value: float | None = None
+    min: float | None = None
+    max: float | None = None
+    message: str | None = None
+
+
+class ModelFairness(Outbound):
+    """A trained model's fairness on held-out data (the TrainingRun's status.fairness)."""
+
+    measured: bool
+    message: str | None = None  # why it was not measured
+    split: str | None = None  # test or validation
+    rows: int | None = None
+    positive_label: str | None = None
+    min_group_size: int | None = None
+    features: dict[str, FairnessMeasures] = Field(default_factory=dict)
+    intersections: dict[str, FairnessMeasures] = Field(default_factory=dict)
+    gates: list[FairnessGateVerdict] = Field(default_factory=list)  # failed ones first
+    gates_passed: bool | None = None  # None: no gate configured
+
+
 class ModelUploaded(Outbound):
     """`automl-events`: seed 001's `model.uploaded`, when a TrainingRun succeeds."""
 
@@ -190,6 +231,9 @@ class ModelUploaded(Outbound):
     report_uri: str | None
     namespace: str
     resource: str
+    fairness: ModelFairness | None = None  # None: not measured (no sensitive features)
+    fairness_gates_passed: bool | None = None  # None: no fairness gate, or not measured
+    mitigation: str | None = None  # "reweighing" when trained with a bias stage's weights
 
 
 class XaiReported(Outbound):

@@ -5,7 +5,8 @@ Collections (the seed's names where it had them):
 - ``datasets``: one document per Dataset (its spec and profile), ``_id`` the resource's uid;
 - ``bias_reports``: one per BiasAnalysis run, ``_id`` = the event's ``bias_report_id``;
 - ``ai_models``: seed 004's model metadata schema, one per TrainingRun run (one model id and
-  version: one model);
+  version: one model), with the model's fairness (as its ``model.uploaded`` event has it:
+  ``fairness``, ``fairness_gates_passed``) and its ``mitigation``;
 - ``xai_reports``: one per Explanation run and expertise level (``xai_report_id``);
 - ``audit``: every Kafka event sent, received or dead-lettered, ``_id`` the event's identity.
 
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
+from fairpilot.bridge.outbound import fairness_of
 from fairpilot.runs import current_run
 
 DATASETS, BIAS_REPORTS, MODELS, XAI_REPORTS, AUDIT = (
@@ -174,6 +176,8 @@ def records_for(
     if kind is TRAINING_RUN:
         # Seed 004's schema, exactly as the train stage wrote it next to the model.
         metadata = read_json(f"{output}/model_metadata.json") or {}
+        # The same fairness brief as the model.uploaded event's.
+        fairness = fairness_of(status)
         document = {
             **metadata,
             **common,
@@ -183,6 +187,9 @@ def records_for(
             "validation_score": status.get("validationScore"),
             "test_score": status.get("testScore"),
             "reports": status.get("reports") or {},
+            "fairness": fairness.to_json() if fairness else None,
+            "fairness_gates_passed": fairness.gates_passed if fairness else None,
+            "mitigation": status.get("mitigation"),
         }
         return [(MODELS, f"{uid}-{run}", document)]
     if kind is EXPLANATION:
