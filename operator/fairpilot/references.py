@@ -349,6 +349,8 @@ def _named_columns(kind: Kind, spec: dict[str, Any]) -> dict[Any, str]:
         named.setdefault(column, "excludedColumns")
     if spec.get("predictionColumn"):
         named.setdefault(spec["predictionColumn"], "predictionColumn")
+    if spec.get("groupVariable"):
+        named.setdefault(spec["groupVariable"], "groupVariable")
     return named
 
 

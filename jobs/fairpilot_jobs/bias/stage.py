@@ -13,7 +13,12 @@ import pandas as pd
 from fairpilot.api import BiasJobSpec
 from fairpilot_jobs.artifacts import ArtifactStore
 from fairpilot_jobs.bias.labels import normalise, positive_mask, resolve_positive_label
-from fairpilot_jobs.bias.metrics import bias_detected, feature_bias
+from fairpilot_jobs.bias.metrics import (
+    bias_detected,
+    feature_bias,
+    flip_columns,
+    population_metrics,
+)
 from fairpilot_jobs.bias.reweighing import reweighing_table
 from fairpilot_jobs.errors import JobError
 from fairpilot_jobs.tables import read_table, require_columns
@@ -65,6 +70,8 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
     named = {spec.target: "target", **{f: "sensitiveFeatures" for f in spec.sensitive_features}}
     if spec.prediction_column:
         named[spec.prediction_column] = "predictionColumn"
+    if spec.group_variable:
+        named.setdefault(spec.group_variable, "groupVariable")
     require_columns(frame, named)
     dropped = int(frame[spec.target].isna().sum())
     frame = frame[frame[spec.target].notna()].reset_index(drop=True)
@@ -80,6 +87,14 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
         source,
     )
 
+    strata = frame[spec.group_variable] if spec.group_variable else None
+    # FlipTest's neighbours are found in the numeric columns, the label and the prediction
+    # excepted (and, per feature, the feature itself); only with predictions to flip.
+    flippable = (
+        flip_columns(frame, exclude=(spec.target, spec.prediction_column))
+        if predicted is not None
+        else None
+    )
     features: dict[str, Any] = {}
     findings: list[str] = []
     for feature in spec.sensitive_features:
@@ -91,6 +106,12 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
                 predicted,
                 privileged_group=normalise(privileged) if privileged is not None else None,
                 min_group_size=spec.min_group_size,
+                strata=strata,
+                flip_features=(
+                    frame[[c for c in flippable if c != feature]]
+                    if flippable is not None
+                    else None
+                ),
             )
         except ValueError as exc:
             raise JobError("UnknownGroup", f"privilegedGroups.{feature}: {exc}") from exc
@@ -130,7 +151,12 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
         "droppedMissingLabel": dropped,
         "predictionSource": source,
         "thresholds": spec.thresholds.model_dump(by_alias=True),
+        "groupVariable": spec.group_variable,
         "features": features,
+        # Whole-population figures (GE), with predictions only.
+        "populationMetrics": (
+            population_metrics(label_positive, predicted) if predicted is not None else {}
+        ),
         "biasDetected": bool(findings),
         "findings": findings,
         "summary": summary(features),

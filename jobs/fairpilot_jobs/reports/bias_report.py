@@ -25,16 +25,26 @@ METRIC_NAMES = {
     "LP": "Lp-norm",
     "TVD": "Total variation distance",
     "KS": "Kolmogorov-Smirnov",
+    "CDDL": "Conditional demographic disparity in labels: the group's share of the negative "
+    "labels minus its share of the positive ones, within each stratum of the group variable, "
+    "averaged by stratum size (strata without both outcomes left out)",
     "LDI": "Disparate impact of the labels",
     "DPPL": "Difference in positive proportions in predicted labels",
     "DI": "Disparate impact",
     "DCAcc": "Difference in conditional acceptance",
     "DCR": "Difference in conditional rejection",
     "RD": "Recall difference",
+    "SD": "Specificity difference: the group's true negative rate minus the privileged group's",
     "DAR": "Difference in acceptance rates",
     "DRR": "Difference in rejection rates",
     "AD": "Accuracy difference",
     "TE": "Treatment equality",
+    "CDDPL": "Conditional demographic disparity in predicted labels: CDDL of the predictions",
+    "FT": "FlipTest: (members the model rejects whose nearest privileged neighbours it accepts "
+    "- members it accepts whose neighbours it rejects) / group size; k-NN on the numeric "
+    "columns, as SageMaker Clarify computes it, with the sign of its documentation",
+    "GE": "Generalized entropy index (alpha = 2) of the benefit prediction - label + 1, over "
+    "all rows: 0 when every row gets the benefit it deserves",
 }
 
 TOP_GROUPS = 20  # groups of a feature drawn and tabled, the largest by row count
@@ -68,14 +78,18 @@ def build_bias_report(result: dict[str, Any]) -> str:
             "Rows": result["rows"],
             "Positive label": f"{result['positiveLabel']} ({result['positiveLabelReason']})",
             "Predictions": result["predictionSource"] or "none (pre-training metrics only)",
+            **_population(result),
             "Mitigation": f"reweighing weights at {result['mitigation']['uri']}",
-        }
+        },
+        rounded=("GE: generalized entropy index (all rows)",),
     )
     for feature, data in result["features"].items():
         section = report.section(
             f"Sensitive feature: {feature}",
             intro=f"Privileged group: {data['privilegedGroup']} ({data['privilegedChosenBy']}). "
-            "Metrics compare each group with the privileged group, advantaged minus disadvantaged.",
+            "Metrics compare each group with the privileged group, signed as SageMaker Clarify "
+            "signs them: mostly advantaged minus disadvantaged, so that a positive difference "
+            "means the group is worse off (see the glossary).",
         )
         groups = data["groups"]
         names, hidden = shown_groups(data)
@@ -113,6 +127,8 @@ def build_bias_report(result: dict[str, Any]) -> str:
         )
         rows = [{"group": g, **data["metrics"][g]} for g in names if g in data["metrics"]]
         section.table(rows, caption="Metrics per group (Clarify names)" + of, rounded=True)
+        if "flipTest" in data:
+            section.note(_flip_test_note(data["flipTest"]))
     glossary = report.section("Glossary")
     glossary.table([{"metric": k, "meaning": v} for k, v in METRIC_NAMES.items()], sortable=False)
     return report.render()
@@ -133,6 +149,49 @@ def shown_groups(data: dict[str, Any], top: int = TOP_GROUPS) -> tuple[list[str]
     shown = ([privileged] if privileged in groups else []) + [g for g in largest if g != privileged]
     chosen = set(shown)
     return shown, [g for g in groups if g not in chosen]
+
+
+def _population(result: dict[str, Any]) -> dict[str, Any]:
+    """The overview's lines for the group variable and the whole-population metrics."""
+    out: dict[str, Any] = {}
+    if result.get("groupVariable"):
+        out["Group variable (CDDL, CDDPL)"] = result["groupVariable"]
+    population = result.get("populationMetrics") or {}
+    if "GE" in population:
+        value = population["GE"]
+        out["GE: generalized entropy index (all rows)"] = (
+            value if value is not None else "undefined (every row a false negative)"
+        )
+    return out
+
+
+def _flip_test_note(info: dict[str, Any]) -> str:
+    """One sentence on what FlipTest used, or why it was not computed."""
+    if "skipped" in info:
+        return f"FlipTest (FT) not computed: {info['skipped']}."
+    columns = info["columns"]
+    shown = ", ".join(map(str, columns[:10])) + (
+        f" and {len(columns) - 10:,} more" if len(columns) > 10 else ""
+    )
+    among = (
+        f"{info['referenceRows']:,} of the privileged group's {info['privilegedRows']:,} rows"
+        if info["referenceRows"] < info["privilegedRows"]
+        else f"the privileged group's {info['privilegedRows']:,} rows"
+    )
+    text = (
+        f"FlipTest (FT): {info['neighbors']} nearest neighbours (unscaled Euclidean distance) "
+        f"among {among}, in the columns {shown}."
+    )
+    if info.get("sampled"):
+        tested = sum(info["rows"].values())
+        text += (
+            f" Estimated on a fixed-seed sample: {info['referenceRows']:,} privileged rows and "
+            f"{tested:,} rows of the groups compared (per group in result.json, "
+            "flipTest.rows)."
+        )
+    if info.get("imputed"):
+        text += f" Missing values replaced by the column mean in {', '.join(info['imputed'])}."
+    return text
 
 
 def _ratio(metrics: dict[str, Any]) -> float | None:

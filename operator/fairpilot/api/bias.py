@@ -39,6 +39,9 @@ PRIVILEGED_RULE = {
     "rule": "self.privilegedGroups.all(k, k in self.sensitiveFeatures)",
     "message": "privilegedGroups may only name features listed in sensitiveFeatures",
 }
+# Checked by the model (the operator validates every spec with it), not by a CEL rule: a
+# comparison with a nullable field is not one this API's rules make.
+GROUP_VARIABLE_IS_TARGET = "groupVariable must not be the target: each stratum has one outcome"
 
 
 class BiasOptions(SpecModel):
@@ -62,6 +65,13 @@ class BiasOptions(SpecModel):
     prediction_column: ColumnName | None = Field(
         default=None,
         description="Column holding a model's predictions, for post-training metrics.",
+    )
+    group_variable: ColumnName | None = Field(
+        default=None,
+        description=(
+            "The column the disparity is conditioned on, e.g. a department; CDDL (and CDDPL, "
+            "with predictions) are computed when given."
+        ),
     )
     thresholds: BiasThresholds = Field(
         default_factory=BiasThresholds, description="When bias counts as detected."
@@ -92,6 +102,8 @@ class BiasFields(BiasOptions, OwnedSpec, _UniqueColumnsMixin):
             raise ValueError(
                 f"privilegedGroups names {unknown}, which are not in sensitiveFeatures"
             )
+        if self.group_variable is not None and self.group_variable == self.target:
+            raise ValueError(GROUP_VARIABLE_IS_TARGET)
         return self
 
 
