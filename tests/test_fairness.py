@@ -306,3 +306,40 @@ def test_reweighing_is_shown_against_an_unweighted_baseline(
     status = project_result(TRAINING_RUN, run.result)
     assert status["mitigation"] == "reweighing"
     assert status["fairness"]["reweighing"]["accuracyBaseline"] == baseline["accuracy"]
+
+
+@pytest.mark.parametrize("favourable_is_autogluons_positive", [True, False])
+def test_thresholds_meet_the_constraint_for_the_favourable_outcome(
+    favourable_is_autogluons_positive: bool,
+) -> None:
+    """The thresholds are on P(favourable), whichever class AutoGluon calls positive (COMPAS:
+    the favourable outcome is "no" re-offending, AutoGluon's positive class is "yes")."""
+    from types import SimpleNamespace
+
+    from fairpilot.api.fairness import FairnessGate
+    from fairpilot_jobs.thresholds import decide, fit_thresholds
+
+    rng = np.random.default_rng(5)
+    rows = 6000
+    groups = rng.choice(["a", "b"], rows, p=[0.4, 0.6])
+    p_yes = np.clip(rng.normal(0.45 + 0.2 * (groups == "a"), 0.2), 0.01, 0.99)
+    yes = rng.random(rows) < p_yes
+    # Favourable: "no" (or "yes" in the other case); its probability and truth.
+    favourable_p = p_yes if favourable_is_autogluons_positive else 1 - p_yes
+    favourable = yes if favourable_is_autogluons_positive else ~yes
+    validation = pd.DataFrame({"race": groups})
+    options = FairnessOptions(
+        sensitive_features=["race"],
+        method="thresholds",
+        constraints=[{"metric": "disparateImpact", "min": 0.8}],
+    )
+    fitted = fit_thresholds(
+        SimpleNamespace(problem_type="binary"), validation, favourable_p, favourable, "race",
+        [FairnessGate(metric="disparateImpact", min=0.8)], options,
+    )  # fmt: skip
+    chosen = decide(favourable_p, groups, fitted["thresholds"])
+    assert demographic_parity_ratio(favourable, chosen, sensitive_features=groups) >= 0.8
+    before = favourable_p > 0.5
+    assert demographic_parity_ratio(favourable, before, sensitive_features=groups) < 0.8
+    assert (chosen == favourable).mean() > 0.6
+    assert len(fitted["frontier"]) >= 20

@@ -526,3 +526,27 @@ def test_the_chart_sets_whether_the_bridge_mitigates(helm: Path) -> None:
         assert env["FAIRPILOT_KAFKA_MITIGATE_IF_BIASED"] == str(expected).lower()
         bridge = BridgeConfig.from_env(env)
         assert bridge is not None and bridge.mitigate_if_biased is expected
+
+
+def test_the_one_line_summary_tells_the_fairness_story() -> None:
+    from fairpilot.conditions import fairness_line
+
+    def measures(value: float) -> list[dict]:
+        return [{"name": "sex", "disparateImpact": value}]
+
+    status = {
+        "measured": True,
+        "split": "test",
+        "features": measures(0.93),
+        "reweighing": {"baseline": measures(0.32), "reweighed": measures(0.55)},
+        "thresholds": {"before": measures(0.55)},
+        "gatesChecked": 1,
+        "gatesPassed": True,
+    }
+    assert fairness_line(status) == (
+        "sex disparate impact 0.32 -> 0.55 (reweighing) -> 0.93 (thresholds) on test; "
+        "fairness gates passed"
+    )
+    only = {"measured": True, "split": "validation", "features": measures(0.4)}
+    assert fairness_line(only) == "sex disparate impact 0.40 on validation"
+    assert fairness_line({"measured": False}) is None and fairness_line(None) is None

@@ -77,7 +77,14 @@ def fit_thresholds(
         )
     groups = group_labels(validation[feature])
     primary = constraints[0]
-    fair = FairPredictor(predictor, validation.assign(**{feature: groups}), feature)
+    # OxonFair is given the scores of the favourable class as its class 1 (not AutoGluon's
+    # own class order, whose positive class may be the unfavourable one, "yes" to
+    # re-offending), so that its selection rates are those of the favourable outcome.
+    scores = np.stack([1 - probability, probability], axis=1)
+    fair = FairPredictor(
+        lambda rows: scores[np.asarray(rows)],
+        {"data": np.arange(len(scores)), "target": truth_positive.astype(int), "groups": groups},
+    )
     greater = primary.min is not None
     bound = primary.min if greater else primary.max
     fair.fit(gm.accuracy, _oxonfair_measure(primary.metric), bound, greater_is_better_const=greater)

@@ -356,6 +356,37 @@ def fairness_condition(fairness: dict[str, Any] | None) -> tuple[str, bool | Non
     return ("FairnessGatesPassed", True, "GatesPassed", said)
 
 
+def fairness_line(fairness: dict[str, Any] | None) -> str | None:
+    """The model's fairness in a few words: the first feature's disparate impact, through each
+    mitigation (unweighted baseline, reweighed, thresholded), and the gates' verdict."""
+    if not fairness or not fairness.get("measured") or not fairness.get("features"):
+        return None
+    first = fairness["features"][0]
+    name, shipped = first.get("name"), first.get("disparateImpact")
+    if shipped is None:
+        return None
+
+    def of(measures: list[dict[str, Any]] | None) -> float | None:
+        found = next((m for m in measures or [] if m.get("name") == name), {})
+        return found.get("disparateImpact")
+
+    steps = []
+    reweighing, thresholds = fairness.get("reweighing") or {}, fairness.get("thresholds") or {}
+    if of(reweighing.get("baseline")) is not None:
+        steps.append(f"{of(reweighing.get('baseline')):.2f}")
+    if of(reweighing.get("reweighed")) is not None and thresholds:
+        steps.append(f"{of(reweighing.get('reweighed')):.2f} (reweighing)")
+    elif of(thresholds.get("before")) is not None:
+        steps.append(f"{of(thresholds.get('before')):.2f}")
+    last = f"{shipped:.2f}" + (
+        " (thresholds)" if thresholds else " (reweighing)" if reweighing else ""
+    )
+    line = f"{name} disparate impact {' -> '.join([*steps, last])} on {fairness.get('split')}"
+    if fairness.get("gatesChecked"):
+        line += "; fairness gates " + ("passed" if fairness.get("gatesPassed") else "failed")
+    return line
+
+
 def summary_message(kind: Kind, status: dict[str, Any]) -> str:
     """The one line `kubectl get -o wide` shows for a finished resource."""
     if kind.kind == "Dataset":
@@ -376,7 +407,9 @@ def summary_message(kind: Kind, status: dict[str, Any]) -> str:
         ]
         shown = ", ".join(scores) or "no score"
         version = f" {status['modelVersion']}" if status.get("modelVersion") else ""
-        return f"{status.get('bestModel')}{version}: {status.get('evalMetric')} {shown}"
+        line = f"{status.get('bestModel')}{version}: {status.get('evalMetric')} {shown}"
+        fairness = fairness_line(status.get("fairness"))
+        return f"{line}; {fairness}" if fairness else line
     return f"{status.get('method')} SHAP; top feature {status.get('topFeature')}"
 
 
