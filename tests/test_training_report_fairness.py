@@ -683,3 +683,38 @@ def test_before_and_after_without_the_constraints_in_the_spec(mitigated) -> None
     assert "constraint" not in [h.text.strip() for h in table_headed(own, "measure").head]
     assert markers(own, "frontier-points") == len(result["fairness"]["mitigation"]["frontier"])
     assert "dashed line" not in text_of(own) and "bought" not in text_of(own)
+
+
+def test_reweighing_is_shown_against_its_baseline() -> None:
+    """With reweighing, a section compares the reweighed model with the unweighted baseline:
+    every number in its table is the result's."""
+    from fairpilot_jobs.reports.training_report import REWEIGHING
+
+    def side(accuracy: float, auc: float, di: float) -> dict[str, Any]:
+        return {
+            "split": "test",
+            "accuracy": accuracy,
+            "rocAuc": auc,
+            "features": {"sex": {"disparateImpact": di, "statisticalParityDifference": 0.1,
+                                 "equalOpportunityDifference": 0.05,
+                                 "equalizedOddsDifference": 0.07}},
+        }  # fmt: skip
+
+    fairness = fairness_block(predictions())
+    fairness["reweighing"] = {
+        "baseline": side(0.8698, 0.925, 0.3189),
+        "reweighed": side(0.8624, 0.9163, 0.5521),
+    }
+    html = build_training_report(training_result(fairness), SPEC)
+    rows = rows_of(table_headed(section_html(html, REWEIGHING), "measure"))
+    found = {
+        (r["measure"][0], r["feature"][0]): (shown(*r["baseline"]), shown(*r["reweighed"]))
+        for r in rows
+    }
+    assert found[("Accuracy", "all rows")] == (0.8698, 0.8624)
+    assert found[("ROC AUC", "all rows")] == (0.925, 0.9163)
+    di = next(v for (m, f), v in found.items() if f == "sex" and "isparate" in m)
+    assert di == (0.3189, 0.5521)
+    assert REWEIGHING not in build_training_report(
+        training_result(fairness_block(predictions())), SPEC
+    )
