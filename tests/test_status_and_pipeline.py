@@ -31,7 +31,8 @@ def test_profile_result_projects_into_dataset_status(profiled: JobRun) -> None:
 def test_bias_result_projects_into_status(biased: JobRun) -> None:
     status = project_result(BIAS_ANALYSIS, biased.result)
     assert status["biasDetected"] is True
-    assert status["minDisparateImpact"] == pytest.approx(0.347, abs=1e-3)  # race=Other
+    # race=Other against White (the best off of the groups of at least 10% of the rows)
+    assert status["minDisparateImpact"] == pytest.approx(0.358, abs=1e-3)
     assert status["reweighingUri"].endswith("reweighing.json")
     BIAS_ANALYSIS.status.model_validate(status)
 
