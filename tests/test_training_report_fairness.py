@@ -469,7 +469,7 @@ def mitigated_block(min_group_size: int = 40) -> dict[str, Any]:
     the held-out rows measured before and after it."""
     from fairpilot.api.fairness import FairnessGate
     from fairpilot_jobs.thresholds import _meets, _point, decide, group_labels, pareto
-    from fairpilot_jobs.train_fairness import _outcome
+    from fairpilot_jobs.train_fairness import Decisions, Scores, _outcome
 
     options = CONSTRAINED_SPEC.fairness.model_copy(update={"min_group_size": min_group_size})
     gate = FairnessGate.model_validate(CONSTRAINT)
@@ -509,13 +509,13 @@ def mitigated_block(min_group_size: int = 40) -> dict[str, Any]:
         )
 
     before, after = measured(own), measured(decided)
-    text = truth_test.astype(str).to_numpy()
+    scores = Scores(rows, truth_test, pd.DataFrame({">50K": p_positive}), "test")
     mitigation = {
         **fitted,
         "heldout": {
             "split": "test",
-            "before": _outcome(before, text, own),
-            "after": _outcome(after, text, decided),
+            "before": _outcome(Decisions(scores, ">50K", p_positive, own, before)),
+            "after": _outcome(Decisions(scores, ">50K", p_positive, decided, after)),
         },
     }
     return {"measured": True, **after, "before": before, "mitigation": mitigation}

@@ -57,7 +57,7 @@ def measure(
     return {
         "split": split,
         "rows": len(heldout),
-        "positiveLabel": _plain(positive),
+        "positiveLabel": plain_label(positive),
         "minGroupSize": options.min_group_size,
         "features": {name: m for name, m in measured.items() if JOINT not in name},
         "intersections": {name: m for name, m in measured.items() if JOINT in name},
@@ -65,7 +65,7 @@ def measure(
     }
 
 
-def _plain(value: Any) -> Any:
+def plain_label(value: Any) -> Any:
     """A label as JSON has it: numbers and booleans as they are, anything else as text."""
     value = value.item() if isinstance(value, np.generic) else value
     return value if isinstance(value, int | float | bool) else str(value)
@@ -140,19 +140,23 @@ def intervals(groups: dict[str, dict[str, Any]], totals: dict[str, Any]) -> dict
     z = float(norm.ppf(1 - (1 - CONFIDENCE) / 2))
     (k1, n1), (k2, n2) = ((groups[g]["_selected"], groups[g]["count"]) for g in (low, high))
     r1, r2 = k1 / n1, k2 / n2
-    spread = z * np.sqrt(r1 * (1 - r1) / n1 + r2 * (1 - r2) / n2)
-    out["statisticalParityDifferenceInterval"] = [
-        max(-1.0, r2 - r1 - spread),
-        min(1.0, r2 - r1 + spread),
-    ]
+    below, above = difference_bounds(r1, n1, r2, n2, z)
+    out["statisticalParityDifferenceInterval"] = [max(-1.0, below), min(1.0, above)]
     if k1 > 0 and k2 > 0:
-        error = np.sqrt(1 / k1 - 1 / n1 + 1 / k2 - 1 / n2)
-        ratio = r1 / r2
-        out["disparateImpactInterval"] = [
-            float(ratio * np.exp(-z * error)),
-            float(ratio * np.exp(z * error)),
-        ]
+        out["disparateImpactInterval"] = list(ratio_bounds(r1, n1, r2, n2, z))
     return out
+
+
+def difference_bounds(r1: float, n1: int, r2: float, n2: int, z: float) -> tuple[float, float]:
+    """r2 - r1 give or take z standard errors (Wald)."""
+    error = z * np.sqrt(r1 * (1 - r1) / n1 + r2 * (1 - r2) / n2)
+    return float(r2 - r1 - error), float(r2 - r1 + error)
+
+
+def ratio_bounds(r1: float, n1: int, r2: float, n2: int, z: float) -> tuple[float, float]:
+    """r1 / r2 give or take z standard errors of its logarithm (Katz); both rates > 0."""
+    error = z * np.sqrt((1 - r1) / (n1 * r1) + (1 - r2) / (n2 * r2))
+    return float(r1 / r2 * np.exp(-error)), float(r1 / r2 * np.exp(error))
 
 
 def summary(groups: dict[str, dict[str, Any]]) -> dict[str, Any]:

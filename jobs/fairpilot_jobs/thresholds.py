@@ -23,7 +23,7 @@ import pandas as pd
 
 from fairpilot.api.fairness import FairnessGate, FairnessMetric, FairnessOptions
 from fairpilot_jobs.errors import JobError
-from fairpilot_jobs.fairness import check, summary
+from fairpilot_jobs.fairness import check, difference_bounds, ratio_bounds, summary
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,7 @@ def cautious(groups: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         low = min(found, key=lambda n: found[n][0])
         high = max(found, key=lambda n: found[n][0])
         (r1, n1), (r2, n2) = found[low], found[high]
-        error = np.sqrt(r1 * (1 - r1) / n1 + r2 * (1 - r2) / n2)
-        return r2 - r1 + Z * error, _log_ratio_bound(r1, n1, r2, n2)
+        return difference_bounds(r1, n1, r2, n2, Z)[1], _log_ratio_bound(r1, n1, r2, n2)
 
     selection = spread("predictedPositiveRate", "count")
     opportunity = spread("truePositiveRate", "positives")
@@ -204,8 +203,7 @@ def _log_ratio_bound(r1: float, n1: int, r2: float, n2: int) -> float:
         return 1.0
     if r1 <= 0:
         return 0.0
-    error = np.sqrt((1 - r1) / (n1 * r1) + (1 - r2) / (n2 * r2))
-    return float(min(1.0, r1 / r2 * np.exp(-Z * error)))
+    return min(1.0, ratio_bounds(r1, n1, r2, n2, Z)[0])
 
 
 def densify(candidates: list[dict[str, float]], wanted: int) -> list[dict[str, float]]:

@@ -31,7 +31,7 @@ from fairpilot_jobs.model_families import FitLog, family_report, model_records, 
 from fairpilot_jobs.models import METADATA_FILE
 from fairpilot_jobs.tables import read_table, require_columns
 from fairpilot_jobs.time_budget import StageClock, leaderboard_on, training_scores
-from fairpilot_jobs.train_fairness import fairness_step, outcome
+from fairpilot_jobs.train_fairness import fairness_step
 
 log = logging.getLogger(__name__)
 
@@ -410,15 +410,7 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
         try:
             # FitLog hears which models AutoGluon skipped for lack of time (model_families).
             with FitLog() as fit_log:
-                predictor.fit(
-                    frame,
-                    time_limit=time_limit,
-                    presets=str(spec.presets),
-                    hyperparameters=hyperparameters(spec.algorithms),
-                    num_gpus=gpus["used"],
-                    ag_args_fit={"random_seed": spec.seed} if spec.seed else None,
-                    raise_on_no_models_fitted=False,
-                )
+                predictor.fit(frame, time_limit=time_limit, **fit_arguments(spec, gpus))
         except ValueError as exc:
             raise JobError("TrainingFailed", f"AutoGluon refused the data: {exc}") from exc
         fit_seconds = time.monotonic() - started
@@ -433,11 +425,7 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
             ).fit(
                 frame.drop(columns=[WEIGHT_COLUMN]),
                 time_limit=time_limit,
-                presets=str(spec.presets),
-                hyperparameters=hyperparameters(spec.algorithms),
-                num_gpus=gpus["used"],
-                ag_args_fit={"random_seed": spec.seed} if spec.seed else None,
-                raise_on_no_models_fitted=False,
+                **fit_arguments(spec, gpus),
             )
         clock.mark("fitEnd")
         if not predictor.model_names():
@@ -463,14 +451,8 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
         if fairness_options is not None:
             measuring = time.monotonic()
             fairness, decision_thresholds = fairness_step(
-                predictor, fairness_options, raw, raw_test, test
+                predictor, fairness_options, raw, raw_test, test, baseline
             )
-            if baseline is not None and baseline.model_names() and fairness.get("measured"):
-                fairness["reweighing"] = {
-                    "baseline": outcome(baseline, fairness_options, raw, raw_test, test),
-                    "reweighed": outcome(predictor, fairness_options, raw, raw_test, test),
-                    "budget": "two equal fits: the reweighed model and an unweighted baseline",
-                }
             # What fairness costs in time (thresholds fitted, measures taken), beside the fit.
             fairness["seconds"] = round(time.monotonic() - measuring, 3)
         best = ensemble_description(predictor)
@@ -539,6 +521,18 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
     result["reports"] = {"training": store.write_text("report.html", report, "text/html")}
     store.write_json("model_metadata.json", metadata)
     return result
+
+
+def fit_arguments(spec: TrainJobSpec, gpus: dict[str, Any]) -> dict[str, Any]:
+    """What `TabularPredictor.fit` is given besides the rows and the time, for the model and
+    for the unweighted baseline alike."""
+    return {
+        "presets": str(spec.presets),
+        "hyperparameters": hyperparameters(spec.algorithms),
+        "num_gpus": gpus["used"],
+        "ag_args_fit": {"random_seed": spec.seed} if spec.seed else None,
+        "raise_on_no_models_fitted": False,
+    }
 
 
 def fairness_for(spec: TrainJobSpec) -> FairnessOptions | None:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from fairpilot.api.fairness import FairnessMethod, FairnessOptions
 from fairpilot_jobs.errors import JobError
-from fairpilot_jobs.fairness import measure
+from fairpilot_jobs.fairness import measure, plain_label
 from fairpilot_jobs.thresholds import decide, fit_thresholds, group_labels
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,56 @@ def positive_label(predictor: Any, options: FairnessOptions) -> Any | None:
     return classes[[str(c) for c in classes].index(str(wanted))]
 
 
+@dataclass
+class Decisions:
+    """One model's decisions on the held-out rows, and their fairness."""
+
+    scores: Scores
+    positive: Any
+    probability: np.ndarray  # P(positive) per row
+    decided: np.ndarray  # the class decided per row
+    measured: dict[str, Any]  # `measure`'s block
+
+    @property
+    def truth(self) -> np.ndarray:
+        return self.scores.truth.astype(str).to_numpy()
+
+
+def own_decisions(
+    predictor: Any, options: FairnessOptions, scores: Scores, positive: Any
+) -> Decisions:
+    """The model's own decisions (its decision threshold), measured."""
+    probability = np.asarray(scores.probability[positive], dtype="float64")
+    decided = np.asarray(predictor.predict_from_proba(scores.probability))
+    return _measured(scores, positive, probability, decided, options)
+
+
+def _measured(
+    scores: Scores,
+    positive: Any,
+    probability: np.ndarray,
+    decided: np.ndarray,
+    options: FairnessOptions,
+) -> Decisions:
+    rows = scores.rows.reset_index(drop=True)
+    measured = measure(rows, scores.truth, pd.Series(decided), pd.Series(probability), positive,
+                       options, scores.split)  # fmt: skip
+    return Decisions(scores, positive, probability, decided, measured)
+
+
 def fairness_step(
     predictor: Any,
     options: FairnessOptions,
     raw: pd.DataFrame,
     raw_test: pd.DataFrame | None,
     test: pd.DataFrame | None,
+    baseline: Any | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(the fairness block of the result, the decision thresholds to store with the model)."""
+    """(the fairness block of the result, the decision thresholds to store with the model).
+
+    `baseline`: a model trained on the same rows without reweighing's weights, measured on the
+    same held-out rows beside the reweighed `predictor` (`reweighing` in the block).
+    """
     if predictor.problem_type == "regression":
         return {"measured": False, "message": "fairness is measured for classifiers only"}, None
     positive = positive_label(predictor, options)
@@ -97,63 +139,37 @@ def fairness_step(
     scores = heldout_scores(predictor, raw, raw_test, test)
     if scores is None:
         return {"measured": False, "message": "no held-out rows to measure on"}, None
-    rows = scores.rows.reset_index(drop=True)
-    p_positive = np.asarray(scores.probability[positive], dtype="float64")
-    default = np.asarray(predictor.predict_from_proba(scores.probability))
-    before = measure(rows, scores.truth, pd.Series(default), pd.Series(p_positive), positive,
-                     options, scores.split)  # fmt: skip
+    own = own_decisions(predictor, options, scores, positive)
+    block: dict[str, Any] = {"measured": True, **own.measured}
+    if baseline is not None and baseline.model_names():
+        unweighted = own_decisions(
+            baseline, options, heldout_scores(baseline, raw, raw_test, test), positive
+        )
+        block["reweighing"] = {
+            "baseline": _side(unweighted),
+            "reweighed": _side(own),
+            "budget": "two equal fits: the reweighed model and an unweighted baseline",
+        }
     if fitted is None:
-        return {"measured": True, **before}, None
+        return block, None
     feature = fitted["feature"]
     negative = next(c for c in predictor.class_labels if c != positive)
-    chosen = decide(p_positive, group_labels(rows[feature]), fitted["thresholds"])
-    decided = np.where(chosen, positive, negative)
-    after = measure(rows, scores.truth, pd.Series(decided), pd.Series(p_positive), positive,
-                    options, scores.split)  # fmt: skip
-    truth = scores.truth.astype(str).to_numpy()
+    chosen = decide(own.probability, group_labels(own.scores.rows[feature]), fitted["thresholds"])
+    after = _measured(scores, positive, own.probability, np.where(chosen, positive, negative),
+                      options)  # fmt: skip
     mitigation = {
         **fitted,
-        "heldout": {
-            "split": scores.split,
-            "before": _outcome(before, truth, default),
-            "after": _outcome(after, truth, decided),
-        },
+        "heldout": {"split": scores.split, "before": _outcome(own), "after": _outcome(after)},
     }
     thresholds = {
         "feature": feature,
-        "positiveLabel": positive if isinstance(positive, int | float | bool) else str(positive),
+        "positiveLabel": plain_label(positive),
         "thresholds": fitted["thresholds"],
         "default": 0.5,
     }
-    return {"measured": True, **after, "before": before, "mitigation": mitigation}, thresholds
-
-
-def outcome(
-    predictor: Any,
-    options: FairnessOptions,
-    raw: pd.DataFrame,
-    raw_test: pd.DataFrame | None,
-    test: pd.DataFrame | None,
-) -> dict[str, Any] | None:
-    """A model's own decisions on the held-out rows: accuracy, ROC AUC and each feature's
-    measures (the reweighing comparison: the unmitigated baseline and the reweighed model)."""
-    from sklearn.metrics import roc_auc_score
-
-    positive = positive_label(predictor, options)
-    scores = heldout_scores(predictor, raw, raw_test, test)
-    if positive is None or scores is None:
-        return None
-    rows = scores.rows.reset_index(drop=True)
-    p_positive = np.asarray(scores.probability[positive], dtype="float64")
-    decided = np.asarray(predictor.predict_from_proba(scores.probability))
-    measured = measure(rows, scores.truth, pd.Series(decided), pd.Series(p_positive), positive,
-                       options.model_copy(update={"gates": []}), scores.split)  # fmt: skip
-    truth = scores.truth.astype(str).to_numpy()
-    found = _outcome(measured, truth, decided)
-    is_positive = truth == str(positive)
-    if 0 < is_positive.sum() < len(is_positive):
-        found["rocAuc"] = float(roc_auc_score(is_positive, p_positive))
-    return {"split": scores.split, **found}
+    # What ships is measured at the top; the model's own decisions are `before`.
+    block = {**block, **after.measured, "before": own.measured, "mitigation": mitigation}
+    return block, thresholds
 
 
 def _fit(predictor: Any, options: FairnessOptions, raw: pd.DataFrame, positive: Any) -> dict:
@@ -183,9 +199,20 @@ def _fit(predictor: Any, options: FairnessOptions, raw: pd.DataFrame, positive: 
     return fitted
 
 
-def _outcome(measured: dict[str, Any], truth: np.ndarray, decided: np.ndarray) -> dict[str, Any]:
+def _outcome(decisions: Decisions) -> dict[str, Any]:
     """Accuracy and each feature's measures, for the before/after comparison."""
     return {
-        "accuracy": float((truth == decided.astype(str)).mean()),
-        "features": {name: f["summary"] for name, f in measured["features"].items()},
+        "accuracy": float((decisions.truth == decisions.decided.astype(str)).mean()),
+        "features": {name: f["summary"] for name, f in decisions.measured["features"].items()},
     }
+
+
+def _side(decisions: Decisions) -> dict[str, Any]:
+    """One side of the reweighing comparison: the split, accuracy, ROC AUC and the measures."""
+    from sklearn.metrics import roc_auc_score
+
+    found = {"split": decisions.scores.split, **_outcome(decisions)}
+    is_positive = decisions.truth == str(decisions.positive)
+    if 0 < is_positive.sum() < len(is_positive):
+        found["rocAuc"] = float(roc_auc_score(is_positive, decisions.probability))
+    return found
