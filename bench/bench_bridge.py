@@ -126,7 +126,7 @@ def bridge_alone(count: int, rate: float | None) -> dict[str, Any]:
     """
     from fairpilot.bridge.config import BridgeConfig
     from fairpilot.bridge.consumer import Consumer
-    from fairpilot.controller.cluster import Cluster
+    from fairpilot.cluster import Cluster
     from fairpilot.sandbox.emulator import running_emulator
     from fairpilot.sandbox.kafka import create_topics, running_broker
 

@@ -38,7 +38,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import describe
 
-from fairpilot.controller.cluster import release
+from fairpilot.cluster import release
 
 GROUP, VERSION, NAMESPACE = "fairpilot.io", "v1alpha1", "default"
 

@@ -35,10 +35,11 @@ from kafka_helpers import read_async
 from sandbox_helpers import resource
 
 from fairpilot.api.kinds import BY_KIND
-from fairpilot.bridge.config import BridgeConfig, Topics
+from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.publisher import DELIVERY_HEADER
 from fairpilot.bridge.service import Bridge
-from fairpilot.controller.cluster import Cluster
+from fairpilot.cluster import Cluster
+from fairpilot.events.topics import Topics
 from fairpilot.sandbox.emulator import running_emulator
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, running_broker
 

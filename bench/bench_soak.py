@@ -57,8 +57,8 @@ from harness import describe
 from kafka_helpers import DEAD, STATUS, payloads, produce, read, trigger
 from sandbox_helpers import resource
 
-from fairpilot.bridge.inbound import DATASET_ID
-from fairpilot.controller.cluster import release
+from fairpilot.api import labels as label
+from fairpilot.cluster import release
 from fairpilot.sandbox.app import Sandbox
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, free_port, running_broker
 
@@ -145,7 +145,7 @@ class Watch:
                 self.delivered_at[key] = now
             self.status[key] = status
             annotations = item["metadata"].get("annotations") or {}
-            self.dataset_id.setdefault(key, annotations.get(DATASET_ID))
+            self.dataset_id.setdefault(key, annotations.get(label.DATASET_ID))
             before = self._last.get(key)
             if before is not None and before != entry:
                 older = entry[0] < before[0] and entry[0] != 0

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fairpilot import artifacts
 from fairpilot.api import DataLocation
-from fairpilot_jobs import artifacts
-from fairpilot_jobs.artifacts import ArtifactStore, parse_uri
-from fairpilot_jobs.errors import JobError
+from fairpilot.artifacts import ArtifactStore, parse_uri
+from fairpilot.errors import JobError
 from fairpilot_jobs.tables import read_table
 
 

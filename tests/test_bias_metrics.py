@@ -907,9 +907,9 @@ def test_flip_test_imputes_missing_values() -> None:
 
 def test_stage_reports_the_new_metrics(tmp_path: Path, adult_train: pd.DataFrame) -> None:
     from fairpilot.api import BiasJobSpec
-    from fairpilot_jobs.artifacts import ArtifactStore
+    from fairpilot.artifacts import ArtifactStore
+    from fairpilot.errors import JobError
     from fairpilot_jobs.bias.stage import run_bias
-    from fairpilot_jobs.errors import JobError
 
     data = tmp_path / "adult.csv"
     adult_train.head(4000).assign(

@@ -11,9 +11,10 @@ import pytest
 import seed_payloads as seed
 
 from fairpilot.api.kinds import BY_KIND, TRAINING_RUN, Kind
-from fairpilot.bridge.config import BridgeConfig, Topics
+from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.inbound import Rejected, Source, dataset_name, decode, plan
-from fairpilot.bridge.outbound import events_for, seed_time
+from fairpilot.events.outbound import events_for, seed_time
+from fairpilot.events.topics import Topics
 
 CONFIG = BridgeConfig(bootstrap_servers="unused:9092", allowed_namespaces=["team-a"])
 SOURCE = Source("bias-trigger-events", 0, 7)

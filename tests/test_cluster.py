@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 from sandbox_helpers import resource
 
 from fairpilot.api.kinds import BY_KIND
-from fairpilot.controller.cluster import Cluster
+from fairpilot.cluster import Cluster
 from fairpilot.sandbox.emulator import running_emulator
 
 

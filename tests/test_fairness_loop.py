@@ -24,11 +24,12 @@ from test_crds import validate
 from fairpilot.api.dataset import DatasetSpec
 from fairpilot.api.kinds import BIAS_ANALYSIS, BY_KIND, DATASET, EXPLANATION, TRAINING_RUN
 from fairpilot.api.status import MAX_FAIRNESS_GATES
-from fairpilot.bridge.config import BridgeConfig, Topics
+from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.inbound import decode, plan
-from fairpilot.bridge.outbound import events_for
 from fairpilot.conditions import project_fairness, project_result, result_conditions
 from fairpilot.crds import crd
+from fairpilot.events.outbound import events_for
+from fairpilot.events.topics import Topics
 from fairpilot.pipeline import next_resource
 from fairpilot.warehouse import Warehouse
 from fairpilot.warehouse.sink import WarehouseSink

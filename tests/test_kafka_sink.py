@@ -18,9 +18,9 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError
 from kafka_helpers import read, read_async
 
-from fairpilot.bridge.config import Topics
-from fairpilot.bridge.outbound import Event
 from fairpilot.bridge.publisher import DELIVERY_HEADER, KafkaSink, Outgoing
+from fairpilot.events.outbound import Event
+from fairpilot.events.topics import Topics
 from fairpilot.outbox import Delivery
 from fairpilot.sandbox.kafka import create_topics, free_port, running_broker
 

@@ -26,8 +26,8 @@ import pytest
 from conftest import JobRun, run_job
 
 from fairpilot.api.common import DataLocation
+from fairpilot.errors import TRANSIENT_REASONS, JobError
 from fairpilot_jobs import tables
-from fairpilot_jobs.errors import TRANSIENT_REASONS, JobError
 from fairpilot_jobs.reports.bias_report import TOP_GROUPS, build_bias_report, shown_groups
 
 LIMIT = "FAIRPILOT_MAX_DECOMPRESSED_BYTES"

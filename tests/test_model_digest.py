@@ -26,9 +26,9 @@ from fairpilot.api.kinds import EXPLANATION, TRAINING_RUN
 from fairpilot.conditions import project_result
 from fairpilot.config import OperatorConfig
 from fairpilot.controller.reconcile import _unreported_digest, _with_model
+from fairpilot.errors import JobError
 from fairpilot.references import UnresolvedReference, resolve
 from fairpilot_jobs import model_digest
-from fairpilot_jobs.errors import JobError
 from fairpilot_jobs.models import load_predictor
 
 DIGEST_FORMAT = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -356,7 +356,7 @@ def test_the_operator_trusts_a_digest_only_as_the_train_pod_reported_it(trained:
 
 
 def test_a_retry_clears_its_own_partial_upload_and_nothing_else(tmp_path: Path) -> None:
-    from fairpilot_jobs.artifacts import CLAIM_FILE, ArtifactStore
+    from fairpilot.artifacts import CLAIM_FILE, ArtifactStore
 
     store = ArtifactStore(f"file://{tmp_path}/models/m/v1")
     store.claim("uid/g1")

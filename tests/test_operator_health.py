@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from sandbox_helpers import eventually
 
+from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
 from fairpilot.controller import handlers
-from fairpilot.controller.cluster import Cluster
 from fairpilot.controller.main import liveness_endpoint, operate
 from fairpilot.sandbox.emulator import running_emulator
 

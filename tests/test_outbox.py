@@ -15,7 +15,7 @@ import pytest
 from sandbox_helpers import resource
 
 from fairpilot.api.kinds import BY_KIND, Kind
-from fairpilot.controller.cluster import Cluster
+from fairpilot.cluster import Cluster
 from fairpilot.outbox import Delivery, Outbox
 from fairpilot.sandbox.emulator import running_emulator
 

@@ -8,7 +8,7 @@ import pytest
 
 from fairpilot.api import ProfileJobSpec, TaskType
 from fairpilot.datasets import adult
-from fairpilot_jobs.errors import JobError
+from fairpilot.errors import JobError
 from fairpilot_jobs.profile import infer_task_type, profile_frame
 
 

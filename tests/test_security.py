@@ -40,9 +40,9 @@ from fairpilot import API_GROUP
 from fairpilot.api.kinds import BY_KIND, KINDS, Kind
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.service import Bridge
+from fairpilot.cluster import Cluster
 from fairpilot.config import GpuConfig, OperatorConfig
 from fairpilot.controller import handlers
-from fairpilot.controller.cluster import Cluster
 from fairpilot.controller.main import operate
 from fairpilot.jobs import build_job
 from fairpilot.sandbox import runner

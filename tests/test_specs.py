@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fairpilot.api import BiasJobSpec, ExplainJobSpec, TrainJobSpec
+from fairpilot.errors import JobError
 from fairpilot_jobs.cli import load_spec
-from fairpilot_jobs.errors import JobError
 
 
 def test_camel_case_fields_and_defaults() -> None:

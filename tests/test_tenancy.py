@@ -22,9 +22,9 @@ from fairpilot.api import DatasetSpec, TrainingRunSpec
 from fairpilot.api.kinds import BY_KIND, DATASET, TRAINING_RUN
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.inbound import Rejected, Source, decode, plan
-from fairpilot.bridge.payloads import AutomlTrigger
 from fairpilot.cli import build_parser, sandbox_file_root
 from fairpilot.config import OperatorConfig
+from fairpilot.events.payloads import AutomlTrigger
 from fairpilot.jobs import build_job
 from fairpilot.references import UnresolvedReference, resolve
 from fairpilot.sandbox.app import Sandbox, sandbox_config

@@ -22,10 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fairpilot.api import Algorithm, TrainJobSpec
+from fairpilot.artifacts import ArtifactStore
 from fairpilot.datasets import adult
+from fairpilot.errors import JobError
 from fairpilot_jobs import train
-from fairpilot_jobs.artifacts import ArtifactStore
-from fairpilot_jobs.errors import JobError
 from fairpilot_jobs.model_families import (
     FAILED,
     SKIP_REASONS,

@@ -16,9 +16,9 @@ import pytest
 from sandbox_helpers import resource, wait_for
 
 from fairpilot.api.kinds import BY_KIND
+from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
 from fairpilot.controller import handlers
-from fairpilot.controller.cluster import Cluster
 from fairpilot.controller.reconcile import reconcile
 from fairpilot.controller.waiters import Waiters
 from fairpilot.sandbox.app import Sandbox

@@ -18,7 +18,7 @@ from sandbox_helpers import by_name, eventually, resource
 from test_bridge_payloads import Store, finished
 
 from fairpilot.api.kinds import BY_KIND
-from fairpilot.bridge.config import Topics
+from fairpilot.events.topics import Topics
 from fairpilot.sandbox.app import Sandbox
 from fairpilot.sandbox.kafka import free_port
 from fairpilot.warehouse import Warehouse

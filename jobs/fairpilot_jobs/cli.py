@@ -25,8 +25,8 @@ from pydantic import BaseModel, ValidationError
 from fairpilot import API_GROUP, API_VERSION, __version__
 from fairpilot.api import JOB_SPECS, safe_yaml
 from fairpilot.api.validation import describe
-from fairpilot_jobs.artifacts import ArtifactStore, read_bytes
-from fairpilot_jobs.errors import JobError
+from fairpilot.artifacts import ArtifactStore, read_bytes
+from fairpilot.errors import JobError
 
 log = logging.getLogger("fairpilot.job")
 

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from fairpilot.api.fairness import FairnessGate, FairnessMetric, FairnessOptions
+from fairpilot.errors import JobError
 from fairpilot_jobs.bias.metrics import _finite, feature_bias, group_codes
-from fairpilot_jobs.errors import JobError
 
 JOINT = " × "  # the name of an intersection: "sex × race"
 MAX_INTERSECTION_FEATURES = 3  # more makes groups of a few rows each: noise, and 2^k columns

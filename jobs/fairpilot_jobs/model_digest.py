@@ -41,9 +41,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from fairpilot import artifacts
 from fairpilot.api.common import MODEL_DIGEST_PATTERN
-from fairpilot_jobs import artifacts
-from fairpilot_jobs.errors import JobError
+from fairpilot.errors import JobError
 
 MANIFEST_FILE = "fairpilot-manifest.json"
 MANIFEST_FORMAT = "fairpilot.io/model-manifest/v1"

@@ -6,7 +6,7 @@ import json
 from contextlib import ExitStack
 from typing import Any
 
-from fairpilot_jobs.errors import JobError
+from fairpilot.errors import JobError
 from fairpilot_jobs.model_digest import verified_copy
 
 METADATA_FILE = "fairpilot-model.json"

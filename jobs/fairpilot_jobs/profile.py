@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from fairpilot.api import ProfileJobSpec, TaskType
-from fairpilot_jobs.artifacts import ArtifactStore
-from fairpilot_jobs.errors import JobError
+from fairpilot.artifacts import ArtifactStore
+from fairpilot.errors import JobError
 from fairpilot_jobs.tables import read_table, require_columns
 
 log = logging.getLogger(__name__)

@@ -38,9 +38,9 @@ from typing import IO, Any
 
 import pandas as pd
 
+from fairpilot import artifacts
 from fairpilot.api.common import DataFormat, DataLocation
-from fairpilot_jobs import artifacts
-from fairpilot_jobs.errors import JobError
+from fairpilot.errors import JobError
 
 log = logging.getLogger(__name__)
 

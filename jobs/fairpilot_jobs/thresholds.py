@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fairpilot.api.fairness import FairnessGate, FairnessMetric, FairnessOptions
-from fairpilot_jobs.errors import JobError
+from fairpilot.errors import JobError
 from fairpilot_jobs.fairness import check, difference_bounds, ratio_bounds, summary
 
 log = logging.getLogger(__name__)

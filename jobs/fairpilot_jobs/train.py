@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairpilot import __version__
+from fairpilot import __version__, artifacts
 from fairpilot.api import Algorithm, TaskType, TrainJobSpec
 from fairpilot.api.fairness import FairnessOptions
-from fairpilot_jobs import artifacts
-from fairpilot_jobs.errors import JobError
+from fairpilot.errors import JobError
 from fairpilot_jobs.fairness import gate_verdict
 from fairpilot_jobs.model_digest import hash_file, write_manifest
 from fairpilot_jobs.model_families import FitLog, family_report, model_records, summary_line

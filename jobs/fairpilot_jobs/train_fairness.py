@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fairpilot.api.fairness import FairnessMethod, FairnessOptions
-from fairpilot_jobs.errors import JobError
+from fairpilot.errors import JobError
 from fairpilot_jobs.fairness import measure, plain_label
 from fairpilot_jobs.thresholds import decide, fit_thresholds, group_labels
 

@@ -26,15 +26,11 @@ import hashlib
 import re
 import string
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from fairpilot.api.validation import dot_segment, invisible_characters
+from fairpilot.config import OperatorConfig
 
-if TYPE_CHECKING:
-    from fairpilot.config import OperatorConfig
-
-PLACEHOLDERS = frozenset({"namespace", "user_id"})
 ALLOWED_LOCATIONS_ENV = "FAIRPILOT_ALLOWED_LOCATIONS"
 
 # What an id may be to go into a path or an S3 key as itself: one segment, no '%' (file://
@@ -81,25 +77,6 @@ def _escape(char: str) -> str:
 
 
 # -- templates ----------------------------------------------------------------------------
-def template_problem(template: str) -> str | None:
-    """Why a location template cannot be used, or None."""
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as exc:
-        return f"{template!r} is not a template: {exc}"
-    unknown = fields - PLACEHOLDERS
-    if unknown:
-        return f"{template!r} names {sorted(unknown)}; only {{namespace}} and {{user_id}} exist"
-    sample = template.format(namespace="ns", user_id="user")
-    if not (sample.startswith("s3://") or sample.startswith("file:///")):
-        return f"{template!r} is not an s3:// or file:/// location"
-    if dot_segment(sample.split("://", 1)[1]) or invisible_characters(sample) or "?" in sample:
-        return f"{template!r} has '..', '?' or invisible characters"
-    if sample.startswith("s3://") and not sample[len("s3://") :].split("/", 1)[0]:
-        return f"{template!r} names no bucket"
-    return None
-
-
 def render(template: str, namespace: str, user_id: str | None) -> str | None:
     """The location a template means for this namespace and user; None when it needs a user id
     that this resource has not, or one that cannot stand in a path as itself."""

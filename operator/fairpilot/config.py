@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fairpilot.access import template_problem
+from fairpilot.api.validation import template_problem
 
 
 def _templates(values: list[str] | None) -> list[str] | None:

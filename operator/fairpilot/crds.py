@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from fairpilot import API_GROUP, API_VERSION
+from fairpilot.api import labels as label
 from fairpilot.api.kinds import KINDS, Kind
 
 _DROPPED = {"title"}
@@ -120,7 +121,7 @@ def crd(kind: Kind) -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{kind.plural}.{API_GROUP}",
-            "labels": {"app.kubernetes.io/part-of": "fairpilot"},
+            "labels": {label.PART_OF: "fairpilot"},
         },
         "spec": {
             "group": API_GROUP,

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from fairpilot import API_GROUP, __version__, access
+from fairpilot import __version__, access
+from fairpilot.api import labels as label
 from fairpilot.api.kinds import Kind
 from fairpilot.config import OperatorConfig
 from fairpilot.runs import output_uri
@@ -47,16 +48,16 @@ def _label_value(name: str) -> str:
 def labels(kind: Kind, resource: dict[str, Any], run: str) -> dict[str, str]:
     meta = resource["metadata"]
     return {
-        "app.kubernetes.io/name": "fairpilot",
-        "app.kubernetes.io/component": f"{kind.stage}-job",
-        "app.kubernetes.io/instance": _label_value(meta["name"]),
-        "app.kubernetes.io/managed-by": "fairpilot-operator",
-        "app.kubernetes.io/version": __version__,
-        f"{API_GROUP}/kind": kind.kind,
-        f"{API_GROUP}/name": _label_value(meta["name"]),
-        f"{API_GROUP}/generation": str(meta["generation"]),
-        f"{API_GROUP}/run": run,
-        f"{API_GROUP}/stage": kind.stage,
+        label.NAME: "fairpilot",
+        label.COMPONENT: f"{kind.stage}-job",
+        label.INSTANCE: _label_value(meta["name"]),
+        label.MANAGED_BY: label.OPERATOR,
+        label.VERSION: __version__,
+        label.KIND: kind.kind,
+        label.RESOURCE_NAME: _label_value(meta["name"]),
+        label.GENERATION: str(meta["generation"]),
+        label.RUN: run,
+        label.STAGE: kind.stage,
     }
 
 

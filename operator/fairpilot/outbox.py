@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from fairpilot import metrics
 from fairpilot.api.kinds import BY_KIND, Kind
-from fairpilot.bridge import metrics
-from fairpilot.controller.cluster import Cluster
+from fairpilot.cluster import Cluster
 from fairpilot.runs import current_run
 
 T = TypeVar("T")

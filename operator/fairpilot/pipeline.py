@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fairpilot import API_GROUP
+from fairpilot.api import labels as label
 from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
 from fairpilot.api.pipeline import MAX_FAIRNESS_FEATURES
 
@@ -25,7 +25,7 @@ def child_name(dataset: str, kind: Kind) -> str:
 
 # Who and what a resource is about (set by the Kafka bridge on a Dataset it made): the stages
 # carry them on, so their events name the seed's user_id and dataset_id.
-INHERITED = (f"{API_GROUP}/user-id", f"{API_GROUP}/dataset-id")
+INHERITED = (label.USER_ID, label.DATASET_ID)
 
 
 # Fields of a pipeline's training block that steer the pipeline, not the TrainingRun.
@@ -61,7 +61,7 @@ def _owned(kind: Kind, dataset: dict[str, Any], spec: dict[str, Any]) -> dict[st
         "metadata": {
             "name": child_name(meta["name"], kind),
             "namespace": meta["namespace"],
-            "labels": {**labels, f"{API_GROUP}/pipeline": meta["name"][:63]},
+            "labels": {**labels, label.PIPELINE: meta["name"][:63]},
             "annotations": annotations,
             "ownerReferences": [
                 {

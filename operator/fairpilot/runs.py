@@ -83,3 +83,8 @@ def next_version(version: str, taken: set[str]) -> str:
             candidate = f"{version}-2"
             version = candidate  # from here on the trailing number counts up
     return candidate
+
+
+def model_id_of(run: dict[str, Any]) -> str:
+    """A TrainingRun's model id: its spec's, else its name (what the train stage records)."""
+    return (run.get("spec") or {}).get("modelId") or run["metadata"]["name"]

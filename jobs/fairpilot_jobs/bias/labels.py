@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairpilot_jobs.errors import JobError
+from fairpilot.errors import JobError
 
 
 def normalise(value: Any) -> str:

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from fairpilot.api import BiasJobSpec
-from fairpilot_jobs.artifacts import ArtifactStore
+from fairpilot.artifacts import ArtifactStore
+from fairpilot.errors import JobError
 from fairpilot_jobs.bias.labels import normalise, positive_mask, resolve_positive_label
 from fairpilot_jobs.bias.metrics import (
     bias_detected,
@@ -20,7 +21,6 @@ from fairpilot_jobs.bias.metrics import (
     population_metrics,
 )
 from fairpilot_jobs.bias.reweighing import reweighing_table
-from fairpilot_jobs.errors import JobError
 from fairpilot_jobs.tables import read_table, require_columns
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairpilot import artifacts
 from fairpilot.api import ExplainJobSpec, ShapMethod
-from fairpilot_jobs import artifacts
-from fairpilot_jobs.errors import JobError
+from fairpilot.errors import JobError
 from fairpilot_jobs.explain.agnostic import explained_output, kernel_shap, permutation_shap
 from fairpilot_jobs.explain.tree import TreeUnsupported, tree_shap
 from fairpilot_jobs.models import load_predictor

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 import unicodedata
 from typing import Any
 from urllib.parse import unquote
@@ -135,3 +136,26 @@ def metadata_problems(metadata: dict[str, Any]) -> list[str]:
     if size > MAX_ANNOTATIONS_BYTES:
         problems.append(f"annotations take {size} bytes, more than {MAX_ANNOTATIONS_BYTES}")
     return problems
+
+
+# The placeholders a data-location or artifact-root template may use (fairpilot.access).
+PLACEHOLDERS = frozenset({"namespace", "user_id"})
+
+
+def template_problem(template: str) -> str | None:
+    """Why a location template cannot be used, or None."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        return f"{template!r} is not a template: {exc}"
+    unknown = fields - PLACEHOLDERS
+    if unknown:
+        return f"{template!r} names {sorted(unknown)}; only {{namespace}} and {{user_id}} exist"
+    sample = template.format(namespace="ns", user_id="user")
+    if not (sample.startswith("s3://") or sample.startswith("file:///")):
+        return f"{template!r} is not an s3:// or file:/// location"
+    if dot_segment(sample.split("://", 1)[1]) or invisible_characters(sample) or "?" in sample:
+        return f"{template!r} has '..', '?' or invisible characters"
+    if sample.startswith("s3://") and not sample[len("s3://") :].split("/", 1)[0]:
+        return f"{template!r} names no bucket"
+    return None

@@ -15,35 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from fairpilot.api.explanation import ExpertiseLevel
+from fairpilot.events.topics import Topics
 
 ENV_PREFIX = "FAIRPILOT_KAFKA_"
-
-
-class Topics(BaseModel):
-    """Topic names; the defaults are the seed's (seed 001) plus FairPilot's two."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str = "dataset-events"
-    bias_trigger: str = "bias-trigger-events"
-    automl_trigger: str = "automl-trigger-events"
-    xai_trigger: str = "xai-trigger-events"
-    bias: str = "bias-events"
-    automl: str = "automl-events"
-    xai: str = "xai-events"
-    status: str = Field(default="fairpilot-status-events", description="Every phase change.")
-    dead_letter: str = Field(
-        default="fairpilot-dead-letter", description="Messages that could not become a resource."
-    )
-
-    def inbound(self) -> dict[str, str]:
-        """topic name -> role (the keys of payloads.INBOUND_BY_ROLE)."""
-        return {
-            self.dataset: "dataset",
-            self.bias_trigger: "bias_trigger",
-            self.automl_trigger: "automl_trigger",
-            self.xai_trigger: "xai_trigger",
-        }
 
 
 class PrincipalGrant(BaseModel):

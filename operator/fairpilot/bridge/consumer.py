@@ -18,12 +18,12 @@ from typing import Any
 import kubernetes
 import urllib3
 
+from fairpilot import metrics
 from fairpilot.api.kinds import Kind
-from fairpilot.bridge import metrics
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.inbound import Rejected, Source, decode, plan
+from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
-from fairpilot.controller.cluster import Cluster
 from fairpilot.outbox import blocking
 
 log = logging.getLogger(__name__)

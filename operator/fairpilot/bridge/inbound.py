@@ -17,12 +17,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from fairpilot import API_GROUP, access
+from fairpilot import access
+from fairpilot.api import labels as label
 from fairpilot.api.common import ID_PATTERN
 from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
 from fairpilot.api.validation import describe, metadata_problems
 from fairpilot.bridge.config import BridgeConfig
-from fairpilot.bridge.payloads import (
+from fairpilot.config import OperatorConfig
+from fairpilot.events.payloads import (
     INBOUND_BY_ROLE,
     AutomlTrigger,
     BiasTrigger,
@@ -30,16 +32,11 @@ from fairpilot.bridge.payloads import (
     Inbound,
     XaiTrigger,
 )
-from fairpilot.config import OperatorConfig
 from fairpilot.pipeline import fairness_for
 from fairpilot.references import UnresolvedReference, check_uri
+from fairpilot.runs import model_id_of
 
 # Annotations and labels every resource made from a message carries.
-USER_ID = f"{API_GROUP}/user-id"
-DATASET_ID = f"{API_GROUP}/dataset-id"
-MODEL_ID = f"{API_GROUP}/model-id"
-EVENT_ID = f"{API_GROUP}/event-id"
-SOURCE = f"{API_GROUP}/source"  # topic/partition/offset of the message that made it
 
 # (kind, namespace, name) -> resource or None; (kind, namespace) -> every resource of the kind.
 Get = Callable[[Kind, str, str], dict[str, Any] | None]
@@ -180,14 +177,14 @@ def _metadata(
     source: Source,
     ids: dict[str, str],
 ) -> dict[str, Any]:
-    labels = {USER_ID: label_value(message.user_id)}
-    annotations = {USER_ID: message.user_id, SOURCE: str(source)}
+    labels = {label.USER_ID: label_value(message.user_id)}
+    annotations = {label.USER_ID: message.user_id, label.SOURCE: str(source)}
     for key, value in ids.items():
         labels[key] = value
         annotations[key] = value
     if message.event_id:
-        labels[EVENT_ID] = label_value(message.event_id)
-        annotations[EVENT_ID] = message.event_id
+        labels[label.EVENT_ID] = label_value(message.event_id)
+        annotations[label.EVENT_ID] = message.event_id
     return {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
 
 
@@ -288,7 +285,7 @@ def _dataset(
     if pipeline:
         spec["pipeline"] = pipeline
     name = dataset_name(message.user_id, message.dataset_id)
-    meta = _metadata(name, namespace, message, source, {DATASET_ID: message.dataset_id})
+    meta = _metadata(name, namespace, message, source, {label.DATASET_ID: message.dataset_id})
     return _resource(DATASET, meta, spec)
 
 
@@ -370,7 +367,7 @@ def plan(
             )
         dataset = _dataset(message, namespace, source, config, operator)
         name = f"{slug(message.dataset_id, 30)}-bias-{digest(message.user_id, identity)}"
-        meta = _metadata(name, namespace, message, source, {DATASET_ID: message.dataset_id})
+        meta = _metadata(name, namespace, message, source, {label.DATASET_ID: message.dataset_id})
         spec = {
             "datasetRef": dataset["metadata"]["name"],
             "target": target,
@@ -388,7 +385,7 @@ def plan(
         # The model's id is the TrainingRun's name unless the message gives one, so that the
         # model.uploaded event's model_id leads an xai trigger straight back to it.
         model_id = message.model_id or name
-        ids = {DATASET_ID: message.dataset_id, MODEL_ID: model_id}
+        ids = {label.DATASET_ID: message.dataset_id, label.MODEL_ID: model_id}
         spec = {
             "datasetRef": dataset["metadata"]["name"],
             "target": target,
@@ -411,10 +408,11 @@ def plan(
     run = find_training_run(message, namespace, get, list_all)
     levels = message.levels or ([message.level] if message.level else config.levels)
     name = f"{slug(message.model_id, 30)}-xai-{digest(message.user_id, identity)}"
-    ids = {MODEL_ID: message.model_id}
-    dataset_id = message.dataset_id or (run["metadata"].get("annotations") or {}).get(DATASET_ID)
+    ids = {label.MODEL_ID: message.model_id}
+    annotations = run["metadata"].get("annotations") or {}
+    dataset_id = message.dataset_id or annotations.get(label.DATASET_ID)
     if dataset_id:
-        ids[DATASET_ID] = dataset_id
+        ids[label.DATASET_ID] = dataset_id
     spec = {
         "trainingRunRef": run["metadata"]["name"],
         "levels": [str(level) for level in levels],
@@ -425,11 +423,6 @@ def plan(
         # The message asks for a model the TrainingRun has since replaced: explain that one.
         spec["modelVersion"] = message.version
     return [_resource(EXPLANATION, _metadata(name, namespace, message, source, ids), spec)]
-
-
-def model_id_of(run: dict[str, Any]) -> str:
-    """A TrainingRun's model id: its spec's, else its name (what the train stage records)."""
-    return (run.get("spec") or {}).get("modelId") or run["metadata"]["name"]
 
 
 def find_training_run(

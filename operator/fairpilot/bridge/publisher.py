@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from fairpilot import metrics
 from fairpilot.api.kinds import Kind
-from fairpilot.bridge import metrics
-from fairpilot.bridge.config import Topics
-from fairpilot.bridge.outbound import Event, Get, events_for
+from fairpilot.events.outbound import Event, Get, events_for
+from fairpilot.events.topics import Topics
 from fairpilot.outbox import Delivery
 
 log = logging.getLogger(__name__)

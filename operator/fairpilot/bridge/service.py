@@ -17,8 +17,8 @@ from fairpilot.api.kinds import Kind
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.consumer import Consumer
 from fairpilot.bridge.publisher import KafkaSink
+from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
-from fairpilot.controller.cluster import Cluster
 from fairpilot.outbox import Outbox, blocking
 from fairpilot.warehouse.sink import WarehouseSink
 from fairpilot.warehouse.store import Warehouse

@@ -15,12 +15,12 @@ from typing import Any
 
 import kopf
 
-from fairpilot import API_GROUP, API_VERSION
+from fairpilot import API_GROUP, API_VERSION, metrics
+from fairpilot.api import labels as label
 from fairpilot.api.kinds import BY_KIND, KINDS
 from fairpilot.bridge.service import Bridge
+from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
-from fairpilot.controller import metrics
-from fairpilot.controller.cluster import Cluster
 from fairpilot.controller.dependents import Dependents
 from fairpilot.controller.reconcile import TERMINAL, job_state, reconcile
 from fairpilot.controller.seen import SeenVersions
@@ -67,9 +67,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 60
     settings.scanning.disabled = RUNTIME.scanning_disabled
     settings.peering.lifetime = RUNTIME.peering_lifetime
-    settings.persistence.finalizer = f"{API_GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
+    settings.persistence.finalizer = label.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=label.RECORDS)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=label.RECORDS)
 
 
 @kopf.on.startup()
@@ -195,7 +195,7 @@ for _kind in KINDS:
     kopf.on.event(API_GROUP, API_VERSION, _kind.plural, id="deliver")(_changed)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "fairpilot-operator"})
+@kopf.on.event("batch", "v1", "jobs", labels={label.MANAGED_BY: label.OPERATOR})
 def job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
     """A stage Job finished: reconcile the resource that owns it.
 

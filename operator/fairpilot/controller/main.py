@@ -18,9 +18,9 @@ from prometheus_client import start_http_server
 
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.service import Bridge
+from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
 from fairpilot.controller import handlers
-from fairpilot.controller.cluster import Cluster
 from fairpilot.warehouse.store import Warehouse
 
 CONFIG_FILE_ENV = "FAIRPILOT_CONFIG_FILE"

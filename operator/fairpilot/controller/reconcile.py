@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fairpilot.api.kinds import BY_KIND, DATASET, TRAINING_RUN, Kind
+from fairpilot.cluster import Cluster
 from fairpilot.conditions import (
     condition_of,
     failure,
@@ -25,7 +26,6 @@ from fairpilot.conditions import (
     summary_message,
 )
 from fairpilot.config import OperatorConfig
-from fairpilot.controller.cluster import Cluster
 from fairpilot.freshness import check
 from fairpilot.jobs import GpuNotAllowed, build_job, object_name, spec_config_map
 from fairpilot.pipeline import next_resource
@@ -405,8 +405,8 @@ def _model_version(
     the registry (models of other resources with the same user and model id, including ones
     deleted since). The stage claims the folder for this run alone, so a race loses cleanly.
     """
-    from fairpilot_jobs import artifacts
-    from fairpilot_jobs.errors import JobError
+    from fairpilot import artifacts
+    from fairpilot.errors import JobError
 
     registry = model_registry_uri(config, namespace, spec.get("userId"), spec["modelId"])
     if status.get("runId") == run and status.get("modelVersion") and status.get("modelUri"):
@@ -525,8 +525,8 @@ class ArtifactStoreUnavailable(Exception):
 
 def _read_json(uri: str) -> dict[str, Any] | None:
     """The stage's JSON file, None when there is none; raises when the store is unreachable."""
-    from fairpilot_jobs import artifacts
-    from fairpilot_jobs.errors import JobError
+    from fairpilot import artifacts
+    from fairpilot.errors import JobError
 
     try:
         return artifacts.read_json(uri)

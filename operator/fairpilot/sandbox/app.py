@@ -21,8 +21,8 @@ from fairpilot import __version__
 from fairpilot.api.kinds import BY_KIND, DATASET, KINDS
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.service import Bridge
+from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
-from fairpilot.controller.cluster import Cluster
 from fairpilot.sandbox.emulator import running_emulator
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, running_broker
 from fairpilot.sandbox.process import OperatorProcess

@@ -32,8 +32,8 @@ import psutil
 from kubernetes.utils.quantity import parse_quantity
 
 from fairpilot import __version__
+from fairpilot.cluster import release
 from fairpilot.conditions import now
-from fairpilot.controller.cluster import release
 
 log = logging.getLogger(__name__)
 # The kubelet's and the Job controller's calls, told apart from the operator's in the API
@@ -208,7 +208,7 @@ class LocalJobRunner:
         self._patch_job(job, {"active": 0, "failed": failed, "conditions": [condition]})
 
     def _finish_noop(self, job: dict[str, Any]) -> None:
-        from fairpilot_jobs.artifacts import ArtifactStore
+        from fairpilot.artifacts import ArtifactStore
 
         args = job["spec"]["template"]["spec"]["containers"][0]["args"]
         store = ArtifactStore(args[args.index("--output") + 1])

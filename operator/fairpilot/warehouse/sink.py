@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from fairpilot.api import labels as label
 from fairpilot.api.kinds import Kind
-from fairpilot.bridge.config import Topics
-from fairpilot.bridge.inbound import EVENT_ID, SOURCE
-from fairpilot.bridge.outbound import Get, dataset_id_of, events_for, model_of, user_of
+from fairpilot.events.outbound import Get, dataset_id_of, events_for, model_of, user_of
+from fairpilot.events.topics import Topics
 from fairpilot.outbox import Delivery, blocking
 from fairpilot.runs import current_run
 from fairpilot.warehouse.store import ReadJson, Warehouse, records_for
 
 
 def read_artifact(uri: str) -> dict[str, Any] | None:
-    from fairpilot_jobs import artifacts
-    from fairpilot_jobs.errors import JobError
+    from fairpilot import artifacts
+    from fairpilot.errors import JobError
 
     try:
         return artifacts.read_json(uri)
@@ -48,20 +48,20 @@ class WarehouseSink:
         generation = int(meta.get("generation") or 1)
         todo: list[Delivery] = []
         annotations = meta.get("annotations") or {}
-        if annotations.get(SOURCE) and "audit/received" not in done:
-            topic, partition, offset = annotations[SOURCE].rsplit("/", 2)
+        if annotations.get(label.SOURCE) and "audit/received" not in done:
+            topic, partition, offset = annotations[label.SOURCE].rsplit("/", 2)
             document = {
                 "direction": "received",
                 "topic": topic,
                 "partition": int(partition),
                 "offset": int(offset),
-                "event_id": annotations.get(EVENT_ID),
+                "event_id": annotations.get(label.EVENT_ID),
                 "user_id": user_of(resource),
                 "resource": {"kind": kind.kind, "namespace": meta["namespace"],
                              "name": meta["name"], "uid": meta.get("uid")},
             }  # fmt: skip
             todo.append(
-                Delivery("audit/received", ("audit", f"in:{annotations[SOURCE]}", document))
+                Delivery("audit/received", ("audit", f"in:{annotations[label.SOURCE]}", document))
             )
         succeeded = (
             status.get("phase") == "Succeeded" and status.get("observedGeneration") == generation

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
-from fairpilot.bridge.outbound import fairness_of
+from fairpilot.events.outbound import fairness_of
 from fairpilot.runs import current_run
 
 DATASETS, BIAS_REPORTS, MODELS, XAI_REPORTS, AUDIT = (

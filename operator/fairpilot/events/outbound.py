@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
+from fairpilot.api import labels as label
 from fairpilot.api.kinds import BIAS_ANALYSIS, BY_KIND, DATASET, TRAINING_RUN, Kind
-from fairpilot.bridge.config import Topics
-from fairpilot.bridge.inbound import DATASET_ID, USER_ID, model_id_of
-from fairpilot.bridge.payloads import (
+from fairpilot.conditions import condition_of
+from fairpilot.events.payloads import (
     BiasReported,
     FairnessGateVerdict,
     FairnessMeasures,
@@ -27,8 +27,8 @@ from fairpilot.bridge.payloads import (
     StatusChanged,
     XaiReported,
 )
-from fairpilot.conditions import condition_of
-from fairpilot.runs import current_run
+from fairpilot.events.topics import Topics
+from fairpilot.runs import current_run, model_id_of
 
 Get = Callable[[Kind, str, str], dict[str, Any] | None]
 ANONYMOUS = "default"  # a resource applied without userId; its artifacts go under default/ too
@@ -59,13 +59,13 @@ def _parse(stamp: str | None) -> datetime:
 def user_of(resource: dict[str, Any]) -> str:
     spec = resource.get("spec") or {}
     annotations = resource["metadata"].get("annotations") or {}
-    return spec.get("userId") or annotations.get(USER_ID) or ANONYMOUS
+    return spec.get("userId") or annotations.get(label.USER_ID) or ANONYMOUS
 
 
 def dataset_id_of(kind: Kind, resource: dict[str, Any], get: Get) -> str:
     """The seed's dataset_id: the annotation the bridge or pipeline set, else by reference."""
     meta = resource["metadata"]
-    known = (meta.get("annotations") or {}).get(DATASET_ID)
+    known = (meta.get("annotations") or {}).get(label.DATASET_ID)
     if known:
         return known
     spec = resource.get("spec") or {}
@@ -174,7 +174,7 @@ def status_events(
             phase=entered,
             reason=_ready_reason(status) if terminal else None,
             message=status.get("message") if terminal else None,
-            dataset_id=annotations.get(DATASET_ID),
+            dataset_id=annotations.get(label.DATASET_ID),
         )
         events.append(
             Event(

@@ -49,7 +49,7 @@ from urllib.parse import unquote, urlparse
 
 from fairpilot import access
 from fairpilot.api.validation import invisible_characters
-from fairpilot_jobs.errors import JobError
+from fairpilot.errors import JobError
 
 ENDPOINT_ENV = "FAIRPILOT_S3_ENDPOINT_URL"
 ALLOWED_ROOT_ENV = "FAIRPILOT_FILE_ROOT"

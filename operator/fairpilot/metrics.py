@@ -1,8 +1,28 @@
-"""Prometheus metrics of the Kafka bridge and the outbox (served with the operator's)."""
+"""Prometheus metrics of the operator, its Kafka bridge and its outboxes: one registry, one module.
+
+Every layer that counts something imports this; it imports nothing of FairPilot, so it sits at
+the bottom with the API client and the artifact store."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILIATIONS = Counter(
+    "fairpilot_reconciliations_total", "Reconciliations, by kind and outcome", ["kind", "outcome"]
+)
+PHASE_CHANGES = Counter(
+    "fairpilot_phase_transitions_total", "Resources entering a phase, by kind", ["kind", "phase"]
+)
+JOB_OUTCOMES = Counter("fairpilot_job_outcomes_total", "Finished stage Jobs", ["stage", "outcome"])
+STAGE_SECONDS = Histogram(
+    "fairpilot_stage_duration_seconds",
+    "From Job creation to the stage's end",
+    ["stage"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+)
+RECONCILE_SECONDS = Histogram(
+    "fairpilot_reconcile_duration_seconds", "Time spent in one reconciliation", ["kind"]
+)
 
 CONSUMED = Counter("fairpilot_kafka_consumed_total", "Messages consumed", ["topic"])
 CREATED = Counter(
