@@ -56,6 +56,7 @@ demo-stages: venv
 crds: venv
 	$(VENV)/bin/fairpilot crds
 	$(VENV)/bin/fairpilot crds --output charts/fairpilot/crds
+	$(VENV)/bin/fairpilot reference --output docs/reference.md
 
 manifests: venv
 	bash scripts/render-base.sh

@@ -1,4 +1,4 @@
-"""Seed 001's Kafka payloads (../shared/seeds/001_b867c2549261a355.txt), copied verbatim.
+"""Seed 001's Kafka payloads (summarised in docs/seeds.md), copied verbatim from the seed file.
 
 The seed is the compatibility contract with the apps that already exist: these are its example
 payloads, and FairPilot's must carry every field they show. A test checks this copy against

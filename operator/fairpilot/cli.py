@@ -35,11 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crds.add_argument("--output", type=Path, default=Path("crds"), help="default: crds")
     crds.add_argument("--check", action="store_true", help="exit 1 if the files are out of date")
+    reference = commands.add_parser(
+        "reference",
+        help="write the custom-resource reference (Markdown) generated from the pydantic models",
+        description="Generate docs/reference.md, every spec and status field of the four "
+        "custom resources, from the API models (as `crds` does the CRDs), or check it for drift.",
+    )
+    reference.add_argument(
+        "--output",
+        type=Path,
+        default=Path("docs/reference.md"),
+        help="default: docs/reference.md",
+    )
+    reference.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
     operator = commands.add_parser(
         "operator",
         help="run the operator against the cluster in the kubeconfig (or in-cluster)",
         description="Watches Datasets, BiasAnalyses, TrainingRuns and Explanations; "
-        "configured by FAIRPILOT_* environment variables (see README).",
+        "configured by FAIRPILOT_* environment variables (see docs/operations.md).",
     )
     operator.add_argument("--namespace", action="append", help="watch only these (repeatable)")
     operator.add_argument("--metrics-port", type=int, default=8080, help="/metrics (default 8080)")
@@ -149,6 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1 if stale else 0
         for path in write_all(args.output):
             print(path)
+    elif args.command == "reference":
+        from fairpilot.reference_docs import is_current, write
+
+        if args.check:
+            if is_current(args.output):
+                return 0
+            print(f"out of date: {args.output} (run: fairpilot reference)", file=sys.stderr)
+            return 1
+        print(write(args.output))
     elif args.command == "operator":
         from fairpilot.controller.main import run_operator
 
