@@ -18,14 +18,12 @@ retry lines among them, and the time from the Job's end to the analysis's Job st
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from harness import describe
 from sandbox_helpers import resource, wait_for
 
-from fairpilot.controller import handlers
+from fairpilot.backoff import Backoff
+from fairpilot.controller.runtime import Retry
 from fairpilot.controller.waiters import Waiters
 from fairpilot.sandbox.app import Sandbox
 
@@ -51,15 +50,11 @@ class NoWakeUps(Waiters):
         return set()
 
 
-@contextlib.contextmanager
-def polling(enabled: bool) -> Iterator[None]:
-    saved = handlers.WAIT_MAX_SECONDS, handlers.WAITERS
-    if enabled:
-        handlers.WAIT_MAX_SECONDS, handlers.WAITERS = handlers.RETRY_SECONDS, NoWakeUps()
-    try:
-        yield
-    finally:
-        handlers.WAIT_MAX_SECONDS, handlers.WAITERS = saved
+def operator_options(anchor: bool) -> dict[str, Any]:
+    """The anchor: no wake-ups, and a waiting resource retried every 2 s (a poll)."""
+    if not anchor:
+        return {}
+    return {"waiters": NoWakeUps(), "retry": Retry(waiting=Backoff(first=2.0, limit=2.0))}
 
 
 class Retries(logging.Handler):
@@ -74,9 +69,10 @@ class Retries(logging.Handler):
 def run(wait: float, anchor: bool) -> dict[str, Any]:
     retries = Retries()
     logging.getLogger("kopf.objects").addHandler(retries)
-    with tempfile.TemporaryDirectory() as tmp, polling(anchor):
-        audit = Path(tmp) / "audit.jsonl"
-        with Sandbox(Path(tmp) / "artifacts", noop_jobs=True, kafka=False, audit_log=audit) as sb:
+    options = operator_options(anchor)
+    with tempfile.TemporaryDirectory() as tmp:
+        audit, artifacts = Path(tmp) / "audit.jsonl", Path(tmp) / "artifacts"
+        with Sandbox(artifacts, noop_jobs=True, kafka=False, audit_log=audit, **options) as sb:
             with sb.runner.held():
                 sb.apply(
                     [

@@ -436,7 +436,10 @@ def test_configuration_from_the_environment() -> None:
 def test_the_operator_runs_the_bridge_and_warehouse_its_environment_asks_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from fairpilot.controller.main import bridge_from_env
+    from fairpilot.controller.main import runtime_from_env
+
+    def bridge_from_env() -> Any:
+        return runtime_from_env().bridge
 
     for name in ("FAIRPILOT_KAFKA_BOOTSTRAP_SERVERS", "MONGO_URI"):
         monkeypatch.delenv(name, raising=False)

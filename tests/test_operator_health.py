@@ -15,13 +15,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sandbox_helpers import eventually
 
 from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
-from fairpilot.controller import handlers
-from fairpilot.controller.main import liveness_endpoint, operate
+from fairpilot.controller.runtime import build_runtime, liveness_endpoint, operate
 from fairpilot.sandbox.emulator import running_emulator
 
 
@@ -46,22 +44,16 @@ def test_liveness_endpoint_listens_on_every_interface() -> None:
     assert liveness_endpoint(8081) == "http://0.0.0.0:8081/healthz"
 
 
-def test_operator_answers_healthz_while_it_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_operator_answers_healthz_while_it_runs(tmp_path: Path) -> None:
     with running_emulator() as url:
         cluster = Cluster.for_host(url)
-        monkeypatch.setattr(handlers.RUNTIME, "host", url)
-        monkeypatch.setattr(handlers.RUNTIME, "cluster", cluster)
-        monkeypatch.setattr(
-            handlers.RUNTIME, "config", OperatorConfig(artifact_root=f"file://{tmp_path}")
-        )
+        runtime = build_runtime(OperatorConfig(artifact_root=f"file://{tmp_path}"), host=url)
         port = free_port()
         healthz = f"http://127.0.0.1:{port}/healthz"
         assert probe(healthz) is None, "the port must be free before the operator starts"
         stop = threading.Event()
         operator = threading.Thread(
-            target=lambda: asyncio.run(operate([], port, stop_flag=stop)), daemon=True
+            target=lambda: asyncio.run(operate(runtime, [], port, stop_flag=stop)), daemon=True
         )
         operator.start()
         try:

@@ -54,7 +54,8 @@ def test_a_finished_job_listed_again_does_not_reconcile_its_owner(tmp_path: Path
         before = settled("Dataset")
         job = sandbox.cluster.get_job("default", done["status"]["jobName"])
         assert job is not None
-        handlers.job_changed(body=job, type=None)  # what Kopf passes when it lists again
+        assert sandbox.runtime is not None
+        handlers.job_changed(sandbox.runtime, job, None)  # what Kopf passes when it lists again
         assert reconciliations("Dataset") == before
         # A new version of the Job is news (Kopf's own watch sees it too: one reconcile).
         sandbox.cluster.batch.patch_namespaced_job(
@@ -69,5 +70,5 @@ def test_a_finished_job_listed_again_does_not_reconcile_its_owner(tmp_path: Path
             20,
         )
         assert changed, "the Job's new version was not reconciled"
-        handlers.job_changed(body=changed, type=None)
+        handlers.job_changed(sandbox.runtime, changed, None)
         assert settled("Dataset") == before + 1

@@ -42,8 +42,7 @@ from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.service import Bridge
 from fairpilot.cluster import Cluster
 from fairpilot.config import GpuConfig, OperatorConfig
-from fairpilot.controller import handlers
-from fairpilot.controller.main import operate
+from fairpilot.controller.runtime import operate
 from fairpilot.jobs import build_job
 from fairpilot.sandbox import runner
 from fairpilot.sandbox.app import USER_AGENT as SANDBOX_USER_AGENT
@@ -93,7 +92,12 @@ class ChartSandbox(Sandbox):
         except kubernetes.client.ApiException as exc:
             if exc.status != 409:  # there already, from before a restart
                 raise
-        asyncio.run(operate([self.namespace], free_port(), stop_flag=self._stop, peering=PEERING))
+        assert self.runtime is not None
+        asyncio.run(
+            operate(
+                self.runtime, [self.namespace], free_port(), stop_flag=self._stop, peering=PEERING
+            )
+        )
 
 
 class Collected(logging.Handler):
@@ -223,7 +227,6 @@ def run(tmp_path_factory: pytest.TempPathFactory, s3_server: dict[str, str]) -> 
         patch.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
         patch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
         patch.setenv("MONGO_URI", f"mongodb://fairpilot:{MONGO_PASSWORD}@{MONGO_HOST}:27017/fp")
-        patch.setattr(handlers.RUNTIME, "scanning_disabled", True)  # as `fairpilot operator`
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket=BUCKET)
         s3.put_object(Bucket=BUCKET, Key=DATA_URI.split("/", 3)[3], Body=TINY_CSV.encode())

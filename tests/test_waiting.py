@@ -16,10 +16,11 @@ import pytest
 from sandbox_helpers import resource, wait_for
 
 from fairpilot.api.kinds import BY_KIND
+from fairpilot.backoff import Backoff
 from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
-from fairpilot.controller import handlers
 from fairpilot.controller.reconcile import reconcile
+from fairpilot.controller.runtime import Retry
 from fairpilot.controller.waiters import Waiters
 from fairpilot.sandbox.app import Sandbox
 from fairpilot.sandbox.emulator import running_emulator
@@ -94,16 +95,10 @@ def test_a_wait_writes_its_status_once_however_often_it_is_retried(
     assert dataset["metadata"]["name"] == "census"
 
 
-@pytest.fixture
-def slow_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Retries far longer than the test may take: only a wake-up can move a waiting stage on.
-    monkeypatch.setattr(handlers, "RETRY_SECONDS", 300.0)
-    monkeypatch.setattr(handlers, "WAIT_MAX_SECONDS", 300.0)
-
-
-@pytest.mark.usefixtures("slow_retries")
 def test_a_stage_that_ends_wakes_the_stages_waiting_for_it(tmp_path: Path) -> None:
-    with Sandbox(tmp_path / "artifacts", noop_jobs=True, kafka=False) as sandbox:
+    # Retries far longer than the test may take: only a wake-up can move a waiting stage on.
+    slow = Retry(waiting=Backoff(first=300.0, limit=300.0), recheck=Backoff(300.0, 300.0))
+    with Sandbox(tmp_path / "artifacts", noop_jobs=True, kafka=False, retry=slow) as sandbox:
         with sandbox.runner.held():  # the Dataset's Job runs until the analysis waits for it
             sandbox.apply(
                 [

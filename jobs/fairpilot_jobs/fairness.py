@@ -170,7 +170,9 @@ def summary(groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return out | {measure.value: None for measure in FairnessMetric}
 
     def spread(key: str) -> tuple[float | None, str | None, str | None]:
-        rates = {n: g.get(key) for n, g in compared.items() if g.get(key) is not None}
+        rates: dict[str, float] = {
+            n: rate for n, g in compared.items() if (rate := g.get(key)) is not None
+        }
         if len(rates) < 2:
             return None, None, None
         low, high = min(rates, key=rates.__getitem__), max(rates, key=rates.__getitem__)

@@ -223,9 +223,11 @@ def model_records(
     # Fitted (AutoGluon said so) and neither kept nor failed: removed after the fit by presets
     # that keep only the best model (optimize_for_deployment), or fitted by a dynamic-stacking
     # trial. Trained all the same; it is not in the model that was saved.
-    for name in fit_log.attempted if fit_log is not None else []:
+    attempted = fit_log.attempted if fit_log is not None else []
+    skipped_for_time = fit_log.skipped_for_time if fit_log is not None else []
+    for name in attempted:
         key = key_from_name(name, stems)
-        if key is None or name in seen or name in fit_log.skipped_for_time:
+        if key is None or name in seen or name in skipped_for_time:
             continue
         records.append(
             {
@@ -238,7 +240,7 @@ def model_records(
         )
         seen.add(name)
 
-    for name in fit_log.skipped_for_time if fit_log is not None else []:
+    for name in skipped_for_time:
         key = key_from_name(name, stems)
         if key is None or name in seen:
             continue

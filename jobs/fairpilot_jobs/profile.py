@@ -150,9 +150,10 @@ def suggest_target(
     """Score every column as a target; returns the best, its reasons, and the ranking."""
     rows = len(frame)
     last = frame.columns[-1]
-    ranking = []
+    ranking: list[dict[str, Any]] = []
     for profile in profiles:
-        score, reasons = 0.0, []
+        score = 0.0
+        reasons: list[str] = []
         if _TARGET_NAMES.match(profile.name):
             score += 3
             reasons.append(f"its name '{profile.name}' is a usual name for a label")
@@ -236,6 +237,7 @@ def profile_frame(frame: pd.DataFrame, spec: ProfileJobSpec) -> dict[str, Any]:
     profiles = [profile_column(frame[column]) for column in frame.columns]
     by_name = {p.name: p for p in profiles}
 
+    ranking: list[dict[str, Any]]
     if spec.target:
         target, target_reasons, ranking = spec.target, ["given in the Dataset spec"], []
     else:

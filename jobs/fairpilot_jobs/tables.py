@@ -29,12 +29,13 @@ import logging
 import lzma
 import os
 import re
+import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pandas as pd
 
@@ -291,7 +292,9 @@ def _wrapper_of_name(path: Path) -> tuple[str | None, bool]:
 
 def _decoder(codec: str, raw: IO[bytes], where: str) -> IO[bytes]:
     if codec == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        # A binary file object like BZ2File and LZMAFile; typeshed gives only those two an
+        # IO[bytes] base.
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
     if codec == "bz2":
         return bz2.BZ2File(raw, mode="rb")
     if codec == "xz":
@@ -302,16 +305,18 @@ def _decoder(codec: str, raw: IO[bytes], where: str) -> IO[bytes]:
         return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
     except ImportError:
         pass
-    try:
-        from compression import zstd  # Python 3.14
+    if sys.version_info >= (3, 14):
+        try:
+            from compression import zstd
 
-        return zstd.ZstdFile(raw, mode="rb")
-    except ImportError:
-        raise JobError(
-            "UnreadableData",
-            f"{where} is zstd-compressed, which this image cannot read; use gzip, or "
-            "decompress it first",
-        ) from None
+            return zstd.ZstdFile(raw, mode="rb")
+        except ImportError:
+            pass
+    raise JobError(
+        "UnreadableData",
+        f"{where} is zstd-compressed, which this image cannot read; use gzip, or "
+        "decompress it first",
+    )
 
 
 @dataclasses.dataclass

@@ -311,7 +311,7 @@ def gpu_plan(spec: TrainJobSpec) -> dict[str, Any]:
     cuda = bool(torch.cuda.is_available())
     count = torch.cuda.device_count() if cuda else 0
     used = min(spec.resources.gpu, count)
-    plan = {"requested": spec.resources.gpu, "cudaAvailable": cuda, "used": used}
+    plan: dict[str, Any] = {"requested": spec.resources.gpu, "cudaAvailable": cuda, "used": used}
     if used:
         plan["devices"] = [torch.cuda.get_device_name(i) for i in range(used)]
     if spec.resources.gpu and not cuda:

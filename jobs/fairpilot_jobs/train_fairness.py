@@ -141,10 +141,15 @@ def fairness_step(
         return {"measured": False, "message": "no held-out rows to measure on"}, None
     own = own_decisions(predictor, options, scores, positive)
     block: dict[str, Any] = {"measured": True, **own.measured}
-    if baseline is not None and baseline.model_names():
-        unweighted = own_decisions(
-            baseline, options, heldout_scores(baseline, raw, raw_test, test), positive
-        )
+    # The baseline is fitted like `predictor`, so it has held-out rows when `predictor` has;
+    # were it without, there would be nothing to set beside the reweighed model's measures.
+    baseline_scores = (
+        heldout_scores(baseline, raw, raw_test, test)
+        if baseline is not None and baseline.model_names()
+        else None
+    )
+    if baseline_scores is not None:
+        unweighted = own_decisions(baseline, options, baseline_scores, positive)
         block["reweighing"] = {
             "baseline": _side(unweighted),
             "reweighed": _side(own),

@@ -18,11 +18,6 @@ import kubernetes
 from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.kinds import BY_KIND, Kind
 
-# At least as many as the threads that call the API at once: Kopf's handler threads
-# (HANDLER_THREADS, 16), wake-ups (4) and the bridge's pool (outbox._POOL, 48); beyond it
-# urllib3 discards connections and the next calls open new ones.
-CONNECTIONS = 72
-
 
 def release(response: Any) -> None:
     """Read a raw (`_preload_content=False`) response to its end and return its connection.
@@ -42,19 +37,24 @@ class Cluster:
         self.core = kubernetes.client.CoreV1Api(client)
 
     @classmethod
-    def connect(cls, config: kubernetes.client.Configuration | None = None) -> Cluster:
-        """A client for the given configuration (default: the loaded kubeconfig/in-cluster)."""
+    def connect(
+        cls, config: kubernetes.client.Configuration | None = None, *, connections: int = 0
+    ) -> Cluster:
+        """A client for the given configuration (default: the loaded kubeconfig/in-cluster).
+
+        connections: at least as many pooled connections as threads that call the API at once
+        (the operator's Runtime counts its pools); with fewer, urllib3 discards the spare ones
+        and every call opens a new TCP (on a cluster, TLS) connection.
+        """
         config = config or kubernetes.client.Configuration.get_default_copy()
-        # Handlers run in Kopf's thread pool: with fewer pooled connections than threads,
-        # urllib3 discards the spare ones and every call opens a new TCP connection.
-        config.connection_pool_maxsize = max(config.connection_pool_maxsize or 0, CONNECTIONS)
+        config.connection_pool_maxsize = max(config.connection_pool_maxsize or 0, connections)
         return cls(kubernetes.client.ApiClient(config))
 
     @classmethod
-    def for_host(cls, host: str) -> Cluster:
+    def for_host(cls, host: str, *, connections: int = 0) -> Cluster:
         config = kubernetes.client.Configuration()
         config.host = host
-        return cls.connect(config)
+        return cls.connect(config, connections=connections)
 
     @staticmethod
     def _json(response: Any) -> dict[str, Any]:
@@ -120,16 +120,26 @@ class Cluster:
         """Create the spec ConfigMap and the Job; False when the Job exists already."""
         namespace = job["metadata"]["namespace"]
         try:
+            # The client's validate_call turns the dicts into the V1ConfigMap and V1Job its
+            # signatures name.
             release(
                 self.core.create_namespaced_config_map(
-                    namespace, config_map, _preload_content=False
+                    namespace,
+                    config_map,  # type: ignore[arg-type]
+                    _preload_content=False,
                 )
             )
         except kubernetes.client.ApiException as exc:
             if exc.status != 409:
                 raise
         try:
-            release(self.batch.create_namespaced_job(namespace, job, _preload_content=False))
+            release(
+                self.batch.create_namespaced_job(
+                    namespace,
+                    job,  # type: ignore[arg-type]
+                    _preload_content=False,
+                )
+            )
             return True
         except kubernetes.client.ApiException as exc:
             if exc.status == 409:

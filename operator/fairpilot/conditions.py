@@ -36,13 +36,17 @@ def set_condition(
     """A new list with `type_` set; its transition time changes only when its status does."""
     value = "Unknown" if status is None else ("True" if status else "False")
     previous = next((c for c in conditions if c.get("type") == type_), None)
-    changed = previous is None or previous.get("status") != value
+    transition: str | None
+    if previous is None or previous.get("status") != value:
+        transition = at or now()
+    else:
+        transition = previous.get("lastTransitionTime")
     condition = {
         "type": type_,
         "status": value,
         "reason": reason,
         "message": message[:4096],
-        "lastTransitionTime": (at or now()) if changed else previous.get("lastTransitionTime"),
+        "lastTransitionTime": transition,
         "observedGeneration": generation,
     }
     return [c for c in conditions if c.get("type") != type_] + [condition]
@@ -284,6 +288,7 @@ def result_conditions(
     if kind.kind != "TrainingRun":
         return []
     validation = result.get("validation") or {}
+    validated: tuple[str, bool | None, str, str]
     if validation.get("checked"):
         passed = bool(validation.get("passed"))
         validated = (
@@ -440,8 +445,8 @@ def failure(
     terminated = terminated or {}
     if terminated.get("reason") == "OOMKilled":
         containers = (((spec.get("template") or {}).get("spec") or {}).get("containers")) or [{}]
-        limit = ((containers[0].get("resources") or {}).get("limits") or {}).get("memory")
-        shown = f" ({limit})" if limit else ""
+        memory = ((containers[0].get("resources") or {}).get("limits") or {}).get("memory")
+        shown = f" ({memory})" if memory else ""
         return "OOMKilled", (
             f"the stage used more memory than its limit{shown} and was killed; "
             "give it more with spec.resources.memory or use a sample of the data"

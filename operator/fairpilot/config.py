@@ -121,6 +121,13 @@ class NamespaceAccess(BaseModel):
     _root = field_validator("artifact_root")(_root_template)
 
 
+UriScheme = Literal["s3", "file"]
+
+
+def _every_uri_scheme() -> list[UriScheme]:
+    return ["s3", "file"]
+
+
 class OperatorConfig(BaseModel):
     """Everything the operator needs to turn a resource into a Job."""
 
@@ -159,8 +166,8 @@ class OperatorConfig(BaseModel):
             "chart sets /data; None leaves it to the node (the sandbox sets its own)."
         ),
     )
-    uri_schemes: list[Literal["s3", "file"]] = Field(
-        default_factory=lambda: ["s3", "file"],
+    uri_schemes: list[UriScheme] = Field(
+        default_factory=_every_uri_scheme,
         min_length=1,
         description=(
             "URI schemes a Dataset may name. A Dataset whose URI has another scheme, or a "

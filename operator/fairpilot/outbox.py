@@ -29,13 +29,14 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from fairpilot import metrics
 from fairpilot.api.kinds import BY_KIND, Kind
+from fairpilot.backoff import Backoff
 from fairpilot.cluster import Cluster
 from fairpilot.runs import current_run
 
@@ -48,15 +49,18 @@ MAX_BACKOFF = 10.0
 # Changes of one resource within this many seconds are delivered in one round, with one status
 # patch to record them (a short Job's Running and Succeeded, the status's own follow-ups).
 DEBOUNCE = 0.5
-# The bridge's blocking calls (API requests, MongoDB writes) get threads of their own: in the
-# operator's process the loop's default executor is the one Kopf runs its sync handlers in, and
-# queueing behind a burst of reconciliations would hold up every message and event.
-_POOL = ThreadPoolExecutor(max_workers=48, thread_name_prefix="fairpilot-bridge")
+# A sink's outage pauses every delivery: its first retries come soon, later ones every 10 s.
+OUTAGE = Backoff(first=1.0, limit=MAX_BACKOFF)
 
 
-async def blocking(function: Callable[..., T], *args: Any) -> T:
-    """`function(*args)` in one of the bridge's threads."""
-    return await asyncio.get_running_loop().run_in_executor(_POOL, partial(function, *args))
+async def blocking(pool: Executor | None, function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in one of `pool`'s threads (None: the loop's default executor).
+
+    The bridge passes threads of its own: in the operator's process the loop's default executor
+    is the one Kopf runs its sync handlers in, and queueing behind a burst of reconciliations
+    would hold up every message and event.
+    """
+    return await asyncio.get_running_loop().run_in_executor(pool, partial(function, *args))
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,16 @@ def _run_of(delivery_id: str) -> str | None:
 
 class Outbox:
     def __init__(
-        self, sink: Sink, cluster: Cluster, *, workers: int = 8, debounce: float = DEBOUNCE
+        self,
+        sink: Sink,
+        cluster: Cluster,
+        *,
+        workers: int = 8,
+        debounce: float = DEBOUNCE,
+        pool: Executor | None = None,
     ) -> None:
         self.sink = sink
+        self.pool = pool
         self.debounce = debounce
         self._scheduled: set[Key] = set()
         self.cluster = cluster
@@ -207,7 +218,7 @@ class Outbox:
             else:
                 self._settled.pop(key, None)
                 self._failures += 1
-                delay = min(MAX_BACKOFF, 0.5 * 2 ** min(self._failures, 8))
+                delay = OUTAGE.delay(self._failures - 1)
                 self._paused_until = time.monotonic() + delay
                 if body is not None:
                     self._latest.setdefault(key, body)
@@ -222,7 +233,7 @@ class Outbox:
             ((body.get("status") or {}).get("delivered") or {}).get(self.sink.name) or []
         )
         done = set(recorded) | self._delivered.get(uid, set())
-        todo = await blocking(self.sink.pending, kind, body, done)
+        todo = await blocking(self.pool, self.sink.pending, kind, body, done)
         # Found in the sink but not on the resource: record them with this round's.
         unrecorded = sorted(self._unrecorded.pop(uid, set()) - set(recorded))
         if not todo and not unrecorded:
@@ -252,6 +263,7 @@ class Outbox:
             ]
             try:
                 await blocking(
+                    self.pool,
                     self.cluster.patch_status,
                     kind,
                     meta["namespace"],

@@ -216,12 +216,12 @@ def resolve(
         for field_name, uri in _read_locations(out):
             check_uri(uri, config, field_name, readable)
     try:
-        model = JOB_SPECS[kind.stage].model_validate(out)
+        job_spec = JOB_SPECS[kind.stage].model_validate(out)
     except ValidationError as exc:
         raise UnresolvedReference(
             "InvalidSpec", f"job spec is invalid: {describe(exc)}", waiting=False
         ) from exc
-    return Resolved(model.model_dump(by_alias=True, mode="json", exclude_none=True), inputs)
+    return Resolved(job_spec.model_dump(by_alias=True, mode="json", exclude_none=True), inputs)
 
 
 # FairnessOptions.sensitiveFeatures' own bound: a Dataset may declare more.
@@ -339,7 +339,9 @@ def _named_columns(kind: Kind, spec: dict[str, Any]) -> dict[Any, str]:
         named[spec["target"]] = "target"
     for column in spec.get("sensitiveFeatures") or []:
         named.setdefault(column, "sensitiveFeatures")
-    fairness = spec.get("fairness") if isinstance(spec.get("fairness"), dict) else {}
+    fairness = spec.get("fairness")
+    if not isinstance(fairness, dict):
+        fairness = {}
     for column in fairness.get("sensitiveFeatures") or []:
         named.setdefault(column, "fairness.sensitiveFeatures")
     for constraint in [*(fairness.get("constraints") or []), *(fairness.get("gates") or [])]:

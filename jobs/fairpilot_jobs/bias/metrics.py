@@ -610,13 +610,16 @@ def feature_bias(
     counts = rates["count"].tolist()
     positives = rates["positives"].tolist()
     positive_rate = rates["positive_rate"].tolist()
-    none = [None] * len(names)
 
     def stat(name: str) -> list[float | None]:
-        return _column(rates[name]) if name in rates else none
+        if name in rates:
+            return _column(rates[name])
+        return [None] * len(names)
 
     def number(name: str) -> list[int | None]:
-        return rates[name].tolist() if name in rates else none
+        if name in rates:
+            return rates[name].tolist()
+        return [None] * len(names)
 
     columns = zip(
         stat("predicted_positive_rate"),

@@ -100,7 +100,7 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
     for feature in spec.sensitive_features:
         privileged = spec.privileged_groups.get(feature)
         try:
-            result = feature_bias(
+            bias = feature_bias(
                 frame[feature],
                 label_positive,
                 predicted,
@@ -115,11 +115,11 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
             )
         except ValueError as exc:
             raise JobError("UnknownGroup", f"privilegedGroups.{feature}: {exc}") from exc
-        features[feature] = result.to_dict()
+        features[feature] = bias.to_dict()
         findings += [
             f"{feature}={finding}"
             for finding in bias_detected(
-                result.metrics,
+                bias.metrics,
                 min_disparate_impact=spec.thresholds.disparate_impact,
                 max_abs_parity_difference=spec.thresholds.max_parity_difference,
             )

@@ -60,11 +60,12 @@ def prediction_function(
     positive = predictor.positive_class if kind == "binary" else None
 
     def predict(data: Any) -> np.ndarray:
-        frame = (
-            data
-            if isinstance(data, pd.DataFrame)
-            else codec.decode(np.asarray(data, dtype="float64"))
-        )
+        if isinstance(data, pd.DataFrame):
+            frame = data
+        elif codec is not None:
+            frame = codec.decode(np.asarray(data, dtype="float64"))
+        else:
+            raise TypeError("an array of rows needs the Codec that encoded them")
         if kind == "regression":
             return predictor.predict(frame).to_numpy(dtype="float64")
         proba = predictor.predict_proba(frame)

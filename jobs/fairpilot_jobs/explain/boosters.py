@@ -206,9 +206,9 @@ def lightgbm_values(
     if probability:
         if not objective.startswith(("binary", "cross_entropy")):
             raise BoosterUnsupported(f"LightGBM objective {objective!r} is not logistic")
-        for part in objective.split():
-            if part.startswith("sigmoid:"):
-                slope = float(part.split(":", 1)[1])
+        for word in objective.split():
+            if word.startswith("sigmoid:"):
+                slope = float(word.split(":", 1)[1])
     infos = dump["tree_info"]
     # Random-forest mode averages its trees; a sigmoid with slope s is the logistic of s·F.
     scale = slope / len(infos) if dump.get("average_output") and infos else slope
@@ -223,7 +223,9 @@ def lightgbm_values(
     # Rows in chunks: each needs a bool per tree node (a large model has 10^5 nodes).
     nodes = max(1, sum(len(tree.nodes) for tree in trees))
     chunk = max(1, MAX_DECISIONS // nodes)
-    values, outputs, base = [], [], 0.0
+    chunks: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
+    base = 0.0
     for start in range(0, len(data_x), chunk):
         part = data_x[start : start + chunk]
         rows_left = [tree.goes_left(part) for tree in trees]
@@ -238,8 +240,8 @@ def lightgbm_values(
             arrays, rows_left, background_left, data_x.shape[1],
             logistic if probability else identity,
         )  # fmt: skip
-        values.append(found)
+        chunks.append(found)
         outputs.append(output)
-    values = np.concatenate(values) if values else np.zeros((0, data_x.shape[1]))
+    values = np.concatenate(chunks) if chunks else np.zeros((0, data_x.shape[1]))
     output = np.concatenate(outputs) if outputs else np.zeros(0)
     return MemberShap(values, base, output, columns)

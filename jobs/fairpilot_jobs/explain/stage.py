@@ -111,7 +111,9 @@ def run_explain(spec: ExplainJobSpec, store: artifacts.ArtifactStore) -> dict[st
         classes = [str(c) for c in predictor.class_labels] if kind != "regression" else []
 
     features = list(rows.columns)
-    base_value = float(base.reshape(len(rows), -1)[0, 0]) if values.ndim == 2 else base[0].tolist()
+    # One base value, or one per class (values of shape (rows, features, classes)).
+    per_class: list[float] | None = None if values.ndim == 2 else base[0].tolist()
+    base_value = float(base.reshape(len(rows), -1)[0, 0]) if per_class is None else per_class
     magnitude = np.abs(values).mean(axis=0)
     if magnitude.ndim == 2:
         magnitude = magnitude.sum(axis=1)
@@ -144,7 +146,7 @@ def run_explain(spec: ExplainJobSpec, store: artifacts.ArtifactStore) -> dict[st
         # E[f(X)] over the background: the number every report level calls the average.
         "averagePrediction": {
             "value": base_value if values.ndim == 2 else None,
-            "perClass": None if values.ndim == 2 else dict(zip(classes, base_value, strict=True)),
+            "perClass": None if per_class is None else dict(zip(classes, per_class, strict=True)),
             "over": "background rows",
             "rows": len(background),
         },

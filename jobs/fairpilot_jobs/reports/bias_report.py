@@ -105,8 +105,11 @@ def build_bias_report(result: dict[str, Any]) -> str:
         section.figure(
             charts.grouped_bar_chart(names, series, title=f"Rates by {feature}{of}", ylabel="rate")
         )
-        ratios = {g: _ratio(data["metrics"][g]) for g in names if g in data["metrics"]}
-        ratios = {g: v for g, v in ratios.items() if v is not None}
+        ratios = {
+            g: ratio
+            for g in names
+            if g in data["metrics"] and (ratio := _ratio(data["metrics"][g])) is not None
+        }
         if ratios:
             section.figure(
                 charts.bar_chart(

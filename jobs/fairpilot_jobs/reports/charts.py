@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from html import escape
-from typing import Any
+from typing import Any, TypedDict
 
 import matplotlib
 import numpy as np
@@ -454,8 +454,14 @@ def category_bars(counts: Mapping[str, int], *, title: str = "", top: int = 15) 
     return bar_chart([str(k) for k, _ in shown], [v for _, v in shown], title=title, xlabel=label)
 
 
+class _MarkerStyle(TypedDict):
+    color: str
+    marker: str
+    markersize: float
+
+
 # The styles of `frontier_chart`'s marked points, in order: the first is the one chosen.
-_MARKED_STYLES = (
+_MARKED_STYLES: tuple[_MarkerStyle, ...] = (
     {"color": HIGHLIGHT_COLOUR, "marker": "D", "markersize": 8.5},
     {"color": TEXT_COLOUR, "marker": "s", "markersize": 7.5},
     {"color": PALETTE[2], "marker": "^", "markersize": 8.5},

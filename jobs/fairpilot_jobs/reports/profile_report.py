@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fairpilot.api import ProfileJobSpec
 from fairpilot_jobs.reports import charts
-from fairpilot_jobs.reports.html import ROUNDED_MARK, Report
+from fairpilot_jobs.reports.html import ROUNDED_MARK, CalloutKind, Report
 
 MAX_COLUMN_CHARTS = 40
 # Derived statistics, shown rounded (and marked so); min, max and every count stay exact.
@@ -47,7 +48,9 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
     warnings = report.section("Warnings", intro="Things to fix or decide before training.")
     if result["warnings"]:
         for warning in result["warnings"]:
-            kind = "danger" if warning["type"] == "LabelLeakageCandidate" else "warning"
+            kind: CalloutKind = (
+                "danger" if warning["type"] == "LabelLeakageCandidate" else "warning"
+            )
             warnings.callout(warning["message"], kind=kind, title=warning["type"])
         warnings.note("Percentages and correlations in these warnings are rounded.")
     else:
@@ -91,7 +94,7 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
         f"interpolated quartiles (p25, median, p75) are rounded, marked {ROUNDED_MARK}.",
     )
     for profile in result["columnProfiles"][:MAX_COLUMN_CHARTS]:
-        detail.details(f"{profile['name']} ({profile['type']})", lambda s, p=profile: _column(s, p))
+        detail.details(f"{profile['name']} ({profile['type']})", partial(_column, profile=profile))
     if len(result["columnProfiles"]) > MAX_COLUMN_CHARTS:
         detail.paragraph(f"Charts are shown for the first {MAX_COLUMN_CHARTS} columns.")
     if result["sensitiveFeatures"]:

@@ -5,7 +5,7 @@ the stage jobs validate their spec files with them, and results are written thro
 """
 
 from fairpilot.api.bias import BiasAnalysisSpec, BiasJobSpec, BiasThresholds
-from fairpilot.api.common import DataFormat, DataLocation, ModelLocation, TaskType
+from fairpilot.api.common import DataFormat, DataLocation, ModelLocation, OwnedSpec, TaskType
 from fairpilot.api.dataset import DatasetSpec, ProfileJobSpec
 from fairpilot.api.explanation import ExpertiseLevel, ExplainJobSpec, ExplanationSpec, ShapMethod
 from fairpilot.api.training import (
@@ -17,7 +17,8 @@ from fairpilot.api.training import (
     ValidationThreshold,
 )
 
-JOB_SPECS = {
+# The job spec each stage's Job validates its spec file with.
+JOB_SPECS: dict[str, type[OwnedSpec]] = {
     "profile": ProfileJobSpec,
     "bias": BiasJobSpec,
     "train": TrainJobSpec,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import ConfigDict, Field, model_validator
+from pydantic.json_schema import JsonDict
 
 from fairpilot.api.common import (
     ColumnName,
@@ -35,7 +36,7 @@ class BiasThresholds(SpecModel):
     )
 
 
-PRIVILEGED_RULE = {
+PRIVILEGED_RULE: JsonDict = {
     "rule": "self.privilegedGroups.all(k, k in self.sensitiveFeatures)",
     "message": "privilegedGroups may only name features listed in sensitiveFeatures",
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import unquote
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -60,20 +60,18 @@ Uri = Annotated[
 # a Kafka message (bridge.payloads uses these same types).
 
 
-def Text(max_length: int, min_length: int = 0) -> Any:
-    """A string that lands in a spec, an annotation or a report: bounded, and without
-    characters that print as something else (NUL, newlines, right-to-left overrides,
-    zero-width spaces, lone surrogates), which would let one id pass for another."""
-    return Annotated[
-        str, Field(min_length=min_length, max_length=max_length), AfterValidator(check_printable)
-    ]
-
+# A string that lands in a spec, an annotation or a report: bounded, and without characters
+# that print as something else (NUL, newlines, right-to-left overrides, zero-width spaces, lone
+# surrogates), which would let one id pass for another. Each such type is written out as
+# `Annotated[str, Field(min_length=..., max_length=...), PRINTABLE]`, not made by a function, so
+# that type checkers see a type alias of `str`.
+PRINTABLE = AfterValidator(check_printable)
 
 # A column name as users write it: anything printable, bounded so it cannot be abused.
-ColumnName = Text(256, min_length=1)
+ColumnName = Annotated[str, Field(min_length=1, max_length=256), PRINTABLE]
 # A user id is kept verbatim (an e-mail address is fine, so is an emoji) in specs and
 # annotations; artifact folders get it one to one (`access.folder_name`).
-UserId = Text(128, min_length=1)
+UserId = Annotated[str, Field(min_length=1, max_length=128), PRINTABLE]
 # Ids that become label values (`kubectl get -l fairpilot.io/model-id=...`) and parts of
 # resource names follow Kubernetes' label-value syntax; the seed's ids ("dataset123",
 # "test-dataset-1", "model_v2") all do.

@@ -141,7 +141,10 @@ class FairnessOptions(SpecModel):
         """The feature whose groups get their own thresholds."""
         if not self.constraints:
             return None
-        return self.constraints[0].feature or (self.sensitive_features or [None])[0]
+        feature = self.constraints[0].feature
+        if feature:
+            return feature
+        return self.sensitive_features[0] if self.sensitive_features else None
 
     @field_validator("sensitive_features")
     @classmethod

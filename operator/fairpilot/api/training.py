@@ -31,19 +31,12 @@ class Algorithm(StrEnum):
     LINEAR = "linear"
 
 
-Preset = StrEnum(
-    "Preset",
-    {
-        name.upper(): name
-        for name in (
-            "medium_quality",
-            "good_quality",
-            "high_quality",
-            "best_quality",
-            "optimize_for_deployment",
-        )
-    },
-)
+class Preset(StrEnum):
+    MEDIUM_QUALITY = "medium_quality"
+    GOOD_QUALITY = "good_quality"
+    HIGH_QUALITY = "high_quality"
+    BEST_QUALITY = "best_quality"
+    OPTIMIZE_FOR_DEPLOYMENT = "optimize_for_deployment"
 
 
 class Resources(SpecModel):

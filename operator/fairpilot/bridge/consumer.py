@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ import urllib3
 
 from fairpilot import metrics
 from fairpilot.api.kinds import Kind
+from fairpilot.backoff import Backoff
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.inbound import Rejected, Source, decode, plan
 from fairpilot.cluster import Cluster
@@ -27,6 +28,10 @@ from fairpilot.config import OperatorConfig
 from fairpilot.outbox import blocking
 
 log = logging.getLogger(__name__)
+# A create the API server could not take now (an outage, a 429) is retried, never dropped; the
+# jitter spreads a batch's retries. The dead-letter topic, likewise, until the broker is back.
+CREATE_RETRY = Backoff(first=0.2, limit=10.0, jitter=0.25)
+PRODUCE_RETRY = Backoff(first=0.2, limit=10.0)
 # Roles in the order a batch is handled: a Dataset from dataset-events exists before the
 # triggers in the same batch look it up.
 ROLE_ORDER = {"dataset": 0, "bias_trigger": 1, "automl_trigger": 2, "xai_trigger": 3}
@@ -46,6 +51,8 @@ def transient(error: BaseException) -> bool:
 def api_reason(error: kubernetes.client.ApiException) -> str:
     import json
 
+    if error.body is None:
+        return str(error.reason)
     try:
         return str(json.loads(error.body).get("message") or error.reason)
     except (TypeError, ValueError, AttributeError):
@@ -61,7 +68,9 @@ class Consumer:
         audit: Audit | None = None,
         *,
         operator: OperatorConfig | None = None,
+        pool: Executor | None = None,
     ) -> None:
+        self.pool = pool  # where its blocking calls run (outbox.blocking)
         self.config = config
         self.operator = operator
         self.cluster = cluster
@@ -117,28 +126,29 @@ class Consumer:
     async def handle(self, record: Any) -> None:
         """One message, until it is a resource or a dead letter (transient errors: retried)."""
         metrics.CONSUMED.labels(record.topic).inc()
-        delay = 0.2
-        while True:
-            try:
-                async with self._limit:
-                    _, outcome = await blocking(self._handle_sync, record)
-                for kind, created in outcome:
-                    metrics.CREATED.labels(kind, "created" if created else "exists").inc()
-                self._audit(record, "received", None)
-                return
-            except Rejected as rejected:
-                await self.dead_letter(record, rejected)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                metrics.FAILED.labels("create").inc()
-                log.warning(
-                    "%s/%s/%s: %s: %s; retrying in %.1f s",
-                    record.topic, record.partition, record.offset, type(exc).__name__, exc, delay,
-                )  # fmt: skip
-                await asyncio.sleep(delay * (1 + random.random() / 4))
-                delay = min(delay * 2, 10.0)
+
+        async def create() -> list[tuple[str, bool]] | Rejected:
+            async with self._limit:
+                try:
+                    _, outcome = await blocking(self.pool, self._handle_sync, record)
+                except Rejected as rejected:
+                    return rejected
+            return outcome
+
+        def failed(exc: Exception, delay: float) -> None:
+            metrics.FAILED.labels("create").inc()
+            log.warning(
+                "%s/%s/%s: %s: %s; retrying in %.1f s",
+                record.topic, record.partition, record.offset, type(exc).__name__, exc, delay,
+            )  # fmt: skip
+
+        result = await CREATE_RETRY.retry(create, failed)
+        if isinstance(result, Rejected):
+            await self.dead_letter(record, result)
+            return
+        for kind, created in result:
+            metrics.CREATED.labels(kind, "created" if created else "exists").inc()
+        self._audit(record, "received", None)
 
     async def dead_letter(self, record: Any, rejected: Rejected) -> None:
         """The original key and bytes to the dead-letter topic; why, and whence, in headers."""
@@ -158,23 +168,17 @@ class Consumer:
             "%s/%s/%s dead-lettered: %s: %s",
             record.topic, record.partition, record.offset, rejected.reason, rejected.message,
         )  # fmt: skip
-        delay = 0.2
-        while True:
-            try:
-                await self.producer.send_and_wait(
-                    self.config.topics.dead_letter,
-                    value=record.value,
-                    key=record.key,
-                    headers=headers,
-                )
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                metrics.FAILED.labels("dead-letter").inc()
-                log.warning("dead-letter topic unavailable (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+
+        def failed(exc: Exception, delay: float) -> None:
+            metrics.FAILED.labels("dead-letter").inc()
+            log.warning("dead-letter topic unavailable (%s); retrying in %.1f s", exc, delay)
+
+        await PRODUCE_RETRY.retry(
+            lambda: self.producer.send_and_wait(
+                self.config.topics.dead_letter, value=record.value, key=record.key, headers=headers
+            ),
+            failed,
+        )
         metrics.DEAD_LETTERED.labels(rejected.reason).inc()
         metrics.PRODUCED.labels(self.config.topics.dead_letter).inc()
         self._audit(record, "dead-lettered", rejected)

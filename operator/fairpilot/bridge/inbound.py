@@ -74,8 +74,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     data = dict(pairs)
     if len(data) != len(pairs):
         seen: set[str] = set()
-        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise ValueError(f"the key {repeated!r} appears twice in one object")
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {key!r} appears twice in one object")
+            seen.add(key)
     return data
 
 
@@ -338,7 +340,7 @@ def plan(
     namespace = _namespace(message, config)
     _authorise(message, namespace, source, config)
     if isinstance(message, DatasetEvent):
-        pipeline = None
+        pipeline: dict[str, dict[str, Any]] | None = None
         if config.start_pipeline and message.target_column_name and message.task_type:
             budget = message.time_budget or config.time_budget_seconds
             pipeline = {

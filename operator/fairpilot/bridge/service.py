@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fairpilot.api.kinds import Kind
+from fairpilot.backoff import Backoff
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.consumer import Consumer
 from fairpilot.bridge.publisher import KafkaSink
@@ -27,6 +29,10 @@ log = logging.getLogger(__name__)
 # Deliveries in flight at once per outbox: each waits on a round trip (the broker's ack, the
 # status patch that records it), so more workers overlap more of them (bench/bench_outbox.py).
 KAFKA_WORKERS, WAREHOUSE_WORKERS = 32, 4
+# Kafka or MongoDB not reachable (yet): the operator runs meanwhile, and its events wait.
+RECONNECT = Backoff(first=0.5, limit=15.0)
+INDEXES = Backoff(first=1.0, limit=60.0)
+AUDIT = Backoff(first=0.5, limit=30.0)
 AUDIT_BACKLOG = 100_000  # audit records of received messages held while MongoDB is down
 
 
@@ -40,8 +46,11 @@ class Bridge:
         consume: bool = True,
         kafka_workers: int = KAFKA_WORKERS,
         operator: OperatorConfig | None = None,
+        threads: int = 48,
     ) -> None:
         self.cluster = cluster
+        self.threads = threads  # for the blocking calls of its outboxes and consumer
+        self.pool: ThreadPoolExecutor | None = None
         self.operator = operator  # its data locations bound what a message may point at
         self.kafka = kafka
         self.warehouse = warehouse
@@ -60,14 +69,16 @@ class Bridge:
         return self.cluster.get(kind, namespace, name) if name else None
 
     async def start(self) -> None:
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fairpilot-bridge")
         if self.warehouse is not None:
             self._audits = asyncio.Queue(AUDIT_BACKLOG)
             topics = self.kafka.topics if self.kafka else None
             self.outboxes.append(
                 Outbox(
-                    WarehouseSink(self.warehouse, self._get, topics),
+                    WarehouseSink(self.warehouse, self._get, topics, pool=self.pool),
                     self.cluster,
                     workers=WAREHOUSE_WORKERS,
+                    pool=self.pool,
                 )
             )
             self._tasks.append(asyncio.create_task(self._write_audits(), name="audit"))
@@ -91,7 +102,9 @@ class Bridge:
                 self.kafka.client_options(),
             )
             self._kafka_sink = sink
-            self._kafka_outbox = Outbox(sink, self.cluster, workers=self.kafka_workers)
+            self._kafka_outbox = Outbox(
+                sink, self.cluster, workers=self.kafka_workers, pool=self.pool
+            )
             self.outboxes.append(self._kafka_outbox)
             if self.consume:
                 self.consumer = Consumer(
@@ -100,6 +113,7 @@ class Bridge:
                     self._producer,
                     self._audit if self.warehouse is not None else None,
                     operator=self.operator,
+                    pool=self.pool,
                 )
             self._tasks.append(asyncio.create_task(self._connect(), name="kafka"))
         for outbox in self.outboxes:
@@ -108,15 +122,12 @@ class Bridge:
     async def _connect(self) -> None:
         # In the background: Kopf waits for startup handlers before it watches anything, and
         # the operator must run (and its events wait in the outbox) while Kafka is down.
-        delay = 0.5
-        while True:
-            try:
-                await self._producer.start()
-                break
-            except Exception as exc:
-                log.warning("Kafka not reachable yet (%s); retrying in %.0f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15)
+        await RECONNECT.retry(
+            self._producer.start,
+            lambda exc, delay: log.warning(
+                "Kafka not reachable yet (%s); retrying in %.0f s", exc, delay
+            ),
+        )
         await self._recover()
         self._connected.set()
         if self.consumer is not None:
@@ -125,46 +136,36 @@ class Bridge:
     async def _recover(self) -> None:
         """Before the first event: what earlier operators sent (see KafkaSink.recover)."""
         assert self.kafka is not None and self._kafka_sink and self._kafka_outbox
-        delay = 0.5
-        while True:
-            try:
-                found = await self._kafka_sink.recover()
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the broker went away again: nothing is sent meanwhile
-                log.warning("reading back sent events failed (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15)
+        # The broker may go away again meanwhile: nothing is sent until this is done.
+        found = await RECONNECT.retry(
+            self._kafka_sink.recover,
+            lambda exc, delay: log.warning("reading back sent events failed (%s); retrying", exc),
+        )
         self._kafka_outbox.recovered(found)
         log.info("read back %d resources' sent events", len(found))
 
     async def _consume(self) -> None:
         assert self.consumer is not None
-        delay = 0.5
-        while True:
-            try:
-                await self.consumer.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("Kafka consumer stopped (%s: %s); restarting", type(exc).__name__, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15)
+        consumer = self.consumer
+        while True:  # run() returns only when it stops; it is started again
+
+            def stopped(exc: Exception, delay: float) -> None:
+                name = type(exc).__name__
+                log.warning("Kafka consumer stopped (%s: %s); restarting", name, exc)
+
+            await RECONNECT.retry(consumer.run, stopped)
 
     async def _ensure_indexes(self) -> None:
         # In the background: MongoDB may be down when the operator starts, which must not
         # hold up the operator (Kopf waits for startup handlers before it watches anything).
         assert self.warehouse is not None
-        delay = 1.0
-        while True:
-            try:
-                await blocking(self.warehouse.ensure_indexes)
-                return
-            except Exception as exc:
-                log.warning("warehouse indexes not created yet (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60)
+        warehouse = self.warehouse
+        await INDEXES.retry(
+            lambda: blocking(self.pool, warehouse.ensure_indexes),
+            lambda exc, delay: log.warning(
+                "warehouse indexes not created yet (%s); retrying", exc
+            ),
+        )
 
     def _audit(self, key: str, document: dict[str, Any]) -> None:
         assert self._audits is not None
@@ -175,18 +176,15 @@ class Bridge:
 
     async def _write_audits(self) -> None:
         assert self._audits is not None and self.warehouse is not None
-        delay = 0.5
+        warehouse = self.warehouse
         while True:
             key, document = await self._audits.get()
-            while True:
-                try:
-                    await blocking(self.warehouse.audit, key, document)
-                    delay = 0.5
-                    break
-                except Exception as exc:
-                    log.warning("warehouse unavailable (%s); audit retried in %.0f s", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30)
+            await AUDIT.retry(
+                lambda: blocking(self.pool, warehouse.audit, key, document),  # noqa: B023 (awaited here)
+                lambda exc, delay: log.warning(
+                    "warehouse unavailable (%s); audit retried in %.0f s", exc, delay
+                ),
+            )
 
     async def connected(self) -> None:
         """Until Kafka is reached and what earlier operators sent is read back."""
@@ -212,3 +210,6 @@ class Bridge:
             with contextlib.suppress(Exception):
                 await self._producer.stop()
         self._tasks, self.outboxes, self._producer = [], [], None
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None

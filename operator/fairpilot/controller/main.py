@@ -5,22 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import kopf
-import kubernetes
 import yaml
 from prometheus_client import start_http_server
 
 from fairpilot.bridge.config import BridgeConfig
-from fairpilot.bridge.service import Bridge
-from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
-from fairpilot.controller import handlers
+from fairpilot.controller.runtime import (
+    KopfOptions,
+    Runtime,
+    build_runtime,
+    load_kubeconfig,
+    operate,
+)
 from fairpilot.warehouse.store import Warehouse
 
 CONFIG_FILE_ENV = "FAIRPILOT_CONFIG_FILE"
@@ -54,13 +54,15 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     return OperatorConfig.model_validate(values)
 
 
-def bridge_from_env(operator: OperatorConfig | None = None) -> Bridge | None:
-    """The Kafka bridge (FAIRPILOT_KAFKA_*) and the warehouse (MONGO_URI), when configured;
-    `operator`'s data locations bound what a message may point at."""
-    kafka, warehouse = BridgeConfig.from_env(), Warehouse.from_env()
-    if kafka is None and warehouse is None:
-        return None
-    return Bridge(Cluster.connect(), kafka, warehouse, operator=operator)
+def runtime_from_env(kopf_options: KopfOptions | None = None) -> Runtime:
+    """The Runtime `fairpilot operator` runs with: its configuration from the environment, the
+    Kafka bridge when FAIRPILOT_KAFKA_* asks for it, the warehouse when MONGO_URI does."""
+    return build_runtime(
+        config_from_env(),
+        kafka=BridgeConfig.from_env(),
+        warehouse=Warehouse.from_env(),
+        kopf_options=kopf_options,
+    )
 
 
 def run_operator(
@@ -81,51 +83,8 @@ def run_operator(
         logging.getLogger(chatty).setLevel(
             max(logging.INFO, logging.getLevelName(log_level.upper()))
         )
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    handlers.RUNTIME.cluster = Cluster.connect()
-    handlers.RUNTIME.config = config_from_env()
-    handlers.RUNTIME.bridge = bridge_from_env(handlers.RUNTIME.config)
-    handlers.RUNTIME.scanning_disabled = True
-    handlers.RUNTIME.peering_lifetime = peering_lifetime
+    load_kubeconfig()
+    runtime = runtime_from_env(KopfOptions(peering_lifetime=peering_lifetime))
     start_http_server(metrics_port)
-    asyncio.run(operate(namespaces, health_port, peering=peering))
+    asyncio.run(operate(runtime, namespaces, health_port, peering=peering))
     return 0
-
-
-def liveness_endpoint(port: int) -> str:
-    """Where Kopf serves /healthz: on all interfaces, as the kubelet probes the pod's IP.
-
-    Kopf (1.45) answers GET on exactly this path with 200 and a JSON object of the `@kopf.on.probe`
-    results (`{}`: FairPilot registers none, so the probe says the event loop is alive without
-    depending on the API server, whose outage must not restart every operator pod). It starts
-    serving once the startup handlers have run, so the probe needs an initial delay.
-    """
-    return f"http://0.0.0.0:{port}/healthz"
-
-
-async def operate(
-    namespaces: list[str],
-    health_port: int,
-    *,
-    stop_flag: threading.Event | None = None,
-    peering: str | None = None,
-) -> None:
-    """The Kopf operator exactly as `fairpilot operator` runs it, so tests can run the same.
-
-    peering: the name of a KopfPeering (ClusterKopfPeering when watching every namespace) for
-    running more than one replica. Kopf pauses every operator that sees a peer of higher
-    priority, and freezes all of them when two share one; each replica draws its priority at
-    random, so exactly one works and the others stand by until its peering record expires.
-    """
-    await kopf.operator(
-        standalone=not peering,
-        peering_name=peering,
-        priority=random.randint(1, 2**31 - 1) if peering else None,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=liveness_endpoint(health_port),
-        stop_flag=stop_flag,
-    )

@@ -1,16 +1,26 @@
 """Reconciling one resource: references -> Job -> status, and the pipeline's next step.
 
-A plain function of what it reads; Kopf handlers call it on every change of the resource or
-of its Job, and of an input it used. It is idempotent: the Job's name is derived from the
-run (`runs.py`: the spec generation, and a re-run number after an input changed), which the
-status records before the Job is created, so a restarted operator finds (adopts) the Job it
-created before and never creates a second one.
+Shaped as controllers are: observe, decide, act.
+- decide(kind, world, config) is a plain function from what has been read (the World) to a
+  plan: the status to write, the Job to create, the pipeline's next resource, the events to
+  post. It makes no API call; when it needs a read it has not got, it raises Need, which names
+  the read. Tests build Worlds by hand.
+- observe: reconcile() makes the read a Need names (Reader: the resource afresh, its Job, its
+  references, the model registry, the Job's result, the pod's termination message, the
+  pipeline's Dataset), at most once each, and asks again.
+- act: the writes, in order, each once; a create that finds its object there already (a Job
+  left from before a restart, a pipeline step) is recorded, and decide is asked again.
+
+It is idempotent: the Job's name is derived from the run (`runs.py`: the spec generation, and
+a re-run number after an input changed), which the status records before the Job is created,
+so a restarted operator finds (adopts) the Job it created before and never creates a second.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +36,10 @@ from fairpilot.conditions import (
     summary_message,
 )
 from fairpilot.config import OperatorConfig
-from fairpilot.freshness import check
+from fairpilot.freshness import Freshness, check
 from fairpilot.jobs import GpuNotAllowed, build_job, object_name, spec_config_map
 from fairpilot.pipeline import next_resource
-from fairpilot.references import UnresolvedReference, resolve
+from fairpilot.references import Resolved, UnresolvedReference, resolve
 from fairpilot.runs import (
     current_run,
     model_registry_uri,
@@ -41,18 +51,7 @@ from fairpilot.runs import (
 
 log = logging.getLogger(__name__)
 TERMINAL = ("Succeeded", "Failed")
-
-
-@dataclass
-class Outcome:
-    """What a reconciliation did: the status it wrote and the events to post."""
-
-    status: dict[str, Any] = field(default_factory=dict)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-    waiting: bool = False
-    # The resource (kind, name, same namespace) it waits for: reconcile it again once that
-    # one ends, rather than only when the retry comes round.
-    waiting_on: tuple[str, str] | None = None
+MAX_PASSES = 32  # reads and creates one reconciliation may need; more is a bug
 
 
 def job_state(job: dict[str, Any]) -> str:
@@ -87,8 +86,155 @@ def _same_status(status: dict[str, Any], patch: dict[str, Any]) -> bool:
     )
 
 
-def _lookup(cluster: Cluster, namespace: str):
-    return lambda kind, name: cluster.get(kind, namespace, name)
+# -- decide's vocabulary: what it reads (Need), what it writes (Write), what it reports (Outcome)
+class Need(Exception):
+    """decide() cannot go on without one more read: `key` names it in the World, `read`
+    makes it. Raised, not returned, so that decide reads as straight-line code."""
+
+    def __init__(self, key: tuple[Any, ...], read: Callable[[Reader], Any]) -> None:
+        super().__init__(key)
+        self.key, self.read = key, read
+
+
+@dataclass(frozen=True)
+class PatchStatus:
+    kind: Kind
+    namespace: str
+    name: str
+    patch: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    """The run's spec ConfigMap and Job; whether it was created is recorded in the World."""
+
+    name: str
+    config_map: dict[str, Any]
+    job: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CreateResource:
+    """A pipeline's next resource; whether it was created is recorded in the World."""
+
+    resource: dict[str, Any]
+
+
+Write = PatchStatus | CreateJob | CreateResource
+
+
+@dataclass
+class Outcome:
+    """A reconciliation's plan: the writes in order, and what to report once they are made."""
+
+    writes: list[Write] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)  # the status it wrote (or kept)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    waiting: bool = False
+    # The resource (kind, name, same namespace) it waits for: reconcile it again once that
+    # one ends, rather than only when the retry comes round.
+    waiting_on: tuple[str, str] | None = None
+
+
+# -- observe ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reader:
+    """The reads decide() may ask for, in one namespace. Failures a decision handles (the
+    artifact store down, a reference not there) come back as values, not exceptions."""
+
+    cluster: Cluster
+    namespace: str
+    config: OperatorConfig
+
+    def get(self, kind: Kind | str, name: str) -> dict[str, Any] | None:
+        return self.cluster.get(kind, self.namespace, name)
+
+    def job(self, name: str) -> dict[str, Any] | None:
+        return self.cluster.get_job(self.namespace, name)
+
+    def termination(self, job_name: str) -> dict[str, Any] | None:
+        return self.cluster.termination(self.namespace, job_name)
+
+    def inputs(self, resource: dict[str, Any]) -> Freshness | None:
+        return check(resource, self.get)
+
+    def references(
+        self, kind: Kind, spec: dict[str, Any], name: str
+    ) -> Resolved | UnresolvedReference:
+        try:
+            return resolve(kind, spec, self.get, name, self.config, namespace=self.namespace)
+        except UnresolvedReference as exc:
+            return exc
+
+    def json(self, uri: str) -> dict[str, Any] | ArtifactStoreUnavailable | None:
+        """A stage's JSON file; None when there is none (or a planted link stands there)."""
+        from fairpilot import artifacts
+        from fairpilot.errors import JobError
+
+        try:
+            return artifacts.read_json(uri)
+        except JobError as exc:
+            if exc.reason in ("NotFound", "InvalidJSON", "UnsafePath"):
+                return None
+            return ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}")
+
+    def names(self, uri: str) -> list[str] | ArtifactStoreUnavailable:
+        from fairpilot import artifacts
+        from fairpilot.errors import JobError
+
+        try:
+            return list(artifacts.names(uri))
+        except JobError as exc:
+            return ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}")
+
+
+class World:
+    """What one reconciliation knows: the resource as it was handed over (and the Job, when an
+    event carried it), every read made since, and the writes applied and what they found."""
+
+    def __init__(self, resource: dict[str, Any], job: dict[str, Any] | None = None) -> None:
+        self.resource = resource
+        self.job = job
+        self.now = now()  # one clock reading: decide gives the same plan on every pass
+        self._reads: dict[tuple[Any, ...], Any] = {}
+        self.applied: list[Write] = []
+        self.created: dict[tuple[str, str], bool] = {}  # (kind, name) -> created, or existed
+
+    def need(self, key: tuple[Any, ...], read: Callable[[Reader], Any]) -> Any:
+        if key in self._reads:
+            return self._reads[key]
+        raise Need(key, read)
+
+    def observe(self, need: Need, reader: Reader) -> None:
+        self._reads[need.key] = need.read(reader)
+
+    def knows(self, key: tuple[Any, ...], value: Any) -> World:
+        """Record what a read gave without making it (tests describe a cluster this way)."""
+        self._reads[key] = value
+        return self
+
+
+# -- act ----------------------------------------------------------------------------------------
+def act(plan: Outcome, world: World, cluster: Cluster) -> None:
+    """Apply the writes of `plan` that no earlier pass applied, in order; a create that finds
+    its object there already is recorded, and decide() is asked again before anything else."""
+    done = len(world.applied)
+    if plan.writes[:done] != world.applied:
+        raise RuntimeError("decide() gave another plan for the same observations")
+    for write in plan.writes[done:]:
+        world.applied.append(write)
+        if isinstance(write, PatchStatus):
+            cluster.patch_status(write.kind, write.namespace, write.name, write.patch)
+        elif isinstance(write, CreateJob):
+            world.created[("Job", write.name)] = cluster.create_job(write.config_map, write.job)
+            if not world.created[("Job", write.name)]:
+                log.info("adopting the existing Job %s", write.name)
+                return
+        else:
+            key = (write.resource["kind"], write.resource["metadata"]["name"])
+            world.created[key] = cluster.create_resource(write.resource)
+            if not world.created[key]:
+                return
 
 
 def reconcile(
@@ -99,14 +245,44 @@ def reconcile(
     job: dict[str, Any] | None = None,
 ) -> Outcome:
     """Move one resource forward. `job`: its current Job when the caller has it at hand
-    (a Job event carries it), which saves reading it back; the name must match."""
+    (a Job event carries it), which saves reading it back; the name must match.
+
+    Observe, decide, act until the plan holds nothing left to apply: decide() is asked again
+    after each read it needed and after each create that found its object there already.
+    """
+    world = World(resource, job)
+    reader = Reader(cluster, resource["metadata"]["namespace"], config)
+    for _ in range(MAX_PASSES):
+        try:
+            plan = decide(kind, world, config)
+        except Need as need:
+            world.observe(need, reader)
+            continue
+        if len(plan.writes) == len(world.applied):
+            return plan
+        act(plan, world, cluster)
+    raise RuntimeError(f"{kind.kind} {resource['metadata']['name']}: no plan after {MAX_PASSES}")
+
+
+# -- decide -------------------------------------------------------------------------------------
+def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
+    """The plan for one resource, from what `world` holds; raises Need for a read it lacks.
+
+    A plain function of the World: no API calls, no clock, so it is tested with hand-made
+    Worlds, and asked again after each read gives the same writes in the same order.
+    """
+    resource = world.resource
     meta = resource["metadata"]
-    namespace, name, generation = meta["namespace"], meta["name"], int(meta.get("generation") or 1)
+    name, generation = meta["name"], int(meta.get("generation") or 1)
+    namespace = meta["namespace"]
     status = dict(resource.get("status") or {})
     conditions = list(status.get("conditions") or [])
-    outcome = Outcome()
+    plan = Outcome()
     run = current_run(status, generation)
-    lookup = _lookup(cluster, namespace)
+
+    def this_resource() -> dict[str, Any] | None:
+        # Read again (once): the body handed over may be older than the resource.
+        return world.need(("get", kind.kind, name), lambda r: r.get(kind, name))
 
     def write(phase: str, message: str, **fields: Any) -> Outcome:
         patch = {
@@ -117,13 +293,13 @@ def reconcile(
             **fields,
         }
         if status.get("phase") != phase:
-            outcome.events.append(("Normal" if phase != "Failed" else "Warning", phase, message))
+            plan.events.append(("Normal" if phase != "Failed" else "Warning", phase, message))
         # A write that changes nothing (the same Pending at every retry of a wait) is skipped:
         # each would cost the API server a write and every watcher an event.
         if not _same_status(status, patch):
-            cluster.patch_status(kind, namespace, name, patch)
-        outcome.status = patch
-        return outcome
+            plan.writes.append(PatchStatus(kind, namespace, name, patch))
+        plan.status = patch
+        return plan
 
     finished = status.get("observedGeneration") == generation and status.get("phase") in TERMINAL
     fresh_start = False
@@ -133,67 +309,85 @@ def reconcile(
             # wake-up from that reference, or a restart) with the same run.
             pass
         elif not status.get("inputs"):
-            return outcome  # done, and it used no other resource
+            return plan  # done, and it used no other resource
         else:
             # This run is done; it is run again only when an input it used changed since.
-            fresh = cluster.get(kind, namespace, name)
+            fresh = this_resource()
             if fresh is None:
-                return outcome
-            verdict = check(fresh, lookup)
+                return plan
+            finished_body: dict[str, Any] = fresh
+            verdict = world.need(("inputs",), lambda r: r.inputs(finished_body))
             if verdict is None:
-                return outcome
+                return plan
             status = dict(fresh.get("status") or {})
             conditions = list(status.get("conditions") or [])
             conditions = set_condition(
                 conditions, "UpToDate", verdict.up_to_date, verdict.reason, verdict.message,
                 generation,
             )  # fmt: skip
-            outcome.waiting_on = verdict.waiting_on
+            plan.waiting_on = verdict.waiting_on
             if not (verdict.rerun and config.follow_inputs):
-                if not _same_status(status, {"conditions": conditions}):
-                    cluster.patch_status(kind, namespace, name, {"conditions": conditions})
-                outcome.status = {**status, "conditions": conditions}
-                return outcome
+                patch = {"conditions": conditions}
+                if not _same_status(status, patch):
+                    plan.writes.append(PatchStatus(kind, namespace, name, patch))
+                plan.status = {**status, "conditions": conditions}
+                return plan
             _, rerun = parse_run(current_run(status, generation))
             run = run_id(generation, rerun + 1)
-            outcome.events.append(("Normal", "InputChanged", f"{verdict.message}: re-running"))
+            plan.events.append(("Normal", "InputChanged", f"{verdict.message}: re-running"))
             resource = fresh
             fresh_start = True
 
     job_name = object_name(kind, name, run)
+    job = world.job
     if not fresh_start and (job is None or job.get("metadata", {}).get("name") != job_name):
         if status.get("jobName") != job_name:
             # About to start this run's Job, writing Running first. The body may be older
             # than the resource: under load a handler runs on the body of the event that
             # queued it, and Running written from it would overwrite the Succeeded written
             # meanwhile (bench_soak saw it). One read of the resource settles it.
-            fresh = cluster.get(kind, namespace, name)
+            fresh = this_resource()
             if fresh is None:
-                return outcome
+                return plan
             current = fresh.get("status") or {}
             if (
                 current.get("observedGeneration") == generation
                 and current.get("phase") in TERMINAL
                 and _ready_reason(current) != "ReferenceFailed"
             ):
-                return outcome
+                return plan
             if current.get("jobName") == job_name:
                 status = dict(current)
                 conditions = list(status.get("conditions") or [])
         # The status names the Job before the Job is created (below), so only a status that
         # names it can have one to read: a new resource costs no read that would 404.
-        job = cluster.get_job(namespace, job_name) if status.get("jobName") == job_name else None
+        job = (
+            world.need(("job", job_name), lambda r: r.job(job_name))
+            if status.get("jobName") == job_name
+            else None
+        )
     elif fresh_start:
         job = None
     if job is None:
-        versioned: dict[str, Any] = {}
-        try:
-            resolved = resolve(
-                kind, resource.get("spec") or {}, lookup, name, config, namespace=namespace
+        spec_of = resource.get("spec") or {}
+        resolved = world.need(("references", run), lambda r: r.references(kind, spec_of, name))
+        if isinstance(resolved, UnresolvedReference):
+            conditions = set_condition(
+                conditions, "ReferencesResolved", False, resolved.reason, resolved.message,
+                generation,
+            )  # fmt: skip
+            if resolved.waiting:
+                plan.waiting, plan.waiting_on = True, resolved.on
+                return write("Pending", resolved.message)
+            conditions = set_condition(
+                conditions, "Ready", False, resolved.reason, resolved.message, generation
             )
-            spec = resolved.spec
+            return write("Failed", resolved.message)
+        versioned: dict[str, Any] = {}
+        spec = resolved.spec
+        try:
             if kind is TRAINING_RUN:
-                versioned = _model_version(config, namespace, spec, status, run)
+                versioned = _model_version(world, config, namespace, spec, status, run)
                 spec = {**spec, "version": versioned["modelVersion"],
                         "modelOutput": {"uri": versioned["modelUri"]}}  # fmt: skip
             manifest = build_job(
@@ -203,23 +397,12 @@ def reconcile(
                 run,
                 model_digest=(spec.get("model") or {}).get("digest"),
             )
-        except UnresolvedReference as exc:
-            conditions = set_condition(
-                conditions, "ReferencesResolved", False, exc.reason, exc.message, generation
-            )
-            if exc.waiting:
-                outcome.waiting, outcome.waiting_on = True, exc.on
-                return write("Pending", exc.message)
-            conditions = set_condition(
-                conditions, "Ready", False, exc.reason, exc.message, generation
-            )
-            return write("Failed", exc.message)
         except ArtifactStoreUnavailable as exc:
             message = f"waiting for the artifact store to choose the model's version: {exc}"
             conditions = set_condition(
                 conditions, "Ready", False, "ArtifactStoreUnavailable", message, generation
             )
-            outcome.waiting = True
+            plan.waiting = True
             return write("Pending", message)
         except GpuNotAllowed as exc:
             conditions = set_condition(
@@ -227,13 +410,9 @@ def reconcile(
             )
             return write("Failed", str(exc))
         conditions = set_condition(
-            conditions,
-            "ReferencesResolved",
-            True,
-            "Resolved",
-            "all references resolved",
+            conditions, "ReferencesResolved", True, "Resolved", "all references resolved",
             generation,
-        )
+        )  # fmt: skip
         conditions = set_condition(
             conditions, "Ready", False, "JobRunning", f"Job {job_name} is running", generation
         )
@@ -252,17 +431,18 @@ def reconcile(
             runId=run,
             inputs=resolved.inputs,
             outputUri=output_uri(config, kind, resource, run),
-            startedAt=now(),
+            startedAt=world.now,
             finishedAt=None,
             **versioned,
         )
-        if cluster.create_job(spec_config_map(kind, resource, spec, run), manifest):
-            return running
+        config_map = spec_config_map(kind, resource, spec, run)
+        plan.writes.append(CreateJob(job_name, config_map, manifest))
+        if world.created.get(("Job", job_name)) is not False:
+            return running  # created (or about to be): its end comes as the Job's event
         # It was there already (a status written by someone else, or lost): adopt it and go on
         # from wherever it is, since a Job that has already finished sends no further event.
-        log.info("%s %s/%s: adopted the existing Job %s", kind.kind, namespace, name, job_name)
         status = {**status, **running.status}
-        job = cluster.get_job(namespace, job_name)
+        job = world.need(("adopted job", job_name), lambda r: r.job(job_name))
         if job is None:
             return running
 
@@ -277,7 +457,7 @@ def reconcile(
         conditions = set_condition(
             conditions, "Ready", False, "PreviousJobPresent", message, generation
         )
-        outcome.waiting = True
+        plan.waiting = True
         return write("Pending", message)
 
     state = job_state(job)
@@ -289,6 +469,9 @@ def reconcile(
         else output_uri(config, kind, resource, run)
     )
 
+    def termination() -> dict[str, Any] | None:
+        return world.need(("termination", job_name), lambda r: r.termination(job_name))
+
     if state == "running":
         if status.get("phase") != "Running" or status.get("jobName") != job_name:
             conditions = set_condition(
@@ -297,13 +480,12 @@ def reconcile(
             return write(
                 "Running", f"Job {job_name} running", jobName=job_name, runId=run, outputUri=uri
             )
-        return outcome
+        return plan
     if state == "failed":
-        try:
-            error = _read_json(f"{uri}/error.json")
-        except ArtifactStoreUnavailable:
+        error = world.need(("json", f"{uri}/error.json"), lambda r: r.json(f"{uri}/error.json"))
+        if isinstance(error, ArtifactStoreUnavailable):
             error = None  # the pod's termination message carries the same reason
-        reason, message = failure(error, cluster.termination(namespace, job_name), job)
+        reason, message = failure(error, termination(), job)
         conditions = set_condition(conditions, "Ready", False, reason, message, generation)
         failed = write(
             "Failed",
@@ -311,30 +493,29 @@ def reconcile(
             jobName=job_name,
             runId=run,
             outputUri=uri,
-            finishedAt=now(),
+            finishedAt=world.now,
         )
-        _pipeline_failed(kind, resource, f"{kind.kind} {name} failed: {reason}", cluster)
+        _pipeline_failed(world, plan, kind, resource, f"{kind.kind} {name} failed: {reason}")
         return failed
-    try:
-        result = _read_json(f"{uri}/result.json")
-    except ArtifactStoreUnavailable as exc:
+    result = world.need(("json", f"{uri}/result.json"), lambda r: r.json(f"{uri}/result.json"))
+    if isinstance(result, ArtifactStoreUnavailable):
         # The Job ended but what it wrote cannot be read yet: stay Running and say so; the
         # caller retries. Deciding now would fail a stage that may well have succeeded.
-        message = f"Job {job_name} ended; waiting to read its result: {exc}"
+        message = f"Job {job_name} ended; waiting to read its result: {result}"
         conditions = set_condition(
             conditions, "Ready", False, "ArtifactStoreUnavailable", message, generation
         )
-        outcome.waiting = True
+        plan.waiting = True
         return write("Running", message, jobName=job_name, runId=run, outputUri=uri)
     if result is None:
         message = f"Job {job_name} succeeded but wrote no result.json under {uri}"
         conditions = set_condition(conditions, "Ready", False, "NoResult", message, generation)
         return write(
-            "Failed", message, jobName=job_name, runId=run, outputUri=uri, finishedAt=now()
+            "Failed", message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now
         )
     projected = project_result(kind, result)
     mismatch = (
-        _unreported_digest(kind, projected, cluster.termination(namespace, job_name))
+        _unreported_digest(kind, projected, termination())
         if (kind is TRAINING_RUN and projected.get("modelUri"))
         else None
     )
@@ -343,29 +524,130 @@ def reconcile(
             conditions, "Ready", False, "ModelDigestMismatch", mismatch, generation
         )
         failed = write(
-            "Failed", mismatch, jobName=job_name, runId=run, outputUri=uri, finishedAt=now()
+            "Failed", mismatch, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now
         )
-        _pipeline_failed(kind, resource, f"{kind.kind} {name} failed: ModelDigestMismatch", cluster)
+        _pipeline_failed(
+            world, plan, kind, resource, f"{kind.kind} {name} failed: ModelDigestMismatch"
+        )
         return failed
-    finished_at = now()
     conditions = set_condition(
         conditions, "Ready", True, "Succeeded", summary_message(kind, projected), generation
     )
     for type_, value, reason, message in result_conditions(kind, projected, result):
         conditions = set_condition(conditions, type_, value, reason, message, generation)
     if kind is TRAINING_RUN and projected.get("modelUri"):
-        projected["models"] = _with_model(status, projected, run, finished_at)
-    outcome = write(
+        projected["models"] = _with_model(status, projected, run, world.now)
+    write(
         "Succeeded",
         summary_message(kind, projected),
         jobName=job_name,
         runId=run,
         outputUri=uri,
-        finishedAt=finished_at,
+        finishedAt=world.now,
         **projected,
     )
-    _advance_pipeline(kind, resource, projected, cluster, outcome)
-    return outcome
+    _advance_pipeline(world, plan, kind, resource, projected)
+    return plan
+
+
+def _model_version(
+    world: World,
+    config: OperatorConfig,
+    namespace: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    run: str,
+) -> dict[str, Any]:
+    """The version this run's model gets, and where it goes: never one given before.
+
+    Chosen before the Job starts and kept in the status, so a restart or a retry of the same
+    run keeps it. Taken: every version this TrainingRun trained, and every version folder in
+    the registry (models of other resources with the same user and model id, including ones
+    deleted since). The stage claims the folder for this run alone, so a race loses cleanly.
+    """
+    registry = model_registry_uri(config, namespace, spec.get("userId"), spec["modelId"])
+    if status.get("runId") == run and status.get("modelVersion") and status.get("modelUri"):
+        version = status["modelVersion"]
+    else:
+        taken = {str(record.get("version")) for record in status.get("models") or []}
+        found = world.need(("names", registry), lambda r: r.names(registry))
+        if isinstance(found, ArtifactStoreUnavailable):
+            raise found
+        version = next_version(spec.get("version") or "v1", taken | set(found))
+    return {
+        "modelId": spec["modelId"],
+        "modelVersion": version,
+        "modelUri": f"{registry}/{version}",
+    }
+
+
+# -- the pipeline a Dataset runs ---------------------------------------------------------------
+def _pipeline_dataset(world: World, kind: Kind, resource: dict[str, Any]) -> dict[str, Any] | None:
+    """The Dataset whose pipeline this resource is a step of: the one its owner reference
+    names, by uid. A label says nothing here: anyone who can create a resource can give it
+    any label, and so could finish, fail or steer another's pipeline."""
+    if kind is DATASET:
+        return resource
+    owner = _dataset_owner(resource)
+    if owner is None or not owner.get("name"):
+        return None
+    owner_name = owner["name"]
+    dataset = world.need(("get", DATASET.kind, owner_name), lambda r: r.get(DATASET, owner_name))
+    if dataset is None or dataset["metadata"].get("uid") != owner.get("uid"):
+        return None  # deleted, or re-created: another Dataset under the same name
+    return dataset
+
+
+def _pipeline_status(plan: Outcome, dataset: dict[str, Any], state: str, message: str) -> None:
+    meta = dataset["metadata"]
+    patch = {"pipeline": state, "pipelineMessage": message}
+    plan.writes.append(PatchStatus(DATASET, meta["namespace"], meta["name"], patch))
+
+
+def _pipeline_failed(
+    world: World, plan: Outcome, kind: Kind, resource: dict[str, Any], message: str
+) -> None:
+    dataset = _pipeline_dataset(world, kind, resource)
+    if dataset is not None and (dataset.get("spec") or {}).get("pipeline"):
+        _pipeline_status(plan, dataset, "Failed", message)
+
+
+def _advance_pipeline(
+    world: World, plan: Outcome, kind: Kind, resource: dict[str, Any], status: dict[str, Any]
+) -> None:
+    dataset = _pipeline_dataset(world, kind, resource)
+    if dataset is None or not (dataset.get("spec") or {}).get("pipeline"):
+        return
+    step = next_resource(dataset, kind, status)
+    if isinstance(step, str):
+        plan.events.append(("Warning", "PipelineStopped", step))
+        _pipeline_status(plan, dataset, "Stopped", step)
+        return
+    if step is None:
+        _pipeline_status(plan, dataset, "Succeeded", "every stage succeeded")
+        return
+    if kind is DATASET:
+        _pipeline_status(plan, dataset, "Running", f"next: {step['kind']}")
+    step_name = step["metadata"]["name"]
+    plan.writes.append(CreateResource(step))
+    created = world.created.get((step["kind"], step_name))
+    if created is None:
+        return  # decided again once it is created
+    if created:
+        plan.events.append(("Normal", "PipelineStep", f"created {step['kind']} {step_name}"))
+        return
+    # The name was taken: by this pipeline's own step (a repeated event), or by a resource
+    # someone else made, which the pipeline must neither adopt nor be steered by.
+    step_kind = BY_KIND[step["kind"]]
+    existing = world.need(("get", step_kind.kind, step_name), lambda r: r.get(step_kind, step_name))
+    owner = _dataset_owner(existing) if existing is not None else None
+    if existing is not None and (owner or {}).get("uid") != dataset["metadata"].get("uid"):
+        message = (
+            f"{step['kind']} {step_name} exists and is not this pipeline's "
+            "(no owner reference to this Dataset): delete or rename it, then re-apply"
+        )
+        plan.events.append(("Warning", "PipelineStopped", message))
+        _pipeline_status(plan, dataset, "Failed", message)
 
 
 def _unreported_digest(
@@ -395,36 +677,6 @@ def _ready_reason(status: dict[str, Any]) -> str | None:
     return (condition_of(status, "Ready") or {}).get("reason")
 
 
-def _model_version(
-    config: OperatorConfig, namespace: str, spec: dict[str, Any], status: dict[str, Any], run: str
-) -> dict[str, Any]:
-    """The version this run's model gets, and where it goes: never one given before.
-
-    Chosen before the Job starts and kept in the status, so a restart or a retry of the same
-    run keeps it. Taken: every version this TrainingRun trained, and every version folder in
-    the registry (models of other resources with the same user and model id, including ones
-    deleted since). The stage claims the folder for this run alone, so a race loses cleanly.
-    """
-    from fairpilot import artifacts
-    from fairpilot.errors import JobError
-
-    registry = model_registry_uri(config, namespace, spec.get("userId"), spec["modelId"])
-    if status.get("runId") == run and status.get("modelVersion") and status.get("modelUri"):
-        version = status["modelVersion"]
-    else:
-        taken = {str(record.get("version")) for record in status.get("models") or []}
-        try:
-            taken |= set(artifacts.names(registry))
-        except JobError as exc:
-            raise ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}") from exc
-        version = next_version(spec.get("version") or "v1", taken)
-    return {
-        "modelId": spec["modelId"],
-        "modelVersion": version,
-        "modelUri": f"{registry}/{version}",
-    }
-
-
 def _with_model(
     status: dict[str, Any], projected: dict[str, Any], run: str, finished_at: str
 ) -> list[dict[str, Any]]:
@@ -448,57 +700,6 @@ def _owned_by(job: dict[str, Any], uid: str | None) -> bool:
     return uid is None or any(owner.get("uid") == uid for owner in owners)
 
 
-def _advance_pipeline(
-    kind: Kind, resource: dict[str, Any], status: dict[str, Any], cluster: Cluster, outcome: Outcome
-) -> None:
-    dataset = _pipeline_dataset(kind, resource, cluster)
-    if dataset is None or not (dataset.get("spec") or {}).get("pipeline"):
-        return
-    step = next_resource(dataset, kind, status)
-    if isinstance(step, str):
-        outcome.events.append(("Warning", "PipelineStopped", step))
-        _pipeline_status(dataset, cluster, "Stopped", step)
-    elif step is None:
-        _pipeline_status(dataset, cluster, "Succeeded", "every stage succeeded")
-    else:
-        if kind is DATASET:
-            _pipeline_status(dataset, cluster, "Running", f"next: {step['kind']}")
-        if cluster.create_resource(step):
-            created = f"created {step['kind']} {step['metadata']['name']}"
-            outcome.events.append(("Normal", "PipelineStep", created))
-            return
-        # The name was taken: by this pipeline's own step (a repeated event), or by a resource
-        # someone else made, which the pipeline must neither adopt nor be steered by.
-        step_kind = BY_KIND[step["kind"]]
-        existing = cluster.get(step_kind, step["metadata"]["namespace"], step["metadata"]["name"])
-        owner = _dataset_owner(existing) if existing is not None else None
-        if existing is not None and (owner or {}).get("uid") != dataset["metadata"].get("uid"):
-            message = (
-                f"{step['kind']} {step['metadata']['name']} exists and is not this pipeline's "
-                "(no owner reference to this Dataset): delete or rename it, then re-apply"
-            )
-            outcome.events.append(("Warning", "PipelineStopped", message))
-            _pipeline_status(dataset, cluster, "Failed", message)
-
-
-def _pipeline_dataset(
-    kind: Kind, resource: dict[str, Any], cluster: Cluster
-) -> dict[str, Any] | None:
-    """The Dataset whose pipeline this resource is a step of: the one its owner reference
-    names, by uid. A label says nothing here: anyone who can create a resource can give it
-    any label, and so could finish, fail or steer another's pipeline."""
-    meta = resource["metadata"]
-    if kind is DATASET:
-        return resource
-    owner = _dataset_owner(resource)
-    if owner is None or not owner.get("name"):
-        return None
-    dataset = cluster.get(DATASET, meta["namespace"], owner["name"])
-    if dataset is None or dataset["metadata"].get("uid") != owner.get("uid"):
-        return None  # deleted, or re-created: another Dataset under the same name
-    return dataset
-
-
 def _dataset_owner(resource: dict[str, Any]) -> dict[str, Any] | None:
     """The owner reference to a Dataset, if `resource` has one."""
     for ref in (resource.get("metadata") or {}).get("ownerReferences") or []:
@@ -507,30 +708,5 @@ def _dataset_owner(resource: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _pipeline_status(dataset: dict[str, Any], cluster: Cluster, state: str, message: str) -> None:
-    meta = dataset["metadata"]
-    patch = {"pipeline": state, "pipelineMessage": message}
-    cluster.patch_status(DATASET, meta["namespace"], meta["name"], patch)
-
-
-def _pipeline_failed(kind: Kind, resource: dict[str, Any], message: str, cluster: Cluster) -> None:
-    dataset = _pipeline_dataset(kind, resource, cluster)
-    if dataset is not None and (dataset.get("spec") or {}).get("pipeline"):
-        _pipeline_status(dataset, cluster, "Failed", message)
-
-
 class ArtifactStoreUnavailable(Exception):
     """The artifact store (S3) did not answer; reading again later may succeed."""
-
-
-def _read_json(uri: str) -> dict[str, Any] | None:
-    """The stage's JSON file, None when there is none; raises when the store is unreachable."""
-    from fairpilot import artifacts
-    from fairpilot.errors import JobError
-
-    try:
-        return artifacts.read_json(uri)
-    except JobError as exc:
-        if exc.reason in ("NotFound", "InvalidJSON", "UnsafePath"):  # a planted link: no result
-            return None
-        raise ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}") from exc

@@ -20,11 +20,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from fairpilot.api.common import (
+    PRINTABLE,
     ColumnName,
     DataFormat,
     Id,
     TaskType,
-    Text,
     Uri,
     UserId,
 )
@@ -32,10 +32,10 @@ from fairpilot.api.explanation import ExpertiseLevel
 
 # The same rules as the custom resources' fields (api.common): an id, a user id or a column name
 # a message may carry is one a resource may carry, and the other way round.
-EventType = Text(128)
-EventId = Text(256, min_length=1)
-Timestamp = Text(64)
-DisplayName = Text(256)
+EventType = Annotated[str, Field(min_length=0, max_length=128), PRINTABLE]
+EventId = Annotated[str, Field(min_length=1, max_length=256), PRINTABLE]
+Timestamp = Annotated[str, Field(min_length=0, max_length=64), PRINTABLE]
+DisplayName = Annotated[str, Field(min_length=0, max_length=256), PRINTABLE]
 
 
 def _lower(value: Any) -> Any:

@@ -15,14 +15,15 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fairpilot import __version__
 from fairpilot.api.kinds import BY_KIND, DATASET, KINDS
 from fairpilot.bridge.config import BridgeConfig
-from fairpilot.bridge.service import Bridge
 from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
+from fairpilot.controller.runtime import Retry, Runtime, build_runtime, operate
+from fairpilot.controller.waiters import Waiters
 from fairpilot.sandbox.emulator import running_emulator
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, running_broker
 from fairpilot.sandbox.process import OperatorProcess
@@ -97,6 +98,8 @@ class Sandbox:
         runner_options: dict[str, Any] | None = None,
         audit_log: Path | None = None,
         bridge_settings: dict[str, Any] | None = None,
+        retry: Retry | None = None,
+        waiters: Waiters | None = None,
     ) -> None:
         # noop_jobs: Jobs finish at once with a minimal result (for load benchmarks).
         # kafka: start a Tansu broker (`self.kafka` is its bootstrap address, else None), or
@@ -115,6 +118,8 @@ class Sandbox:
         # runner_options: more keyword arguments for the LocalJobRunner (faults, retry delay).
         # audit_log: where the API server writes its audit log (sandbox/emulator.py).
         # bridge_settings: more BridgeConfig fields (principals, allowed_namespaces, ...).
+        # retry, waiters: the operator thread's (controller/runtime.py); default: the
+        # operator's own.
         if operator_process and warehouse is not None:
             raise ValueError("an operator process reaches the warehouse only through MONGO_URI")
         if replicas > 1 and not operator_process:
@@ -126,6 +131,10 @@ class Sandbox:
         self.operators: list[OperatorProcess] = []
         self.audit_log = audit_log
         self.bridge_settings = dict(bridge_settings or {})
+        if (retry or waiters) and operator_process:
+            raise ValueError("retry and waiters apply to the operator thread only")
+        self.retry, self.waiters = retry, waiters
+        self.runtime: Runtime | None = None  # the operator thread's
         self.noop_jobs = noop_jobs
         self.artifacts = artifacts.resolve()
         self.namespace = namespace
@@ -162,7 +171,8 @@ class Sandbox:
             broker = running_broker(self.kafka_port, log=self.artifacts / "kafka.log")
             self.kafka = self._stack.enter_context(broker)
         self.bridge_config = self._bridge_config() if self.kafka else None
-        if self.bridge_config and not isinstance(self.with_kafka, str):  # our own broker
+        # Our own broker, not one given by its address: create its topics.
+        if self.kafka and self.bridge_config and not isinstance(self.with_kafka, str):
             topics = self.bridge_config.topics
             inbound = self.bridge_config.routes()  # the principals' own topics too
             create_topics(
@@ -184,20 +194,16 @@ class Sandbox:
         self._stack.callback(self.runner.stop)
 
     def _start_operator_thread(self) -> None:
-        from fairpilot.controller import handlers
-
-        handlers.RUNTIME.cluster = Cluster.for_host(self.url)
-        handlers.RUNTIME.host = self.url
-        handlers.RUNTIME.config = self.config
-        handlers.RUNTIME.bridge = None
-        if (self.bridge_config and self.with_bridge) or self.warehouse is not None:
-            handlers.RUNTIME.bridge = Bridge(
-                Cluster.for_host(self.url),
-                self.bridge_config if self.with_bridge else None,
-                self.warehouse,
-                operator=self.config,
-            )
-        self.bridge = handlers.RUNTIME.bridge
+        # As `fairpilot operator` builds it (controller/main.py), logged in to the emulator.
+        self.runtime = build_runtime(
+            self.config,
+            host=self.url,
+            kafka=self.bridge_config if self.with_bridge else None,
+            warehouse=self.warehouse,
+            retry=self.retry,
+            waiters=self.waiters,
+        )
+        self.bridge = self.runtime.bridge
         self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
         self._operator.start()
 
@@ -268,8 +274,7 @@ class Sandbox:
         self._stop.set()
         self._operator.join(30)
         self._stop = threading.Event()
-        self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
-        self._operator.start()
+        self._start_operator_thread()  # a new pod: a new Runtime, nothing kept in memory
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -278,13 +283,11 @@ class Sandbox:
         self._stack.close()
 
     def _run_operator(self) -> None:
-        import kopf
-
+        # The same Kopf settings as `fairpilot operator`: every namespace, no /healthz port.
+        assert self.runtime is not None
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(
-            kopf.operator(standalone=True, clusterwide=True, stop_flag=self._stop)
-        )
+        loop.run_until_complete(operate(self.runtime, [], None, stop_flag=self._stop))
 
     def apply(self, items: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
         applied = []
@@ -300,8 +303,12 @@ class Sandbox:
     def resources(self) -> list[dict[str, Any]]:
         found = []
         for kind in KINDS:
-            listing = self.cluster.custom.list_namespaced_custom_object(
-                "fairpilot.io", "v1alpha1", self.namespace, kind.plural
+            # The client types a custom-object listing as `object`: it is the JSON object.
+            listing = cast(
+                "dict[str, Any]",
+                self.cluster.custom.list_namespaced_custom_object(
+                    "fairpilot.io", "v1alpha1", self.namespace, kind.plural
+                ),
             )
             found += listing.get("items", [])
         return found

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import kubernetes
 import kubernetes.watch
@@ -34,6 +34,9 @@ from kubernetes.utils.quantity import parse_quantity
 from fairpilot import __version__
 from fairpilot.cluster import release
 from fairpilot.conditions import now
+
+if TYPE_CHECKING:
+    import urllib3
 
 log = logging.getLogger(__name__)
 # The kubelet's and the Job controller's calls, told apart from the operator's in the API
@@ -112,7 +115,12 @@ class LocalJobRunner:
         # which also catches anything a broken stream missed.
         while not self.stopping.is_set():
             try:
-                listing = self.batch.list_job_for_all_namespaces(_preload_content=False)
+                # With _preload_content=False the client returns urllib3's response, not the
+                # V1JobList its signature names.
+                listing = cast(
+                    "urllib3.BaseHTTPResponse",
+                    self.batch.list_job_for_all_namespaces(_preload_content=False),
+                )
                 for job in json.loads(listing.data).get("items") or []:
                     self._consider(job)
                 stream = kubernetes.watch.Watch()
@@ -248,7 +256,14 @@ class LocalJobRunner:
             },
             "spec": template["spec"],
         }
-        release(self.core.create_namespaced_pod(meta["namespace"], pod, _preload_content=False))
+        # The client's validate_call turns the dict into the V1Pod its signature names.
+        release(
+            self.core.create_namespaced_pod(
+                meta["namespace"],
+                pod,  # type: ignore[arg-type]
+                _preload_content=False,
+            )
+        )
         container = template["spec"]["containers"][0]
         workdir = Path(tempfile.mkdtemp(prefix=f"fairpilot-{meta['name']}-"))
         try:

@@ -62,7 +62,7 @@ def up(
         where = file_root or "anywhere on this machine (--any-file)"
         print(f"file://:    {where}", flush=True)
         print(f"data:       {sandbox.data_uri_template} (when a message has no uri)", flush=True)
-        if warehouse is not None:
+        if mongo_uri:
             print(f"warehouse:  {masked(mongo_uri)}", flush=True)
         print("ready; Ctrl-C stops the sandbox", flush=True)
         stop.wait()

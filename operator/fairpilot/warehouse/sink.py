@@ -7,6 +7,7 @@ was made from is written from the resource's `fairpilot.io/source` annotation.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from typing import Any
 
 from fairpilot.api import labels as label
@@ -37,7 +38,10 @@ class WarehouseSink:
         get: Get,
         topics: Topics | None = None,
         read_json: ReadJson = read_artifact,
+        *,
+        pool: Executor | None = None,
     ) -> None:
+        self.pool = pool  # where its blocking writes run (outbox.blocking)
         self.warehouse = warehouse
         self.get = get
         self.topics = topics
@@ -104,4 +108,4 @@ class WarehouseSink:
             self.warehouse.upsert(collection, key, document)
 
     async def deliver(self, delivery: Delivery) -> None:
-        await blocking(self._write, delivery)
+        await blocking(self.pool, self._write, delivery)

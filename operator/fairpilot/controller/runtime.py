@@ -1,0 +1,197 @@
+"""Everything the operator's handlers need while it runs, built in one place.
+
+`fairpilot operator` (controller/main.py) and the sandbox both call `build_runtime` and then
+`operate`, so the sandbox runs Kopf with exactly the settings a cluster gets. The handlers find
+the Runtime in Kopf's memo (`memo.runtime`); nothing of it lives in module globals, so two
+operators in one process (a test's) do not share their waits, their pools or their client.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+
+import kopf
+import kubernetes
+
+from fairpilot.api import labels as label
+from fairpilot.backoff import Backoff
+from fairpilot.bridge.config import BridgeConfig
+from fairpilot.bridge.service import Bridge
+from fairpilot.cluster import Cluster
+from fairpilot.config import OperatorConfig
+from fairpilot.controller.dependents import Dependents
+from fairpilot.controller.scheduler import Scheduler
+from fairpilot.controller.seen import SeenVersions
+from fairpilot.controller.waiters import Waiters
+from fairpilot.warehouse.store import Warehouse
+
+
+@dataclass(frozen=True)
+class Pools:
+    """Threads that call the API server at once; the client pools that many connections."""
+
+    # Reconciliations wait on the API server most of the time: more threads than Kopf's
+    # default (cores + 4) keep a burst of new resources moving instead of queueing.
+    handlers: int = 16
+    wakeups: int = 4  # the Scheduler's: wake-ups and rechecks
+    # The bridge's blocking calls (API requests, MongoDB writes): its own threads, so that a
+    # burst of reconciliations does not hold up every message and event.
+    bridge: int = 48
+
+    @property
+    def connections(self) -> int:
+        return self.handlers + self.wakeups + self.bridge
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a resource that cannot go on yet is looked at again.
+
+    A waiting resource's handler raises kopf.TemporaryError with `waiting.delay(retry)`: 2, 4,
+    8, then every 15 s (a stage it waits for wakes it when it ends, so the retry only catches
+    what no wake-up covers). A resource whose Job's end was reconciled from the Job's event is
+    rechecked by the Scheduler with `recheck` (Kopf never retries event handlers).
+    """
+
+    waiting: Backoff = field(default_factory=lambda: Backoff(first=2.0, limit=15.0))
+    recheck: Backoff = field(default_factory=lambda: Backoff(first=2.0, limit=60.0))
+
+
+@dataclass(frozen=True)
+class KopfOptions:
+    """The Kopf settings `fairpilot operator` runs with (and so the sandbox too)."""
+
+    # A watch is closed by the API server after this long and resumed from its last version.
+    server_timeout: int = 60
+    # Discover the CRDs once at start-up instead of watching CRDs and namespaces, which the
+    # chart's least-privilege RBAC does not grant (it installs the CRDs first).
+    scanning_disabled: bool = True
+    # With peering: how long a silent replica's record holds the others on standby.
+    peering_lifetime: int = 60
+    posting_level: int = logging.INFO  # INFO and above become Kubernetes Events
+
+
+@dataclass
+class Runtime:
+    cluster: Cluster
+    config: OperatorConfig
+    bridge: Bridge | None = None  # Kafka and warehouse deliveries, when configured
+    host: str | None = None  # a plain-HTTP API server to log in to (the sandbox's)
+    pools: Pools = Pools()
+    retry: Retry = Retry()
+    kopf: KopfOptions = KopfOptions()
+    waiters: Waiters = field(default_factory=Waiters)
+    dependents: Dependents = field(default_factory=Dependents)  # who uses whom (re-runs)
+    jobs_seen: SeenVersions = field(default_factory=SeenVersions)  # controller/seen.py
+    scheduler: Scheduler | None = None  # started with the operator, stopped at its cleanup
+
+    def start(self) -> None:
+        if self.scheduler is None:
+            self.scheduler = Scheduler(self.pools.wakeups)
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
+
+
+def build_runtime(
+    config: OperatorConfig,
+    *,
+    host: str | None = None,
+    kafka: BridgeConfig | None = None,
+    warehouse: Warehouse | None = None,
+    pools: Pools | None = None,
+    retry: Retry | None = None,
+    kopf_options: KopfOptions | None = None,
+    waiters: Waiters | None = None,
+) -> Runtime:
+    """The operator's Runtime: a client for `host` (else the loaded kubeconfig or in-cluster
+    configuration), and the bridge when Kafka or the warehouse is configured."""
+    pools = pools or Pools()
+
+    def client() -> Cluster:
+        if host is not None:
+            return Cluster.for_host(host, connections=pools.connections)
+        return Cluster.connect(connections=pools.connections)
+
+    bridge = None
+    if kafka is not None or warehouse is not None:
+        bridge = Bridge(client(), kafka, warehouse, operator=config, threads=pools.bridge)
+    return Runtime(
+        cluster=client(),
+        config=config,
+        bridge=bridge,
+        host=host,
+        pools=pools,
+        retry=retry or Retry(),
+        kopf=kopf_options or KopfOptions(),
+        waiters=waiters or Waiters(),
+    )
+
+
+def configure(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
+    """Kopf's settings from the Runtime (called by the startup handler)."""
+    options = runtime.kopf
+    settings.posting.level = options.posting_level
+    settings.execution.max_workers = runtime.pools.handlers
+    settings.watching.server_timeout = options.server_timeout
+    settings.scanning.disabled = options.scanning_disabled
+    settings.peering.lifetime = options.peering_lifetime
+    settings.persistence.finalizer = label.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=label.RECORDS)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=label.RECORDS)
+
+
+def liveness_endpoint(port: int) -> str:
+    """Where Kopf serves /healthz: on all interfaces, as the kubelet probes the pod's IP.
+
+    Kopf (1.45) answers GET on exactly this path with 200 and a JSON object of the `@kopf.on.probe`
+    results (`{}`: FairPilot registers none, so the probe says the event loop is alive without
+    depending on the API server, whose outage must not restart every operator pod). It starts
+    serving once the startup handlers have run, so the probe needs an initial delay.
+    """
+    return f"http://0.0.0.0:{port}/healthz"
+
+
+async def operate(
+    runtime: Runtime,
+    namespaces: list[str],
+    health_port: int | None,
+    *,
+    stop_flag: threading.Event | None = None,
+    peering: str | None = None,
+) -> None:
+    """Run Kopf with FairPilot's handlers and this Runtime until `stop_flag` is set.
+
+    namespaces: the ones to watch; none: the whole cluster. health_port: where /healthz is
+    served; None: nowhere (a sandbox in a test).
+    peering: the name of a KopfPeering (ClusterKopfPeering when watching every namespace) for
+    running more than one replica. Kopf pauses every operator that sees a peer of higher
+    priority, and freezes all of them when two share one; each replica draws its priority at
+    random, so exactly one works and the others stand by until its peering record expires.
+    """
+    from fairpilot.controller.handlers import registry
+
+    await kopf.operator(
+        registry=registry(),
+        memo=kopf.Memo(runtime=runtime),
+        standalone=not peering,
+        peering_name=peering,
+        priority=random.randint(1, 2**31 - 1) if peering else None,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=liveness_endpoint(health_port) if health_port is not None else None,
+        stop_flag=stop_flag,
+    )
+
+
+def load_kubeconfig() -> None:
+    """The in-cluster service account, else the kubeconfig (a developer's machine)."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
