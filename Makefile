@@ -22,7 +22,7 @@ help:
 	@echo "make images - build the operator, jobs and jobs-cuda images (needs Docker)"
 	@echo "make e2e    - kind cluster, images, chart, the Adult pipeline (needs Docker and kind)"
 	@echo "make bench  - run the benchmarks under bench/ (figures in bench/results/)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff, mypy (zero errors) and the import contracts (layers)"
 
 venv: $(STAMP)
 
@@ -43,6 +43,8 @@ chromium:
 
 lint: venv
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
+	$(VENV)/bin/lint-imports
 
 test: venv chromium lint
 	$(PYTHON) -m pytest
