@@ -213,3 +213,21 @@ def test_a_training_run_takes_a_model_version_nobody_has() -> None:
     assert isinstance(running, PatchStatus)
     assert running.patch["modelVersion"] == "v3"
     assert running.patch["modelUri"] == f"{registry}/v3"
+
+
+def test_the_plan_does_not_change_when_the_clock_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """act() applies a plan's writes across passes; a condition's transition time taken from
+    the clock on each pass made the second plan differ from the first (seen under load)."""
+    import itertools
+
+    from fairpilot import conditions
+
+    ticks = (f"2026-01-01T00:00:{second:02d}Z" for second in itertools.count())
+    monkeypatch.setattr(conditions, "now", lambda: next(ticks))
+    world = World(dataset())
+    reads = {
+        ("get", "Dataset", "census"): dataset(),
+        ("references", "g1"): resolved({"uri": "file:///data/census.csv"}),
+    }
+    first = plan_for(DATASET, world, reads)
+    assert decide(DATASET, world, CONFIG) == first

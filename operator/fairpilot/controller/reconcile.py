@@ -280,6 +280,12 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
     plan = Outcome()
     run = current_run(status, generation)
 
+    def condition(
+        conditions: list[dict[str, Any]], type_: str, value: bool | None, reason: str, message: str
+    ) -> list[dict[str, Any]]:
+        # The World's one clock reading: the same plan on every pass (act checks it).
+        return set_condition(conditions, type_, value, reason, message, generation, at=world.now)
+
     def this_resource() -> dict[str, Any] | None:
         # Read again (once): the body handed over may be older than the resource.
         return world.need(("get", kind.kind, name), lambda r: r.get(kind, name))
@@ -321,10 +327,9 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
                 return plan
             status = dict(fresh.get("status") or {})
             conditions = list(status.get("conditions") or [])
-            conditions = set_condition(
-                conditions, "UpToDate", verdict.up_to_date, verdict.reason, verdict.message,
-                generation,
-            )  # fmt: skip
+            conditions = condition(
+                conditions, "UpToDate", verdict.up_to_date, verdict.reason, verdict.message
+            )
             plan.waiting_on = verdict.waiting_on
             if not (verdict.rerun and config.follow_inputs):
                 patch = {"conditions": conditions}
@@ -372,16 +377,13 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         spec_of = resource.get("spec") or {}
         resolved = world.need(("references", run), lambda r: r.references(kind, spec_of, name))
         if isinstance(resolved, UnresolvedReference):
-            conditions = set_condition(
-                conditions, "ReferencesResolved", False, resolved.reason, resolved.message,
-                generation,
-            )  # fmt: skip
+            conditions = condition(
+                conditions, "ReferencesResolved", False, resolved.reason, resolved.message
+            )
             if resolved.waiting:
                 plan.waiting, plan.waiting_on = True, resolved.on
                 return write("Pending", resolved.message)
-            conditions = set_condition(
-                conditions, "Ready", False, resolved.reason, resolved.message, generation
-            )
+            conditions = condition(conditions, "Ready", False, resolved.reason, resolved.message)
             return write("Failed", resolved.message)
         versioned: dict[str, Any] = {}
         spec = resolved.spec
@@ -399,28 +401,22 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
             )
         except ArtifactStoreUnavailable as exc:
             message = f"waiting for the artifact store to choose the model's version: {exc}"
-            conditions = set_condition(
-                conditions, "Ready", False, "ArtifactStoreUnavailable", message, generation
-            )
+            conditions = condition(conditions, "Ready", False, "ArtifactStoreUnavailable", message)
             plan.waiting = True
             return write("Pending", message)
         except GpuNotAllowed as exc:
-            conditions = set_condition(
-                conditions, "Ready", False, "GpuNotAllowed", str(exc), generation
-            )
+            conditions = condition(conditions, "Ready", False, "GpuNotAllowed", str(exc))
             return write("Failed", str(exc))
-        conditions = set_condition(
-            conditions, "ReferencesResolved", True, "Resolved", "all references resolved",
-            generation,
-        )  # fmt: skip
-        conditions = set_condition(
-            conditions, "Ready", False, "JobRunning", f"Job {job_name} is running", generation
+        conditions = condition(
+            conditions, "ReferencesResolved", True, "Resolved", "all references resolved"
+        )
+        conditions = condition(
+            conditions, "Ready", False, "JobRunning", f"Job {job_name} is running"
         )
         if resolved.inputs:
-            conditions = set_condition(
+            conditions = condition(
                 conditions, "UpToDate", True, "InputsUnchanged",
-                "every input is as this run uses it", generation,
-            )  # fmt: skip
+                "every input is as this run uses it")  # fmt: skip
         # Status first, then the Job: a Job can finish before the create call returns here
         # (its end is reconciled from the Job's own event), and a Running written after that
         # would overwrite Succeeded. If the create fails, Kopf retries and this path runs again.
@@ -454,9 +450,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
             f"Job {job_name} belongs to an earlier {kind.kind} named {name!r}; "
             "waiting for Kubernetes to delete it"
         )
-        conditions = set_condition(
-            conditions, "Ready", False, "PreviousJobPresent", message, generation
-        )
+        conditions = condition(conditions, "Ready", False, "PreviousJobPresent", message)
         plan.waiting = True
         return write("Pending", message)
 
@@ -474,8 +468,8 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
 
     if state == "running":
         if status.get("phase") != "Running" or status.get("jobName") != job_name:
-            conditions = set_condition(
-                conditions, "Ready", False, "JobRunning", f"Job {job_name} is running", generation
+            conditions = condition(
+                conditions, "Ready", False, "JobRunning", f"Job {job_name} is running"
             )
             return write(
                 "Running", f"Job {job_name} running", jobName=job_name, runId=run, outputUri=uri
@@ -486,7 +480,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         if isinstance(error, ArtifactStoreUnavailable):
             error = None  # the pod's termination message carries the same reason
         reason, message = failure(error, termination(), job)
-        conditions = set_condition(conditions, "Ready", False, reason, message, generation)
+        conditions = condition(conditions, "Ready", False, reason, message)
         failed = write(
             "Failed",
             f"{reason}: {message}",
@@ -502,14 +496,12 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         # The Job ended but what it wrote cannot be read yet: stay Running and say so; the
         # caller retries. Deciding now would fail a stage that may well have succeeded.
         message = f"Job {job_name} ended; waiting to read its result: {result}"
-        conditions = set_condition(
-            conditions, "Ready", False, "ArtifactStoreUnavailable", message, generation
-        )
+        conditions = condition(conditions, "Ready", False, "ArtifactStoreUnavailable", message)
         plan.waiting = True
         return write("Running", message, jobName=job_name, runId=run, outputUri=uri)
     if result is None:
         message = f"Job {job_name} succeeded but wrote no result.json under {uri}"
-        conditions = set_condition(conditions, "Ready", False, "NoResult", message, generation)
+        conditions = condition(conditions, "Ready", False, "NoResult", message)
         return write(
             "Failed", message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now
         )
@@ -520,9 +512,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         else None
     )
     if mismatch:
-        conditions = set_condition(
-            conditions, "Ready", False, "ModelDigestMismatch", mismatch, generation
-        )
+        conditions = condition(conditions, "Ready", False, "ModelDigestMismatch", mismatch)
         failed = write(
             "Failed", mismatch, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now
         )
@@ -530,11 +520,9 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
             world, plan, kind, resource, f"{kind.kind} {name} failed: ModelDigestMismatch"
         )
         return failed
-    conditions = set_condition(
-        conditions, "Ready", True, "Succeeded", summary_message(kind, projected), generation
-    )
+    conditions = condition(conditions, "Ready", True, "Succeeded", summary_message(kind, projected))
     for type_, value, reason, message in result_conditions(kind, projected, result):
-        conditions = set_condition(conditions, type_, value, reason, message, generation)
+        conditions = condition(conditions, type_, value, reason, message)
     if kind is TRAINING_RUN and projected.get("modelUri"):
         projected["models"] = _with_model(status, projected, run, world.now)
     write(

@@ -1,9 +1,16 @@
-"""kmock's Kubernetes emulator with the API server's bookkeeping added.
+"""The sandbox's API server: kmock's Kubernetes emulator with what a real one does.
 
-kmock stores objects as plain dicts (its docs invite subclassing for "special" fields). The
-operator must not need sandbox special cases, so this subclass does what a real API server
-does for it: `uid`, `resourceVersion`, `creationTimestamp`, `generation` bumped on spec
-changes only, and garbage collection of objects whose owner was deleted.
+The operator must not need sandbox special cases, so the emulator does what a real API server
+does for it (apiserver.py, generic): `uid`, `creationTimestamp`, `generation` bumped on spec
+changes only, resource versions, watches that resume from one (so Kopf does not list everything
+again at each reconnect), bookmarks, 410 Gone, 409 Conflict, and garbage collection of objects
+whose owner was deleted. This module adds FairPilot's resources, the audit log, and what keeps
+kmock fast over a long run.
+
+The watch history and bookmarks are set by environment variables, read when it starts:
+FAIRPILOT_EMULATOR_HISTORY_EVENTS (the latest changes kept per resource; default: no limit),
+FAIRPILOT_EMULATOR_HISTORY_SECONDS (default 300, as etcd compacts) and
+FAIRPILOT_EMULATOR_BOOKMARK_SECONDS (default 60, as the API server sends them).
 
 On request (FAIRPILOT_EMULATOR_AUDIT_LOG=path) it also writes an audit log as an API server
 does (audit.k8s.io/v1 events at the Metadata level, one JSON line per request): who (the
@@ -15,28 +22,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import aiohttp.web
 import attrs
 import kmock
-from kmock._internal import dsl, enums, rendering
-from kmock._internal.dicts import merge_patch_dict
+from kmock._internal import dsl, rendering
+from typing_extensions import override
 
 from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.kinds import KINDS
+from fairpilot.sandbox.apiserver import VersionedEmulator, matches_fields, matches_labels
+
+__all__ = [
+    "ApiServerEmulator",
+    "audit_event",
+    "matches_fields",
+    "matches_labels",
+    "request_info",
+    "running_emulator",
+    "serve",
+]
 
 CORE_RESOURCES = {
     "v1/namespaces": kmock.ResourceInfo(kind="Namespace", namespaced=False),
@@ -57,21 +72,23 @@ CORE_RESOURCES = {
 REQUEST_LOG_WINDOW = 64
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 AUDIT_LOG_ENV = "FAIRPILOT_EMULATOR_AUDIT_LOG"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# VersionedEmulator's settings, each from an environment variable (serve() reads them).
+SETTINGS_ENV = {
+    "history_events": ("FAIRPILOT_EMULATOR_HISTORY_EVENTS", int),
+    "history_seconds": ("FAIRPILOT_EMULATOR_HISTORY_SECONDS", float),
+    "bookmark_seconds": ("FAIRPILOT_EMULATOR_BOOKMARK_SECONDS", float),
+}
 
 
 @attrs.define(kw_only=True)
-class ApiServerEmulator(kmock.KubernetesEmulator):
-    """KubernetesEmulator plus uid, resourceVersion, timestamps, generation and GC."""
+class ApiServerEmulator(VersionedEmulator):
+    """The API server semantics (VersionedEmulator) with FairPilot's resources and an audit."""
 
-    _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     # Where audit events go (a line-buffered text file), or None: no audit, no cost.
     audit: TextIO | None = attrs.field(default=None)
     _audited: set[int] = attrs.field(factory=set, init=False)  # watches logged as started
 
+    @override
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         for key, info in CORE_RESOURCES.items():
@@ -88,11 +105,10 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                 verbs=set(VERBS),
             )
 
-    def _find(self, request: Any) -> Any | None:
-        key = (request.resource, request.namespace, request.name)
-        return self.objects[key] if key in self.objects else None  # noqa: SIM401 (no .get)
-
-    def _KubernetesEmulator__get_objs(self, request: Any, strict: bool) -> list[Any]:
+    @override  # kmock's private __get_objs, which mypy does not see (hence the ignore)
+    def _KubernetesEmulator__get_objs(  # type: ignore[misc]
+        self, request: Any, strict: bool
+    ) -> list[Any]:
         """kmock's object lookup, with a keyed fast path for one named object.
 
         kmock scans every stored object for every get, patch and create (its stated aim is
@@ -102,13 +118,14 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         kmock itself checks for existence on create, update and delete.
         """
         if strict and request.name is not None and request.resource is not None:
-            found = self._find(request)
+            found = self._lookup((request.resource, request.namespace, request.name))
             return [] if found is None else [found]
         scan = kmock.KubernetesEmulator._KubernetesEmulator__get_objs  # type: ignore[attr-defined]
         return scan(self, request, strict)
 
+    @override
     async def _serve_version(self, request: Any) -> Any:
-        listing = await super()._serve_version(request)
+        listing = cast(dict[str, Any], await super()._serve_version(request))
         for entry in listing["resources"]:
             if "/" in entry["name"]:
                 # Subresources carry no short names or categories on a real API server;
@@ -116,24 +133,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                 entry.update(shortNames=[], categories=[], singularName="")
         return listing
 
-    async def _serve_list(self, request: Any) -> Any:
-        listing = await super()._serve_list(request)
-        labels, fields = request.params.get("labelSelector"), request.params.get("fieldSelector")
-        if labels or fields:
-            listing["items"] = [
-                item
-                for item in listing["items"]
-                if matches_labels(item, labels or "") and matches_fields(item, fields or "")
-            ]
-        # A list's own kind and apiVersion, which kubectl requires (`DatasetList`).
-        resource = request.resource
-        info = next((i for r, i in self._resources.items() if r == resource), None)
-        if info is not None and info.kind:
-            listing["kind"] = f"{info.kind}List"
-        group = f"{resource.group}/" if resource.group else ""
-        listing["apiVersion"] = f"{group}{resource.version}"
-        return listing
-
+    @override
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if self.audit is None:
             return await super().__call__(raw_request)
@@ -150,14 +150,17 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                 code = response.status if response is not None else 500
                 await self._audit(raw_request, code, stage)
 
-    def _serve_watch(self, request: Any) -> Any:
+    @override
+    def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
         # A watch's response never completes while the operator runs, so it is logged when it
-        # starts streaming (with 200, as the API server's ResponseStarted stage). kmock's
-        # stream is passed on as it is: no wrapper on every event when there is no audit.
+        # starts streaming (with 200, as the API server's ResponseStarted stage); one refused
+        # (the super call raises) is logged with its code when answered. The stream is passed
+        # on as it is: no wrapper on every event when there is no audit.
+        stream = super()._serve_watch(request)
         if self.audit is not None and request._raw_request is not None:
             self._audited.add(id(request._raw_request))
             self._audit_line(audit_event(request._raw_request, 200, "ResponseStarted"))
-        return super()._serve_watch(request)
+        return stream
 
     async def _audit(self, raw_request: aiohttp.web.BaseRequest, code: int, stage: str) -> None:
         event = audit_event(raw_request, code, stage)
@@ -177,76 +180,26 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         self.audit.write(json.dumps(event, separators=(",", ":")) + "\n")
 
     def _trim_request_log(self) -> None:
-        """Keep kmock's per-reaction request records (made for test assertions) to a window."""
+        """Keep kmock's per-reaction request records (made for test assertions) to a window,
+        and its record of the errors it answered (each 404 and 409, with its traceback)."""
         for payload in self._payloads:
             if len(payload._requests) > REQUEST_LOG_WINDOW + REQUEST_LOG_WINDOW // 2:
                 del payload._requests[:-REQUEST_LOG_WINDOW]
+        for errors in self._errors:
+            if len(errors) > REQUEST_LOG_WINDOW + REQUEST_LOG_WINDOW // 2:
+                del errors[:-REQUEST_LOG_WINDOW]
 
+    @override
     async def _handle(self, request: Any) -> Any:
         self._trim_request_log()
-        data = request.data if isinstance(request.data, dict) else None
-        if request.resource is not None and data is not None:
-            if request.action == enums.action.CREATE:
-                meta = data.setdefault("metadata", {})
-                if not meta.get("name") and meta.get("generateName"):
-                    meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:10]}"
-                if request.namespace and not meta.get("namespace"):
-                    meta["namespace"] = request.namespace  # as the API server fills it in
-                meta.setdefault("uid", str(uuid.uuid4()))
-                meta.setdefault("creationTimestamp", _now())
-                meta["generation"] = 1
-                meta["resourceVersion"] = str(next(self._versions))
-            elif request.action == enums.action.UPDATE and request.name is not None:
-                meta = data.setdefault("metadata", {})
-                if isinstance(meta, dict):
-                    for protected in ("uid", "creationTimestamp", "generation"):
-                        meta.pop(protected, None)
-                    meta["resourceVersion"] = str(next(self._versions))
-                    if "spec" in data and request.subresource != "status":
-                        current = self._find(request)
-                        if current is not None and not current.deleted:
-                            generation = int(current.get("metadata", {}).get("generation", 1))
-                            before = current.get("spec") or {}
-                            after = merge_patch_dict(before, data["spec"] or {})
-                            if after != before:
-                                meta["generation"] = generation + 1
-        deleted_uid = None
-        if request.action == enums.action.DELETE and request.name is not None:
-            current = self._find(request)
-            if current is not None and not current.deleted:
-                deleted_uid = current.get("metadata", {}).get("uid")
         try:
-            response = await super()._handle(request)
+            return await super()._handle(request)
         finally:
             # kmock records every request and matches each new one by scanning that record,
             # which is quadratic over a long run. Only requests still being served need to be
             # visible to the matching, so a finished one leaves the record.
             with contextlib.suppress(ValueError):
                 self._requests.remove(request)
-        if request.action == enums.action.CREATE and getattr(response, "status", None) == 200:
-            response.set_status(201)  # as the API server answers a create; clients rely on it
-        if deleted_uid is not None:
-            await self._collect_garbage({deleted_uid})
-        return response
-
-    async def _collect_garbage(self, gone: set[str]) -> None:
-        """Delete, transitively, everything owned by the deleted uids (foreground-free GC)."""
-        while gone:
-            orphans = []
-            async with self._lock:
-                for key, obj in list(self.objects.items()):
-                    if obj.deleted:
-                        continue
-                    owners = obj.get("metadata", {}).get("ownerReferences") or []
-                    if any(owner.get("uid") in gone for owner in owners):
-                        orphans.append((key, obj))
-                next_gone = set()
-                for key, obj in orphans:
-                    raw = obj.raw
-                    obj.delete()
-                    next_gone.add(raw.get("metadata", {}).get("uid"))
-                    await self._buses[key[0]].put({"type": "DELETED", "object": raw})
-            gone = {uid for uid in next_gone if uid}
 
 
 def request_info(method: str, path: str, watch: bool) -> dict[str, Any]:
@@ -307,64 +260,6 @@ def audit_event(raw_request: aiohttp.web.BaseRequest, code: int, stage: str) -> 
     }
 
 
-_SET_RULE = re.compile(r"^\s*([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
-
-
-def _split_selector(selector: str) -> list[str]:
-    """Split on the commas that separate requirements, not those inside `in (a, b)`."""
-    parts, depth, current = [], 0, ""
-    for char in selector:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    return [part.strip() for part in [*parts, current] if part.strip()]
-
-
-def matches_labels(obj: dict[str, Any], selector: str) -> bool:
-    """Kubernetes label selector semantics: `a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (b,c)`,
-    `a notin (b,c)`, all of them required."""
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    for rule in _split_selector(selector):
-        if found := _SET_RULE.match(rule):
-            key, operator, values = found.groups()
-            allowed = {value.strip() for value in values.split(",")}
-            if (operator == "in") != (labels.get(key) in allowed):
-                return False
-        elif "!=" in rule:
-            key, value = (part.strip() for part in rule.split("!=", 1))
-            if labels.get(key) == value:
-                return False
-        elif "=" in rule:
-            key, value = (part.strip() for part in rule.replace("==", "=").split("=", 1))
-            if labels.get(key) != value:
-                return False
-        elif rule.startswith("!"):
-            if rule[1:].strip() in labels:
-                return False
-        elif rule not in labels:
-            return False
-    return True
-
-
-def matches_fields(obj: dict[str, Any], selector: str) -> bool:
-    """Field selectors as the API server applies them: dotted paths, `=`, `==` and `!=`."""
-    for rule in _split_selector(selector):
-        negate = "!=" in rule
-        path, value = (
-            part.strip() for part in rule.replace("==", "=").replace("!=", "=").split("=", 1)
-        )
-        current: Any = obj
-        for key in path.split("."):
-            current = current.get(key) if isinstance(current, dict) else None
-        actual = "" if current is None else str(current)
-        if (actual == value) == negate:
-            return False
-    return True
-
-
 def _sees(view: dsl.View, request: rendering.Request) -> bool | None:
     """Whether `view` sees `request`, decided from the request alone; None: cannot tell."""
     match view:
@@ -418,11 +313,13 @@ def serve() -> None:
         threading.Thread(
             target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(closed.set)), daemon=True
         ).start()
-        async with ApiServerEmulator(audit=audit) as emulator, kmock.Server(emulator) as server:
+        emulator = ApiServerEmulator(audit=audit, **settings)
+        async with emulator, kmock.Server(emulator) as server:
             print(str(server.url).rstrip("/"), flush=True)
             await closed.wait()
 
     _speed_up_reaction_matching()
+    settings = emulator_settings(os.environ)
     path = os.environ.get(AUDIT_LOG_ENV)
     if not path:
         asyncio.run(main(None))
@@ -431,6 +328,15 @@ def serve() -> None:
     # emulator loses none.
     with open(path, "a", buffering=1, encoding="utf-8") as audit:
         asyncio.run(main(audit))
+
+
+def emulator_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The emulator's settings that these environment variables set (SETTINGS_ENV)."""
+    return {
+        field: parse(environ[name])
+        for field, (name, parse) in SETTINGS_ENV.items()
+        if environ.get(name)
+    }
 
 
 @contextmanager
