@@ -124,7 +124,7 @@ def test_a_job_that_exists_already_is_adopted_and_its_end_reported() -> None:
     world.applied = list(first.writes)
     world.created[("Job", "fp-profile-census-g1")] = False  # what act found
     uri = first.writes[0].patch["outputUri"]  # type: ignore[union-attr]
-    result = {"rows": 6, "columns": 3, "suggestedTarget": "income", "reports": {}}
+    result = {"rows": 6, "columns": 3, "suggestion": {"target": "income"}, "reports": {}}
     plan = plan_for(
         DATASET,
         world,
@@ -138,6 +138,7 @@ def test_a_job_that_exists_already_is_adopted_and_its_end_reported() -> None:
     (succeeded,) = plan.writes[len(first.writes) :]
     assert isinstance(succeeded, PatchStatus) and succeeded.patch["phase"] == "Succeeded"
     assert [event[1] for event in plan.events] == ["Running", "Succeeded"]
+    assert succeeded.patch["suggestedTarget"] == "income" and succeeded.patch["rows"] == 6
 
 
 def test_a_job_of_an_earlier_resource_of_the_same_name_is_not_adopted() -> None:
@@ -173,8 +174,8 @@ def test_a_dataset_pipeline_creates_its_next_step_and_reports_it_once_created() 
               "outputUri": "file:///artifacts/out"}  # fmt: skip
     body = dataset(status, target="income", sensitiveFeatures=["sex"], pipeline={"bias": {}})
     world = World(body, job("succeeded"))
-    result = {"rows": 6, "columns": 3, "suggestedTarget": "income", "reports": {},
-              "columnNames": ["age", "sex", "income"]}  # fmt: skip
+    result = {"rows": 6, "columns": 3, "suggestion": {"target": "income"}, "reports": {},
+              "columnProfiles": [{"name": c} for c in ("age", "sex", "income")]}  # fmt: skip
     reads = {("json", "file:///artifacts/out/result.json"): result}
     plan = plan_for(DATASET, world, reads)
     kinds = [type(write).__name__ for write in plan.writes]

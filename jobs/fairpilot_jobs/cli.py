@@ -24,6 +24,8 @@ from pydantic import BaseModel, ValidationError
 
 from fairpilot import API_GROUP, API_VERSION, __version__
 from fairpilot.api import JOB_SPECS, safe_yaml
+from fairpilot.api.kinds import KINDS
+from fairpilot.api.results import StageError, StageResult
 from fairpilot.api.validation import describe
 from fairpilot.artifacts import ArtifactStore, read_bytes
 from fairpilot.errors import JobError
@@ -36,6 +38,11 @@ ERROR_FILE = "error.json"
 TERMINATION_LOG_ENV = "FAIRPILOT_TERMINATION_LOG"
 
 StageFunction = Callable[[Any, ArtifactStore], dict[str, Any]]
+
+# What each stage's result.json must be: its kind's result model, which the operator parses it
+# with (fairpilot.api.results).
+RESULT_MODELS: dict[str, type[StageResult]] = {kind.stage: kind.result for kind in KINDS}
+INVALID_RESULT = "InvalidResult"
 
 
 # Imported on demand: `--help` and spec errors should not wait for AutoGluon to import.
@@ -145,6 +152,46 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "invalid spec: " + describe(exc)
 
 
+def write_result(store: ArtifactStore, stage: str, result: dict[str, Any]) -> str:
+    """Write result.json, once it is what the operator reads (the stage's result model).
+
+    A result the operator could not read would make a resource that succeeded show a status
+    of guesses, or fail there without a word from the stage: refused here, naming the field,
+    before anything is written. The dict itself is written, unmodelled fields included.
+    """
+    try:
+        RESULT_MODELS[stage].model_validate(result)
+    except ValidationError as exc:
+        raise JobError(
+            INVALID_RESULT,
+            f"the {stage} stage made a result.json the operator cannot read: {describe(exc)}",
+        ) from exc
+    return store.write_json(RESULT_FILE, result)
+
+
+def error_payload(
+    stage: str, reason: str, message: str, exit_code: int, detail: str | None = None
+) -> dict[str, Any]:
+    """error.json as StageError has it; a reason the operator could not copy into a condition
+    becomes InternalError, keeping the original in the message, so the failure still says."""
+    payload: dict[str, Any] = {
+        "stage": stage,
+        "reason": reason,
+        "message": message,
+        "exitCode": exit_code,
+    }
+    if detail:
+        payload["detail"] = detail
+    try:
+        StageError.model_validate(payload)
+    except ValidationError as exc:
+        payload |= {
+            "reason": "InternalError",
+            "message": f"{reason}: {message} (not a valid reason: {describe(exc)})",
+        }
+    return payload
+
+
 def run(
     stage: str,
     spec_source: str,
@@ -178,7 +225,7 @@ def run(
             "durationSeconds": round(time.monotonic() - clock, 3),
             **result,
         }
-        store.write_json(RESULT_FILE, envelope)
+        write_result(store, stage, envelope)
         if result.get("modelDigest"):
             # Also where only the kubelet writes (the pod's status): whoever can write to the
             # artifact store cannot change both the model and the digest the operator records.
@@ -204,9 +251,8 @@ def _fail(
     exit_code: int,
 ) -> int:
     line = " ".join(message.split())  # one line, whatever the message held
-    payload = {"stage": stage, "reason": reason, "message": line, "exitCode": exit_code}
-    if detail:
-        payload["detail"] = detail
+    payload = error_payload(stage, reason, line, exit_code, detail)
+    reason, line = payload["reason"], payload["message"]
     if store is not None:
         try:
             store.write_json(ERROR_FILE, payload)

@@ -5,11 +5,27 @@ Pure functions: the operator calls them with what it read and patches what they 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from fairpilot.api.kinds import Kind
+from fairpilot.api.results import (
+    BiasResult,
+    DecisionsOutcome,
+    ExplanationResult,
+    FairnessResult,
+    FairnessSummary,
+    FeatureFairness,
+    ProfileResult,
+    StageError,
+    StageResult,
+    TrainingResult,
+)
 from fairpilot.api.status import MAX_COLUMN_NAMES, MAX_FAIRNESS_FEATURES, MAX_FAIRNESS_GATES
+from fairpilot.api.validation import describe
 
 
 def now() -> str:
@@ -52,10 +68,38 @@ def set_condition(
     return [c for c in conditions if c.get("type") != type_] + [condition]
 
 
-def _score(result: dict[str, Any], split: str) -> float | None:
+class InvalidResult(ValueError):
+    """A stage's result.json that its kind's model (api.results) refuses: the operator cannot
+    project it, and says which field is wrong rather than guess."""
+
+    reason = "InvalidResult"
+
+
+def parse_result(kind: Kind, result: StageResult | Mapping[str, Any]) -> StageResult:
+    """`result` as its kind's result model; InvalidResult, naming the field, if it is not one."""
+    if isinstance(result, kind.result):
+        return result
+    if not isinstance(result, Mapping):
+        raise InvalidResult(
+            f"the {kind.stage} stage's result.json holds a JSON {type(result).__name__}, "
+            "not an object"
+        )
+    try:
+        return kind.result.model_validate(result)
+    except ValidationError as exc:
+        raise InvalidResult(
+            f"the {kind.stage} stage's result.json is not what this operator reads: {describe(exc)}"
+        ) from exc
+
+
+def _training(result: TrainingResult | Mapping[str, Any]) -> TrainingResult:
+    # Callers that hold a raw train result (tests, tools) get it parsed here.
+    return result if isinstance(result, TrainingResult) else TrainingResult.model_validate(result)
+
+
+def _score(result: TrainingResult, split: str) -> float | None:
     """The eval metric on one split (validation: what the best model won by; test)."""
-    metric = result.get("evalMetric")
-    return ((result.get("metrics") or {}).get(split) or {}).get(metric)
+    return result.metrics.get(split, {}).get(result.eval_metric)
 
 
 # The measures of a feature's summary the status keeps (result.json `fairness`, per feature).
@@ -82,18 +126,31 @@ def _label_text(value: Any) -> str | None:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _measures(name: str, found: Any) -> dict[str, Any]:
-    summary = (found.get("summary") if isinstance(found, dict) else None) or {}
+def _measures(name: str, summary: FairnessSummary | None) -> dict[str, Any]:
+    found = summary.model_dump(by_alias=True) if summary is not None else {}
     out: dict[str, Any] = {"name": str(name)[:MAX_GROUP_NAME]}
     for key in FAIRNESS_MEASURES:
-        value = summary.get(key)
+        value = found.get(key)
         if key.endswith("Group") and value is not None:
             value = str(value)[:MAX_GROUP_NAME]
         out[key] = value
     return out
 
 
-def project_fairness(fairness: Any) -> dict[str, Any] | None:
+def _summaries(found: dict[str, FeatureFairness]) -> list[dict[str, Any]]:
+    return [_measures(name, feature.summary) for name, feature in found.items()][
+        :MAX_FAIRNESS_FEATURES
+    ]
+
+
+def _outcome(found: DecisionsOutcome | None) -> list[dict[str, Any]]:
+    features = found.features if found is not None else {}
+    return [_measures(name, summary) for name, summary in features.items()][:MAX_FAIRNESS_FEATURES]
+
+
+def project_fairness(
+    fairness: FairnessResult | Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
     """The status' brief of a train result's `fairness`: the summary measures per feature and
     intersection, and the gates; not the per-group tables (a feature may have 10,000 groups).
 
@@ -101,12 +158,14 @@ def project_fairness(fairness: Any) -> dict[str, Any] | None:
     patch, so a key left out would keep the previous run's value. Lists, not maps keyed by
     feature, for the same reason (and Kubernetes' API conventions).
     """
-    if not isinstance(fairness, dict):
+    if fairness is None:
         return None
-    measured = bool(fairness.get("measured", True))
+    if not isinstance(fairness, FairnessResult):
+        fairness = FairnessResult.model_validate(fairness)
+    measured = fairness.measured
     brief: dict[str, Any] = {
         "measured": measured,
-        "message": None if measured else str(fairness.get("message") or "")[:MAX_GATE_MESSAGE],
+        "message": None if measured else (fairness.message or "")[:MAX_GATE_MESSAGE],
         "split": None,
         "rows": None,
         "positiveLabel": None,
@@ -122,29 +181,25 @@ def project_fairness(fairness: Any) -> dict[str, Any] | None:
     }
     if not measured:
         return brief
-    gates = [g for g in fairness.get("gates") or [] if isinstance(g, dict)]
-    failed = [g for g in gates if not g.get("passed")]
-    shown = (failed + [g for g in gates if g.get("passed")])[:MAX_FAIRNESS_GATES]
+    gates = fairness.gates
+    failed = [g for g in gates if not g.passed]
+    shown = (failed + [g for g in gates if g.passed])[:MAX_FAIRNESS_GATES]
     brief |= {
-        "split": fairness.get("split"),
-        "rows": fairness.get("rows"),
-        "positiveLabel": _label_text(fairness.get("positiveLabel")),
-        "minGroupSize": fairness.get("minGroupSize"),
-        "features": [
-            _measures(name, found) for name, found in (fairness.get("features") or {}).items()
-        ][:MAX_FAIRNESS_FEATURES],
-        "intersections": [
-            _measures(name, found) for name, found in (fairness.get("intersections") or {}).items()
-        ][:MAX_FAIRNESS_FEATURES],
+        "split": fairness.split,
+        "rows": fairness.rows,
+        "positiveLabel": _label_text(fairness.positive_label),
+        "minGroupSize": fairness.min_group_size,
+        "features": _summaries(fairness.features),
+        "intersections": _summaries(fairness.intersections),
         "gates": [
             {
-                "metric": str(gate.get("metric")),
-                "feature": gate.get("feature"),
-                "passed": gate.get("passed"),
-                "value": gate.get("value"),
-                "min": gate.get("min"),
-                "max": gate.get("max"),
-                "message": str(gate.get("message") or "")[:MAX_GATE_MESSAGE],
+                "metric": gate.metric,
+                "feature": gate.feature,
+                "passed": gate.passed,
+                "value": gate.value,
+                "min": gate.min,
+                "max": gate.max,
+                "message": (gate.message or "")[:MAX_GATE_MESSAGE],
             }
             for gate in shown
         ],
@@ -157,145 +212,145 @@ def project_fairness(fairness: Any) -> dict[str, Any] | None:
     return brief
 
 
-def _reweighing(fairness: dict[str, Any]) -> dict[str, Any] | None:
-    compared = fairness.get("reweighing")
-    if not isinstance(compared, dict):
+def _reweighing(fairness: FairnessResult) -> dict[str, Any] | None:
+    compared = fairness.reweighing
+    if compared is None:
         return None
-    baseline, reweighed = compared.get("baseline") or {}, compared.get("reweighed") or {}
-
-    def measures(side: dict[str, Any]) -> list[dict[str, Any]]:
-        features = side.get("features") or {}
-        return [_measures(name, {"summary": found}) for name, found in features.items()][
-            :MAX_FAIRNESS_FEATURES
-        ]
-
+    baseline, reweighed = compared.baseline, compared.reweighed
     return {
-        "accuracyBaseline": baseline.get("accuracy"),
-        "accuracyReweighed": reweighed.get("accuracy"),
-        "rocAucBaseline": baseline.get("rocAuc"),
-        "rocAucReweighed": reweighed.get("rocAuc"),
-        "baseline": measures(baseline),
-        "reweighed": measures(reweighed),
+        "accuracyBaseline": baseline.accuracy if baseline else None,
+        "accuracyReweighed": reweighed.accuracy if reweighed else None,
+        "rocAucBaseline": baseline.roc_auc if baseline else None,
+        "rocAucReweighed": reweighed.roc_auc if reweighed else None,
+        "baseline": _outcome(baseline),
+        "reweighed": _outcome(reweighed),
     }
 
 
-def _thresholds(fairness: dict[str, Any]) -> dict[str, Any] | None:
-    mitigation = fairness.get("mitigation")
-    if not isinstance(mitigation, dict):
+def _thresholds(fairness: FairnessResult) -> dict[str, Any] | None:
+    mitigation = fairness.mitigation
+    if mitigation is None:
         return None
-    held = mitigation.get("heldout") or {}
-    before = (fairness.get("before") or {}).get("features") or {}
-    thresholds = dict(list((mitigation.get("thresholds") or {}).items())[:MAX_FAIRNESS_GATES])
+    held = mitigation.heldout
+    before = fairness.before.features if fairness.before is not None else {}
+    thresholds = dict(list(mitigation.thresholds.items())[:MAX_FAIRNESS_GATES])
     return {
-        "feature": mitigation.get("feature"),
+        "feature": mitigation.feature,
         "thresholds": {str(k)[:MAX_GROUP_NAME]: v for k, v in thresholds.items()},
-        "accuracyBefore": (held.get("before") or {}).get("accuracy"),
-        "accuracyAfter": (held.get("after") or {}).get("accuracy"),
-        "before": [_measures(name, found) for name, found in before.items()][
-            :MAX_FAIRNESS_FEATURES
-        ],
+        "accuracyBefore": held.before.accuracy if held and held.before else None,
+        "accuracyAfter": held.after.accuracy if held and held.after else None,
+        "before": _summaries(before),
     }
 
 
-def mitigation_of(result: dict[str, Any]) -> str | None:
+def mitigation_of(result: TrainingResult | Mapping[str, Any]) -> str | None:
     """How the model was made fairer: reweighing, thresholds, both, or None."""
+    result = _training(result)
     used = []
-    if result.get("sampleWeights"):
+    if result.sample_weights:
         used.append("reweighing")
-    if isinstance((result.get("fairness") or {}).get("mitigation"), dict):
+    if result.fairness is not None and result.fairness.mitigation is not None:
         used.append("thresholds")
     return " and ".join(used) or None
 
 
-def project_result(kind: Kind, result: dict[str, Any]) -> dict[str, Any]:
-    """The status fields a kind shows, taken from its stage's result.json."""
-    status: dict[str, Any] = {"reports": dict(result.get("reports") or {})}
-    if kind.kind == "Dataset":
-        suggestion = result.get("suggestion") or {}
+def project_result(kind: Kind, result: StageResult | Mapping[str, Any]) -> dict[str, Any]:
+    """The status fields a kind shows, taken from its stage's result.json (parsed by the kind's
+    result model; a raw result is parsed here, and one that does not parse raises
+    InvalidResult)."""
+    parsed = parse_result(kind, result)
+    status: dict[str, Any] = {"reports": dict(parsed.reports)}
+    if isinstance(parsed, ProfileResult):
+        suggestion = parsed.suggestion
         status |= {
-            "rows": result.get("rows"),
-            "columns": result.get("columns"),
-            "suggestedTarget": suggestion.get("target"),
-            "suggestedTaskType": suggestion.get("taskType"),
-            "warnings": len(result.get("warnings") or []),
+            "rows": parsed.rows,
+            "columns": parsed.columns,
+            "suggestedTarget": suggestion.target if suggestion else None,
+            "suggestedTaskType": suggestion.task_type if suggestion else None,
+            "warnings": len(parsed.warnings),
         }
-        names = [p.get("name") for p in result.get("columnProfiles") or []]
-        if len(names) <= MAX_COLUMN_NAMES and all(isinstance(n, str) for n in names):
+        names = [p.name for p in parsed.column_profiles]
+        if len(names) <= MAX_COLUMN_NAMES:
             status["columnNames"] = names
-    elif kind.kind == "BiasAnalysis":
+    elif isinstance(parsed, BiasResult):
         status |= {
-            "biasDetected": result.get("biasDetected"),
-            "minDisparateImpact": (result.get("summary") or {}).get("minDisparateImpact"),
-            "findings": list(result.get("findings") or [])[:50],
-            "reweighingUri": (result.get("mitigation") or {}).get("uri"),
+            "biasDetected": parsed.bias_detected,
+            "minDisparateImpact": parsed.summary.min_disparate_impact,
+            "findings": parsed.findings[:50],
+            "reweighingUri": parsed.mitigation.uri if parsed.mitigation else None,
         }
-    elif kind.kind == "TrainingRun":
-        model = result.get("model") or {}
-        validation = result.get("validation") or {}
+    elif isinstance(parsed, TrainingResult):
+        model, validation = parsed.model, parsed.validation
         status |= {
-            "bestModel": (result.get("bestModel") or {}).get("name"),
-            "evalMetric": result.get("evalMetric"),
-            "bestScore": _score(result, "validation"),
-            "validationScore": _score(result, "validation"),
-            "testScore": _score(result, "test"),
-            "modelUri": model.get("uri"),
+            "bestModel": parsed.best_model.name,
+            "evalMetric": parsed.eval_metric,
+            "bestScore": _score(parsed, "validation"),
+            "validationScore": _score(parsed, "validation"),
+            "testScore": _score(parsed, "test"),
+            "modelUri": model.uri,
             # What explain and bias check the model's files against (fairpilot_jobs.model_digest).
-            "modelDigest": result.get("modelDigest") or model.get("digest"),
-            "modelSizeMb": model.get("sizeMb"),
+            "modelDigest": parsed.model_digest or model.digest,
+            "modelSizeMb": model.size_mb,
             # Unchecked is not passed: no threshold, no verdict.
-            "validationPassed": validation.get("passed") if validation.get("checked") else None,
-            "productionReady": (result.get("productionReady") or {}).get("ready"),
+            "validationPassed": validation.passed if validation.checked else None,
+            "productionReady": parsed.production_ready.ready if parsed.production_ready else None,
             # Always set (None clears a previous run's): the status is merge-patched.
-            "fairness": project_fairness(result.get("fairness")),
-            "mitigation": mitigation_of(result),
+            "fairness": project_fairness(parsed.fairness),
+            "mitigation": mitigation_of(parsed),
         }
-        metadata = model.get("metadata") or {}
-        if metadata:
+        metadata = model.metadata
+        # Fields set (extras included): an empty `metadata: {}` sets nothing, as before.
+        if metadata is not None and metadata.model_fields_set:
+            custom = metadata.custom_metadata
             status |= {
-                "modelId": metadata.get("model_id"),
-                "modelVersion": metadata.get("version"),
-                "modelType": metadata.get("model_type"),
-                "framework": metadata.get("framework"),
-                "frameworkDetail": (metadata.get("custom_metadata") or {}).get("framework"),
-                "algorithm": metadata.get("algorithm"),
+                "modelId": metadata.model_id,
+                "modelVersion": metadata.version,
+                "modelType": metadata.model_type,
+                "framework": metadata.framework,
+                "frameworkDetail": custom.framework if custom else None,
+                "algorithm": metadata.algorithm,
                 "accuracy": {
-                    split: metadata.get(f"{split}_accuracy")
-                    for split in ("training", "validation", "test")
+                    "training": metadata.training_accuracy,
+                    "validation": metadata.validation_accuracy,
+                    "test": metadata.test_accuracy,
                 },
             }
-    elif kind.kind == "Explanation":
-        model = result.get("model") or {}
+    elif isinstance(parsed, ExplanationResult):
+        explained = parsed.model
         status |= {
-            "modelId": model.get("modelId"),
-            "modelVersion": model.get("version"),
-            "modelUri": model.get("uri"),
-            "method": result.get("method"),
-            "topFeature": result.get("topFeature"),
-            "additivityError": (result.get("localAccuracy") or {}).get("maxAbsError"),
+            "modelId": explained.model_id,
+            "modelVersion": explained.version,
+            "modelUri": explained.uri,
+            "method": parsed.method,
+            "topFeature": parsed.top_feature,
+            "additivityError": parsed.local_accuracy.max_abs_error,
         }
     return status
 
 
 def result_conditions(
-    kind: Kind, status: dict[str, Any], result: dict[str, Any]
+    kind: Kind, status: dict[str, Any], result: StageResult | Mapping[str, Any]
 ) -> list[tuple[str, bool | None, str, str]]:
-    """(type, status, reason, message) of the conditions a succeeded stage's result sets."""
-    if kind.kind == "BiasAnalysis":
+    """(type, status, reason, message) of the conditions a succeeded stage's result sets.
+
+    status: what project_result made of `result`."""
+    parsed = parse_result(kind, result)
+    if isinstance(parsed, BiasResult):
         detected = bool(status.get("biasDetected"))
         findings = "; ".join(status.get("findings") or []) or "no threshold crossed"
         reason = "ThresholdCrossed" if detected else "WithinThresholds"
         return [("BiasDetected", detected, reason, findings)]
-    if kind.kind != "TrainingRun":
+    if not isinstance(parsed, TrainingResult):
         return []
-    validation = result.get("validation") or {}
+    validation = parsed.validation
     validated: tuple[str, bool | None, str, str]
-    if validation.get("checked"):
-        passed = bool(validation.get("passed"))
+    if validation.checked:
+        passed = bool(validation.passed)
         validated = (
             "ValidationPassed",
             passed,
             "ThresholdMet" if passed else "ThresholdMissed",
-            str(validation.get("message") or ""),
+            validation.message or "",
         )
     else:
         validated = (
@@ -305,15 +360,11 @@ def result_conditions(
             "no validationThreshold was set: the model was not validated",
         )
     fair = fairness_condition(status.get("fairness"))
-    ready = result.get("productionReady") or {}
-    if "ready" not in ready:
+    ready = parsed.production_ready
+    if ready is None:
         return [validated, fair]
-    reason = "AllGatesPassed" if ready["ready"] else str(ready.get("reason") or "GateFailed")
-    return [
-        validated,
-        fair,
-        ("ProductionReady", bool(ready["ready"]), reason, ready.get("message", "")),
-    ]
+    reason = "AllGatesPassed" if ready.ready else (ready.reason or "GateFailed")
+    return [validated, fair, ("ProductionReady", ready.ready, reason, ready.message or "")]
 
 
 def fairness_condition(fairness: dict[str, Any] | None) -> tuple[str, bool | None, str, str]:
@@ -418,8 +469,19 @@ def summary_message(kind: Kind, status: dict[str, Any]) -> str:
     return f"{status.get('method')} SHAP; top feature {status.get('topFeature')}"
 
 
+def stage_error(document: StageError | Mapping[str, Any] | None) -> StageError | None:
+    """A stage's error.json (or the JSON of its termination message) as StageError; None when
+    there is none or it says no usable reason: the caller then looks at the next source."""
+    if document is None or isinstance(document, StageError):
+        return document
+    try:
+        return StageError.model_validate(document)
+    except ValidationError:
+        return None
+
+
 def failure(
-    error: dict[str, Any] | None,
+    error: StageError | Mapping[str, Any] | None,
     terminated: dict[str, Any] | None,
     job: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
@@ -440,8 +502,9 @@ def failure(
                 "deadline follows its timeLimitSeconds, other stages' the operator's "
                 "jobs.activeDeadlineSeconds"
             )
-    if error and error.get("reason"):
-        return str(error["reason"]), str(error.get("message") or "")
+    said_by_stage = stage_error(error)
+    if said_by_stage is not None:
+        return said_by_stage.reason, said_by_stage.message
     terminated = terminated or {}
     if terminated.get("reason") == "OOMKilled":
         containers = (((spec.get("template") or {}).get("spec") or {}).get("containers")) or [{}]
@@ -457,10 +520,12 @@ def failure(
 
         try:
             parsed = json.loads(message)
-            if isinstance(parsed, dict) and parsed.get("reason"):
-                return str(parsed["reason"]), str(parsed.get("message") or "")
         except ValueError:
-            pass
+            parsed = None
+        # The stage writes the same StageError there (reason and message) for the kubelet.
+        said_by_pod = stage_error(parsed) if isinstance(parsed, dict) else None
+        if said_by_pod is not None:
+            return said_by_pod.reason, said_by_pod.message
     code = terminated.get("exitCode")
     said = message.splitlines()[-1][:1000] if message else ""
     if code is not None:

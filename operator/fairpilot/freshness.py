@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fairpilot.api.status import Phase
 from fairpilot.references import up_to_date
 
 Lookup = Callable[[str, str], dict[str, Any] | None]
@@ -39,7 +40,7 @@ def settled(resource: dict[str, Any], lookup: Lookup, depth: int = 0) -> bool:
     """Succeeded for its current spec, and nothing it used has changed since."""
     status = resource.get("status") or {}
     generation = (resource.get("metadata") or {}).get("generation")
-    if status.get("phase") != "Succeeded" or not up_to_date(status):
+    if status.get("phase") != Phase.SUCCEEDED or not up_to_date(status):
         return False
     if generation is not None and status.get("observedGeneration") != generation:
         return False
@@ -80,7 +81,7 @@ def check(resource: dict[str, Any], lookup: Lookup) -> Freshness | None:
             continue  # a pinned model version never changes; the TrainingRun may train others
         now = current.get("status") or {}
         if not settled(current, lookup):
-            if now.get("phase") == "Failed":
+            if now.get("phase") == Phase.FAILED:
                 failed.append(f"{label} failed: {now.get('message') or ''}".strip())
             else:
                 run = now.get("runId") or "a new run"

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from fairpilot import access
 from fairpilot.api import JOB_SPECS
 from fairpilot.api.kinds import Kind
+from fairpilot.api.status import Phase
 from fairpilot.api.validation import describe, is_dns1123_subdomain
 from fairpilot.conditions import condition_of
 from fairpilot.config import OperatorConfig
@@ -71,18 +72,18 @@ def _ready(resource: dict[str, Any], kind: str, name: str, field: str) -> dict[s
     status = resource.get("status") or {}
     phase = status.get("phase")
     generation = (resource.get("metadata") or {}).get("generation")
-    if phase == "Failed":
+    if phase == Phase.FAILED:
         raise UnresolvedReference(
             "ReferenceFailed", f"{field}: {kind} {name!r} failed", waiting=False
         )
     # Succeeded, of its current spec, with inputs that have not changed under it: what a
     # status describes only once the operator has looked at a changed spec or input.
     current = generation is None or status.get("observedGeneration") == generation
-    if phase != "Succeeded" or not current or not up_to_date(status):
+    if phase != Phase.SUCCEEDED or not current or not up_to_date(status):
         now = phase if current and up_to_date(status) else "changing"
         raise UnresolvedReference(
             "ReferenceNotReady",
-            f"{field}: waiting for {kind} {name!r} to succeed (now {now or 'Pending'})",
+            f"{field}: waiting for {kind} {name!r} to succeed (now {now or Phase.PENDING})",
             waiting=True,
             on=(kind, name),
         )

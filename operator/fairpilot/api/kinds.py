@@ -10,6 +10,13 @@ from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.bias import BiasAnalysisSpec
 from fairpilot.api.dataset import DatasetSpec
 from fairpilot.api.explanation import ExplanationSpec
+from fairpilot.api.results import (
+    BiasResult,
+    ExplanationResult,
+    ProfileResult,
+    StageResult,
+    TrainingResult,
+)
 from fairpilot.api.status import (
     BiasAnalysisStatus,
     DatasetStatus,
@@ -38,6 +45,9 @@ class Kind:
     stage: str  # the `fairpilot-job` stage that does its work
     spec: type[BaseModel]
     status: type[BaseModel]
+    # What its stage writes to result.json: the jobs validate it before writing, the
+    # operator parses it before projecting it into `status`.
+    result: type[StageResult]
     columns: tuple[Column, ...]
     description: str
 
@@ -67,6 +77,7 @@ DATASET = Kind(
     "profile",
     DatasetSpec,
     DatasetStatus,
+    ProfileResult,
     (
         PHASE,
         Column("Rows", ".status.rows", "integer", "Rows in the data"),
@@ -84,6 +95,7 @@ BIAS_ANALYSIS = Kind(
     "bias",
     BiasAnalysisSpec,
     BiasAnalysisStatus,
+    BiasResult,
     (
         PHASE,
         Column("DI", ".status.minDisparateImpact", "number", "Lowest disparate impact"),
@@ -101,6 +113,7 @@ TRAINING_RUN = Kind(
     "train",
     TrainingRunSpec,
     TrainingRunStatus,
+    TrainingResult,
     (
         PHASE,
         Column("Version", ".status.modelVersion", description="The model's version"),
@@ -122,6 +135,7 @@ EXPLANATION = Kind(
     "explain",
     ExplanationSpec,
     ExplanationStatus,
+    ExplanationResult,
     (
         PHASE,
         Column("Model", ".status.modelId", description="The model explained"),

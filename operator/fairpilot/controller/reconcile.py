@@ -25,11 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fairpilot.api.kinds import BY_KIND, DATASET, TRAINING_RUN, Kind
+from fairpilot.api.status import Phase
 from fairpilot.cluster import Cluster
 from fairpilot.conditions import (
+    InvalidResult,
     condition_of,
     failure,
     now,
+    parse_result,
     project_result,
     result_conditions,
     set_condition,
@@ -50,7 +53,7 @@ from fairpilot.runs import (
 )
 
 log = logging.getLogger(__name__)
-TERMINAL = ("Succeeded", "Failed")
+TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
 MAX_PASSES = 32  # reads and creates one reconciliation may need; more is a bug
 
 
@@ -290,7 +293,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         # Read again (once): the body handed over may be older than the resource.
         return world.need(("get", kind.kind, name), lambda r: r.get(kind, name))
 
-    def write(phase: str, message: str, **fields: Any) -> Outcome:
+    def write(phase: Phase, message: str, **fields: Any) -> Outcome:
         patch = {
             "phase": phase,
             "message": message,
@@ -299,7 +302,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
             **fields,
         }
         if status.get("phase") != phase:
-            plan.events.append(("Normal" if phase != "Failed" else "Warning", phase, message))
+            plan.events.append(("Normal" if phase != Phase.FAILED else "Warning", phase, message))
         # A write that changes nothing (the same Pending at every retry of a wait) is skipped:
         # each would cost the API server a write and every watcher an event.
         if not _same_status(status, patch):
@@ -382,9 +385,9 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
             )
             if resolved.waiting:
                 plan.waiting, plan.waiting_on = True, resolved.on
-                return write("Pending", resolved.message)
+                return write(Phase.PENDING, resolved.message)
             conditions = condition(conditions, "Ready", False, resolved.reason, resolved.message)
-            return write("Failed", resolved.message)
+            return write(Phase.FAILED, resolved.message)
         versioned: dict[str, Any] = {}
         spec = resolved.spec
         try:
@@ -403,10 +406,10 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
             message = f"waiting for the artifact store to choose the model's version: {exc}"
             conditions = condition(conditions, "Ready", False, "ArtifactStoreUnavailable", message)
             plan.waiting = True
-            return write("Pending", message)
+            return write(Phase.PENDING, message)
         except GpuNotAllowed as exc:
             conditions = condition(conditions, "Ready", False, "GpuNotAllowed", str(exc))
-            return write("Failed", str(exc))
+            return write(Phase.FAILED, str(exc))
         conditions = condition(
             conditions, "ReferencesResolved", True, "Resolved", "all references resolved"
         )
@@ -421,7 +424,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         # (its end is reconciled from the Job's own event), and a Running written after that
         # would overwrite Succeeded. If the create fails, Kopf retries and this path runs again.
         running = write(
-            "Running",
+            Phase.RUNNING,
             f"Job {job_name} started",
             jobName=job_name,
             runId=run,
@@ -452,7 +455,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         )
         conditions = condition(conditions, "Ready", False, "PreviousJobPresent", message)
         plan.waiting = True
-        return write("Pending", message)
+        return write(Phase.PENDING, message)
 
     state = job_state(job)
     # Where this run writes, as recorded when it started (the artifact root may have been
@@ -467,12 +470,12 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         return world.need(("termination", job_name), lambda r: r.termination(job_name))
 
     if state == "running":
-        if status.get("phase") != "Running" or status.get("jobName") != job_name:
+        if status.get("phase") != Phase.RUNNING or status.get("jobName") != job_name:
             conditions = condition(
                 conditions, "Ready", False, "JobRunning", f"Job {job_name} is running"
             )
             return write(
-                "Running", f"Job {job_name} running", jobName=job_name, runId=run, outputUri=uri
+                Phase.RUNNING, f"Job {job_name} running", jobName=job_name, runId=run, outputUri=uri
             )
         return plan
     if state == "failed":
@@ -482,7 +485,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         reason, message = failure(error, termination(), job)
         conditions = condition(conditions, "Ready", False, reason, message)
         failed = write(
-            "Failed",
+            Phase.FAILED,
             f"{reason}: {message}",
             jobName=job_name,
             runId=run,
@@ -498,14 +501,26 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         message = f"Job {job_name} ended; waiting to read its result: {result}"
         conditions = condition(conditions, "Ready", False, "ArtifactStoreUnavailable", message)
         plan.waiting = True
-        return write("Running", message, jobName=job_name, runId=run, outputUri=uri)
+        return write(Phase.RUNNING, message, jobName=job_name, runId=run, outputUri=uri)
     if result is None:
         message = f"Job {job_name} succeeded but wrote no result.json under {uri}"
         conditions = condition(conditions, "Ready", False, "NoResult", message)
         return write(
-            "Failed", message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now
+            Phase.FAILED, message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now
         )
-    projected = project_result(kind, result)
+    try:
+        parsed = parse_result(kind, result)
+    except InvalidResult as exc:
+        # The stage says it succeeded, but what it wrote cannot be projected: fail rather
+        # than show a status made of guesses, and name the field (api.results).
+        message = f"Job {job_name} succeeded, but {exc}"
+        conditions = condition(conditions, "Ready", False, InvalidResult.reason, message)
+        failed = write(
+            Phase.FAILED, message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now
+        )
+        _pipeline_failed(world, plan, kind, resource, f"{kind.kind} {name} failed: InvalidResult")
+        return failed
+    projected = project_result(kind, parsed)
     mismatch = (
         _unreported_digest(kind, projected, termination())
         if (kind is TRAINING_RUN and projected.get("modelUri"))
@@ -514,19 +529,19 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
     if mismatch:
         conditions = condition(conditions, "Ready", False, "ModelDigestMismatch", mismatch)
         failed = write(
-            "Failed", mismatch, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now
+            Phase.FAILED, mismatch, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now
         )
         _pipeline_failed(
             world, plan, kind, resource, f"{kind.kind} {name} failed: ModelDigestMismatch"
         )
         return failed
     conditions = condition(conditions, "Ready", True, "Succeeded", summary_message(kind, projected))
-    for type_, value, reason, message in result_conditions(kind, projected, result):
+    for type_, value, reason, message in result_conditions(kind, projected, parsed):
         conditions = condition(conditions, type_, value, reason, message)
     if kind is TRAINING_RUN and projected.get("modelUri"):
         projected["models"] = _with_model(status, projected, run, world.now)
     write(
-        "Succeeded",
+        Phase.SUCCEEDED,
         summary_message(kind, projected),
         jobName=job_name,
         runId=run,

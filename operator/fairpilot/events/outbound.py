@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from fairpilot.api import labels as label
 from fairpilot.api.kinds import BIAS_ANALYSIS, BY_KIND, DATASET, TRAINING_RUN, Kind
+from fairpilot.api.status import Phase
 from fairpilot.conditions import condition_of
 from fairpilot.events.payloads import (
     BiasReported,
@@ -148,11 +149,11 @@ def status_events(
         return []
     run = current_run(status, generation)
     reached: list[tuple[str, str | None]] = []
-    if phase == "Pending":
-        reached.append(("Pending", _transition(status)))
+    if phase == Phase.PENDING:
+        reached.append((Phase.PENDING, _transition(status)))
     if status.get("jobName") and status.get("startedAt"):
-        reached.append(("Running", status["startedAt"]))
-    if phase in ("Succeeded", "Failed"):
+        reached.append((Phase.RUNNING, status["startedAt"]))
+    if phase in (Phase.SUCCEEDED, Phase.FAILED):
         reached.append((phase, status.get("finishedAt") or _transition(status)))
     user = user_of(resource)
     annotations = meta.get("annotations") or {}
@@ -196,7 +197,7 @@ def result_event_ids(kind: Kind, resource: dict[str, Any]) -> list[str]:
     """The ids of the seed's events the resource's state calls for (no lookups needed)."""
     meta, status = resource["metadata"], resource.get("status") or {}
     generation = int(meta.get("generation") or 1)
-    if status.get("phase") != "Succeeded" or status.get("observedGeneration") != generation:
+    if status.get("phase") != Phase.SUCCEEDED or status.get("observedGeneration") != generation:
         return []
     run = current_run(status, generation)
     if kind is BIAS_ANALYSIS:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fairpilot.api import labels as label
 from fairpilot.api.kinds import Kind
+from fairpilot.api.status import Phase
 from fairpilot.events.outbound import Get, dataset_id_of, events_for, model_of, user_of
 from fairpilot.events.topics import Topics
 from fairpilot.outbox import Delivery, blocking
@@ -68,7 +69,8 @@ class WarehouseSink:
                 Delivery("audit/received", ("audit", f"in:{annotations[label.SOURCE]}", document))
             )
         succeeded = (
-            status.get("phase") == "Succeeded" and status.get("observedGeneration") == generation
+            status.get("phase") == Phase.SUCCEEDED
+            and status.get("observedGeneration") == generation
         )
         run = current_run(status, generation)
         if succeeded and f"record/{run}" not in done:
