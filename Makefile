@@ -10,11 +10,12 @@ DEMO    ?= $(or $(TMPDIR),/tmp)/fairpilot-$(shell id -un)/stages
 IMAGE_REGISTRY ?= ghcr.io/fairpilot
 IMAGE_TAG      ?= 0.1.0
 
-.PHONY: help venv chromium test lint demo demo-stages crds manifests bench e2e clean \
+.PHONY: help venv chromium test test-fast lint demo demo-stages crds manifests bench e2e clean \
 	images image-operator image-jobs image-jobs-cuda
 
 help:
 	@echo "make test   - install into $(VENV), then lint and run the whole test suite"
+	@echo "make test-fast - the unit and packaging tiers (under 3 minutes; no sandbox, no training)"
 	@echo "make demo   - the Adult pipeline through the sandbox (emulated API server, real operator)"
 	@echo "make demo-stages - the four stages by hand on Adult, no operator (outputs in $(DEMO))"
 	@echo "make crds   - regenerate crds/ (and the chart's copies) from the pydantic models"
@@ -48,6 +49,9 @@ lint: venv
 
 test: venv chromium lint
 	$(PYTHON) -m pytest
+
+test-fast: venv chromium
+	$(PYTHON) -m pytest tests/unit tests/packaging
 
 demo: venv
 	bash scripts/demo.sh

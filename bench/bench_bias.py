@@ -26,8 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).parent))
 from harness import describe
 
 from fairpilot.datasets import adult as load_adult

@@ -33,8 +33,6 @@ from typing import Any
 
 import kubernetes
 import psutil
-
-sys.path.insert(0, str(Path(__file__).parent))
 from bench_operator import Observer, cpu_seconds, percentiles, sandbox_up
 from harness import describe
 

@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).parent))
 from harness import describe, run_stage
 
 from fairpilot.datasets import adult, export_adult

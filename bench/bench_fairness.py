@@ -31,8 +31,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).parent))
 from harness import describe, run_stage
 
 from fairpilot.datasets import _package_dir, export_adult

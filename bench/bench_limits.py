@@ -34,8 +34,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-
-sys.path.insert(0, str(Path(__file__).parent))
 from harness import describe
 
 READ_OPTIONS = "skipinitialspace=True, na_values=['?'], low_memory=False"

@@ -34,8 +34,6 @@ import kubernetes
 import kubernetes.watch
 import numpy as np
 import psutil
-
-sys.path.insert(0, str(Path(__file__).parent))
 from harness import describe
 
 from fairpilot.cluster import release

@@ -27,12 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from harness import describe
-from kafka_helpers import read_async
-from sandbox_helpers import resource
 
 from fairpilot.api.kinds import BY_KIND
 from fairpilot.bridge.config import BridgeConfig
@@ -42,6 +37,7 @@ from fairpilot.cluster import Cluster
 from fairpilot.events.topics import Topics
 from fairpilot.sandbox.emulator import running_emulator
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, running_broker
+from fairpilot.sandbox.testing import read_async, resource
 
 NAMESPACE = "default"
 EVENTS_PER_ANALYSIS = 3  # status Running, status Succeeded, bias.reported

@@ -10,7 +10,7 @@ is read back from the broker at the end.
 1. load: N Datasets applied at once: time until all Succeeded, none stuck, one Job each, the
    operator's peak RSS (sampled), creation -> Job and creation -> Succeeded percentiles, and
    the operator's own `fairpilot_reconcile_duration_seconds` histogram from its /metrics.
-2. triggers: M `bias-trigger-events` messages (the seed's payload, as tests/kafka_helpers.py
+2. triggers: M `bias-trigger-events` messages (the seed's payload, as fairpilot.sandbox.testing
    sends it; each makes a Dataset and a BiasAnalysis) in one burst: every message became its
    two resources, none twice, every resource Succeeded, one `bias.reported` per analysis, all
    event ids unique; time to drain; peak RSS.
@@ -50,22 +50,19 @@ import kubernetes
 import kubernetes.watch
 import numpy as np
 import psutil
-
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(1, str(Path(__file__).parents[1] / "tests"))
 from harness import describe
-from kafka_helpers import DEAD, STATUS, payloads, produce, read, trigger
-from sandbox_helpers import resource
 
 from fairpilot.api import labels as label
 from fairpilot.cluster import release
 from fairpilot.sandbox.app import Sandbox
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, free_port, running_broker
+from fairpilot.sandbox.testing import DEAD, STATUS, payloads, produce, read, resource
+from fairpilot.sandbox.testing import bias_trigger as trigger
 
 GROUP, VERSION, NAMESPACE = "fairpilot.io", "v1alpha1", "default"
 
 PLURALS = {"Dataset": "datasets", "BiasAnalysis": "biasanalyses"}
-# As tests/fault_helpers.py's PhaseRecorder: a phase may only move up within a generation.
+# As tests/support/faults.py's PhaseRecorder: a phase may only move up within a generation.
 RANK = {None: 0, "Pending": 0, "Running": 1, "Succeeded": 2, "Failed": 2}
 BEGAN = time.monotonic()
 

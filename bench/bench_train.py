@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
 from harness import describe, run_stage
 
 from fairpilot.datasets import export_adult

@@ -27,15 +27,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from harness import describe
-from sandbox_helpers import resource, wait_for
 
 from fairpilot.backoff import Backoff
 from fairpilot.controller.runtime import Retry
 from fairpilot.controller.waiters import Waiters
 from fairpilot.sandbox.app import Sandbox
+from fairpilot.sandbox.testing import resource, wait_for
 
 ANALYSIS = {"datasetRef": "census", "target": "income", "sensitiveFeatures": ["sex"]}
 

@@ -2,77 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from support.jobs import TRAIN_BUDGET_SECONDS, JobRun, run_job
 
 from fairpilot.datasets import export_adult
-
-TRAIN_BUDGET_SECONDS = 30
-
-
-@dataclass
-class JobRun:
-    returncode: int
-    stdout: str
-    stderr: str
-    output: Path
-
-    @property
-    def result(self) -> dict[str, Any]:
-        return json.loads((self.output / "result.json").read_text())
-
-    @property
-    def error(self) -> dict[str, Any]:
-        return json.loads((self.output / "error.json").read_text())
-
-
-def run_job(
-    stage: str,
-    spec: dict[str, Any] | str,
-    output: Path,
-    env: dict[str, str] | None = None,
-    output_uri: str | None = None,
-    timeout: float = 600,
-    run_id: str | None = None,
-) -> JobRun:
-    """Run `fairpilot-job` in a subprocess, as the operator's pod would."""
-    output.mkdir(parents=True, exist_ok=True)
-    spec_file = output.parent / f"{output.name}-spec.yaml"
-    spec_file.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec))
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fairpilot_jobs.cli",
-            stage,
-            "--spec",
-            str(spec_file),
-            "--output",
-            output_uri or f"file://{output}",
-            *(["--run-id", run_id] if run_id else []),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-    return JobRun(completed.returncode, completed.stdout, completed.stderr, output)
 
 
 @pytest.fixture
 def tiny_csv(tmp_path: Path) -> str:
-    """A six-row CSV (see sandbox_helpers.TINY_CSV) as a file:// URI."""
-    from sandbox_helpers import TINY_CSV
+    """A six-row CSV (fairpilot.sandbox.testing.TINY_CSV) as a file:// URI."""
+    from fairpilot.sandbox.testing import TINY_CSV
 
     path = tmp_path / "tiny.csv"
     path.write_text(TINY_CSV)
@@ -186,3 +131,11 @@ def s3_client(s3_server: dict[str, str]) -> Any:
     import boto3
 
     return boto3.client("s3", endpoint_url=s3_server["FAIRPILOT_S3_ENDPOINT_URL"])
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The helm binary (installed into .tools on first use)."""
+    from k8s_tools import ensure
+
+    return ensure()["helm"]

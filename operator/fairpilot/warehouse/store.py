@@ -89,6 +89,10 @@ class Warehouse:
             return None
         return cls.from_uri(uri, os.environ.get("FAIRPILOT_MONGO_DATABASE", "fairpilot"))
 
+    def close(self) -> None:
+        """Close the client's connections (and its monitor threads)."""
+        self.db.client.close()
+
     def ensure_indexes(self) -> None:
         for collection, indexes in INDEXES.items():
             for keys in indexes:

@@ -1,0 +1,54 @@
+"""Every stage's HTML report, rendered in headless Chromium as a person would open it."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from support.browser import check_page, chromium_path
+from support.jobs import JobRun
+
+pytestmark = pytest.mark.browser
+
+
+def report_files(run: JobRun) -> dict[str, Path]:
+    return {name: Path(uri.removeprefix("file://")) for name, uri in run.result["reports"].items()}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _chromium() -> None:
+    if chromium_path() is None:
+        if os.environ.get("FAIRPILOT_SKIP_BROWSER") == "1":
+            pytest.skip("FAIRPILOT_SKIP_BROWSER=1")
+        pytest.fail("chromium is not installed: run scripts/install-chromium.sh (make test does)")
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        ("profiled", ["Dataset profile", "Suggested target", "income"]),
+        ("biased", ["Bias analysis", "Female", "Disparate impact"]),
+        ("trained", ["Training run", "Leaderboard", "WeightedEnsemble"]),
+        ("explained", ["How the model decides", "Global feature importance", "Method and checks"]),
+    ],
+)
+def test_report_renders(
+    request: pytest.FixtureRequest, tmp_path: Path, fixture: str, expected: list[str]
+) -> None:
+    run: JobRun = request.getfixturevalue(fixture)
+    texts = []
+    for name, path in report_files(run).items():
+        html = path.read_text()
+        assert not re.search(r"(src|href)=[\"']https?://", html), (
+            f"{name} loads something from the network"
+        )
+        page = check_page(path, screenshot=tmp_path / f"{name}.png")
+        assert len(page.text) > 200, f"{name} report is (nearly) empty"
+        assert page.errors == [], f"{name} report has script errors: {page.errors}"
+        assert page.failed_requests == [], f"{name} report requests {page.failed_requests}"
+        texts.append(page.text)
+    joined = "\n".join(texts)
+    for words in expected:
+        assert words in joined
