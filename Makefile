@@ -93,6 +93,7 @@ bench: venv
 	$(PYTHON) bench/bench_bridge.py
 	$(PYTHON) bench/bench_waiting.py
 	$(PYTHON) bench/bench_outbox.py
+	$(PYTHON) bench/bench_relist.py
 	$(PYTHON) bench/bench_limits.py
 	$(PYTHON) bench/bench_fairness.py
 	$(PYTHON) bench/bench_soak.py

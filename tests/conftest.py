@@ -8,6 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# Imported now, while this process has one thread: hypothesis's pytest plugin imports it at the
+# end of a run otherwise, when the sandboxes' daemon threads may be compiling too, and CPython
+# 3.11.7 then fails (SystemError: AST constructor recursion depth mismatch, gh-106905).
+import hypothesis  # noqa: F401
 import pytest
 from support.jobs import TRAIN_BUDGET_SECONDS, JobRun, run_job
 

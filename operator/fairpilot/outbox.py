@@ -98,8 +98,12 @@ class Outbox:
         workers: int = 8,
         debounce: float = DEBOUNCE,
         pool: Executor | None = None,
+        remember_settled: bool = True,
     ) -> None:
         self.sink = sink
+        # False: every notification of a resource gets a round (a benchmark's anchor); read at
+        # each notification and round, so it may be switched on a running outbox.
+        self.remember_settled = remember_settled
         self.pool = pool
         self.debounce = debounce
         self._scheduled: set[Key] = set()
@@ -115,9 +119,11 @@ class Outbox:
         # Delivered but not recorded on the resource: made by an earlier process (read back
         # from the sink), or by this one when recording failed. Recorded with the next round.
         self._unrecorded: dict[str, set[str]] = {}
-        # The version of each resource whose round ended with nothing left to deliver: Kopf
-        # lists every resource again at each watch reconnect (every minute), and a version
-        # already settled holds nothing new (for 20,000 resources, 20,000 rounds a minute).
+        # The version of each resource whose round ended with nothing left to deliver, which
+        # holds nothing new when it comes again: Kopf lists every resource again after a
+        # watch's 410 Expired (an API server restart, a disconnect longer than its history),
+        # and without this each re-listing is a round per resource (bench/bench_relist.py).
+        # Empty in a new process, whose first listing gives every resource a round.
         self._settled: dict[Key, str] = {}
         self._failures = 0
         self._paused_until = 0.0
@@ -135,7 +141,7 @@ class Outbox:
             self._delivered.pop(meta.get("uid", ""), None)
             return
         version = meta.get("resourceVersion")
-        if version and self._settled.get(key) == version:
+        if self.remember_settled and version and self._settled.get(key) == version:
             return
         self._latest[key] = body
         if key not in self._scheduled and key not in self._queued and key not in self._busy:
@@ -207,7 +213,9 @@ class Outbox:
             finally:
                 self._busy.discard(key)
             if ok:
-                self._settled[key] = (body or {}).get("metadata", {}).get("resourceVersion", "")
+                if self.remember_settled:
+                    version = (body or {}).get("metadata", {}).get("resourceVersion", "")
+                    self._settled[key] = version
                 if self._failures:  # the sink is back: what waited out the backoff goes now
                     self._paused_until = 0.0
                     for waiting in list(self._latest):

@@ -396,6 +396,41 @@ def test_a_watch_that_falls_behind_the_history_gets_410(small_history: str) -> N
     assert len(added) < 80
 
 
+# --- a restart ------------------------------------------------------------------------------
+
+
+def test_a_restart_ends_every_watch_and_expires_older_versions_keeping_the_objects() -> None:
+    """As a restarted kube-apiserver: its watch cache starts at the current revision of etcd,
+    which kept the objects, so every client lists again (Kopf after its watch's 410)."""
+    with running_emulator() as url:
+        api = ConfigMaps(url, "restarting")
+        api.create("a", data={"k": "1"})
+        listed = rv(api.list())
+        latest = api.patched("a", {"data": {"k": "2"}})
+        with api.watch(resourceVersion=str(listed), timeoutSeconds="30") as stream:
+            assert seen([next(stream)]) == [("MODIFIED", "a")]
+            started = time.monotonic()
+            url.restart()
+            assert list(stream) == [], "an open watch ends with the restart"
+            assert time.monotonic() - started < 5, "at once, not at its timeout"
+        for old in (listed, rv(latest)):  # the latest version a client could hold, too
+            events = api.events(resourceVersion=str(old), timeoutSeconds="10")
+            assert [(e["type"], e["object"]["code"]) for e in events] == [("ERROR", 410)]
+            assert events[0]["object"]["reason"] == "Expired"
+        # What a client does then: list again (everything is still there), and watch from it.
+        listing = api.list()
+        assert [(item["metadata"]["name"], item["data"]) for item in listing["items"]] == [
+            ("a", {"k": "2"})
+        ]
+        assert rv(listing["items"][0]) == rv(latest), "the objects keep their versions"
+        assert rv(listing) > rv(latest)
+        with api.watch(resourceVersion=str(rv(listing)), timeoutSeconds="5") as stream:
+            api.patched("a", {"data": {"k": "3"}})
+            api.create("b")
+            assert seen([next(stream), next(stream)]) == [("MODIFIED", "a"), ("ADDED", "b")]
+        assert sorted(seen(api.events(timeoutSeconds="1"))) == [("ADDED", "a"), ("ADDED", "b")]
+
+
 # --- optimistic concurrency -----------------------------------------------------------------
 
 

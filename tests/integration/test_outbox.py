@@ -99,8 +99,9 @@ def test_a_resource_changing_while_the_sink_is_paused_is_delivered_once(
 
 
 def test_a_version_already_settled_costs_no_round(cluster: Cluster) -> None:
-    """Kopf passes every resource again at each watch reconnect; one whose version was
-    settled (nothing left to deliver) is not looked at again, a new version is."""
+    """Kopf passes every resource again when it re-lists (after a 410: an API server restart,
+    a long disconnect); one whose version was settled (nothing left to deliver) is not looked
+    at again, a new version is."""
     sink = PhaseSink()
     sink.up = True
 

@@ -1,8 +1,11 @@
 """What Kopf's re-listing costs: nothing, for objects the operator has already acted on.
 
-Kopf lists every watched object again each time a watch reconnects (every minute) and passes
-each to the event handlers. With thousands of finished Jobs, reconciling each owner again at
-every listing kept the operator busy and the API server loaded after all work was done.
+Kopf lists every watched object again when a watch is answered 410 Expired: after an API server
+restart (`Sandbox.restart_api_server`), or a disconnect that outlasted the server's history of
+changes. It passes each listed object to the event handlers as if it were new; reconciling the
+owner of every finished Job again at each such listing costs a GET and a reconciliation per Job
+(bench/bench_relist.py). A restarted operator lists everything too, but starts with an empty
+record: its resume handlers reconcile every resource once anyway.
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ those); `BridgeConfig.from_env()` reads them, and every field's description says
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from fairpilot import settings
 from fairpilot.api.explanation import ExpertiseLevel
 from fairpilot.events.topics import Topics
 
@@ -208,26 +208,7 @@ class BridgeConfig(BaseModel):
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> BridgeConfig | None:
         """The configuration from FAIRPILOT_KAFKA_*; None when no bootstrap servers are set."""
-        env = dict(os.environ if env is None else env)
-        values: dict[str, Any] = {}
-        topics: dict[str, str] = {}
-        for key, value in env.items():
-            if not key.startswith(ENV_PREFIX) or value == "":
-                continue
-            name = key[len(ENV_PREFIX) :].lower()
-            if name.startswith("topic_"):
-                topics[name[len("topic_") :]] = value
-            elif name in ("allowed_namespaces", "levels"):
-                values[name] = [item.strip() for item in value.split(",") if item.strip()]
-            elif name == "principals":
-                try:
-                    values[name] = json.loads(value)
-                except ValueError as exc:
-                    raise ValueError(f"{key} is not JSON: {exc}") from None
-            elif name in cls.model_fields:
-                values[name] = value
+        values = settings.from_env(cls, ENV_PREFIX, env, nested={"topics": "TOPIC_"})
         if "bootstrap_servers" not in values:
             return None
-        if topics:
-            values["topics"] = topics
         return cls.model_validate(values)

@@ -90,13 +90,19 @@ def job_changed(runtime: Runtime, body: dict[str, Any], event_type: str | None) 
     meta = body.get("metadata") or {}
     for owner in meta.get("ownerReferences") or []:
         if owner.get("controller") and owner.get("apiVersion") == f"{API_GROUP}/{API_VERSION}":
-            resource = runtime.cluster.get(owner["kind"], meta["namespace"], owner["name"])
-            if resource is not None and resource["metadata"].get("uid") == owner.get("uid"):
-                try:
+            key = (owner["kind"], meta["namespace"], owner["name"])
+            try:
+                resource = runtime.cluster.get(*key)
+                if resource is not None and resource["metadata"].get("uid") == owner.get("uid"):
                     reconcile_resource(runtime, resource, dict(body))
-                except kopf.TemporaryError:
-                    _recheck(runtime, (owner["kind"], meta["namespace"], owner["name"]), 0)
-    runtime.jobs_seen.handled(body)  # not reached when reconciling raised: a listing retries
+            except kopf.TemporaryError:
+                _recheck(runtime, key, 0)
+            except Exception:
+                # Kopf never retries an event handler, and a watch does not list again on its
+                # own (only after a 410): the recheck is what retries an API error here.
+                log.exception("reconciling %s %s/%s after its Job ended failed", *key)
+                _recheck(runtime, key, 0)
+    runtime.jobs_seen.handled(body)
 
 
 def resource_changed(runtime: Runtime, body: dict[str, Any], event_type: str | None) -> None:

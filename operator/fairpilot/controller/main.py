@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from prometheus_client import start_http_server
 
+from fairpilot import settings
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.config import OperatorConfig
 from fairpilot.controller.runtime import (
@@ -24,6 +25,9 @@ from fairpilot.controller.runtime import (
 from fairpilot.warehouse.store import Warehouse
 
 CONFIG_FILE_ENV = "FAIRPILOT_CONFIG_FILE"
+# The settings a FAIRPILOT_<NAME> variable overrides (the chart sets them from its values).
+ENV_FIELDS = {"jobs_image", "jobs_cuda_image", "artifact_root", "s3_endpoint_url",
+              "s3_credentials_secret"}  # fmt: skip
 
 
 def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -39,19 +43,16 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         values = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: the operator configuration must be a mapping")
-    for field in (
-        "jobs_image",
-        "jobs_cuda_image",
-        "artifact_root",
-        "s3_endpoint_url",
-        "s3_credentials_secret",
-    ):
-        value = env.get(f"FAIRPILOT_{field.upper()}")
-        if value:
-            values[field] = value
-    if env.get("FAIRPILOT_ALLOW_GPU", "").lower() in ("0", "false", "no"):
-        values["gpu"] = {**(values.get("gpu") or {}), "allowed": False}
-    return OperatorConfig.model_validate(values)
+    overrides = settings.from_env(
+        OperatorConfig,
+        "FAIRPILOT_",
+        env,
+        fields=ENV_FIELDS,
+        renamed={"FAIRPILOT_ALLOW_GPU": "gpu.allowed"},
+    )
+    if "gpu" in overrides:
+        values["gpu"] = {**(values.get("gpu") or {}), **overrides.pop("gpu")}
+    return OperatorConfig.model_validate({**values, **overrides})
 
 
 def runtime_from_env(kopf_options: KopfOptions | None = None) -> Runtime:

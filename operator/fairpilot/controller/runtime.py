@@ -108,9 +108,13 @@ def build_runtime(
     retry: Retry | None = None,
     kopf_options: KopfOptions | None = None,
     waiters: Waiters | None = None,
+    jobs_seen: SeenVersions | None = None,
 ) -> Runtime:
     """The operator's Runtime: a client for `host` (else the loaded kubeconfig or in-cluster
-    configuration), and the bridge when Kafka or the warehouse is configured."""
+    configuration), and the bridge when Kafka or the warehouse is configured.
+
+    waiters, jobs_seen: the operator's own by default; a benchmark passes others (one that
+    wakes nobody, one that remembers nothing) to measure what they save."""
     pools = pools or Pools()
 
     def client() -> Cluster:
@@ -129,7 +133,9 @@ def build_runtime(
         pools=pools,
         retry=retry or Retry(),
         kopf=kopf_options or KopfOptions(),
-        waiters=waiters or Waiters(),
+        # Not `or`: both have a length, and an empty one given (a benchmark's) is falsy.
+        waiters=waiters if waiters is not None else Waiters(),
+        jobs_seen=jobs_seen if jobs_seen is not None else SeenVersions(),
     )
 
 

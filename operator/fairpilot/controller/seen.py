@@ -1,14 +1,19 @@
 """Which version of each object the operator has already acted on.
 
-Kopf lists every watched object again each time a watch reconnects (every
-`settings.watching.server_timeout`, 60 s here, or when the API server ends the stream) and
-passes each to the event handlers as if it were new. For a finished Job that is nothing new;
-without this record, every reconnect reconciled the owner of every Job there is (20,000 GETs
-and reconciliations a minute with 20,000 finished Jobs).
+Kopf lists every watched object when it starts and then watches from the listing's version; it
+lists everything again only when a watch is answered 410 Expired: after the API server restarts
+(its watch cache starts at the current revision, so every client's version is too old), or
+after a disconnect that outlasted the server's history of changes (5 minutes by default). It
+passes each listed object to the event handlers as if it were new. For a finished Job that is
+nothing new; without this record, each re-listing reconciles the owner of every Job there is,
+a GET and a reconciliation per Job, just when the restarted API server has every client listing
+(bench/bench_relist.py: after 300 finished Datasets, 305 operator requests and 300
+reconciliations without it, 5 and 0 with it).
 
-A version is recorded after it was handled without error, so a listing after a failure is
-the retry. The record lives in memory: a restarted operator handles each object once more,
-as its resume handlers reconcile every resource anyway.
+A version is recorded only once it was handled without error, so that the next listing, or the
+Job's next change, tries again (Kopf never retries an event handler). The record lives in
+memory: a restarted operator lists everything with an empty record and handles each object
+once more, as its resume handlers reconcile every resource anyway.
 """
 
 from __future__ import annotations

@@ -23,7 +23,10 @@ adds the API server's semantics, as the "API Concepts" page of the Kubernetes do
 * optimistic concurrency: a patch whose result carries a `resourceVersion` other than the
   stored one, or a delete whose preconditions do not hold, is a 409 Conflict; a JSON patch whose
   `test` fails is a 422, as Kopf expects;
-* garbage collection of what a deleted object owns (at once, not in the background).
+* garbage collection of what a deleted object owns (at once, not in the background);
+* a restart (`restart()`), the stored objects kept as etcd keeps them: every open watch ends, and
+  the watch cache starts again at the current revision, so that a watch resuming from any older
+  version gets 410 and its client lists again.
 
 Nothing here knows of any particular operator, so that it can be offered to kmock itself. It is
 written against kmock 0.8's internals (`_handle`, `_serve_*`, `_objects`, `_lock`), pinned for
@@ -203,6 +206,10 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         factory=lambda: collections.defaultdict(collections.deque), init=False
     )
     _compacted: dict[kmock.resource, int] = attrs.field(factory=dict, init=False)
+    # Restarts so far (a watch opened before the latest one ends), and the revision the latest
+    # one started the watch cache at (older versions are 410 for every resource).
+    _restarts: int = attrs.field(default=0, init=False)
+    _restarted_at: int = attrs.field(default=0, init=False)
     _ticks: dict[kmock.resource, asyncio.Event] = attrs.field(factory=dict, init=False)
     # What each write request wrote, for its response: a later write may come before the
     # response is rendered, and the response must show this one (its resourceVersion).
@@ -219,6 +226,27 @@ class VersionedEmulator(kmock.KubernetesEmulator):
     def revision(self) -> int:
         """The cluster-wide revision: the resourceVersion of the latest write."""
         return self._revision
+
+    def restart(self) -> None:
+        """What clients see of an API server restart; the stored objects stay (they are etcd's).
+
+        Every open watch ends, as the restarted server's connections drop, and the history of
+        changes is gone: a restarted kube-apiserver fills its watch cache from etcd at the
+        current revision, so a watch resuming from any older resourceVersion is answered with
+        410 Expired, and its client (Kopf, a reflector) lists everything again. Call it on the
+        emulator's event loop (`serve()` does it on SIGHUP).
+        """
+        # A restarted server writes on its way up (its Lease, the `kubernetes` Endpoints), and a
+        # cluster writes all the time, so etcd's revision is past every version a client holds:
+        # without this step, a client whose last bookmark carried the latest revision resumed.
+        self._next_revision()
+        self._restarts += 1
+        self._restarted_at = self._revision
+        self._histories.clear()
+        self._compacted.clear()  # every resource's is `_restarted_at` now
+        for tick in self._ticks.values():  # idle watches wake, see the restart and end
+            tick.set()
+        self._ticks.clear()
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -533,6 +561,7 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         self, request: kmock.Request, query: WatchQuery
     ) -> AsyncIterator[Any]:
         yield b""  # the headers go out now, as the API server flushes them at once
+        epoch = self._restarts  # a restart ends this watch
         resource = _resource(request)
         loop = asyncio.get_running_loop()
         deadline = None if query.timeout is None else loop.time() + query.timeout
@@ -553,19 +582,20 @@ class VersionedEmulator(kmock.KubernetesEmulator):
             yield self._bookmark(resource, since, initial_end=True)
         next_bookmark = loop.time() + self.bookmark_seconds if query.bookmarks else None
         while True:
+            if self._restarts != epoch:
+                return  # the server it was opened on is gone: the stream just ends
             self._compact(resource, time.monotonic())
-            if since < self._compacted.get(resource, 0):
-                # Changes this watch has not seen are gone (an old version, or one that fell
-                # behind while it streamed): the client must list again.
-                yield _error(
-                    410,
-                    "Expired",
-                    f"too old resource version: {since} ({self._compacted[resource]})",
-                )
+            oldest = max(self._compacted.get(resource, 0), self._restarted_at)
+            if since < oldest:
+                # Changes this watch has not seen are gone (an old version, one that fell
+                # behind while it streamed, or one from before a restart): list again.
+                yield _error(410, "Expired", f"too old resource version: {since} ({oldest})")
                 return
             pending = self._changes_since(resource, since)
             if pending:
                 for change in pending:
+                    if self._restarts != epoch:
+                        return  # restarted while this watch was sending
                     since = change.revision
                     event = self._event_for(request, query, change)
                     if event is not None:

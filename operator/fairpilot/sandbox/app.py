@@ -23,6 +23,7 @@ from fairpilot.bridge.config import BridgeConfig
 from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
 from fairpilot.controller.runtime import Retry, Runtime, build_runtime, operate
+from fairpilot.controller.seen import SeenVersions
 from fairpilot.controller.waiters import Waiters
 from fairpilot.sandbox.emulator import running_emulator
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, running_broker
@@ -100,6 +101,7 @@ class Sandbox:
         bridge_settings: dict[str, Any] | None = None,
         retry: Retry | None = None,
         waiters: Waiters | None = None,
+        jobs_seen: SeenVersions | None = None,
     ) -> None:
         # noop_jobs: Jobs finish at once with a minimal result (for load benchmarks).
         # kafka: start a Tansu broker (`self.kafka` is its bootstrap address, else None), or
@@ -118,8 +120,8 @@ class Sandbox:
         # runner_options: more keyword arguments for the LocalJobRunner (faults, retry delay).
         # audit_log: where the API server writes its audit log (sandbox/emulator.py).
         # bridge_settings: more BridgeConfig fields (principals, allowed_namespaces, ...).
-        # retry, waiters: the operator thread's (controller/runtime.py); default: the
-        # operator's own.
+        # retry, waiters, jobs_seen: the operator thread's (controller/runtime.py); default:
+        # the operator's own. Given ones are kept across restart_operator().
         if operator_process and warehouse is not None:
             raise ValueError("an operator process reaches the warehouse only through MONGO_URI")
         if replicas > 1 and not operator_process:
@@ -131,9 +133,11 @@ class Sandbox:
         self.operators: list[OperatorProcess] = []
         self.audit_log = audit_log
         self.bridge_settings = dict(bridge_settings or {})
-        if (retry or waiters) and operator_process:
-            raise ValueError("retry and waiters apply to the operator thread only")
-        self.retry, self.waiters = retry, waiters
+        # `is not None`: Waiters and SeenVersions have a length, so an empty one is falsy.
+        given = (retry, waiters, jobs_seen)
+        if operator_process and any(each is not None for each in given):
+            raise ValueError("retry, waiters and jobs_seen apply to the operator thread only")
+        self.retry, self.waiters, self.jobs_seen = retry, waiters, jobs_seen
         self.runtime: Runtime | None = None  # the operator thread's
         self.noop_jobs = noop_jobs
         self.artifacts = artifacts.resolve()
@@ -202,6 +206,7 @@ class Sandbox:
             warehouse=self.warehouse,
             retry=self.retry,
             waiters=self.waiters,
+            jobs_seen=self.jobs_seen,
         )
         self.bridge = self.runtime.bridge
         self._operator = threading.Thread(target=self._run_operator, name="operator", daemon=True)
@@ -264,6 +269,13 @@ class Sandbox:
             **self.bridge_settings,
         )
 
+    def restart_api_server(self) -> None:
+        """Restart the API server as a control plane upgrade or crash does, its objects kept
+        (etcd's): every watch ends, and one resuming from an older resourceVersion is 410
+        Expired, so every client, the operator and the runner too, lists everything again.
+        Returns once the server has restarted (the clients re-list in the next moments)."""
+        self.url.restart()
+
     def restart_operator(self) -> None:
         """Stop the operator and start a fresh one, as a crash and a new pod would."""
         if self.operator_process:
@@ -287,7 +299,10 @@ class Sandbox:
         assert self.runtime is not None
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(operate(self.runtime, [], None, stop_flag=self._stop))
+        try:
+            loop.run_until_complete(operate(self.runtime, [], None, stop_flag=self._stop))
+        finally:
+            loop.close()
 
     def apply(self, items: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
         applied = []

@@ -16,6 +16,9 @@ On request (FAIRPILOT_EMULATOR_AUDIT_LOG=path) it also writes an audit log as an
 does (audit.k8s.io/v1 events at the Metadata level, one JSON line per request): who (the
 User-Agent) did what (the RBAC verb) to which object, and the response code. Tests read it to
 check what the operator's RBAC must allow.
+
+SIGHUP restarts it as an API server restarts (VersionedEmulator.restart: the objects stay, every
+watch ends, every older resourceVersion is 410 Expired); `EmulatorUrl.restart` sends it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -45,6 +49,7 @@ from fairpilot.sandbox.apiserver import VersionedEmulator, matches_fields, match
 
 __all__ = [
     "ApiServerEmulator",
+    "EmulatorUrl",
     "audit_event",
     "matches_fields",
     "matches_labels",
@@ -314,6 +319,13 @@ def serve() -> None:
             target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(closed.set)), daemon=True
         ).start()
         emulator = ApiServerEmulator(audit=audit, **settings)
+
+        def restart() -> None:
+            emulator.restart()
+            print(f"restarted at {emulator.revision}", flush=True)  # EmulatorUrl.restart waits
+
+        # Before the URL is printed: until then SIGHUP would still end the process.
+        loop.add_signal_handler(signal.SIGHUP, restart)
         async with emulator, kmock.Server(emulator) as server:
             print(str(server.url).rstrip("/"), flush=True)
             await closed.wait()
@@ -339,9 +351,32 @@ def emulator_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+class EmulatorUrl(str):
+    """The URL of an emulator that `running_emulator` serves (a str: all most callers need),
+    with a hold on the child process that serves it, to restart it."""
+
+    process: subprocess.Popen[str]
+
+    def __new__(cls, url: str, process: subprocess.Popen[str]) -> EmulatorUrl:
+        made = super().__new__(cls, url)
+        made.process = process
+        return made
+
+    def restart(self) -> None:
+        """Restart the API server, its objects kept (VersionedEmulator.restart); returns once
+        it has restarted. One caller at a time: each restart answers with one line."""
+        assert self.process.stdout is not None
+        self.process.send_signal(signal.SIGHUP)
+        answer = self.process.stdout.readline()
+        if not answer.startswith("restarted"):
+            code = self.process.poll()
+            raise RuntimeError(f"the API emulator did not restart (exit code {code})")
+
+
 @contextmanager
-def running_emulator(audit_log: Path | None = None) -> Iterator[str]:
-    """The emulator on a loopback port, served by a child process; yields its URL.
+def running_emulator(audit_log: Path | None = None) -> Iterator[EmulatorUrl]:
+    """The emulator on a loopback port, served by a child process; yields its URL (whose
+    `restart()` restarts the API server, objects kept).
 
     audit_log: the file its audit log is appended to (`request_info` and `audit_event` say
     what a line holds); None: as FAIRPILOT_EMULATOR_AUDIT_LOG says in this environment.
@@ -363,7 +398,7 @@ def running_emulator(audit_log: Path | None = None) -> Iterator[str]:
         if not url.startswith("http"):
             process.wait(10)
             raise RuntimeError(f"the API emulator did not start (exit code {process.returncode})")
-        yield url
+        yield EmulatorUrl(url, process)
     finally:
         process.stdin.close()
         try:
@@ -371,6 +406,7 @@ def running_emulator(audit_log: Path | None = None) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+        process.stdout.close()  # read for restarts until now (EmulatorUrl.restart)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,13 @@ The indexes serve the seed's API queries: by user, by dataset, by model and vers
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
+
+from fairpilot import settings
 from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
 from fairpilot.events.outbound import fairness_of
 from fairpilot.runs import current_run
@@ -59,6 +61,13 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat()
 
 
+class WarehouseSettings(BaseModel):
+    """Where the warehouse is: the seed's MONGO_URI, and the database when the URI names none."""
+
+    uri: str | None = None
+    database: str = "fairpilot"
+
+
 class Warehouse:
     """Upserts into one MongoDB database; plain pymongo, so any MongoDB (or mongomock) works."""
 
@@ -82,12 +91,14 @@ class Warehouse:
         return cls(client.get_default_database(default=database))
 
     @classmethod
-    def from_env(cls) -> Warehouse | None:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Warehouse | None:
         """From MONGO_URI (and FAIRPILOT_MONGO_DATABASE); None when MONGO_URI is not set."""
-        uri = os.environ.get("MONGO_URI")
-        if not uri:
-            return None
-        return cls.from_uri(uri, os.environ.get("FAIRPILOT_MONGO_DATABASE", "fairpilot"))
+        found = settings.from_env(
+            WarehouseSettings, "FAIRPILOT_MONGO_", env, fields={"database"},
+            renamed={"MONGO_URI": "uri"},
+        )  # fmt: skip
+        config = WarehouseSettings.model_validate(found)
+        return None if config.uri is None else cls.from_uri(config.uri, config.database)
 
     def close(self) -> None:
         """Close the client's connections (and its monitor threads)."""
