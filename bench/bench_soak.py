@@ -17,8 +17,8 @@ is read back from the broker at the end.
 3. outage: the broker (Tansu on moto's S3, so topics and offsets survive) stopped for S seconds
    while Dataset + BiasAnalysis pairs keep being applied, with trigger messages produced just
    before it (nobody consuming) and the operator restarted while it is down, as in
-   tests/test_faults.py: stages go on, and after the broker returns every message is processed
-   and every event sent, once; time to catch up.
+   tests/integration/test_faults.py: stages go on, and after the broker returns every message
+   is processed and every event sent, once; time to catch up.
 4. kills: pairs applied at a steady rate while the operator is SIGKILLed at random (seeded)
    moments and started again each time: at the end all Succeeded, one Job per resource, status
    events unique, no status seen going backwards, and the number of kills.

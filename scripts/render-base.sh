@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes manifests/base/fairpilot.yaml: the Helm chart rendered with its defaults, so that the
-# kustomize base and the chart are one source. `make manifests` runs it; tests/test_chart.py
+# kustomize base and the chart are one source. `make manifests` runs it; tests/packaging/test_chart.py
 # fails when the committed file differs from a fresh render.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -416,7 +416,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
         ".git/HEAD",
         ".venv/bin/python",
         ".tools/bin/x",
-        "tests/test_images.py",
+        "tests/packaging/test_images.py",
         "bench/results/train.json",
         "AutogluonModels/ag-1/predictor.pkl",
         "jobs/AutogluonModels/x",

@@ -30,7 +30,7 @@ adds the API server's semantics, as the "API Concepts" page of the Kubernetes do
 
 Nothing here knows of any particular operator, so that it can be offered to kmock itself. It is
 written against kmock 0.8's internals (`_handle`, `_serve_*`, `_objects`, `_lock`), pinned for
-that reason; tests/test_emulator_api.py checks that those hooks are still there.
+that reason; tests/integration/test_emulator_api.py checks that those hooks are still there.
 
 Not covered: PUT (kmock routes no replace), `deletecollection`, server-side apply, strategic
 merge patches (applied as JSON merge patches, as kmock does), list `limit`/`continue` and list
