@@ -1,4 +1,4 @@
-"""README's producer snippet, run as written against `fairpilot sandbox up --kafka-port N`."""
+"""docs/kafka.md's producer snippet, run as written against `fairpilot sandbox up`."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 from fairpilot.sandbox.kafka import free_port
 from fairpilot.sandbox.testing import payloads, read
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+KAFKA_DOCS = Path(__file__).resolve().parents[2] / "docs" / "kafka.md"
 
 
 def readme_producer() -> str:
-    section = README.read_text().split("## The Kafka bridge", 1)[1]
+    section = KAFKA_DOCS.read_text().split("## One message, the whole pipeline", 1)[1]
     return re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
 
 
@@ -56,4 +56,6 @@ def test_the_readme_producer_starts_a_pipeline_through_sandbox_up(tmp_path: Path
     finally:
         up.terminate()
         up.wait(30)
+        if up.stdout is not None:
+            up.stdout.close()
     assert up.returncode == 0

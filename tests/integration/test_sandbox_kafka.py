@@ -32,8 +32,8 @@ def broker() -> Iterator[str]:
 
 async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> list[Any]:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
-    await producer.start()
-    try:
+    try:  # a start that fails (no broker) leaves a producer to stop too
+        await producer.start()
         return [await producer.send_and_wait(topic, value, key=key) for key, value in messages]
     finally:
         await producer.stop()

@@ -133,9 +133,9 @@ class CuttableLink:
             with contextlib.suppress(OSError):
                 listener.close()
         for sock in sockets:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # a peer that went first: nothing to shut down
                 sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+            sock.close()  # always: a shutdown that failed must not leave the socket open
 
     def _accept(self, listener: socket.socket) -> None:
         while True:

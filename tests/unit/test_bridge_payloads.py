@@ -361,3 +361,10 @@ def test_the_operator_runs_the_bridge_and_warehouse_its_environment_asks_for(
     assert bridge is not None and bridge.warehouse is not None
     assert bridge.warehouse.db.name == "registry"  # the URI's database wins over the default
     bridge.warehouse.close()
+
+
+def test_the_test_kits_bias_trigger_is_the_seeds_example() -> None:
+    from fairpilot.sandbox.testing import bias_trigger
+
+    expected = {**seed.BIAS_TRIGGER, "dataset_id": "d", "sensitive_features": ["sex"]}
+    assert bias_trigger("d") == expected

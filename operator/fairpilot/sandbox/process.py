@@ -35,7 +35,7 @@ def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> Pat
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "clusters": [{"name": "sandbox", "cluster": {"server": server}}],
+                "clusters": [{"name": "sandbox", "cluster": {"server": str(server)}}],
                 "users": [{"name": "sandbox", "user": {}}],
                 "contexts": [
                     {
