@@ -131,6 +131,8 @@ def test_mongodb_down_delays_the_records_but_not_the_pipeline(tmp_path: Path) ->
         )
         eventually(lambda: False, 2)  # a few failed attempts
         assert delivered(sandbox, "kept") == []
+        unreachable = down.db
         down.db = mongomock.MongoClient().fairpilot  # MongoDB is back
+        unreachable.client.close()
         assert eventually(lambda: delivered(sandbox, "kept") == ["record/g1"], 60)
         assert down.db.datasets.count_documents({"name": "kept"}) == 1
