@@ -17,12 +17,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from fairpilot import API_GROUP, API_VERSION
+from fairpilot.events.topics import Topics
 from fairpilot.sandbox.app import Sandbox
 
 # Six rows, a binary label and one sensitive feature: every stage on it takes a second or two.
 TINY_CSV = "age,sex,income\n25,F,no\n38,M,yes\n52,M,yes\n41,F,no\n30,F,yes\n45,M,no\n"
-# The topics FairPilot adds to the seed's (Topics' defaults).
-STATUS, DEAD = "fairpilot-status-events", "fairpilot-dead-letter"
+# The topics FairPilot adds to the seed's, as the bridge names them by default.
+STATUS, DEAD = Topics().status, Topics().dead_letter
 
 
 # -- resources ----------------------------------------------------------------------------------
