@@ -63,7 +63,9 @@ async def produce(bootstrap: str, count: int, rate: float | None) -> dict[str, f
                 "dataset_id": dataset_id,
                 "user_id": USER,
                 "timestamp": "2026-11-23T12:00:00.000000",
-                "uri": f"file:///bench/{dataset_id}.csv",
+                # Inside the sandbox's default file root (the folder that holds --artifacts);
+                # the file need not exist: no-op Jobs do not read it.
+                "uri": f"file://{tempfile.gettempdir()}/{dataset_id}.csv",
             }
             sent[dataset_name(USER, dataset_id)] = time.monotonic()
             pending.append(await producer.send("dataset-events", json.dumps(payload).encode()))

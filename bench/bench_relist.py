@@ -191,7 +191,7 @@ def run(count: int, window: float, anchor: bool) -> dict[str, Any]:
             sent_before = topics_read(sb)
             audit.since_mark()  # the topics' reading is not part of the re-listing
             before, rounds_before = reconciliations(), sum(s.rounds for s in sinks)
-            server = psutil.Process(sb.url.process.pid)
+            server = psutil.Process(sb.url.child.pid)
             cpu, server_cpu = time.process_time(), sum(server.cpu_times()[:2])
             restarted = time.time()
             sb.restart_api_server()

@@ -79,9 +79,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def status_error(
-    code: int, reason: str, message: str, **details: Any
-) -> kmock.KubernetesError:
+def status_error(code: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
     """An error that kmock renders as the API server's `Status` body with this code."""
     # kmock adds a traceback as the details when there are none: always give some.
     return kmock.KubernetesError(
@@ -517,9 +515,7 @@ class VersionedEmulator(kmock.KubernetesEmulator):
             not fields or matches_fields(obj, fields)
         )
 
-    def _current(
-        self, request: kmock.Request, labels: str, fields: str
-    ) -> list[dict[str, Any]]:
+    def _current(self, request: kmock.Request, labels: str, fields: str) -> list[dict[str, Any]]:
         resource, found = _resource(request), []
         for key, obj in self._objects.items():
             if key[0] == resource and not obj.deleted:
@@ -557,9 +553,7 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         self._known(request)
         return self._watch_stream(request, WatchQuery.parse(request.params))
 
-    async def _watch_stream(
-        self, request: kmock.Request, query: WatchQuery
-    ) -> AsyncIterator[Any]:
+    async def _watch_stream(self, request: kmock.Request, query: WatchQuery) -> AsyncIterator[Any]:
         yield b""  # the headers go out now, as the API server flushes them at once
         epoch = self._restarts  # a restart ends this watch
         resource = _resource(request)

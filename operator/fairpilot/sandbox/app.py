@@ -63,9 +63,7 @@ def documents(path: Path) -> list[dict[str, Any]]:
     return found
 
 
-def sandbox_config(
-    artifacts: Path, file_root: Path | None = None, **fields: Any
-) -> OperatorConfig:
+def sandbox_config(artifacts: Path, file_root: Path | None = None, **fields: Any) -> OperatorConfig:
     """The operator's configuration in the sandbox: local images (the runner runs the stage's
     command itself), artifacts under `artifacts`; `fields` change or add settings."""
     defaults: dict[str, Any] = {
@@ -179,9 +177,7 @@ class Sandbox:
         if self.kafka and self.bridge_config and not isinstance(self.with_kafka, str):
             topics = self.bridge_config.topics
             inbound = self.bridge_config.routes()  # the principals' own topics too
-            create_topics(
-                self.kafka, [*SEED_TOPICS, *inbound, topics.status, topics.dead_letter]
-            )
+            create_topics(self.kafka, [*SEED_TOPICS, *inbound, topics.status, topics.dead_letter])
         self.cluster = Cluster.for_host(self.url)  # the user's client, not the operator's
         self.cluster.client.user_agent = USER_AGENT
         if self.operator_process:

@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -46,6 +45,7 @@ from typing_extensions import override
 from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.kinds import KINDS
 from fairpilot.sandbox.apiserver import VersionedEmulator, matches_fields, matches_labels
+from fairpilot.sandbox.children import ChildProcess
 
 __all__ = [
     "ApiServerEmulator",
@@ -355,21 +355,20 @@ class EmulatorUrl(str):
     """The URL of an emulator that `running_emulator` serves (a str: all most callers need),
     with a hold on the child process that serves it, to restart it."""
 
-    process: subprocess.Popen[str]
+    child: ChildProcess
 
-    def __new__(cls, url: str, process: subprocess.Popen[str]) -> EmulatorUrl:
+    def __new__(cls, url: str, child: ChildProcess) -> EmulatorUrl:
         made = super().__new__(cls, url)
-        made.process = process
+        made.child = child
         return made
 
     def restart(self) -> None:
         """Restart the API server, its objects kept (VersionedEmulator.restart); returns once
         it has restarted. One caller at a time: each restart answers with one line."""
-        assert self.process.stdout is not None
-        self.process.send_signal(signal.SIGHUP)
-        answer = self.process.stdout.readline()
+        self.child.send_signal(signal.SIGHUP)
+        answer = self.child.stdout.readline()
         if not answer.startswith("restarted"):
-            code = self.process.poll()
+            code = self.child.returncode
             raise RuntimeError(f"the API emulator did not restart (exit code {code})")
 
 
@@ -384,29 +383,20 @@ def running_emulator(audit_log: Path | None = None) -> Iterator[EmulatorUrl]:
     A process of its own rather than a thread: under load the emulator and the operator would
     otherwise share one interpreter lock, and each would slow the other down (the operator's
     latency figures would measure the emulator). Real API servers are separate processes too.
+    It talks over a control pipe: its URL, then a line per restart, on its stdout; the end
+    of its stdin is its signal to stop (so it also stops when this process dies).
     """
-    process = subprocess.Popen(
+    child = ChildProcess(
+        "the API emulator",
         [sys.executable, "-m", "fairpilot.sandbox.emulator"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
         env=None if audit_log is None else {**os.environ, AUDIT_LOG_ENV: str(audit_log)},
+        control_pipe=True,
     )
-    assert process.stdin is not None and process.stdout is not None
-    try:
-        url = process.stdout.readline().strip()
+    with child.start():
+        url = child.stdout.readline().strip()
         if not url.startswith("http"):
-            process.wait(10)
-            raise RuntimeError(f"the API emulator did not start (exit code {process.returncode})")
-        yield EmulatorUrl(url, process)
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        process.stdout.close()  # read for restarts until now (EmulatorUrl.restart)
+            raise RuntimeError(f"the API emulator did not start (exit code {child.stop()})")
+        yield EmulatorUrl(url, child)
 
 
 if __name__ == "__main__":

@@ -31,17 +31,14 @@ import asyncio
 import contextlib
 import importlib.resources
 import os
-import re
 import shutil
 import socket
 import struct
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
+
+from fairpilot.sandbox.children import ChildError, ChildProcess
 
 MEMORY = "memory://tansu/"
 # The seed's topics (ARCHITECTURE.md, "Kafka"): triggers in, results out.
@@ -55,10 +52,9 @@ SEED_TOPICS = (
     "xai-events",
 )
 HOST = "127.0.0.1"
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class BrokerError(RuntimeError):
+class BrokerError(ChildError):
     """The broker cannot be found, cannot start, or did not become ready."""
 
 
@@ -118,22 +114,15 @@ def running_broker(
         "--advertised-listener-url", url,
         "--storage-engine", storage,
     ]  # fmt: skip
-    with (
-        log.open("ab") if log else tempfile.TemporaryFile(prefix="tansu-", suffix=".log")
-    ) as output:
-        start = os.fstat(output.fileno()).st_size
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=_broker_env(storage, env),
-        )
-        try:
-            _wait_ready(process, port, startup_timeout, output, start)
-            yield f"{HOST}:{port}"
-        finally:
-            _stop(process)
+    broker = ChildProcess(
+        "the Kafka broker (Tansu)", command, env=_broker_env(storage, env), log=log
+    )
+    try:
+        broker.start(lambda: _serves(port), timeout=startup_timeout)
+    except ChildError as error:
+        raise BrokerError(str(error)) from None
+    with broker:
+        yield f"{HOST}:{port}"
 
 
 async def ensure_topics(
@@ -193,29 +182,12 @@ def _broker_env(storage: str, extra: Mapping[str, str] | None) -> dict[str, str]
     return env
 
 
-def _wait_ready(
-    process: subprocess.Popen[bytes], port: int, timeout: float, output: IO[bytes], start: int
-) -> None:
-    deadline = time.monotonic() + timeout
-    problem = "no answer yet"
-    while True:
-        if process.poll() is not None:
-            raise BrokerError(
-                f"the Kafka broker (Tansu) exited with status {process.returncode} at start-up:"
-                f"\n{_tail(output, start)}"
-            )
-        try:
-            if _advertised_port(port) == port and process.poll() is None:
-                return
-            problem = "it advertises another address"
-        except OSError as error:
-            problem = str(error)
-        if time.monotonic() > deadline:
-            raise BrokerError(
-                f"the Kafka broker (Tansu) on port {port} did not answer a metadata request "
-                f"within {timeout:.0f} s ({problem}):\n{_tail(output, start)}"
-            )
-        time.sleep(0.05)
+def _serves(port: int) -> bool:
+    """Ready: it answers a metadata request with its own address. Tansu listens before it can
+    serve, and a port answered with another address is not this broker."""
+    if _advertised_port(port) != port:
+        raise OSError("it advertises another address")
+    return True
 
 
 def _advertised_port(port: int) -> int:
@@ -242,21 +214,3 @@ def _receive(sock: socket.socket, size: int) -> bytes:
             raise OSError("connection closed by the broker")
         data += chunk
     return data
-
-
-def _tail(output: IO[bytes], start: int, lines: int = 20) -> str:
-    # pread, not seek + read: the broker shares this file's offset and is still writing.
-    fd = output.fileno()
-    data = os.pread(fd, max(0, os.fstat(fd).st_size - start), start)
-    text = _ANSI.sub("", data.decode(errors="replace"))
-    return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -9,22 +9,18 @@ Helm install would give it (the OperatorConfig file and FAIRPILOT_KAFKA_* variab
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
 
 import yaml
 
 from fairpilot.config import OperatorConfig
 from fairpilot.controller.main import CONFIG_FILE_ENV
+from fairpilot.sandbox.children import ChildProcess
 from fairpilot.sandbox.kafka import free_port
 
 
@@ -54,13 +50,6 @@ def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> Pat
     return path
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGKILL when the process that started it dies, however it dies,
-    so a test interrupted half-way leaves no operator behind."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 class OperatorProcess:
     """One `fairpilot operator` replica: start, wait until healthy, SIGTERM or SIGKILL."""
 
@@ -86,8 +75,7 @@ class OperatorProcess:
         if config.s3_endpoint_url:  # as the chart sets it for the operator's own reads
             self.env.setdefault("FAIRPILOT_S3_ENDPOINT_URL", config.s3_endpoint_url)
         self.log = workdir / f"{name}.log"  # every start appends to it
-        self.process: subprocess.Popen[bytes] | None = None
-        self._output: IO[bytes] | None = None
+        self.child: ChildProcess | None = None
         self.health_port = 0
 
     def start(self, timeout: float = 60) -> OperatorProcess:
@@ -114,55 +102,35 @@ class OperatorProcess:
             # Kopf's peering identity: stable per replica, as a pod's name would be.
             "POD_ID": self.name,
         }
-        self._output = self.log.open("ab")
-        self.process = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-        self._wait_healthy(timeout)
+        # Killed with this process however it dies, so that an interrupted test leaves no
+        # operator behind; started from the test's own thread, which outlives it.
+        self.child = ChildProcess(
+            self.name, argv, env=env, log=self.log, die_with_parent=True
+        ).start(self._healthy, timeout, poll=0.2)
         return self
 
-    def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def _healthy(self) -> bool:
         url = f"http://127.0.0.1:{self.health_port}/healthz"
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with code {self.process.returncode}; see {self.log}"
-                )
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
-                if answer.status == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not become healthy in {timeout} s; see {self.log}")
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return bool(answer.status == 200)
+
+    @property
+    def process(self) -> subprocess.Popen[str] | None:
+        return None if self.child is None else self.child.process
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.child is not None and self.child.running
 
     def kill(self) -> None:
         """SIGKILL: no cleanup handler runs, nothing is flushed, as a node failure or OOM."""
-        self._end(signal.SIGKILL)
+        if self.child is not None:
+            self.child.kill()
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM, as Kubernetes stops a pod; SIGKILL after `timeout`."""
-        self._end(signal.SIGTERM, timeout)
-
-    def _end(self, signum: int, timeout: float = 15) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signum)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if self._output is not None:
-            self._output.close()
-            self._output = None
+        if self.child is not None:
+            self.child.stop(grace=timeout)
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,7 +27,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import kubernetes
 import kubernetes.watch
-import psutil
 from kubernetes.utils.quantity import parse_quantity
 
 from fairpilot import __version__
@@ -36,6 +34,7 @@ from fairpilot.api import labels as label
 from fairpilot.api.kinds import KINDS
 from fairpilot.cluster import release
 from fairpilot.conditions import now
+from fairpilot.sandbox.children import run_container
 
 if TYPE_CHECKING:
     import urllib3
@@ -268,7 +267,7 @@ class LocalJobRunner:
                 argv = [sys.executable, "-c", _HANG]
             log.info("running %s: %s", meta["name"], " ".join(argv))
             limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
-            code, reason, logs = _supervise(
+            code, reason, logs = run_container(
                 argv,
                 env,
                 workdir,
@@ -396,7 +395,6 @@ class LocalJobRunner:
         env["TMPDIR"] = str(mounts.get("/tmp", workdir))
         return argv, env
 
-
     def _secret_env(self, namespace: str, container: dict[str, Any]) -> dict[str, str]:
         """`envFrom` Secrets, as the kubelet resolves them: from the pod's own namespace only
         (a Secret of another namespace cannot be named), base64-decoded."""
@@ -447,67 +445,6 @@ def failing_rule(spec: dict[str, Any], container: str, exit_code: int) -> int | 
 
 _HANG = "import time\nwhile True: time.sleep(60)"
 _CRASH = "import sys; sys.stderr.write('Segmentation fault (core dumped)\\n'); sys.exit(1)"
-
-
-def _supervise(
-    argv: list[str],
-    env: dict[str, str],
-    workdir: Path,
-    timeout: float | None,
-    memory_limit: int | None,
-) -> tuple[int, str, str]:
-    """Run one container's process: (exit code, reason, output).
-
-    Its memory is the resident set of the process and its children, as a container's cgroup
-    counts it; above the limit the whole tree is killed and reported `OOMKilled` (137).
-    Past the deadline it is killed and reported `DeadlineExceeded`.
-    """
-    with tempfile.TemporaryFile("w+") as output:
-        process = subprocess.Popen(
-            argv, env=env, cwd=workdir, stdout=output, stderr=subprocess.STDOUT, text=True
-        )
-        began = time.monotonic()
-        reason = ""
-        while process.poll() is None:
-            if timeout is not None and time.monotonic() - began > timeout:
-                reason = "DeadlineExceeded"
-            elif memory_limit is not None and _resident(process.pid) > memory_limit:
-                reason = "OOMKilled"
-            if reason:
-                _kill_tree(process.pid)
-                process.wait()
-                break
-            time.sleep(0.1)
-        output.seek(0)
-        logs = output.read()
-    if reason == "DeadlineExceeded":
-        return 137, reason, "the Job exceeded activeDeadlineSeconds"
-    if reason == "OOMKilled":
-        return 137, reason, logs
-    code = process.returncode
-    return code, ("" if code == 0 else "Error"), logs
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _resident(pid: int) -> int:
-    total = 0
-    for process in _tree(pid):
-        with contextlib.suppress(psutil.Error):
-            total += process.memory_info().rss
-    return total
-
-
-def _kill_tree(pid: int) -> None:
-    for process in _tree(pid):
-        with contextlib.suppress(psutil.Error):
-            process.kill()
 
 
 def noop_result(stage: str, output: str) -> dict[str, Any]:
