@@ -275,7 +275,7 @@ def test_reweighing_is_shown_against_an_unweighted_baseline(
     from support.jobs import TRAIN_BUDGET_SECONDS, run_job
 
     from fairpilot.api.kinds import TRAINING_RUN
-    from fairpilot.conditions import project_result
+    from fairpilot.kinds import project_result
 
     run = run_job(
         "train",

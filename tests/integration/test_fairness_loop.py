@@ -25,10 +25,10 @@ from fairpilot.api.kinds import BIAS_ANALYSIS, BY_KIND, DATASET, EXPLANATION, TR
 from fairpilot.api.status import MAX_FAIRNESS_GATES
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.inbound import decode, plan
-from fairpilot.conditions import project_fairness, project_result, result_conditions
 from fairpilot.crds import crd
-from fairpilot.events.outbound import events_for
 from fairpilot.events.topics import Topics
+from fairpilot.kinds import events_for, project_result, result_conditions
+from fairpilot.kinds.fairness import project_fairness
 from fairpilot.pipeline import next_resource
 from fairpilot.warehouse import Warehouse
 from fairpilot.warehouse.sink import WarehouseSink
@@ -529,7 +529,7 @@ def test_the_chart_sets_whether_the_bridge_mitigates(helm: Path) -> None:
 
 
 def test_the_one_line_summary_tells_the_fairness_story() -> None:
-    from fairpilot.conditions import fairness_line
+    from fairpilot.kinds.fairness import fairness_line
 
     def measures(value: float) -> list[dict]:
         return [{"name": "sex", "disparateImpact": value}]

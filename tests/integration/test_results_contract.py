@@ -27,17 +27,12 @@ from fairpilot.api.results import (
 )
 from fairpilot.api.status import Phase
 from fairpilot.artifacts import ArtifactStore
-from fairpilot.conditions import (
-    InvalidResult,
-    failure,
-    parse_result,
-    project_fairness,
-    project_result,
-    result_conditions,
-)
+from fairpilot.conditions import InvalidResult, failure, parse_result
 from fairpilot.config import OperatorConfig
 from fairpilot.controller.reconcile import Need, Outcome, PatchStatus, World, decide
 from fairpilot.errors import JobError
+from fairpilot.kinds import project_result, result_conditions
+from fairpilot.kinds.fairness import project_fairness
 from fairpilot_jobs import cli
 
 CONFIG = OperatorConfig(artifact_root="file:///artifacts", jobs_image="local")

@@ -9,8 +9,9 @@ import yaml
 from support.jobs import JobRun
 
 from fairpilot.api.kinds import BIAS_ANALYSIS, BY_KIND, DATASET, EXPLANATION, TRAINING_RUN
-from fairpilot.conditions import failure, project_result, set_condition, summary_message
+from fairpilot.conditions import failure, set_condition
 from fairpilot.config import OperatorConfig
+from fairpilot.kinds import project_result, summary_message
 from fairpilot.pipeline import next_resource
 from fairpilot.runs import output_uri
 

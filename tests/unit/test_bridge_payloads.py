@@ -23,8 +23,9 @@ from support.bridge import (
 from fairpilot.api.kinds import BY_KIND, TRAINING_RUN
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.inbound import Rejected, dataset_name, decode, plan
-from fairpilot.events.outbound import events_for, seed_time
+from fairpilot.events.outbound import seed_time
 from fairpilot.events.topics import Topics
+from fairpilot.kinds import events_for
 
 
 def test_the_seed_copy_matches_the_seed_file() -> None:

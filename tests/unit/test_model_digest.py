@@ -23,10 +23,10 @@ import pytest
 from support.jobs import JobRun, run_job
 
 from fairpilot.api.kinds import EXPLANATION, TRAINING_RUN
-from fairpilot.conditions import project_result
 from fairpilot.config import OperatorConfig
 from fairpilot.controller.reconcile import _unreported_digest, _with_model
 from fairpilot.errors import JobError
+from fairpilot.kinds import project_result
 from fairpilot.references import UnresolvedReference, resolve
 from fairpilot_jobs import model_digest
 from fairpilot_jobs.models import load_predictor

@@ -172,7 +172,7 @@ class TrainedModel(ResultPart):
 
 class FairnessSummary(ResultPart):
     """A feature's (or intersection's) gate measures over its groups large enough to compare;
-    the keys are conditions.FAIRNESS_MEASURES, which the status keeps."""
+    the keys are kinds.fairness.FAIRNESS_MEASURES, which the status keeps."""
 
     groups_compared: int | None = Field(default=None, description="Groups compared.")
     groups_too_small: int | None = Field(default=None, description="Groups too small to compare.")

@@ -11,8 +11,9 @@ from typing import Any
 
 from fairpilot import metrics
 from fairpilot.api.kinds import Kind
-from fairpilot.events.outbound import Event, Get, events_for
+from fairpilot.events.outbound import Event, Get
 from fairpilot.events.topics import Topics
+from fairpilot.kinds import events_for
 from fairpilot.outbox import Delivery
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 
 class KafkaSink:
-    """Sends a resource's events (outbound.events_for) with acks=all, one after the other.
+    """Sends a resource's events (kinds.events_for) with acks=all, one after the other.
 
     A send that fails may still have reached the broker (its acknowledgement lost with the
     connection, or a request that timed out while the broker wrote it): such an event is

@@ -33,14 +33,12 @@ from fairpilot.conditions import (
     failure,
     now,
     parse_result,
-    project_result,
-    result_conditions,
     set_condition,
-    summary_message,
 )
 from fairpilot.config import OperatorConfig
 from fairpilot.freshness import Freshness, check
 from fairpilot.jobs import GpuNotAllowed, build_job, object_name, spec_config_map
+from fairpilot.kinds import project_result, result_conditions, summary_message
 from fairpilot.pipeline import next_resource
 from fairpilot.references import Resolved, UnresolvedReference, resolve
 from fairpilot.runs import (

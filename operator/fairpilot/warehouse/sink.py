@@ -1,7 +1,7 @@
 """The outbox's warehouse sink: records of succeeded resources, and the audit of sent events.
 
 The audit of an event is written once the Kafka sink has recorded the event as delivered, from
-the same payload (outbound.events_for is deterministic); the audit of the message a resource
+the same payload (kinds.events_for is deterministic); the audit of the message a resource
 was made from is written from the resource's `fairpilot.io/source` annotation.
 """
 
@@ -13,8 +13,9 @@ from typing import Any
 from fairpilot.api import labels as label
 from fairpilot.api.kinds import Kind
 from fairpilot.api.status import Phase
-from fairpilot.events.outbound import Get, dataset_id_of, events_for, model_of, user_of
+from fairpilot.events.outbound import Get, dataset_id_of, model_of, user_of
 from fairpilot.events.topics import Topics
+from fairpilot.kinds import behaviour, events_for
 from fairpilot.outbox import Delivery, blocking
 from fairpilot.runs import current_run
 from fairpilot.warehouse.store import ReadJson, Warehouse, records_for
@@ -104,7 +105,7 @@ class WarehouseSink:
             return
         kind, resource = rest
         ids = {"user_id": user_of(resource), "dataset_id": dataset_id_of(kind, resource, self.get)}
-        if kind.kind in ("TrainingRun", "Explanation"):
+        if behaviour(kind).names_a_model:
             ids["model_id"], ids["version"] = model_of(kind, resource, self.get)
         for collection, key, document in records_for(kind, resource, self.read_json, ids):
             self.warehouse.upsert(collection, key, document)

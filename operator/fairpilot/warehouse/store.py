@@ -16,24 +16,27 @@ The indexes serve the seed's API queries: by user, by dataset, by model and vers
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from fairpilot import settings
-from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
-from fairpilot.events.outbound import fairness_of
+from fairpilot.api.kinds import Kind
+from fairpilot.kinds import behaviour
+from fairpilot.kinds.base import (
+    AUDIT,
+    BIAS_REPORTS,
+    DATASETS,
+    MODELS,
+    XAI_REPORTS,
+    ReadJson,
+    Succeeded,
+    Write,
+)
 from fairpilot.runs import current_run
 
-DATASETS, BIAS_REPORTS, MODELS, XAI_REPORTS, AUDIT = (
-    "datasets",
-    "bias_reports",
-    "ai_models",
-    "xai_reports",
-    "audit",
-)
 INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     DATASETS: [[("user_id", 1), ("dataset_id", 1)], [("namespace", 1), ("name", 1)]],
     BIAS_REPORTS: [[("user_id", 1), ("dataset_id", 1), ("created_at", -1)]],
@@ -49,12 +52,6 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     ],
     AUDIT: [[("event_id", 1)], [("user_id", 1), ("at", -1)], [("topic", 1), ("direction", 1)]],
 }
-# A document larger than this keeps a summary of the stage's result, not all of it (MongoDB
-# refuses documents over 16 MiB; SHAP results can hold thousands of rows).
-MAX_RESULT_BYTES = 4 * 2**20
-
-# (uri) -> the JSON document there, or None.
-ReadJson = Callable[[str], dict[str, Any] | None]
 
 
 def utcnow() -> str:
@@ -120,111 +117,33 @@ class Warehouse:
         )
 
 
-def _bounded(result: dict[str, Any] | None) -> dict[str, Any] | None:
-    import json
-
-    if result is None:
-        return None
-    size = len(json.dumps(result, default=str))
-    if size <= MAX_RESULT_BYTES:
-        return result
-    return {k: v for k, v in result.items() if len(json.dumps(v, default=str)) < 64 * 1024}
-
-
 def records_for(
     kind: Kind,
     resource: dict[str, Any],
     read_json: ReadJson,
     ids: dict[str, str],
-) -> list[tuple[str, str, dict[str, Any]]]:
-    """The (collection, _id, document) writes a succeeded resource calls for.
+) -> list[Write]:
+    """The (collection, _id, document) writes a succeeded resource calls for: the fields every
+    document has, and the kind's own (its behaviour's `records`).
 
     `ids`: the seed's ids of the resource (user_id, dataset_id, and model_id/version for models
     and explanations), the same values its Kafka event carries.
     """
-    meta, spec, status = resource["metadata"], resource.get("spec") or {}, resource["status"]
+    meta, status = resource["metadata"], resource["status"]
     generation = int(meta.get("generation") or 1)
     run = current_run(status, generation)
-    uid = meta["uid"]
-    output = status.get("outputUri") or ""
     common = {
         **ids,
         "namespace": meta["namespace"],
         "name": meta["name"],
-        "uid": uid,
+        "uid": meta["uid"],
         "generation": generation,
         "run_id": run,
         "finished_at": status.get("finishedAt"),
         "updated_at": utcnow(),
     }
-    if kind is DATASET:
-        document = {
-            **common,
-            "uri": spec.get("uri"),
-            "format": spec.get("format"),
-            "target": spec.get("target") or status.get("suggestedTarget"),
-            "task_type": spec.get("taskType") or status.get("suggestedTaskType"),
-            "sensitive_features": spec.get("sensitiveFeatures") or [],
-            "rows": status.get("rows"),
-            "columns": status.get("columns"),
-            "reports": status.get("reports") or {},
-            "profile": _bounded(read_json(f"{output}/result.json")),
-        }
-        return [(DATASETS, uid, document)]
-    if kind is BIAS_ANALYSIS:
-        report_id = f"{uid}-{run}"
-        document = {
-            **common,
-            "bias_report_id": report_id,
-            "target_column_name": spec.get("target"),
-            "sensitive_features": spec.get("sensitiveFeatures") or [],
-            "bias_detected": status.get("biasDetected"),
-            "min_disparate_impact": status.get("minDisparateImpact"),
-            "findings": status.get("findings") or [],
-            "has_transformation_report": bool(status.get("reweighingUri")),
-            "transformation_uri": status.get("reweighingUri"),
-            "reports": status.get("reports") or {},
-            "created_at": status.get("finishedAt"),
-            "result": _bounded(read_json(f"{output}/result.json")),
-        }
-        return [(BIAS_REPORTS, report_id, document)]
-    if kind is TRAINING_RUN:
-        # Seed 004's schema, exactly as the train stage wrote it next to the model.
-        metadata = read_json(f"{output}/model_metadata.json") or {}
-        # The same fairness brief as the model.uploaded event's.
-        fairness = fairness_of(status)
-        document = {
-            **metadata,
-            **common,
-            "model_uri": status.get("modelUri"),
-            "eval_metric": status.get("evalMetric"),
-            "best_score": status.get("bestScore"),
-            "validation_score": status.get("validationScore"),
-            "test_score": status.get("testScore"),
-            "reports": status.get("reports") or {},
-            "fairness": fairness.to_json() if fairness else None,
-            "fairness_gates_passed": fairness.gates_passed if fairness else None,
-            "mitigation": status.get("mitigation"),
-        }
-        return [(MODELS, f"{uid}-{run}", document)]
-    if kind is EXPLANATION:
-        result = _bounded(read_json(f"{output}/result.json"))
-        writes = []
-        for level, uri in sorted((status.get("reports") or {}).items()):
-            report_id = f"{uid}-{run}-{level}"
-            document = {
-                **common,
-                "xai_report_id": report_id,
-                "report_type": "model_explanation",
-                "level": level,
-                "report_uri": uri,
-                "method": status.get("method"),
-                "top_feature": status.get("topFeature"),
-                "model_uri": status.get("modelUri"),
-                "model_version": status.get("modelVersion"),
-                "created_at": status.get("finishedAt"),
-                "result": result,
-            }
-            writes.append((XAI_REPORTS, report_id, document))
-        return writes
-    return []
+    return behaviour(kind).records(Succeeded(resource, run, get=_no_lookups), common, read_json)
+
+
+def _no_lookups(kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+    raise AssertionError("a warehouse record is made from the resource and ids alone")
