@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import kubernetes
-import kubernetes.watch
 from kubernetes.utils.quantity import parse_quantity
+from kubernetes.watch.watch import iter_resp_lines
 
 from fairpilot import __version__
 from fairpilot.api import labels as label
@@ -110,34 +110,72 @@ class LocalJobRunner:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
-        # List, then watch from there, as a controller does: a poll that lists every Job a few
-        # times a second costs the API server and this process more than the Jobs themselves
-        # once there are hundreds. A quiet watch ends after `idle` seconds and is re-listed,
-        # which also catches anything a broken stream missed.
+        # List once, then watch from the list's resourceVersion and resume each watch from the
+        # last version it showed (bookmarks included), as an informer does: a poll that lists
+        # every Job a few times a second costs the API server and this process more than the
+        # Jobs themselves once there are hundreds. The Jobs are listed again only when the API
+        # server answers 410 Expired (its history no longer reaches that version: a restart).
+        version: str | None = None
         while not self.stopping.is_set():
             try:
-                # With _preload_content=False the client returns urllib3's response, not the
-                # V1JobList its signature names.
-                listing = cast(
-                    "urllib3.BaseHTTPResponse",
-                    self.batch.list_job_for_all_namespaces(_preload_content=False),
-                )
-                for job in json.loads(listing.data).get("items") or []:
-                    self._consider(job)
-                stream = kubernetes.watch.Watch()
-                for event in stream.stream(
-                    self.batch.list_job_for_all_namespaces,
-                    deserialize=False,
-                    _request_timeout=(5, self.idle),
-                ):
-                    if self.stopping.is_set():
-                        stream.stop()
-                        break
-                    if event.get("type") in ("ADDED", "MODIFIED"):
-                        self._consider(event["object"])
-            except Exception as exc:  # an idle watch timing out, or the API restarting
+                if version is None:
+                    version = self._list()
+                version = self._watch(version)
+            except Exception as exc:  # the API server restarting, a broken stream
                 log.debug("runner watch ended: %s", exc)
                 self.stopping.wait(self.poll)
+
+    def _list(self) -> str:
+        """Consider every Job; the list's resourceVersion, to watch from."""
+        # With _preload_content=False the client returns urllib3's response, not the
+        # V1JobList its signature names.
+        listing = cast(
+            "urllib3.BaseHTTPResponse",
+            self.batch.list_job_for_all_namespaces(_preload_content=False),
+        )
+        found = json.loads(listing.data)
+        for job in found.get("items") or []:
+            self._consider(job)
+        return str(found["metadata"]["resourceVersion"])
+
+    def _watch(self, version: str) -> str | None:
+        """One watch from `version`, which the server ends after `idle` seconds (so that stop()
+        is quick): the last version it showed, or None when `version` has expired (410)."""
+        seconds = max(1, round(self.idle))
+        response = cast(
+            "urllib3.BaseHTTPResponse",
+            self.batch.list_job_for_all_namespaces(
+                watch=True,
+                resource_version=version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=seconds,
+                _preload_content=False,
+                _request_timeout=(5, seconds + 5),
+            ),
+        )
+        try:
+            if response.status == 410:
+                return None
+            if not 200 <= response.status < 300:
+                raise RuntimeError(f"watching Jobs: HTTP {response.status}")
+            for line in iter_resp_lines(response):
+                if self.stopping.is_set():
+                    break
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                found = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    if found.get("code") == 410:
+                        return None
+                    raise RuntimeError(f"watching Jobs: {found.get('message')}")
+                version = str(found["metadata"]["resourceVersion"])
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    self._consider(found)
+        finally:
+            response.close()
+            response.release_conn()
+        return version
 
     def _consider(self, job: dict[str, Any]) -> None:
         uid = job["metadata"].get("uid")
