@@ -753,8 +753,8 @@ async def _produce(bootstrap: str, cases: list[KafkaCase], good: dict[str, Any])
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, max_request_size=2**20
     )
-    await producer.start()
-    try:
+    try:  # a start that fails leaves a producer to stop too
+        await producer.start()
         for case in cases:
             headers = list(case.headers)
             await producer.send_and_wait(case.topic, case.raw(), key=b"k", headers=headers)

@@ -88,8 +88,8 @@ async def deliver_with_retries(sink: KafkaSink, items: list[Delivery]) -> int:
 def test_a_send_that_seemed_to_fail_is_in_the_log_once(bootstrap: str, reached: bool) -> None:
     async def scenario() -> int:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
-        await producer.start()
-        try:
+        try:  # a start that fails leaves a producer to stop too
+            await producer.start()
             sink = sink_over(LosesAcks(producer, failing=3, reached=reached), bootstrap)
             return await deliver_with_retries(sink, [delivery("u1", n) for n in range(5)])
         finally:
@@ -113,8 +113,8 @@ def test_an_unsure_send_waits_out_the_broker_and_is_not_repeated(s3_client: Any)
         address = broker.__enter__()
         create_topics(address, [TOPIC], partitions=2)
         producer = AIOKafkaProducer(bootstrap_servers=address, enable_idempotence=False)
-        await producer.start()
         try:
+            await producer.start()
             sink = sink_over(LosesAcks(producer, failing=1, reached=True), address)
             with pytest.raises(KafkaConnectionError):
                 await sink.deliver(delivery("u2", 0))

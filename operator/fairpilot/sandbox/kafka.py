@@ -134,8 +134,8 @@ async def ensure_topics(
 
     wanted = topics if isinstance(topics, Mapping) else dict.fromkeys(topics, partitions)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    try:  # a start that fails leaves a client to close too
+        await admin.start()
         response = await admin.create_topics(
             [NewTopic(name, count, replication_factor=1) for name, count in wanted.items()]
         )

@@ -100,8 +100,8 @@ async def _produce(
         enable_idempotence=False,
         linger_ms=5 if pipelined else 0,
     )
-    await producer.start()
-    try:
+    try:  # a start that fails (no broker) leaves a producer to stop too
+        await producer.start()
         if pipelined:  # as a busy app would: batches in flight, then wait for them all
             sent = [await producer.send(topic, value, key=b"k") for topic, value in messages]
             await asyncio.gather(*sent)
@@ -126,10 +126,10 @@ async def read_async(
 ) -> list[ConsumerRecord]:
     """`read` for a caller that is already in an event loop."""
     reader = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await reader.start()
     got: list[ConsumerRecord] = []
-    quiet_since = time.monotonic()
-    try:
+    try:  # a start that fails leaves a consumer to stop too
+        await reader.start()
+        quiet_since = time.monotonic()
         while time.monotonic() - quiet_since < settle:
             batch = await reader.getmany(timeout_ms=200, max_records=5000)
             for records in batch.values():
