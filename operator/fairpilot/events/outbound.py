@@ -18,9 +18,7 @@ from fairpilot.api import labels as label
 from fairpilot.api.kinds import DATASET, TRAINING_RUN, Kind
 from fairpilot.api.status import Phase
 from fairpilot.conditions import condition_of
-from fairpilot.events.payloads import (
-    StatusChanged,
-)
+from fairpilot.events.payloads import StatusChanged
 from fairpilot.events.topics import Topics
 from fairpilot.runs import current_run, model_id_of
 
