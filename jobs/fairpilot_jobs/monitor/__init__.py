@@ -1,0 +1,1 @@
+"""Watching a trained model: what new data and predictions say about it (issue 16)."""
