@@ -53,19 +53,21 @@ class FeatureReference:
 
     def counts_of(self, column: pd.Series) -> np.ndarray:
         """A window's rows per bin of this reference."""
-        missing = column.isna().to_numpy()
+        return self._window(column)[0]
+
+    def _window(self, column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """A window's rows per bin, and (numeric) its present values as numbers, converted
+        once for both the bins and the KS test."""
+        missing = int(column.isna().sum())
         if self.kind == "numeric":
-            present = pd.to_numeric(column[~missing], errors="raise").to_numpy(dtype=float)
-            # Right-closed bins over the inner edges: the first and last bins are open-ended,
-            # so values outside the reference's range land in them.
-            index = np.searchsorted(self.edges, present, side="left")
-            counts = np.bincount(index, minlength=len(self.edges) + 1)
-        else:
-            codes = pd.Categorical(column[~missing].astype(str), categories=self.categories).codes
-            # Code -1: a category the reference never saw.
-            counts = np.bincount(np.where(codes < 0, len(self.categories), codes),
-                                 minlength=len(self.categories) + 1)  # fmt: skip
-        return np.append(counts, missing.sum()).astype(np.int64)
+            values = _numbers(column)
+            return np.append(_numeric_bins(self.edges, values), missing), values
+        present = column.dropna().astype(str)
+        codes = pd.Categorical(present, categories=self.categories).codes
+        # Code -1: a category the reference never saw.
+        counts = np.bincount(np.where(codes < 0, len(self.categories), codes),
+                             minlength=len(self.categories) + 1)  # fmt: skip
+        return np.append(counts, missing).astype(np.int64), np.empty(0)
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,10 @@ def feature_reference(name: str, column: pd.Series, bins: int = 10) -> FeatureRe
         values = np.sort(present.to_numpy(dtype=float))
         quantiles = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]) if len(values) else []
         edges = np.unique(np.asarray(quantiles, dtype=float))
-        index = np.searchsorted(edges, values, side="left")
-        counts = np.append(np.bincount(index, minlength=len(edges) + 1), missing)
+        counts = np.append(_numeric_bins(edges, values), missing)
         labels = (*_interval_labels(edges), MISSING)
-        reference = FeatureReference(name, "numeric", labels, _shares(counts), counts, edges,
-                                     values=values)  # fmt: skip
-        return reference
+        return FeatureReference(name, "numeric", labels, _shares(counts), counts, edges,
+                                values=values)  # fmt: skip
     as_text = present.astype(str)
     categories = tuple(sorted(as_text.unique()))
     counts = np.append(as_text.value_counts().reindex(categories).to_numpy(), [0, missing])
@@ -124,7 +124,7 @@ def reference_of(frame: pd.DataFrame, columns: list[str] | None = None, bins: in
 def feature_drift(reference: FeatureReference, column: pd.Series) -> FeatureDrift:
     """How far a window of one feature has moved from its reference. An empty window raises
     ValueError: it has no distribution to compare."""
-    counts = reference.counts_of(column)
+    counts, values = reference._window(column)
     rows = int(counts.sum())
     if rows == 0:
         raise ValueError(f"feature {reference.name!r}: the window has no rows")
@@ -135,9 +135,8 @@ def feature_drift(reference: FeatureReference, column: pd.Series) -> FeatureDrif
     ks: tuple[float, float] | None = None
     chi2: tuple[float, float] | None = None
     if reference.kind == "numeric":
-        present = pd.to_numeric(column.dropna(), errors="raise").to_numpy(dtype=float)
-        if len(present) and len(reference.values):
-            test = stats.ks_2samp(present, reference.values)
+        if len(values) and len(reference.values):
+            test = stats.ks_2samp(values, reference.values)
             ks = float(test.statistic), float(test.pvalue)
     else:
         # Bins empty on both sides carry no information (and make expected counts zero).
@@ -169,6 +168,17 @@ def data_drift(references: dict[str, FeatureReference], window: pd.DataFrame
     if absent:
         raise KeyError(f"the window lacks the model's feature(s): {', '.join(absent)}")
     return {name: feature_drift(ref, window[name]) for name, ref in references.items()}
+
+
+def _numbers(column: pd.Series) -> np.ndarray:
+    """A column's present values as floats; text where numbers belong raises ValueError."""
+    return pd.to_numeric(column.dropna(), errors="raise").to_numpy(dtype=float)
+
+
+def _numeric_bins(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Rows per bin: right-closed bins over the inner edges, the first and last open-ended,
+    so that values outside the reference's range land in them."""
+    return np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
 
 
 def _shares(counts: np.ndarray) -> np.ndarray:
