@@ -74,12 +74,6 @@ def _succeeded_run(resource: dict[str, Any]) -> str | None:
     return current_run(status, generation)
 
 
-def result_event_ids(kind: Kind, resource: dict[str, Any]) -> list[str]:
-    """The ids of the seed's events the resource's state calls for (no lookups needed)."""
-    run = _succeeded_run(resource)
-    return [] if run is None else behaviour(kind).result_event_ids(resource["status"], run)
-
-
 def result_events(
     kind: Kind, resource: dict[str, Any], topics: Topics, get: Get, done: Collection[str] = ()
 ) -> list[Event]:
@@ -89,11 +83,14 @@ def result_events(
     has all its events delivered costs no API call however often it changes.
     """
     run = _succeeded_run(resource)
-    wanted = [] if run is None else behaviour(kind).result_event_ids(resource["status"], run)
-    if run is None or all(event_id in done for event_id in wanted):
+    if run is None:
+        return []
+    kind_behaviour = behaviour(kind)
+    wanted = kind_behaviour.result_event_ids(resource["status"], run)
+    if all(event_id in done for event_id in wanted):
         return []
     stamp = int(parse_time(resource["status"].get("finishedAt")).timestamp())
-    return behaviour(kind).result_events(Succeeded(resource, run, get), topics, stamp)
+    return kind_behaviour.result_events(Succeeded(resource, run, get), topics, stamp)
 
 
 def events_for(

@@ -62,17 +62,18 @@ class Succeeded:
     run: str  # its current run's id (runs.current_run)
     get: Get  # reads what it references
 
+    # The resource's own dicts, not copies: behaviours only read them.
     @property
     def meta(self) -> dict[str, Any]:
-        return dict(self.resource["metadata"])
+        return self.resource["metadata"]
 
     @property
     def spec(self) -> dict[str, Any]:
-        return dict(self.resource.get("spec") or {})
+        return self.resource.get("spec") or {}
 
     @property
     def status(self) -> dict[str, Any]:
-        return dict(self.resource.get("status") or {})
+        return self.resource.get("status") or {}
 
     @property
     def user(self) -> str:
