@@ -8,6 +8,7 @@ from fairpilot.api.bias import BiasAnalysisSpec, BiasJobSpec, BiasThresholds
 from fairpilot.api.common import DataFormat, DataLocation, ModelLocation, OwnedSpec, TaskType
 from fairpilot.api.dataset import DatasetSpec, ProfileJobSpec
 from fairpilot.api.explanation import ExpertiseLevel, ExplainJobSpec, ExplanationSpec, ShapMethod
+from fairpilot.api.monitor import ModelMonitorSpec, MonitorJobSpec
 from fairpilot.api.training import (
     Algorithm,
     Mitigation,
@@ -23,6 +24,7 @@ JOB_SPECS: dict[str, type[OwnedSpec]] = {
     "bias": BiasJobSpec,
     "train": TrainJobSpec,
     "explain": ExplainJobSpec,
+    "monitor": MonitorJobSpec,
 }
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "ExplainJobSpec",
     "ExplanationSpec",
     "Mitigation",
+    "ModelMonitorSpec",
+    "MonitorJobSpec",
     "ModelLocation",
     "ProfileJobSpec",
     "Resources",

@@ -1,4 +1,4 @@
-"""The four resource kinds: names, models and how `kubectl get` shows them."""
+"""The five resource kinds: names, models and how `kubectl get` shows them."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.bias import BiasAnalysisSpec
 from fairpilot.api.dataset import DatasetSpec
 from fairpilot.api.explanation import ExplanationSpec
+from fairpilot.api.monitor import ModelMonitorSpec
 from fairpilot.api.results import (
     BiasResult,
     ExplanationResult,
+    MonitorResult,
     ProfileResult,
     StageResult,
     TrainingResult,
@@ -21,6 +23,7 @@ from fairpilot.api.status import (
     BiasAnalysisStatus,
     DatasetStatus,
     ExplanationStatus,
+    ModelMonitorStatus,
     TrainingRunStatus,
 )
 from fairpilot.api.training import TrainingRunSpec
@@ -135,7 +138,9 @@ EXPLANATION = Kind(
     "explain",
     ExplanationSpec,
     ExplanationStatus,
+    ModelMonitorStatus,
     ExplanationResult,
+    MonitorResult,
     (
         PHASE,
         Column("Model", ".status.modelId", description="The model explained"),
@@ -149,5 +154,48 @@ EXPLANATION = Kind(
     "SHAP explanations of a TrainingRun's model, with reports per expertise level.",
 )
 
-KINDS: tuple[Kind, ...] = (DATASET, BIAS_ANALYSIS, TRAINING_RUN, EXPLANATION)
+MODEL_MONITOR = Kind(
+    "ModelMonitor",
+    "modelmonitors",
+    ("fpmon",),
+    "monitor",
+    ModelMonitorSpec,
+    ModelMonitorStatus,
+    MonitorResult,
+    (
+        PHASE,
+        Column("Model", ".status.modelId", description="The model watched"),
+        Column("Version", ".status.modelVersion", description="Its version"),
+        Column("Windows", ".status.window", "integer", "Windows measured"),
+        Column(
+            "Drift",
+            '.status.conditions[?(@.type=="DriftDetected")].status',
+            description="A feature or the prediction drifted in the last window",
+        ),
+        Column(
+            "Bias drift",
+            '.status.conditions[?(@.type=="BiasDrift")].status',
+            description="Fairness fell from its post-training value in the last window",
+        ),
+        Column(
+            "Degraded",
+            '.status.conditions[?(@.type=="PerformanceDegraded")].status',
+            description="The model scored worse than on its held-out data",
+            priority=1,
+        ),
+        Column(
+            "Stale",
+            '.status.conditions[?(@.type=="DataStale")].status',
+            description="No new data for longer than thresholds.staleAfterSeconds",
+            priority=1,
+        ),
+        Column("Max PSI", ".status.maxPsi", "number", "The last window's largest PSI", 1),
+        AGE,
+        MESSAGE,
+    ),
+    "Watches a TrainingRun's model after training: data drift, prediction drift, bias drift, "
+    "performance and data freshness, one window of new batches at a time.",
+)
+
+KINDS: tuple[Kind, ...] = (DATASET, BIAS_ANALYSIS, TRAINING_RUN, EXPLANATION, MODEL_MONITOR)
 BY_KIND = {kind.kind: kind for kind in KINDS}

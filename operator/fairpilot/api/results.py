@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from fairpilot.api.common import MODEL_DIGEST_PATTERN, LabelValue
+from fairpilot.api.monitor import MonitorAlert, RejectedBatch, WindowSummary
 
 # Unlike the specs (extra="forbid": a typo in a resource must not pass silently), results
 # allow what they do not model: they are written by a program, read by many.
@@ -334,6 +335,28 @@ class ExplanationResult(StageResult):
     top_feature: str = Field(description="The feature with the largest mean |SHAP|.")
     model: ExplainedModel = Field(description="The model explained.")
     local_accuracy: LocalAccuracy = Field(description="The additivity check.")
+
+
+# -- monitor (ModelMonitor) -----------------------------------------------------------------------
+class MonitorResult(StageResult):
+    """The monitor stage's result: one window (a ModelMonitor's status)."""
+
+    window: int = Field(ge=1, description="The window's number.")
+    rows: int = Field(ge=0, description="Rows measured.")
+    judged: bool = Field(
+        description="Whether it had enough rows (thresholds.minRows) to raise alerts."
+    )
+    labelled_rows: int = Field(default=0, ge=0, description="Rows that carried the label.")
+    newest_data_at: str | None = Field(default=None, description="Its newest batch's time.")
+    alerts: list[MonitorAlert] = Field(default_factory=list, description="Thresholds crossed.")
+    rejected: list[RejectedBatch] = Field(
+        default_factory=list, description="Batches that could not be used, and why."
+    )
+    summary: WindowSummary = Field(description="The window in a few numbers.")
+    history: list[WindowSummary] = Field(
+        default_factory=list, description="The windows before it and this one, oldest first."
+    )
+    model: ExplainedModel = Field(description="The model watched.")
 
 
 # -- error.json -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from fairpilot.api.common import SpecModel
+from fairpilot.api.monitor import MonitorAlert, RejectedBatch, WindowSummary
 
 MAX_COLUMN_NAMES = 2000
 # What a TrainingRun's status keeps of its fairness (api.fairness: at most 16 features).
@@ -380,4 +381,43 @@ class ExplanationStatus(ResourceStatus):
     )
     additivity_error: float | None = Field(
         default=None, description="Max |base + sum of SHAP - model output| over explained rows."
+    )
+
+
+class BatchMark(SpecModel):
+    """The newest batch a window took: batches listed after it (by time, then name) are new."""
+
+    modified_at: str = Field(description="Its time, as the store listed it (RFC 3339).")
+    uri: str = Field(description="Its location.")
+
+
+class ModelMonitorStatus(ResourceStatus):
+    model_id: str | None = Field(default=None, description="The model watched.")
+    model_version: str | None = Field(default=None, description="Its version.")
+    window: int | None = Field(default=None, description="Windows measured so far.")
+    last_checked_at: str | None = Field(
+        default=None, description="When the batches were last looked for."
+    )
+    newest_data_at: str | None = Field(default=None, description="The newest batch's time.")
+    taken: BatchMark | None = Field(
+        default=None, description="The newest batch taken into a window."
+    )
+    pending: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="The batches of the window that is running (or about to), oldest first.",
+    )
+    max_psi: float | None = Field(default=None, description="The last window's largest PSI.")
+    alerts: list[MonitorAlert] = Field(
+        default_factory=list, max_length=200, description="The last window's alerts."
+    )
+    rejected: list[RejectedBatch] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Batches the monitor could not use (the last 200), with the reason.",
+    )
+    windows: list[WindowSummary] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The last windows in a few numbers each (spec.history of them).",
     )
