@@ -138,9 +138,7 @@ EXPLANATION = Kind(
     "explain",
     ExplanationSpec,
     ExplanationStatus,
-    ModelMonitorStatus,
     ExplanationResult,
-    MonitorResult,
     (
         PHASE,
         Column("Model", ".status.modelId", description="The model explained"),
