@@ -60,7 +60,7 @@ RELEASE=fairpilot
 OPERATOR=deployment/fairpilot
 PYTHON=${E2E_PYTHON:-$ROOT/.venv/bin/python}
 FAIRPILOT=$(dirname -- "$PYTHON")/fairpilot
-FP_KINDS=datasets.fairpilot.io,biasanalyses.fairpilot.io,trainingruns.fairpilot.io,explanations.fairpilot.io
+FP_KINDS=datasets.fairpilot.io,biasanalyses.fairpilot.io,trainingruns.fairpilot.io,explanations.fairpilot.io,modelmonitors.fairpilot.io
 STARTED=$SECONDS
 
 log() { printf '\n==> [%4ds] %s\n' "$((SECONDS - STARTED))" "$*"; }
@@ -220,7 +220,7 @@ else
 fi
 "$KUBECTL" wait --for condition=established --timeout=120s \
     crd/datasets.fairpilot.io crd/biasanalyses.fairpilot.io \
-    crd/trainingruns.fairpilot.io crd/explanations.fairpilot.io
+    crd/trainingruns.fairpilot.io crd/explanations.fairpilot.io crd/modelmonitors.fairpilot.io
 k rollout status "$OPERATOR" --timeout=10m
 
 # ---- A MinIO client in the cluster, for the upload and the checks ----

@@ -42,10 +42,11 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from fairpilot import access
 from fairpilot.api.validation import invisible_characters
@@ -595,6 +596,62 @@ def names(uri: str) -> list[str]:
     except Exception as exc:
         raise _s3_error(location, "listing", exc) from exc
     return sorted(name for name in found if name)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object (file) under a prefix, as a listing gives it."""
+
+    uri: str
+    modified: datetime  # UTC
+    size: int
+
+
+MAX_LISTED = 100_000
+
+
+def listing(uri: str, limit: int = MAX_LISTED) -> list[Listed]:
+    """Every object under a prefix, in its subfolders too, oldest first (then by URI); at most
+    `limit`. Names starting with '.' (a file still being written, by the usual convention) and,
+    on a disk, links and anything but regular files are left out: a link would let a batch
+    name a file outside the prefix."""
+    location = parse_uri(uri)
+    found: list[Listed] = []
+    if location.scheme == "file":
+        top = Path(location.path)
+        if not top.is_dir():
+            return []
+        for folder, dirs, files in os.walk(top, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                path = Path(folder) / name
+                info = path.lstat()
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                modified = datetime.fromtimestamp(info.st_mtime, UTC)
+                found.append(Listed(f"file://{quote(str(path))}", modified, info.st_size))
+                if len(found) >= limit:
+                    break
+            if len(found) >= limit:
+                break
+    else:
+        prefix = location.path.rstrip("/") + "/" if location.path else ""
+        try:
+            paginator = _s3_client().get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    if key.endswith("/") or key.rsplit("/", 1)[-1].startswith("."):
+                        continue
+                    modified = item["LastModified"].astimezone(UTC)
+                    found.append(Listed(f"s3://{location.bucket}/{key}", modified, item["Size"]))
+                if len(found) >= limit:
+                    break
+        except Exception as exc:
+            raise _s3_error(location, "listing", exc) from exc
+    return sorted(found[:limit], key=lambda item: (item.modified, item.uri))
 
 
 def exists(uri: str) -> bool:

@@ -5,6 +5,8 @@ the bottom with the API client and the artifact store."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILIATIONS = Counter(
@@ -48,3 +50,70 @@ PENDING = Gauge("fairpilot_outbox_pending", "Resources with deliveries still to 
 DELIVERED = Counter(
     "fairpilot_outbox_delivered_total", "Deliveries made (events sent, documents written)", ["sink"]
 )
+
+# A ModelMonitor's last window, per monitor (namespace, name) and feature or metric: what a
+# Prometheus alert rule or a Grafana panel watches. Set from the status (observe_monitor).
+MONITOR_LABELS = ["namespace", "monitor"]
+MONITOR_PSI = Gauge(
+    "fairpilot_monitor_feature_psi",
+    "Population stability index of a feature in a monitor's last window",
+    [*MONITOR_LABELS, "feature"],
+)
+MONITOR_FAIRNESS = Gauge(
+    "fairpilot_monitor_fairness",
+    "A sensitive feature's fairness measure in a monitor's last window",
+    [*MONITOR_LABELS, "feature", "metric"],
+)
+MONITOR_VALUE = Gauge(
+    "fairpilot_monitor_value",
+    "A monitor's last window: rows, maxPsi, predictionPsi, score, window (its number)",
+    [*MONITOR_LABELS, "metric"],
+)
+MONITOR_ALERT = Gauge(
+    "fairpilot_monitor_alert",
+    "1 while a monitor's condition of this type is True (DriftDetected, BiasDrift, ...)",
+    [*MONITOR_LABELS, "type"],
+)
+MONITOR_DATA_AGE = Gauge(
+    "fairpilot_monitor_newest_data_timestamp_seconds",
+    "When the newest batch under a monitor's prefix was written (Unix time)",
+    MONITOR_LABELS,
+)
+ALERT_TYPES = ("DriftDetected", "BiasDrift", "PerformanceDegraded", "DataStale")
+
+
+def observe_monitor(namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Set a monitor's gauges from its status (its last window and its conditions)."""
+    from datetime import datetime
+
+    labels = (namespace, name)
+    for feature, psi in (status.get("featurePsi") or {}).items():
+        MONITOR_PSI.labels(*labels, feature).set(psi)
+    last = (status.get("windows") or [{}])[-1]
+    for metric in ("disparateImpact", "statisticalParityDifference"):
+        for feature, value in (last.get(metric) or {}).items():
+            if value is not None:
+                MONITOR_FAIRNESS.labels(*labels, feature, metric).set(value)
+    for metric in ("rows", "maxPsi", "predictionPsi", "score", "window"):
+        value = last.get(metric)
+        if isinstance(value, int | float):
+            MONITOR_VALUE.labels(*labels, metric).set(value)
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    for type_ in ALERT_TYPES:
+        if type_ in conditions:
+            MONITOR_ALERT.labels(*labels, type_).set(1 if conditions[type_] == "True" else 0)
+    newest = status.get("newestDataAt")
+    if newest:
+        try:
+            moment = datetime.fromisoformat(newest.replace("Z", "+00:00"))
+        except ValueError:
+            return
+        MONITOR_DATA_AGE.labels(*labels).set(moment.timestamp())
+
+
+def forget_monitor(namespace: str, name: str) -> None:
+    """Drop a deleted monitor's series."""
+    for gauge in (MONITOR_PSI, MONITOR_FAIRNESS, MONITOR_VALUE, MONITOR_ALERT, MONITOR_DATA_AGE):
+        for labels in list(gauge._metrics):
+            if labels[:2] == (namespace, name):
+                gauge.remove(*labels)

@@ -135,10 +135,15 @@ def _dataset(
 
 
 def job_spec(
-    kind: Kind, spec: dict[str, Any], lookup: Lookup, name: str | None = None
+    kind: Kind,
+    spec: dict[str, Any],
+    lookup: Lookup,
+    name: str | None = None,
+    window: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The job spec for a resource of `kind` with this `spec` (camelCase, as stored)."""
-    return resolve(kind, spec, lookup, name).spec
+    """The job spec for a resource of `kind` with this `spec` (camelCase, as stored); a
+    ModelMonitor's needs the `window` it measures (its batches)."""
+    return resolve(kind, spec, lookup, name, window=window).spec
 
 
 def resolve(
@@ -149,6 +154,7 @@ def resolve(
     config: OperatorConfig | None = None,
     *,
     namespace: str = "default",
+    window: dict[str, Any] | None = None,
 ) -> Resolved:
     """The job spec for a resource of `kind` with this `spec` (camelCase, as stored), and the
     inputs it was made from.
@@ -159,6 +165,8 @@ def resolve(
     is refused here, for good, rather than by a Job half a minute later. With `config`, every
     location the job will read must be one this `namespace` and the spec's user may read
     (`access.readable`): a Dataset of another user, a model outside the namespace's artifacts.
+    `window`: a ModelMonitor's next window (batches, window, history), which its job spec gets
+    in place of its spec's batch source.
     """
     _check_resource(kind, spec, name)
     out = dict(spec)
@@ -192,6 +200,8 @@ def resolve(
         # before it unpickles anything (fairpilot_jobs.model_digest).
         out["model"] = {"uri": model["modelUri"], "digest": model["modelDigest"]}
         inputs.append({**as_input("trainingRunRef", "TrainingRun", run), **model})
+        if kind.kind == "ModelMonitor":
+            out = _monitor_job_spec(out, run, model, lookup, inputs, window or {})
         if kind.kind == "Explanation" and "dataset" not in out:
             # Explain the rows the model was tested on, else those it learnt from.
             run_spec = run.get("spec") or {}
@@ -212,9 +222,13 @@ def resolve(
             )
         inputs.append(as_input("mitigation.biasAnalysisRef", "BiasAnalysis", analysis))
         out["mitigation"] = {"reweighing": {"uri": status["reweighingUri"]}}
+    source = out.pop("_source", None)
     if config is not None and kind.kind != "Dataset":
         readable = access.readable(config, namespace, spec.get("userId"))
-        for field_name, uri in _read_locations(out):
+        locations = _read_locations(out)
+        if isinstance(source, dict) and isinstance(source.get("uri"), str):
+            locations.append(("batches.uri", source["uri"]))
+        for field_name, uri in locations:
             check_uri(uri, config, field_name, readable)
     try:
         job_spec = JOB_SPECS[kind.stage].model_validate(out)
@@ -223,6 +237,63 @@ def resolve(
             "InvalidSpec", f"job spec is invalid: {describe(exc)}", waiting=False
         ) from exc
     return Resolved(job_spec.model_dump(by_alias=True, mode="json", exclude_none=True), inputs)
+
+
+def _monitor_job_spec(
+    out: dict[str, Any],
+    run: dict[str, Any],
+    model: dict[str, Any],
+    lookup: Lookup,
+    inputs: list[dict[str, Any]],
+    window: dict[str, Any],
+) -> dict[str, Any]:
+    """A ModelMonitor's window as its job spec has it: the TrainingRun's training data as the
+    reference, its target and excluded columns, its model's held-out figures as the baseline
+    (those of its current model; a pinned older version's come from its own metadata, in the
+    stage), and the window's batches in place of the batch source."""
+    run_spec, run_status = run.get("spec") or {}, run.get("status") or {}
+    out["reference"], reference = _dataset(
+        lookup, run_spec["datasetRef"], "trainingRunRef's dataset", inputs
+    )
+    named = {column: "sensitiveFeatures" for column in out.get("sensitiveFeatures") or []}
+    _require(reference, named, "trainingRunRef's dataset")
+    out["target"] = run_spec["target"]
+    if run_spec.get("excludedColumns"):
+        out["excludedColumns"] = list(run_spec["excludedColumns"])
+    current = model.get("modelVersion") == run_status.get("modelVersion")
+    fairness = (run_status.get("fairness") or {}) if current else {}
+    measured = [f for f in fairness.get("features") or [] if isinstance(f, dict) and f.get("name")]
+    if not out.get("sensitiveFeatures"):
+        declared = ((run_spec.get("fairness") or {}).get("sensitiveFeatures")) or []
+        out["sensitiveFeatures"] = [f["name"] for f in measured] or list(declared)
+    if current:
+        test = run_status.get("testScore")
+        split = "test" if test is not None else "validation"
+        accuracy = (run_status.get("accuracy") or {}).get(split)
+        baseline = {
+            "evalMetric": run_status.get("evalMetric"),
+            "score": test if test is not None else run_status.get("validationScore"),
+            "split": split,
+            "accuracy": accuracy,
+            "positiveLabel": fairness.get("positiveLabel"),
+            "fairness": [
+                {
+                    "name": f["name"],
+                    "disparateImpact": f.get("disparateImpact"),
+                    "statisticalParityDifference": f.get("statisticalParityDifference"),
+                    "equalOpportunityDifference": f.get("equalOpportunityDifference"),
+                }
+                for f in measured
+            ],
+        }
+        out["baseline"] = {k: v for k, v in baseline.items() if v is not None}
+    source = out.pop("batches", None) or {}
+    out.pop("history", None)
+    out["batches"] = window.get("batches") or []
+    out["window"] = window.get("window") or 1
+    out["history"] = window.get("history") or []
+    out["_source"] = source  # checked with the other locations below, then dropped
+    return out
 
 
 # FairnessOptions.sensitiveFeatures' own bound: a Dataset may declare more.
@@ -295,9 +366,12 @@ def _model(run: dict[str, Any], name: str, version: str | None) -> dict[str, Any
 def _read_locations(out: dict[str, Any]) -> list[tuple[str, str]]:
     """(field, URI) of every location a job spec reads."""
     found = []
-    for key in ("dataset", "testDataset", "model"):
+    for key in ("dataset", "testDataset", "model", "reference"):
         if isinstance(out.get(key), dict) and isinstance(out[key].get("uri"), str):
             found.append((key, out[key]["uri"]))
+    for index, batch in enumerate(out.get("batches") or []):
+        if isinstance(batch, dict) and isinstance(batch.get("uri"), str):
+            found.append((f"batches[{index}]", batch["uri"]))
     reweighing = (out.get("mitigation") or {}).get("reweighing")
     if isinstance(reweighing, dict) and isinstance(reweighing.get("uri"), str):
         found.append(("mitigation.reweighing", reweighing["uri"]))

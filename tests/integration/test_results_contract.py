@@ -20,6 +20,7 @@ from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, KINDS, TRAI
 from fairpilot.api.results import (
     BiasResult,
     ExplanationResult,
+    MonitorResult,
     ProfileResult,
     StageError,
     StageResult,
@@ -47,6 +48,7 @@ def test_each_kind_names_the_model_of_its_stages_result() -> None:
         "BiasAnalysis": BiasResult,
         "TrainingRun": TrainingResult,
         "Explanation": ExplanationResult,
+        "ModelMonitor": MonitorResult,
     }
     assert {kind.stage: kind.result for kind in KINDS} == cli.RESULT_MODELS
 

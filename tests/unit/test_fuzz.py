@@ -230,6 +230,13 @@ VALID: dict[str, dict[str, Any]] = {
     "TrainJobSpec": {"dataset": {"uri": "file:///d.csv"}, "target": "y"},
     "ExplanationSpec": {"trainingRunRef": "t"},
     "ExplainJobSpec": {"model": {"uri": "file:///m"}, "dataset": {"uri": "file:///d.csv"}},
+    "ModelMonitorSpec": {"trainingRunRef": "t", "batches": {"uri": "file:///b/"}},
+    "MonitorJobSpec": {
+        "model": {"uri": "file:///m"},
+        "reference": {"uri": "file:///d.csv"},
+        "target": "y",
+        "batches": [{"uri": "file:///b/1.csv"}],
+    },
 }
 
 
@@ -267,13 +274,15 @@ def test_the_operator_answers_any_spec_with_a_job_spec_or_a_reason(kind: Any, da
         "BiasAnalysis": {"datasetRef": "d", "target": "y", "sensitiveFeatures": ["s"]},
         "TrainingRun": {"datasetRef": "d", "target": "y"},
         "Explanation": {"trainingRunRef": "t"},
+        "ModelMonitor": {"trainingRunRef": "t", "batches": {"uri": "file:///b/"}},
     }[kind.kind]
     name = data.draw(st.sampled_from(fields_of(kind.spec)))
     spec = data.draw(st.one_of(JSON, st.just({**base, name: data.draw(JSON)})))
     ready = {"status": {"phase": "Succeeded", "modelUri": "file:///m", "reweighingUri": "file:///r"},
              "spec": {"uri": "file:///d.csv", "datasetRef": "d"}}  # fmt: skip
     try:
-        job_spec(kind, spec, lambda kind, name: ready, data.draw(TEXT))
+        window = {"batches": [{"uri": "file:///b/1.csv"}]}
+        job_spec(kind, spec, lambda kind, name: ready, data.draw(TEXT), window)
     except UnresolvedReference as exc:
         assert exc.reason and exc.message and "\n" not in exc.message
 

@@ -59,9 +59,17 @@ def lookup_in(objects):
     return lambda kind, name: objects.get((kind, name))
 
 
+# A ModelMonitor's job spec is one window's: these batches.
+WINDOW = {"batches": [{"uri": "file:///tmp/fairpilot/data/adult-batches/1.csv"}]}
+
+
+def window_of(kind: str) -> dict[str, Any] | None:
+    return WINDOW if kind == "ModelMonitor" else None
+
+
 def test_every_example_resolves_to_a_valid_job_spec(cluster) -> None:
     for (kind, _), obj in cluster.items():
-        spec = job_spec(BY_KIND[kind], obj["spec"], lookup_in(cluster))
+        spec = job_spec(BY_KIND[kind], obj["spec"], lookup_in(cluster), window=window_of(kind))
         JOB_SPECS[BY_KIND[kind].stage].model_validate(spec)
 
 
@@ -69,7 +77,7 @@ def test_the_owner_travels_into_every_job_spec(cluster) -> None:
     for obj in cluster.values():
         obj["spec"]["userId"] = "alice@example.org"
     for (kind, _), obj in cluster.items():
-        spec = job_spec(BY_KIND[kind], obj["spec"], lookup_in(cluster))
+        spec = job_spec(BY_KIND[kind], obj["spec"], lookup_in(cluster), window=window_of(kind))
         assert spec["userId"] == "alice@example.org", kind
 
 

@@ -407,7 +407,14 @@ class ModelMonitorStatus(ResourceStatus):
         max_length=1000,
         description="The batches of the window that is running (or about to), oldest first.",
     )
+    window_attempts: int | None = Field(
+        default=None, description="Tries of the pending window so far (failed ones are retried)."
+    )
     max_psi: float | None = Field(default=None, description="The last window's largest PSI.")
+    feature_psi: dict[str, float] = Field(
+        default_factory=dict,
+        description="The last window's PSI per feature (the 50 largest).",
+    )
     alerts: list[MonitorAlert] = Field(
         default_factory=list, max_length=200, description="The last window's alerts."
     )

@@ -111,7 +111,7 @@ class KafkaSink:
 
     def outbound_topics(self) -> list[str]:
         topics = self.topics
-        return [topics.bias, topics.automl, topics.xai, topics.status]
+        return [topics.bias, topics.automl, topics.xai, topics.drift, topics.status]
 
     async def recover(
         self,

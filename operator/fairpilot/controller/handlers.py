@@ -15,6 +15,7 @@ How a resource is looked at again, in one place:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -23,12 +24,13 @@ import kopf
 
 from fairpilot import API_GROUP, API_VERSION, metrics
 from fairpilot.api import labels as label
-from fairpilot.api.kinds import BY_KIND, KINDS
+from fairpilot.api.kinds import BY_KIND, KINDS, MODEL_MONITOR
 from fairpilot.controller.reconcile import TERMINAL, job_state, reconcile
 from fairpilot.controller.runtime import Runtime, configure
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str, str]  # kind, namespace, name
+LOOK_SECONDS = 10.0  # how often a ModelMonitor's schedule is checked
 
 
 # -- the plain functions ------------------------------------------------------------------------
@@ -48,6 +50,8 @@ def reconcile_resource(
             metrics.RECONCILIATIONS.labels(kind.kind, "error").inc()
             raise
     metrics.RECONCILIATIONS.labels(kind.kind, "ok").inc()
+    if kind is MODEL_MONITOR and outcome.status:
+        metrics.observe_monitor(meta["namespace"], meta["name"], outcome.status)
     phase: str | None = outcome.status.get("phase")
     changed = phase is not None and phase != (body.get("status") or {}).get("phase")
     if phase is not None and changed:
@@ -112,6 +116,8 @@ def resource_changed(runtime: Runtime, body: dict[str, Any], event_type: str | N
     meta = body.get("metadata") or {}
     key = (body.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
     if event_type == "DELETED":
+        if key[0] == MODEL_MONITOR.kind:
+            metrics.forget_monitor(key[1], key[2])
         runtime.waiters.forget(key)
         runtime.dependents.forget(key)
         _wake_dependents(runtime, key)
@@ -119,6 +125,14 @@ def resource_changed(runtime: Runtime, body: dict[str, Any], event_type: str | N
         runtime.dependents.update(body)
     if runtime.bridge is not None:
         runtime.bridge.notify(body, event_type)
+
+
+def look(runtime: Runtime, body: dict[str, Any]) -> None:
+    """A ModelMonitor's tick: it looks for new batches when its schedule says it is time
+    (decide() returns at once, without a read, when it is not)."""
+    # Waiting for something (a reference) is no error here: the next tick looks again.
+    with contextlib.suppress(kopf.TemporaryError):
+        reconcile_resource(runtime, body)
 
 
 def reconcile_now(runtime: Runtime, key: Key) -> bool:
@@ -210,7 +224,16 @@ def registry() -> kopf.OperatorRegistry:
     async def changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
         resource_changed(runtime_of(memo), dict(body), type)
 
-    for kind in KINDS:  # one registration per kind; the same plain functions serve all four
+    # A monitor's own clock: each tick asks whether its schedule is due (the finest schedule
+    # a monitor may have is every LOOK_SECONDS).
+    @on.timer(
+        API_GROUP, API_VERSION, MODEL_MONITOR.plural, id="look", interval=LOOK_SECONDS,
+        registry=handlers,
+    )  # fmt: skip
+    def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        look(runtime_of(memo), dict(body))
+
+    for kind in KINDS:  # one registration per kind; the same plain functions serve all five
         resource = (API_GROUP, API_VERSION, kind.plural)
         on.resume(*resource, id="reconcile", registry=handlers)(reconcile_handler)
         on.create(*resource, id="reconcile", registry=handlers)(reconcile_handler)

@@ -22,10 +22,13 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from fairpilot.api.kinds import BY_KIND, DATASET, TRAINING_RUN, Kind
+from fairpilot import monitoring
+from fairpilot.api.kinds import BY_KIND, DATASET, MODEL_MONITOR, TRAINING_RUN, Kind
 from fairpilot.api.status import Phase
+from fairpilot.artifacts import Listed
 from fairpilot.cluster import Cluster
 from fairpilot.conditions import (
     InvalidResult,
@@ -53,6 +56,7 @@ from fairpilot.runs import (
 log = logging.getLogger(__name__)
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
 MAX_PASSES = 32  # reads and creates one reconciliation may need; more is a bug
+MAX_ALERT_EVENTS = 10  # a window's alerts posted as Events; the status lists them all
 
 
 def job_state(job: dict[str, Any]) -> str:
@@ -160,12 +164,24 @@ class Reader:
         return check(resource, self.get)
 
     def references(
-        self, kind: Kind, spec: dict[str, Any], name: str
+        self, kind: Kind, spec: dict[str, Any], name: str, window: dict[str, Any] | None = None
     ) -> Resolved | UnresolvedReference:
         try:
-            return resolve(kind, spec, self.get, name, self.config, namespace=self.namespace)
+            return resolve(
+                kind, spec, self.get, name, self.config, namespace=self.namespace, window=window
+            )
         except UnresolvedReference as exc:
             return exc
+
+    def listing(self, uri: str) -> list[Listed] | ArtifactStoreUnavailable:
+        """The batches under a ModelMonitor's prefix, oldest first."""
+        from fairpilot import artifacts
+        from fairpilot.errors import JobError
+
+        try:
+            return artifacts.listing(uri)
+        except JobError as exc:
+            return ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}")
 
     def json(self, uri: str) -> dict[str, Any] | ArtifactStoreUnavailable | None:
         """A stage's JSON file; None when there is none (or a planted link stands there)."""
@@ -310,7 +326,67 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
 
     finished = status.get("observedGeneration") == generation and status.get("phase") in TERMINAL
     fresh_start = False
-    if finished:
+    window: monitoring.Window | None = None  # a ModelMonitor's next window
+    window_fields: dict[str, Any] = {}  # the status fields that record taking it
+    at = datetime.fromisoformat(world.now.replace("Z", "+00:00"))  # the World's one reading
+    spec_of = resource.get("spec") or {}
+    if kind is MODEL_MONITOR and monitoring.looks(spec_of, status, generation, at):
+        # Judged again on the resource as it is now: a body from before the last window
+        # started would start it a second time.
+        fresh = this_resource()
+        if fresh is None or int(fresh["metadata"].get("generation") or 1) != generation:
+            return plan  # deleted, or changed again: its own event comes
+        resource, status = fresh, dict(fresh.get("status") or {})
+        conditions = list(status.get("conditions") or [])
+        run = current_run(status, generation)
+    if kind is MODEL_MONITOR and monitoring.idle(status, generation):
+        # A monitor is never done: at each look that is due it lists its prefix, judges the
+        # data's freshness, and starts a window when there are new batches.
+        spec_now = resource.get("spec") or {}
+        if not monitoring.looks(spec_now, status, generation, at):
+            return plan
+        new_generation = status.get("observedGeneration") != generation
+        prefix = (spec_now.get("batches") or {}).get("uri", "")
+        listed = world.need(("listing", prefix), lambda r: r.listing(prefix))
+        if isinstance(listed, ArtifactStoreUnavailable):
+            message = f"could not look for new batches under {prefix}: {listed}"
+            conditions = condition(
+                conditions, "BatchesListed", False, "ArtifactStoreUnavailable", message
+            )
+            return _keep_phase(plan, kind, meta, status, conditions, lastCheckedAt=world.now)
+        conditions = condition(
+            conditions, "BatchesListed", True, "Listed", f"looked under {prefix} at {world.now}"
+        )
+        created = monitoring.parse_time(meta.get("creationTimestamp"))
+        stale = monitoring.staleness(spec_now, listed, created, at)
+        if stale.stale and (condition_of(status, "DataStale") or {}).get("status") != "True":
+            plan.events.append(("Warning", "DataStale", stale.message))
+        conditions = condition(conditions, "DataStale", stale.stale, stale.reason, stale.message)
+        looked = {
+            "lastCheckedAt": world.now,
+            "newestDataAt": (
+                monitoring.format_time(listed[-1].modified)
+                if listed
+                else status.get("newestDataAt")
+            ),
+        }
+        window = monitoring.next_window(spec_now, status, listed, at)
+        if not window.batches:
+            if status.get("phase") in TERMINAL and not new_generation:
+                return _keep_phase(plan, kind, meta, status, conditions, **looked)
+            message = f"waiting for new batches under {prefix}"
+            conditions = condition(conditions, "Ready", False, "WaitingForData", message)
+            return write(Phase.PENDING, message, **looked)
+        run = monitoring.next_run(status, generation)
+        fresh_start = True
+        window_fields = {
+            "window": window.number,
+            "pending": window.uris,
+            "taken": window.taken,
+            "windowAttempts": window.attempt,
+            **looked,
+        }
+    if finished and kind is not MODEL_MONITOR:
         if _ready_reason(status) == "ReferenceFailed":
             # Failed because a reference had failed: no Job ran, so look again (this is a
             # wake-up from that reference, or a restart) with the same run.
@@ -376,7 +452,10 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         job = None
     if job is None:
         spec_of = resource.get("spec") or {}
-        resolved = world.need(("references", run), lambda r: r.references(kind, spec_of, name))
+        batches = _window_of(kind, spec_of, status, window)
+        resolved = world.need(
+            ("references", run), lambda r: r.references(kind, spec_of, name, batches)
+        )
         if isinstance(resolved, UnresolvedReference):
             conditions = condition(
                 conditions, "ReferencesResolved", False, resolved.reason, resolved.message
@@ -414,7 +493,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         conditions = condition(
             conditions, "Ready", False, "JobRunning", f"Job {job_name} is running"
         )
-        if resolved.inputs:
+        if resolved.inputs and kind is not MODEL_MONITOR:  # a monitor follows its model anyway
             conditions = condition(
                 conditions, "UpToDate", True, "InputsUnchanged",
                 "every input is as this run uses it")  # fmt: skip
@@ -431,6 +510,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
             startedAt=world.now,
             finishedAt=None,
             **versioned,
+            **window_fields,
         )
         config_map = spec_config_map(kind, resource, spec, run)
         plan.writes.append(CreateJob(job_name, config_map, manifest))
@@ -489,6 +569,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
             runId=run,
             outputUri=uri,
             finishedAt=world.now,
+            **_failed_window(kind, status, error, reason, message),
         )
         _pipeline_failed(world, plan, kind, resource, f"{kind.kind} {name} failed: {reason}")
         return failed
@@ -504,8 +585,9 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         message = f"Job {job_name} succeeded but wrote no result.json under {uri}"
         conditions = condition(conditions, "Ready", False, "NoResult", message)
         return write(
-            Phase.FAILED, message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now
-        )
+            Phase.FAILED, message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now,
+            **_failed_window(kind, status, None, "NoResult", message),
+        )  # fmt: skip
     try:
         parsed = parse_result(kind, result)
     except InvalidResult as exc:
@@ -514,8 +596,9 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         message = f"Job {job_name} succeeded, but {exc}"
         conditions = condition(conditions, "Ready", False, InvalidResult.reason, message)
         failed = write(
-            Phase.FAILED, message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now
-        )
+            Phase.FAILED, message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now,
+            **_failed_window(kind, status, None, InvalidResult.reason, message),
+        )  # fmt: skip
         _pipeline_failed(world, plan, kind, resource, f"{kind.kind} {name} failed: InvalidResult")
         return failed
     projected = project_result(kind, parsed)
@@ -538,6 +621,14 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         conditions = condition(conditions, type_, value, reason, message)
     if kind is TRAINING_RUN and projected.get("modelUri"):
         projected["models"] = _with_model(status, projected, run, world.now)
+    if kind is MODEL_MONITOR:
+        projected.update(monitoring.after_success(resource.get("spec") or {}, status, projected))
+        alerts = projected.get("alerts") or []
+        for alert in alerts[:MAX_ALERT_EVENTS]:
+            plan.events.append(("Warning", alert["type"], alert["message"]))
+        if len(alerts) > MAX_ALERT_EVENTS:
+            more = f"{len(alerts) - MAX_ALERT_EVENTS} more alerts: see status.alerts"
+            plan.events.append(("Warning", "MoreAlerts", more))
     write(
         Phase.SUCCEEDED,
         summary_message(kind, projected),
@@ -671,6 +762,48 @@ def _unreported_digest(
         f"the model digest in result.json ({recorded}) is not the one the {kind.stage} pod "
         f"reported ({reported}): the artifact store was changed after the stage wrote it; "
         "the model is not used"
+    )
+
+
+def _keep_phase(
+    plan: Outcome,
+    kind: Kind,
+    meta: dict[str, Any],
+    status: dict[str, Any],
+    conditions: list[dict[str, Any]],
+    **fields: Any,
+) -> Outcome:
+    """Record a look that started nothing (conditions and times), the phase as it was."""
+    patch = {"conditions": conditions, **fields}
+    if not _same_status(status, patch):
+        plan.writes.append(PatchStatus(kind, meta["namespace"], meta["name"], patch))
+    plan.status = {**status, **patch}
+    return plan
+
+
+def _window_of(
+    kind: Kind, spec: dict[str, Any], status: dict[str, Any], window: monitoring.Window | None
+) -> dict[str, Any] | None:
+    """A ModelMonitor's window as its job spec gets it: the one just chosen, or (a restart
+    before its Job was created) the one its status records."""
+    if kind is not MODEL_MONITOR:
+        return None
+    if window is not None:
+        batches, number = window.batches, window.number
+    else:
+        batches = [{"uri": uri} for uri in status.get("pending") or []]
+        number = int(status.get("window") or 1)
+    return {"batches": batches, "window": number, "history": monitoring.history(spec, status)}
+
+
+def _failed_window(
+    kind: Kind, status: dict[str, Any], error: Any, reason: str, message: str
+) -> dict[str, Any]:
+    """What a ModelMonitor's failed window leaves for the next (monitoring.after_failure)."""
+    if kind is not MODEL_MONITOR:
+        return {}
+    return monitoring.after_failure(
+        status, error if isinstance(error, dict) else None, reason, message
     )
 
 

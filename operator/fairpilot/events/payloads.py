@@ -258,6 +258,32 @@ class XaiReported(Outbound):
     resource: str
 
 
+class DriftDetected(Outbound):
+    """`drift-events`: one alert of a ModelMonitor's window, in the seed's style (its user and
+    model ids, a `<type>_<ids>_<epoch>` event id)."""
+
+    event_type: Literal["drift.detected"] = "drift.detected"
+    event_id: str
+    timestamp: str
+    user_id: str
+    dataset_id: str
+    model_id: str
+    version: str | None
+    alert_id: str
+    alert_type: str  # DriftDetected, BiasDrift or PerformanceDegraded
+    feature: str | None
+    metric: str
+    value: float | None
+    baseline: float | None
+    threshold: float | None
+    message: str
+    window: int
+    rows: int
+    report_uri: str | None
+    namespace: str
+    resource: str
+
+
 class StatusChanged(Outbound):
     """The status topic: a resource entered a phase (and why, when it failed)."""
 

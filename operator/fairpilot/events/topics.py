@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Topics(BaseModel):
-    """Topic names; the defaults are the seed's (seed 001) plus FairPilot's two."""
+    """Topic names; the defaults are the seed's (seed 001) plus FairPilot's three."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -20,6 +20,9 @@ class Topics(BaseModel):
     bias: str = "bias-events"
     automl: str = "automl-events"
     xai: str = "xai-events"
+    drift: str = Field(
+        default="drift-events", description="A ModelMonitor's alerts: one drift.detected each."
+    )
     status: str = Field(default="fairpilot-status-events", description="Every phase change.")
     dead_letter: str = Field(
         default="fairpilot-dead-letter", description="Messages that could not become a resource."

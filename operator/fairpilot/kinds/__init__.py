@@ -25,6 +25,7 @@ from fairpilot.kinds.base import Condition, KindBehaviour, Succeeded
 from fairpilot.kinds.bias_analysis import BiasAnalysisBehaviour
 from fairpilot.kinds.dataset import DatasetBehaviour
 from fairpilot.kinds.explanation import ExplanationBehaviour
+from fairpilot.kinds.model_monitor import ModelMonitorBehaviour
 from fairpilot.kinds.training_run import TrainingRunBehaviour
 from fairpilot.runs import current_run
 
@@ -35,6 +36,7 @@ BEHAVIOURS: dict[str, KindBehaviour] = {
         BiasAnalysisBehaviour(),
         TrainingRunBehaviour(),
         ExplanationBehaviour(),
+        ModelMonitorBehaviour(),
     )
 }
 

@@ -38,6 +38,8 @@ DATASETS, BIAS_REPORTS, MODELS, XAI_REPORTS, AUDIT = (
     "xai_reports",
     "audit",
 )
+# A ModelMonitor's: one document per alert, one per window.
+DRIFT_ALERTS, MONITOR_WINDOWS = "drift_alerts", "monitor_windows"
 # A document larger than this keeps a summary of the stage's result, not all of it (MongoDB
 # refuses documents over 16 MiB; SHAP results can hold thousands of rows).
 MAX_RESULT_BYTES = 4 * 2**20

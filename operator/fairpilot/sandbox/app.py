@@ -177,7 +177,10 @@ class Sandbox:
         if self.kafka and self.bridge_config and not isinstance(self.with_kafka, str):
             topics = self.bridge_config.topics
             inbound = self.bridge_config.routes()  # the principals' own topics too
-            create_topics(self.kafka, [*SEED_TOPICS, *inbound, topics.status, topics.dead_letter])
+            create_topics(
+                self.kafka,
+                [*SEED_TOPICS, *inbound, topics.drift, topics.status, topics.dead_letter],
+            )
         self.cluster = Cluster.for_host(self.url)  # the user's client, not the operator's
         self.cluster.client.user_agent = USER_AGENT
         if self.operator_process:

@@ -8,6 +8,8 @@ Collections (the seed's names where it had them):
   version: one model), with the model's fairness (as its ``model.uploaded`` event has it:
   ``fairness``, ``fairness_gates_passed``) and its ``mitigation``;
 - ``xai_reports``: one per Explanation run and expertise level (``xai_report_id``);
+- ``drift_alerts``: one per alert of a ModelMonitor's window (``alert_id``);
+- ``monitor_windows``: one per ModelMonitor window (``window_id``), its figures and result;
 - ``audit``: every Kafka event sent, received or dead-lettered, ``_id`` the event's identity.
 
 Every write is an upsert by ``_id``, so a replay after a restart rewrites the same documents.
@@ -29,7 +31,9 @@ from fairpilot.kinds.base import (
     AUDIT,
     BIAS_REPORTS,
     DATASETS,
+    DRIFT_ALERTS,
     MODELS,
+    MONITOR_WINDOWS,
     XAI_REPORTS,
     ReadJson,
     Succeeded,
@@ -50,6 +54,12 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
         [("user_id", 1), ("dataset_id", 1), ("model_id", 1), ("report_type", 1), ("level", 1)],
         [("user_id", 1), ("model_id", 1), ("version", 1)],
     ],
+    DRIFT_ALERTS: [
+        [("user_id", 1), ("model_id", 1), ("model_version", 1), ("created_at", -1)],
+        [("namespace", 1), ("name", 1), ("window", -1)],
+        [("type", 1), ("created_at", -1)],
+    ],
+    MONITOR_WINDOWS: [[("namespace", 1), ("name", 1), ("window", -1)]],
     AUDIT: [[("event_id", 1)], [("user_id", 1), ("at", -1)], [("topic", 1), ("direction", 1)]],
 }
 

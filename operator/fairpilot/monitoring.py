@@ -1,0 +1,233 @@
+"""A ModelMonitor's clock and windows: when to look, which batches are new, whether the data
+has gone stale, and what a window that failed leaves for the next one.
+
+Plain functions of the monitor's spec and status, a listing of its prefix and the time; the
+reconciler (controller/reconcile.py) reads the listing and writes what these decide.
+
+Which batches are new. The status keeps a mark, `taken`: the (time, URI) of the newest batch a
+window has taken. A batch listed after it, by time and then by URI, is new. A batch younger
+than SETTLE_SECONDS waits for the next look: S3 lists times to the second, so a batch written
+in the same second as the mark but sorting before it would otherwise be passed over for good,
+and a file still being copied would be read half-written (write batches under a name starting
+with '.' and rename them, or upload them to S3, where an object appears whole).
+
+Nothing is lost. Every batch either lands in a window, whose result lists it (measured or
+rejected with the reason), or, when its window failed because of the batches themselves (an
+input error), in `status.rejected` with that window's reason. A window that failed for any
+other reason (the store was down, the pod ran out of memory) is tried again with the same
+batches at the next look, MAX_ATTEMPTS times in all, and only then recorded as rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fairpilot.api.monitor import MAX_HISTORY
+from fairpilot.api.status import Phase
+from fairpilot.artifacts import Listed
+from fairpilot.runs import parse_run, run_id
+
+SETTLE_SECONDS = 5.0
+MAX_ATTEMPTS = 3
+MAX_REJECTED = 200
+# The stage's exit code for an input error (fairpilot_jobs.cli): trying again cannot help.
+INPUT_ERROR = 2
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 time as the status writes it (`2026-12-02T07:30:00Z`, with or without
+    fractions of a second)."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC, to the microsecond: a batch's time must survive the status unchanged,
+    or the mark would fall before the batch it marks and take it twice."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def idle(status: dict[str, Any], generation: int) -> bool:
+    """No window of this generation is running (one of an older spec may be: its result is
+    not this generation's, and the new spec starts windows of its own)."""
+    return status.get("observedGeneration") != generation or status.get("phase") != Phase.RUNNING
+
+
+def looks(spec: dict[str, Any], status: dict[str, Any], generation: int, now: datetime) -> bool:
+    """Whether to look for new batches now: no window is running and it is due, or the spec
+    changed (a new generation starts with a look)."""
+    if not idle(status, generation):
+        return False
+    return status.get("observedGeneration") != generation or due(spec, status, now)
+
+
+def next_look(source: dict[str, Any], last_checked: datetime | None) -> datetime | None:
+    """When to look for new batches next; None: now (it never looked)."""
+    if last_checked is None:
+        return None
+    schedule = source.get("schedule")
+    if schedule:
+        from croniter import croniter
+
+        return croniter(schedule, last_checked).get_next(datetime).astimezone(UTC)
+    return last_checked + timedelta(seconds=int(source.get("intervalSeconds") or 300))
+
+
+def due(spec: dict[str, Any], status: dict[str, Any], now: datetime) -> bool:
+    """Whether it is time to look (always, when it never looked or failed to)."""
+    after = next_look(spec.get("batches") or {}, parse_time(status.get("lastCheckedAt")))
+    return after is None or after <= now
+
+
+@dataclass(frozen=True)
+class Window:
+    """The batches of the next window, and the status fields that record taking them."""
+
+    number: int
+    batches: list[dict[str, Any]] = field(default_factory=list)  # api.monitor.Batch, camelCase
+    taken: dict[str, str] | None = None  # the new mark
+    attempt: int = 1
+
+    @property
+    def uris(self) -> list[str]:
+        return [batch["uri"] for batch in self.batches]
+
+
+def mark(status: dict[str, Any]) -> tuple[datetime, str] | None:
+    taken = status.get("taken") or {}
+    moment = parse_time(taken.get("modifiedAt"))
+    return None if moment is None else (moment, str(taken.get("uri") or ""))
+
+
+def next_window(
+    spec: dict[str, Any], status: dict[str, Any], listed: list[Listed], now: datetime
+) -> Window:
+    """The next window: a failed window's batches to try again (first), then the new ones,
+    at most `batches.maxBatchesPerWindow` in all. Empty when there is nothing to measure."""
+    source = spec.get("batches") or {}
+    limit = int(source.get("maxBatchesPerWindow") or 100)
+    fmt = {"format": source["format"]} if source.get("format") else {}
+    retry = [{"uri": uri, **fmt} for uri in status.get("pending") or []][:limit]
+    since = mark(status)
+    fresh = [
+        item
+        for item in listed
+        if (now - item.modified).total_seconds() >= SETTLE_SECONDS
+        and (since is None or (item.modified, item.uri) > since)
+        and item.uri not in status.get("pending", [])
+    ][: limit - len(retry)]
+    batches = retry + [
+        {"uri": item.uri, "modifiedAt": format_time(item.modified), **fmt} for item in fresh
+    ]
+    taken = (
+        {"modifiedAt": format_time(fresh[-1].modified), "uri": fresh[-1].uri}
+        if fresh
+        else status.get("taken")
+    )
+    number = int(status.get("window") or 0) + (0 if retry else 1)
+    attempt = int(status.get("windowAttempts") or 1) + 1 if retry else 1
+    return Window(max(number, 1), batches, taken, attempt)
+
+
+def next_run(status: dict[str, Any], generation: int) -> str:
+    """The run id of the next window: g<generation> for a generation's first, then g<g>r<n>."""
+    current = status.get("runId")
+    if status.get("observedGeneration") != generation or not isinstance(current, str):
+        return run_id(generation)
+    try:
+        ran, rerun = parse_run(current)
+    except ValueError:
+        return run_id(generation)
+    return run_id(generation, rerun + 1) if ran == generation else run_id(generation)
+
+
+@dataclass(frozen=True)
+class Staleness:
+    stale: bool
+    reason: str
+    message: str
+
+
+def staleness(
+    spec: dict[str, Any], listed: list[Listed], created: datetime | None, now: datetime
+) -> Staleness:
+    """DataStale: the newest batch under the prefix (or, before the first, the monitor's
+    creation) is older than `thresholds.staleAfterSeconds`."""
+    limit = int((spec.get("thresholds") or {}).get("staleAfterSeconds") or 7 * 24 * 3600)
+    prefix = (spec.get("batches") or {}).get("uri", "")
+    newest = listed[-1].modified if listed else None
+    since = newest or created or now
+    age = (now - since).total_seconds()
+    if newest is None:
+        what = f"no batch has arrived under {prefix} since the monitor was created"
+    else:
+        what = (
+            f"the newest batch under {prefix} ({listed[-1].uri}) was written {format_age(age)} ago"
+        )
+    if age > limit:
+        return Staleness(True, "NoNewData", f"{what}, more than {format_age(limit)}")
+    return Staleness(
+        False, "Fresh" if newest else "NoDataYet", f"{what} (limit {format_age(limit)})"
+    )
+
+
+def format_age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}".replace(".0 ", " ")
+    return f"{seconds} s"
+
+
+def after_failure(
+    status: dict[str, Any], error: dict[str, Any] | None, reason: str, message: str
+) -> dict[str, Any]:
+    """The status fields a failed window leaves: its batches to try again, or, after an input
+    error or MAX_ATTEMPTS tries, recorded as rejected with the window's reason."""
+    pending = list(status.get("pending") or [])
+    attempts = int(status.get("windowAttempts") or 1)
+    input_error = (error or {}).get("exitCode") == INPUT_ERROR
+    if not input_error and attempts < MAX_ATTEMPTS:
+        return {"pending": pending, "windowAttempts": attempts}
+    tried = "" if input_error else f" (after {attempts} attempts)"
+    rejected = [
+        {
+            "uri": uri,
+            "reason": reason,
+            "message": f"window {status.get('window')}{tried}: {message}"[:2000],
+        }
+        for uri in pending
+    ]
+    return {
+        "pending": [],
+        "windowAttempts": 0,
+        "rejected": [*(status.get("rejected") or []), *rejected][-MAX_REJECTED:],
+    }
+
+
+def after_success(
+    spec: dict[str, Any], status: dict[str, Any], projected: dict[str, Any]
+) -> dict[str, Any]:
+    """The status fields a measured window leaves: no batch pending, its rejected batches
+    added to the record, and the last `spec.history` windows kept."""
+    rejected = [*(status.get("rejected") or []), *(projected.get("rejected") or [])]
+    keep = min(int(spec.get("history") or 30), MAX_HISTORY)
+    return {
+        "pending": [],
+        "windowAttempts": 0,
+        "rejected": rejected[-MAX_REJECTED:],
+        "windows": list(projected.get("windows") or [])[-keep:],
+    }
+
+
+def history(spec: dict[str, Any], status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The windows before the next one, as its job spec gets them (oldest first)."""
+    keep = min(int(spec.get("history") or 30), MAX_HISTORY)
+    return list(status.get("windows") or [])[-keep:]
