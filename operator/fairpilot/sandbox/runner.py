@@ -506,6 +506,13 @@ def noop_result(stage: str, output: str) -> dict[str, Any]:
             "model": {"uri": f"{output}/model"},
             "localAccuracy": {"maxAbsError": 0.0},
         },
+        "monitor": {
+            "window": 1,
+            "rows": 0,
+            "judged": False,
+            "summary": {"window": 1},
+            "model": {"uri": f"{output}/model"},
+        },
     }
     result = {"stage": stage or "noop", "reports": {}, **results.get(stage, {})}
     kind = next((k for k in KINDS if k.stage == stage), None)
