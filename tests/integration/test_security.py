@@ -194,7 +194,8 @@ DATA_URI = f"s3://{BUCKET}/data/{USER}/{DATASET_ID}.csv"
 
 def drive(sandbox: Sandbox) -> str:
     """The pipeline from a Kafka message, a junk message, a Dataset whose Job fails, and an
-    operator restart while Jobs run, all to the end; returns the pipeline's Dataset."""
+    operator restart while Jobs run, all to the end, then a ModelMonitor's window on the
+    pipeline's model; returns the pipeline's Dataset."""
     assert sandbox.kafka is not None
     with sandbox.runner.held():  # finished Jobs report only after the restart
         produce(sandbox.kafka, [("dataset-events", MESSAGE),
@@ -209,6 +210,16 @@ def drive(sandbox: Sandbox) -> str:
         n: i.get("status", {}).get("message") for n, i in by_name(sandbox).items()
     }
     wait_for(sandbox, "wrong-target", lambda s: s.get("phase") == "Failed")
+    # A monitor of the pipeline's model, one window of one batch from the bucket.
+    model = next(n for n, i in by_name(sandbox).items() if i["kind"] == "TrainingRun")
+    boto3.client("s3", endpoint_url=sandbox.config.s3_endpoint_url).put_object(
+        Bucket=BUCKET, Key=f"batches/{USER}/1.csv", Body=TINY_CSV.encode()
+    )
+    batches = {"uri": f"s3://{BUCKET}/batches/{USER}/", "intervalSeconds": 10}
+    monitor = {"trainingRunRef": model, "userId": USER, "batches": batches}
+    sandbox.apply([resource("ModelMonitor", "watch", monitor)])
+    wait_for(sandbox, "watch", lambda s: s.get("window") == 1 and s.get("phase") == "Succeeded",
+             120)  # fmt: skip
     assert eventually(lambda: everything_delivered(sandbox), 60), {
         n: (i.get("status") or {}).get("delivered") for n, i in by_name(sandbox).items()
     }

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from fairpilot import __version__
-from fairpilot.api.kinds import BY_KIND, DATASET, KINDS
+from fairpilot.api.kinds import BY_KIND, DATASET, KINDS, MODEL_MONITOR
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
@@ -328,12 +328,18 @@ class Sandbox:
         return found
 
     def finished(self) -> bool:
-        """Every resource terminal, and no pipeline still about to create a next stage."""
+        """Every resource terminal, and no pipeline still about to create a next stage. A
+        ModelMonitor is never done: it counts once it has looked (and no window runs), so that
+        `sandbox run` of a model and its monitor ends when the model is trained and watched."""
         items = self.resources()
         if not items:
             return False
         for item in items:
             status = item.get("status") or {}
+            if item["kind"] == MODEL_MONITOR.kind:
+                if status.get("phase") == "Running" or not status.get("lastCheckedAt"):
+                    return False
+                continue
             if status.get("phase") not in TERMINAL:
                 return False
             in_pipeline = item["kind"] == DATASET.kind and (item.get("spec") or {}).get("pipeline")

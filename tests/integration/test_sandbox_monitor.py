@@ -1,0 +1,124 @@
+"""A ModelMonitor end to end: the real operator (Kopf) against the sandbox's API server, the
+real train and monitor stages as local Jobs, Kafka: a model trained on Adult, then batches of
+new rows dropped under its monitor's prefix, window by window."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from fairpilot.sandbox.app import Sandbox
+from fairpilot.sandbox.testing import by_name, payloads, read_until, resource, wait_for
+
+TRAINED = 300  # seconds: profile, then 15 s of training and its stage's start and end
+
+
+def write_batch(folder: Path, name: str, frame: pd.DataFrame) -> None:
+    """As a producer should: under a hidden name, then renamed, so no look sees half a file."""
+    hidden = folder / f".{name}"
+    frame.to_csv(hidden, index=False)
+    os.replace(hidden, folder / name)
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+def window_done(number: int) -> Any:
+    def check(status: dict[str, Any]) -> bool:
+        return status.get("window") == number and status.get("phase") in ("Succeeded", "Failed")
+
+    return check
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    with Sandbox(tmp_path / "artifacts") as running:
+        yield running
+
+
+def test_a_monitor_measures_each_window_and_raises_drift_and_bias_drift(
+    sandbox: Sandbox, adult: dict[str, str], tmp_path: Path
+) -> None:
+    batches = tmp_path / "batches"
+    batches.mkdir()
+    sandbox.apply(
+        [
+            resource("Dataset", "adult", {"uri": adult["train"], "userId": "ana",
+                                          "target": "income", "sensitiveFeatures": ["sex"]}),
+            resource("Dataset", "adult-test", {"uri": adult["test"], "userId": "ana"}),
+            resource("TrainingRun", "income", {
+                "datasetRef": "adult", "testDatasetRef": "adult-test", "target": "income",
+                "userId": "ana", "evalMetric": "roc_auc", "timeLimitSeconds": 15,
+                "fairness": {"sensitiveFeatures": ["sex"], "positiveLabel": ">50K"},
+            }),
+            resource("ModelMonitor", "income-watch", {
+                "trainingRunRef": "income", "userId": "ana",
+                "batches": {"uri": f"file://{batches}/", "intervalSeconds": 10},
+            }),
+        ]
+    )  # fmt: skip
+    trained = wait_for(sandbox, "income", lambda s: s.get("phase") == "Succeeded", TRAINED)
+    waiting = wait_for(sandbox, "income-watch", lambda s: s.get("lastCheckedAt"), 60)
+    assert waiting["status"]["phase"] == "Pending"
+    assert f"waiting for new batches under file://{batches}/" in waiting["status"]["message"]
+
+    test = pd.read_csv(adult["test"].removeprefix("file://"))
+    # Window 1: rows like the training data's, and a batch that lacks a feature column.
+    write_batch(batches, "01-stationary.csv", test.sample(3000, random_state=1))
+    write_batch(batches, "02-no-age.csv", test.head(200).drop(columns=["age"]))
+    first = wait_for(sandbox, "income-watch", window_done(1), 180)["status"]
+    assert first["phase"] == "Succeeded", first
+    assert condition(first, "DriftDetected")["status"] == "False", first["conditions"]
+    assert condition(first, "BiasDrift")["status"] == "False", first["conditions"]
+    assert condition(first, "PerformanceDegraded")["status"] == "False", first["conditions"]
+    rejected = condition(first, "BatchesRejected")
+    assert rejected["status"] == "True" and "02-no-age.csv" in rejected["message"]
+    assert [r["uri"].rsplit("/", 1)[-1] for r in first["rejected"]] == ["02-no-age.csv"]
+    assert first["modelVersion"] == trained["status"]["modelVersion"]
+
+    # Window 2: everyone 20 years older (data drift), and women only from the rows with the
+    # lower income (the model picks them less often: disparate impact by sex falls).
+    shifted = test.sample(3000, random_state=2)
+    women = test[(test["sex"].str.strip() == "Female") & (test["income"].str.contains("<=50K"))]
+    shifted = pd.concat([shifted[shifted["sex"].str.strip() != "Female"], women.head(1000)])
+    shifted["age"] = shifted["age"] + 20
+    write_batch(batches, "03-shifted.csv", shifted.drop(columns=["income"]))
+    second = wait_for(sandbox, "income-watch", window_done(2), 180)["status"]
+    assert second["phase"] == "Succeeded", second
+    drift = condition(second, "DriftDetected")
+    assert drift["status"] == "True" and "age" in drift["message"], second["conditions"]
+    assert condition(second, "BiasDrift")["status"] == "True", second["conditions"]
+    assert condition(second, "PerformanceDegraded")["reason"] == "NoLabels"
+    assert second["featurePsi"]["age"] >= 0.2
+    assert [w["window"] for w in second["windows"]] == [1, 2]
+    report = Path(second["reports"]["window"].removeprefix("file://"))
+    assert report.is_file() and "<svg" in report.read_text()
+
+    # Every alert reached Kafka, with the seed's ids.
+    alerts = second["alerts"]
+    assert sandbox.kafka is not None
+    records = read_until(
+        sandbox.kafka,
+        ["drift-events"],
+        lambda got: len(payloads(got, "drift-events")) >= len(alerts),
+        60,
+    )
+    events = payloads(records, "drift-events")
+    assert len(events) == len(alerts)
+    assert {e["alert_type"] for e in events} >= {"DriftDetected", "BiasDrift"}
+    assert all(e["user_id"] == "ana" and e["model_id"] == "income" for e in events)
+    assert all(e["window"] == 2 for e in events)
+    # And each is an Event on the monitor, as `kubectl describe` shows.
+    reasons = {
+        e.reason
+        for e in sandbox.cluster.core.list_namespaced_event(sandbox.namespace).items
+        if e.involved_object.name == "income-watch"
+    }
+    assert {"DriftDetected", "BiasDrift"} <= reasons
+    assert by_name(sandbox)["income-watch"]["status"]["window"] == 2
