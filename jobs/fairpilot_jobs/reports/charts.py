@@ -42,6 +42,7 @@ __all__ = [
     "frontier_chart",
     "grouped_bar_chart",
     "histogram",
+    "line_chart",
 ]
 
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
@@ -612,3 +613,97 @@ def _padded(values: Sequence[float], share: float) -> tuple[float, float]:
     low, high = min(finite), max(finite)
     span = high - low or max(abs(high), 1.0) * 0.1
     return low - share * span, high + share * span
+
+
+class Reference(TypedDict, total=False):
+    """A horizontal line of `line_chart`: a threshold or a baseline."""
+
+    label: str  # named in the legend
+    value: float
+    series: str  # drawn in that series' colour (else the reference colour)
+
+
+def line_chart(
+    x: Sequence[float | int],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    references: Sequence[Reference] = (),
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    highlight_last: bool = True,
+) -> str:
+    """A trend: one line per series over `x` (e.g. window numbers), a marker on every point,
+    None leaving a gap; `references` are dashed horizontal lines (thresholds, baselines),
+    named in the legend. The y axis spans the data and the references with a margin, not
+    from zero, so that a small change shows; whole x values get whole ticks. With
+    `highlight_last`, the last point of each series is drawn larger: the newest window."""
+    xs = [_number(v) for v in x]
+    data = {str(k): [_number(v) for v in values] for k, values in series.items()}
+    for key, values in data.items():
+        if len(values) != len(xs):
+            raise ValueError(f"series {key!r} has {len(values)} values for {len(xs)} points")
+    lines = [r for r in references if math.isfinite(_number(r.get("value")))]
+    colours = {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(data)}
+    drawn = [v for values in data.values() for v in values if math.isfinite(v)]
+    with _styled():
+        fig, ax = _new_figure(WIDTH, 3.4)
+        if not xs or not drawn:
+            _no_data(ax)
+            _finish(ax, title)
+            return figure_to_svg(fig)
+        for key, values in data.items():
+            ax.plot(
+                xs,
+                values,
+                color=colours[key],
+                lw=1.8,
+                marker="o",
+                markersize=4.5,
+                label=_label(key, 40),
+                zorder=3,
+            )
+            last = [i for i, v in enumerate(values) if math.isfinite(v)]
+            if highlight_last and last:
+                ax.plot(
+                    [xs[last[-1]]],
+                    [values[last[-1]]],
+                    ls="none",
+                    marker="o",
+                    markersize=8,
+                    color=colours[key],
+                    markeredgecolor="white",
+                    markeredgewidth=1.2,
+                    zorder=4,
+                )
+        dashes = [(0, (4, 3)), (0, (1, 2)), (0, (6, 2, 1, 2))]
+        for i, line in enumerate(lines):
+            owner = line.get("series")
+            colour = colours.get(owner, REFERENCE_COLOUR) if owner else REFERENCE_COLOUR
+            ax.axhline(
+                _number(line.get("value")),
+                color=colour,
+                ls=dashes[i % len(dashes)] if not owner else (0, (4, 3)),
+                lw=1.2,
+                label=_label(line.get("label", "reference"), 60),
+                zorder=2,
+            )
+        bottom, top = _padded(drawn + [_number(r.get("value")) for r in lines], 0.12)
+        ax.set_ylim(bottom, top)
+        finite_x = [v for v in xs if math.isfinite(v)]
+        low, high = min(finite_x), max(finite_x)
+        margin = 0.5 if low == high else 0.04 * (high - low)
+        ax.set_xlim(low - margin, high + margin)
+        if all(float(v).is_integer() for v in finite_x):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(
+            loc="lower left",
+            bbox_to_anchor=(0.0, 1.02),
+            borderaxespad=0.0,
+            ncols=min(3, len(data) + len(lines)),
+        )
+        _finish(ax, title)
+        return figure_to_svg(fig)
