@@ -51,6 +51,7 @@ STAGE_FUNCTIONS = {
     "bias": "fairpilot_jobs.bias.stage:run_bias",
     "train": "fairpilot_jobs.train:run_train",
     "explain": "fairpilot_jobs.explain.stage:run_explain",
+    "monitor": "fairpilot_jobs.monitor.stage:run_monitor",
 }
 
 
@@ -69,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "stages: profile (types, missing values, suggested target), bias (fairness "
-            "metrics, reweighing), train (AutoGluon), explain (SHAP). "
+            "metrics, reweighing), train (AutoGluon), explain (SHAP), monitor (one window of new "
+            "data: data, prediction and bias drift, performance). "
             "Example: fairpilot-job profile --spec dataset.yaml --output file:///tmp/out"
         ),
     )
