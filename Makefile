@@ -97,6 +97,7 @@ bench: venv
 	$(PYTHON) bench/bench_limits.py
 	$(PYTHON) bench/bench_fairness.py
 	$(PYTHON) bench/bench_drift.py
+	$(PYTHON) bench/bench_monitor.py
 	$(PYTHON) bench/bench_soak.py
 
 clean:
