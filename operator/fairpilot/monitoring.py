@@ -30,6 +30,7 @@ from fairpilot.artifacts import Listed
 from fairpilot.runs import parse_run, run_id
 
 SETTLE_SECONDS = 5.0
+KAFKA_LOOK_SECONDS = 60
 MAX_ATTEMPTS = 3
 MAX_REJECTED = 200
 # The stage's exit code for an input error (fairpilot_jobs.cli): trying again cannot help.
@@ -68,10 +69,21 @@ def looks(spec: dict[str, Any], status: dict[str, Any], generation: int, now: da
     return status.get("observedGeneration") != generation or due(spec, status, now)
 
 
-def next_look(source: dict[str, Any], last_checked: datetime | None) -> datetime | None:
-    """When to look for new batches next; None: now (it never looked)."""
+def prefixes(spec: dict[str, Any], records: str) -> list[str]:
+    """Where a monitor's new data is: its batch prefix, and (spec.kafka) the folder the bridge
+    writes its windows of prediction records to."""
+    found = [spec["batches"]["uri"]] if (spec.get("batches") or {}).get("uri") else []
+    return found + ([records] if spec.get("kafka") else [])
+
+
+def next_look(source: dict[str, Any] | None, last_checked: datetime | None) -> datetime | None:
+    """When to look for new batches next; None: now (it never looked). A monitor of Kafka
+    records alone looks every KAFKA_LOOK_SECONDS (the bridge also wakes it when it writes a
+    window)."""
     if last_checked is None:
         return None
+    if source is None:
+        return last_checked + timedelta(seconds=KAFKA_LOOK_SECONDS)
     schedule = source.get("schedule")
     if schedule:
         from croniter import croniter
@@ -82,7 +94,7 @@ def next_look(source: dict[str, Any], last_checked: datetime | None) -> datetime
 
 def due(spec: dict[str, Any], status: dict[str, Any], now: datetime) -> bool:
     """Whether it is time to look (always, when it never looked or failed to)."""
-    after = next_look(spec.get("batches") or {}, parse_time(status.get("lastCheckedAt")))
+    after = next_look(spec.get("batches"), parse_time(status.get("lastCheckedAt")))
     return after is None or after <= now
 
 
@@ -113,8 +125,15 @@ def next_window(
     at most `batches.maxBatchesPerWindow` in all. Empty when there is nothing to measure."""
     source = spec.get("batches") or {}
     limit = int(source.get("maxBatchesPerWindow") or 100)
-    fmt = {"format": source["format"]} if source.get("format") else {}
-    retry = [{"uri": uri, **fmt} for uri in status.get("pending") or []][:limit]
+    prefix = str(source.get("uri") or "\0")
+
+    def fmt(uri: str) -> dict[str, str]:
+        # The batch source's format is its batches'; the bridge's record windows are JSON lines.
+        return (
+            {"format": source["format"]} if source.get("format") and uri.startswith(prefix) else {}
+        )
+
+    retry = [{"uri": uri, **fmt(uri)} for uri in status.get("pending") or []][:limit]
     since = mark(status)
     fresh = [
         item
@@ -124,7 +143,8 @@ def next_window(
         and item.uri not in status.get("pending", [])
     ][: limit - len(retry)]
     batches = retry + [
-        {"uri": item.uri, "modifiedAt": format_time(item.modified), **fmt} for item in fresh
+        {"uri": item.uri, "modifiedAt": format_time(item.modified), **fmt(item.uri)}
+        for item in fresh
     ]
     taken = (
         {"modifiedAt": format_time(fresh[-1].modified), "uri": fresh[-1].uri}
@@ -156,12 +176,16 @@ class Staleness:
 
 
 def staleness(
-    spec: dict[str, Any], listed: list[Listed], created: datetime | None, now: datetime
+    spec: dict[str, Any],
+    listed: list[Listed],
+    created: datetime | None,
+    now: datetime,
+    where: list[str],
 ) -> Staleness:
-    """DataStale: the newest batch under the prefix (or, before the first, the monitor's
+    """DataStale: the newest batch under the prefixes (or, before the first, the monitor's
     creation) is older than `thresholds.staleAfterSeconds`."""
     limit = int((spec.get("thresholds") or {}).get("staleAfterSeconds") or 7 * 24 * 3600)
-    prefix = (spec.get("batches") or {}).get("uri", "")
+    prefix = " and ".join(where)
     newest = listed[-1].modified if listed else None
     since = newest or created or now
     age = (now - since).total_seconds()

@@ -59,6 +59,16 @@ def output_uri(config: OperatorConfig, kind: Kind, resource: dict[str, Any], run
     return f"{root}/{user}/{kind.plural}/{meta['name']}/{uid}/{run}"
 
 
+def records_uri(config: OperatorConfig, resource: dict[str, Any]) -> str:
+    """Where the Kafka bridge writes a ModelMonitor's windows of prediction records: its own
+    folder (by uid), beside its runs, never another monitor's."""
+    meta, spec = resource["metadata"], resource.get("spec") or {}
+    root = artifact_root(config, meta["namespace"])
+    user = folder_name(spec.get("userId"))
+    uid = folder_name(meta.get("uid") or "no-uid")
+    return f"{root}/{user}/modelmonitors/{meta['name']}/{uid}/records"
+
+
 def model_registry_uri(
     config: OperatorConfig, namespace: str, user: str | None, model_id: str
 ) -> str:

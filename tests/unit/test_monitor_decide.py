@@ -225,11 +225,11 @@ def test_a_listing_that_fails_keeps_the_phase_and_says_why() -> None:
 
 def test_data_goes_stale_after_the_threshold_and_says_since_when() -> None:
     spec = {"batches": {"uri": PREFIX}, "thresholds": {"staleAfterSeconds": 3600}}
-    fresh = monitoring.staleness(spec, [batch("a.csv", 30)], None, NOW)
+    fresh = monitoring.staleness(spec, [batch("a.csv", 30)], None, NOW, [PREFIX])
     assert not fresh.stale and fresh.reason == "Fresh"
-    stale = monitoring.staleness(spec, [batch("a.csv", 61)], None, NOW)
+    stale = monitoring.staleness(spec, [batch("a.csv", 61)], None, NOW, [PREFIX])
     assert stale.stale and stale.reason == "NoNewData" and "1 h" in stale.message
-    never = monitoring.staleness(spec, [], NOW - timedelta(days=2), NOW)
+    never = monitoring.staleness(spec, [], NOW - timedelta(days=2), NOW, [PREFIX])
     assert never.stale and "since the monitor was created" in never.message
     # The whole reconciler: the condition turns True with one Warning event.
     status = {
@@ -415,3 +415,28 @@ def test_the_warehouse_keeps_each_alert_and_each_window() -> None:
     _, window_id, window = writes[2]
     assert window_id == "m1-g1r1" and window["summary"]["maxPsi"] == 0.31
     assert window["result"] == {"x": 1}
+
+
+def test_a_monitor_of_kafka_records_looks_in_its_own_records_folder() -> None:
+    body = monitor() | {"spec": {"trainingRunRef": "model", "kafka": {"windowRecords": 500}}}
+    records = "file:///artifacts/ml/~none/modelmonitors/watch/m1/records"
+    listing = [Listed(f"{records}/w-0-0-499.jsonl", NOW - timedelta(minutes=1), 10)]
+    reads = {("get", "ModelMonitor", "watch"): body, ("listing", records): listing}
+    world = world_at(body)
+    for key, value in reads.items():
+        world.knows(key, value)
+    with pytest.raises(Need) as need:
+        decide(MODEL_MONITOR, world, CONFIG)
+    assert need.value.key == ("references", "g1"), "a window of the bridge's records starts"
+    assert monitoring.prefixes(body["spec"], records) == [records]
+    both = {**body["spec"], "batches": {"uri": PREFIX}}
+    assert monitoring.prefixes(both, records) == [PREFIX, records]
+    # Its records are JSON lines whatever format the batch source names.
+    window = monitoring.next_window(
+        {**both, "batches": {"uri": PREFIX, "format": "csv"}}, {}, listing, NOW
+    )
+    assert window.batches == [{"uri": listing[0].uri, "modifiedAt": "2026-12-02T11:59:00.000000Z"}]
+    # Without a batch source it looks every minute (the bridge also wakes it).
+    looked = {"lastCheckedAt": "2026-12-02T11:59:30Z"}
+    assert not monitoring.due(body["spec"], looked, NOW)
+    assert monitoring.due(body["spec"], looked, NOW + timedelta(seconds=31))

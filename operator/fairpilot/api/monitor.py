@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from fairpilot.api.common import (
     ColumnName,
@@ -79,6 +79,42 @@ class BatchSource(SpecModel):
         if len(value.split()) != 5 or not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a cron expression of five fields")
         return value
+
+
+class KafkaSource(SpecModel):
+    """Prediction records from a Kafka topic, gathered into windows by the operator's bridge.
+
+    A record is a JSON object: `model_id` and `user_id` (the seed's ids), `features` (column ->
+    value), optional `prediction` (as served), optional `label` (the truth, when known) and
+    optional `record_id` and `timestamp`. The bridge writes each window of records as a JSON
+    lines batch under the monitor's own artifact folder (`status.recordsUri`) and measures it
+    like any batch; a record it cannot use goes to the dead-letter topic with the reason.
+    """
+
+    topic: str = Field(
+        default="prediction-events",
+        pattern=r"^[a-zA-Z0-9._-]{1,249}$",
+        description="The topic of prediction records.",
+    )
+    model_id: Id | None = Field(
+        default=None,
+        description=(
+            "Take the records whose model_id is this; default: the watched TrainingRun's "
+            "model id. Records must also carry the monitor's userId as user_id."
+        ),
+    )
+    window_records: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="A window closes when it holds this many records...",
+    )
+    window_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="...or this many seconds after its first record, whichever comes first.",
+    )
 
 
 class MonitorThresholds(SpecModel):
@@ -184,6 +220,17 @@ class MonitorFields(SpecModel):
 class ModelMonitorSpec(MonitorFields, OwnedSpec):
     """Spec of the ModelMonitor custom resource."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.batches) || has(self.kafka)",
+                    "message": "give batches (a prefix to watch) or kafka (a topic), or both",
+                }
+            ]
+        }
+    )
+
     training_run_ref: str = Field(
         description="TrainingRun whose model is watched; its training data is the reference."
     )
@@ -191,13 +238,27 @@ class ModelMonitorSpec(MonitorFields, OwnedSpec):
         default=None,
         description="A version of its models to watch; by default its current one.",
     )
-    batches: BatchSource = Field(description="Where new data arrives, and when to look.")
+    batches: BatchSource | None = Field(
+        default=None,
+        description="Batches of new data under a prefix, and when to look for them.",
+    )
+    kafka: KafkaSource | None = Field(
+        default=None,
+        description="Prediction records from Kafka, in windows by count and time.",
+    )
     history: int = Field(
         default=30,
         ge=1,
         le=MAX_HISTORY,
         description="Windows kept in the status (and drawn in the report's trends).",
     )
+
+
+    @model_validator(mode="after")
+    def _a_source(self) -> ModelMonitorSpec:
+        if self.batches is None and self.kafka is None:
+            raise ValueError("give batches (a prefix to watch) or kafka (a topic), or both")
+        return self
 
 
 # -- the job spec -------------------------------------------------------------------------------

@@ -407,6 +407,10 @@ class ModelMonitorStatus(ResourceStatus):
         max_length=1000,
         description="The batches of the window that is running (or about to), oldest first.",
     )
+    records_uri: str | None = Field(
+        default=None,
+        description="Where the bridge writes windows of Kafka prediction records (spec.kafka).",
+    )
     window_attempts: int | None = Field(
         default=None, description="Tries of the pending window so far (failed ones are retried)."
     )

@@ -50,6 +50,7 @@ from fairpilot.runs import (
     next_version,
     output_uri,
     parse_run,
+    records_uri,
     run_id,
 )
 
@@ -346,23 +347,30 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         if not monitoring.looks(spec_now, status, generation, at):
             return plan
         new_generation = status.get("observedGeneration") != generation
-        prefix = (spec_now.get("batches") or {}).get("uri", "")
-        listed = world.need(("listing", prefix), lambda r: r.listing(prefix))
-        if isinstance(listed, ArtifactStoreUnavailable):
-            message = f"could not look for new batches under {prefix}: {listed}"
-            conditions = condition(
-                conditions, "BatchesListed", False, "ArtifactStoreUnavailable", message
-            )
-            return _keep_phase(plan, kind, meta, status, conditions, lastCheckedAt=world.now)
+        records = records_uri(config, resource)
+        where = monitoring.prefixes(spec_now, records)
+        prefix = " and ".join(where)
+        listed: list[Listed] = []
+        for each in where:
+            found = world.need(("listing", each), _listing_of(each))
+            if isinstance(found, ArtifactStoreUnavailable):
+                message = f"could not look for new batches under {each}: {found}"
+                conditions = condition(
+                    conditions, "BatchesListed", False, "ArtifactStoreUnavailable", message
+                )
+                return _keep_phase(plan, kind, meta, status, conditions, lastCheckedAt=world.now)
+            listed.extend(found)
+        listed.sort(key=lambda item: (item.modified, item.uri))
         conditions = condition(
             conditions, "BatchesListed", True, "Listed", f"looked under {prefix} at {world.now}"
         )
         created = monitoring.parse_time(meta.get("creationTimestamp"))
-        stale = monitoring.staleness(spec_now, listed, created, at)
+        stale = monitoring.staleness(spec_now, listed, created, at, where)
         if stale.stale and (condition_of(status, "DataStale") or {}).get("status") != "True":
             plan.events.append(("Warning", "DataStale", stale.message))
         conditions = condition(conditions, "DataStale", stale.stale, stale.reason, stale.message)
         looked = {
+            **({"recordsUri": records} if spec_now.get("kafka") else {}),
             "lastCheckedAt": world.now,
             "newestDataAt": (
                 monitoring.format_time(listed[-1].modified)
@@ -779,6 +787,10 @@ def _keep_phase(
         plan.writes.append(PatchStatus(kind, meta["namespace"], meta["name"], patch))
     plan.status = {**status, **patch}
     return plan
+
+
+def _listing_of(prefix: str) -> Callable[[Reader], list[Listed] | ArtifactStoreUnavailable]:
+    return lambda reader: reader.listing(prefix)
 
 
 def _window_of(
