@@ -33,6 +33,7 @@ from fairpilot_jobs.monitor.window import (
     performance_alert,
     plain,
     read_window,
+    spread_interval,
     summary,
 )
 from fairpilot_jobs.reports import charts
@@ -278,7 +279,7 @@ def test_drift_alerts_at_the_psi_threshold_and_on_p_values_when_asked() -> None:
     assert {a["metric"] for a in by_test} <= {"ksPValue", "chi2PValue"} and by_test
 
 
-def test_bias_drift_when_disparate_impact_falls_or_a_difference_rises() -> None:
+def test_bias_drift_when_an_established_change_reaches_the_threshold() -> None:
     baseline = FairnessBaseline(
         name="sex",
         disparate_impact=0.8,
@@ -287,9 +288,15 @@ def test_bias_drift_when_disparate_impact_falls_or_a_difference_rises() -> None:
     )
     thresholds = MonitorThresholds()  # drop 0.1, rise 0.1
     window = {
+        # Fell by 0.15, and the interval lies wholly below 0.8 and reaches 0.7: alert.
         "disparateImpact": 0.65,
+        "disparateImpactBounds": [0.60, 0.69],
+        # Rose by 0.05 only, established but cannot reach 0.15: none.
         "statisticalParityDifference": 0.1,
+        "statisticalParityDifferenceBounds": [0.08, 0.12],
+        # Rose by 0.18, established: alert.
         "equalOpportunityDifference": 0.2,
+        "equalOpportunityDifferenceBounds": [0.1, 0.3],
     }
     rows, alerts = fairness_changes("sex", window, baseline, thresholds)
     assert [(a["metric"], a["value"], a["baseline"]) for a in alerts] == [
@@ -299,11 +306,45 @@ def test_bias_drift_when_disparate_impact_falls_or_a_difference_rises() -> None:
     assert all(a["type"] == "BiasDrift" and a["feature"] == "sex" for a in alerts)
     assert alerts[0]["threshold"] == pytest.approx(0.7)
     assert "0.8" in alerts[0]["message"] and "0.65" in alerts[0]["message"]
+    assert "99.9% interval 0.6 to 0.69" in alerts[0]["message"]
     assert [r["crossed"] for r in rows] == [True, False, True]
-    # Better than training, or no training value: no alert.
-    fine = {"disparateImpact": 0.95, "statisticalParityDifference": 0.0}
+    # The same fall in a noisy window (the interval reaches the training value): none.
+    noisy = {**window, "disparateImpactBounds": [0.45, 0.85]}
+    assert "disparateImpact" not in [a["metric"] for a in fairness_changes(
+        "sex", noisy, baseline, thresholds)[1]]  # fmt: skip
+    # A fall of 0.08 that is established and may be 0.1: alert; of 0.04, certain: none.
+    near = {"disparateImpact": 0.72, "disparateImpactBounds": [0.66, 0.78]}
+    assert len(fairness_changes("sex", near, baseline, thresholds)[1]) == 1
+    small = {"disparateImpact": 0.76, "disparateImpactBounds": [0.74, 0.78]}
+    assert fairness_changes("sex", small, baseline, thresholds)[1] == []
+    # Better than training, no interval, or no training value: no alert.
+    fine = {"disparateImpact": 0.95, "disparateImpactBounds": [0.9, 1.0]}
     assert fairness_changes("sex", fine, baseline, thresholds)[1] == []
+    assert fairness_changes("sex", {"disparateImpact": 0.3}, baseline, thresholds)[1] == []
     assert fairness_changes("sex", window, None, thresholds)[1] == []
+
+
+def test_the_spread_interval_is_katzs_and_walds_widened_for_the_pairs() -> None:
+    from scipy.stats import norm
+
+    # Two groups: 40 of 400 chosen against 120 of 400.
+    r1, n1, r2, n2 = 0.1, 400, 0.3, 400
+    z = norm.ppf(1 - 0.001 / 2)
+    log_error = z * np.sqrt((1 - r1) / (n1 * r1) + (1 - r2) / (n2 * r2))
+    ratio = spread_interval({"a": (r1, n1), "b": (r2, n2)}, True, 0.999)
+    assert ratio == pytest.approx([r1 / r2 * np.exp(-log_error), r1 / r2 * np.exp(log_error)])
+    error = z * np.sqrt(r1 * (1 - r1) / n1 + r2 * (1 - r2) / n2)
+    difference = spread_interval({"a": (r1, n1), "b": (r2, n2)}, False, 0.999)
+    assert difference == pytest.approx([r2 - r1 - error, r2 - r1 + error])
+    # Three groups: the extremes, at 0.001 / 3 pairs.
+    three = spread_interval({"a": (r1, n1), "m": (0.2, 50), "b": (r2, n2)}, False, 0.999)
+    wider = norm.ppf(1 - 0.001 / 6) * np.sqrt(r1 * (1 - r1) / n1 + r2 * (1 - r2) / n2)
+    assert three == pytest.approx([r2 - r1 - wider, r2 - r1 + wider])
+    # Nobody chosen in one group: half a row each way (Haldane), still an interval from 0.
+    none_chosen = spread_interval({"a": (0.0, 100), "b": (0.3, 100)}, True, 0.999)
+    assert none_chosen is not None and 0 < none_chosen[0] < 0.001 and none_chosen[1] == 1.0
+    assert spread_interval({"a": (0.0, 10), "b": (0.0, 10)}, True, 0.999) is None
+    assert spread_interval({"a": (0.2, 10)}, False, 0.999) is None
 
 
 def test_performance_degraded_by_a_relative_share_either_way_round() -> None:

@@ -56,6 +56,7 @@ from fairpilot_jobs.monitor.window import (
     prediction_alert,
     read_window,
     relative_worsening,
+    spread_interval,
     summary,
 )
 from fairpilot_jobs.tables import read_table, require_columns
@@ -455,6 +456,16 @@ def bias_drift(
             )
         }
         window["equalOpportunityDifference"] = None
+        selection = {
+            group: (g["predictedPositiveRate"], g["count"])
+            for group, g in everyone["groups"].items()
+            if not g.get("small") and g.get("predictedPositiveRate") is not None
+        }
+        window["disparateImpactBounds"] = spread_interval(selection, True, thresholds.confidence)
+        window["statisticalParityDifferenceBounds"] = spread_interval(
+            selection, False, thresholds.confidence
+        )
+        window["equalOpportunityDifferenceBounds"] = None
         both = mask & labelled
         groups = {
             group: {
@@ -476,6 +487,15 @@ def bias_drift(
             )["features"][name]
             window["equalOpportunityDifference"] = with_labels["summary"].get(
                 "equalOpportunityDifference"
+            )
+            # A true positive rate is over the group's positive rows.
+            opportunity = {
+                group: (g["truePositiveRate"], round(g["count"] * (g.get("positiveRate") or 0)))
+                for group, g in with_labels["groups"].items()
+                if not g.get("small") and g.get("truePositiveRate") is not None
+            }
+            window["equalOpportunityDifferenceBounds"] = spread_interval(
+                opportunity, False, thresholds.confidence
             )
             for group, g in with_labels["groups"].items():
                 groups.setdefault(group, {})["labelledCount"] = g["count"]

@@ -374,6 +374,41 @@ BIAS_MEASURES = (
 )
 
 
+def spread_interval(
+    rates: Mapping[str, tuple[float, int]], ratio: bool, confidence: float
+) -> list[float] | None:
+    """The interval of the spread between the lowest and the highest of some groups' rates
+    (rate, rows it is over): of their ratio (Katz's log method) or their difference (Wald).
+
+    The two groups are the extremes of several, so the interval is widened for the number of
+    group pairs (Bonferroni): with five groups the largest of ten differences is compared, and
+    a 99.9% interval for one pair would be a much weaker claim for the largest. A rate of 0 or
+    1 gets half a row added (Haldane), so that a group nobody is chosen from still has one.
+    """
+    from scipy.stats import norm
+
+    usable = {name: (rate, n) for name, (rate, n) in rates.items() if n > 0 and rate is not None}
+    if len(usable) < 2:
+        return None
+    low = min(usable, key=lambda name: usable[name][0])
+    high = max(usable, key=lambda name: usable[name][0])
+    pairs = len(usable) * (len(usable) - 1) / 2
+    z = float(norm.ppf(1 - (1 - confidence) / (2 * pairs)))
+    (r1, n1), (r2, n2) = usable[low], usable[high]
+    if ratio:
+        k1, k2 = r1 * n1, r2 * n2
+        if k2 == 0:
+            return None  # nobody chosen anywhere: no ratio
+        if k1 in (0, n1) or k2 == n2:
+            k1, k2, n1, n2 = k1 + 0.5, k2 + 0.5, n1 + 1, n2 + 1
+        p1, p2 = k1 / n1, k2 / n2
+        error = z * math.sqrt((1 - p1) / (n1 * p1) + (1 - p2) / (n2 * p2))
+        # The lowest rate over the highest is at most 1, whatever the interval's arithmetic says.
+        return [p1 / p2 * math.exp(-error), min(1.0, p1 / p2 * math.exp(error))]
+    error = z * math.sqrt(r1 * (1 - r1) / n1 + r2 * (1 - r2) / n2)
+    return [max(-1.0, r2 - r1 - error), min(1.0, r2 - r1 + error)]
+
+
 def fairness_changes(
     feature: str,
     window: Mapping[str, Any],
@@ -381,22 +416,38 @@ def fairness_changes(
     thresholds: MonitorThresholds,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per measure: the window's value next to the training one (a table's rows), and the
-    BiasDrift alerts: disparate impact fell by disparateImpactDrop or more, a difference rose
-    by parityDifferenceRise or more."""
+    BiasDrift alerts.
+
+    A measure raises one when its change is established, not merely seen: the window's
+    interval at `thresholds.confidence` (`<measure>Bounds`, see spread_interval) lies wholly on
+    the harmful side of the training value (the change is no noise), and reaches the alert
+    line, training value -/+ disparateImpactDrop / parityDifferenceRise (a change that large
+    is not ruled out). A window's point value alone would cross the line by chance in small
+    groups on stationary data, and, for a change of exactly the threshold, only every other
+    window (bench/bench_monitor.py).
+    """
     rows, alerts = [], []
     for key, worse, words in BIAS_MEASURES:
         value = window.get(key)
+        interval = window.get(f"{key}Bounds")
         before = getattr(baseline, _snake(key)) if baseline is not None else None
         allowed = (
             thresholds.disparate_impact_drop if worse < 0 else thresholds.parity_difference_rise
         )
         bound = None if before is None else before + worse * allowed
         change = None if value is None or before is None else value - before
-        crossed = change is not None and worse * change >= allowed
+        crossed = False
+        if interval is not None and before is not None and bound is not None:
+            low, high = interval
+            if worse < 0:
+                crossed = high < before and low <= bound
+            else:
+                crossed = low > before and high >= bound
         rows.append(
             {
                 "measure": key,
                 "window": value,
+                "interval": interval,
                 "training": before,
                 "change": change,
                 "bound": bound,
@@ -405,7 +456,9 @@ def fairness_changes(
         )
         if crossed:
             assert value is not None and before is not None and change is not None
+            assert interval is not None
             direction = "fell" if change < 0 else "rose"
+            side = "below" if worse < 0 else "above"
             alerts.append(
                 alert(
                     AlertType.BIAS_DRIFT,
@@ -415,8 +468,10 @@ def fairness_changes(
                     before,
                     bound,
                     f"{words} of {feature!r} {direction} from {before:.4g} after training to "
-                    f"{value:.4g} in this window ({change:+.4g}; the threshold is a "
-                    f"{'fall' if worse < 0 else 'rise'} of {allowed:g})",
+                    f"{value:.4g} in this window ({change:+.4g}); its "
+                    f"{thresholds.confidence:.1%} interval {interval[0]:.4g} to "
+                    f"{interval[1]:.4g} lies {side} the training value and reaches the alert "
+                    f"line {bound:.4g} (a {'fall' if worse < 0 else 'rise'} of {allowed:g})",
                 )
             )
     return rows, alerts

@@ -142,7 +142,11 @@ class MonitorThresholds(SpecModel):
         default=0.1,
         gt=0,
         le=1,
-        description="BiasDrift when a feature's disparate impact falls this much below training.",
+        description=(
+            "BiasDrift when a feature's disparate impact falls this much below training (at "
+            "`confidence`: the window's interval lies below the training value and reaches "
+            "this far)."
+        ),
     )
     parity_difference_rise: float = Field(
         default=0.1,
@@ -151,6 +155,18 @@ class MonitorThresholds(SpecModel):
         description=(
             "BiasDrift when a feature's statistical parity difference, or (with labels) its "
             "equal opportunity difference, rises this much above training."
+        ),
+    )
+    confidence: float = Field(
+        default=0.999,
+        gt=0.5,
+        lt=1,
+        description=(
+            "A fairness measure's change raises BiasDrift only when it is established at this "
+            "confidence: the window's interval for the measure (between the extreme groups, "
+            "corrected for the number of group pairs) lies wholly on the harmful side of the "
+            "training value, and reaches the threshold's line. A window's rates carry sampling "
+            "noise: without this, small groups raise alerts on stationary data."
         ),
     )
     performance_drop: float = Field(
