@@ -255,3 +255,173 @@ def history(spec: dict[str, Any], status: dict[str, Any]) -> list[dict[str, Any]
     """The windows before the next one, as its job spec gets them (oldest first)."""
     keep = min(int(spec.get("history") or 30), MAX_HISTORY)
     return list(status.get("windows") or [])[-keep:]
+
+
+# -- gated retraining ---------------------------------------------------------------------------
+MAX_CANDIDATES = 50
+
+
+def watched_run(spec: dict[str, Any], status: dict[str, Any]) -> str:
+    """The TrainingRun whose model the monitor watches: a promoted candidate, else its own."""
+    return str((status.get("watched") or {}).get("trainingRun") or spec.get("trainingRunRef"))
+
+
+def retrain_reason(
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    raised: dict[str, str],
+    now: datetime,
+    created: datetime | None,
+) -> str | None:
+    """Why to train a candidate now, or None: a trigger of the policy among the conditions
+    `raised` (type -> message) or its schedule due, no candidate in progress, and the cooldown
+    over since the last one started."""
+    policy = spec.get("retraining") or {}
+    triggers = set(policy.get("triggers") or [])
+    retraining = status.get("retraining") or {}
+    if not triggers or retraining.get("candidate"):
+        return None
+    last = parse_time(retraining.get("lastStartedAt"))
+    cooldown = timedelta(seconds=int(policy.get("cooldownSeconds", 3600)))
+    if last is not None and now < last + cooldown:
+        return None
+    for trigger in ("PerformanceDegraded", "BiasDrift", "DriftDetected", "DataStale"):
+        if trigger in triggers and trigger in raised:
+            return f"{trigger}: {raised[trigger]}"[:1000]
+    if "Schedule" in triggers and policy.get("schedule"):
+        from croniter import croniter
+
+        since = last or created or now
+        due_at = croniter(policy["schedule"], since).get_next(datetime).astimezone(UTC)
+        if due_at <= now:
+            return f"Schedule: {policy['schedule']} (due at {format_time(due_at)})"
+    return None
+
+
+def candidate_name(monitor: str, number: int) -> str:
+    """`<monitor>-r<n>`, cut so that it stays a valid name (and a Job name after its stage's
+    prefix: jobs.object_name shortens long names with a hash)."""
+    return f"{monitor[:200]}-r{number}"
+
+
+def candidate_resource(
+    monitor: dict[str, Any], watched: dict[str, Any], number: int
+) -> dict[str, Any]:
+    """The candidate TrainingRun: the watched one's spec (target, mitigation, validation
+    threshold, fairness gates, model id: the next free version) on the policy's Dataset, owned
+    by the monitor (deleting the monitor deletes its candidates)."""
+    meta, spec = monitor["metadata"], monitor.get("spec") or {}
+    policy = spec.get("retraining") or {}
+    train = dict(watched.get("spec") or {})
+    train.pop("version", None)  # the next free version of the same model id
+    train.setdefault("modelId", watched["metadata"]["name"])
+    if policy.get("datasetRef"):
+        train["datasetRef"] = policy["datasetRef"]
+    return {
+        "apiVersion": monitor["apiVersion"],
+        "kind": "TrainingRun",
+        "metadata": {
+            "name": candidate_name(meta["name"], number),
+            "namespace": meta["namespace"],
+            "labels": {"fairpilot.io/monitor": meta["name"][:63]},
+            "ownerReferences": [
+                {
+                    "apiVersion": monitor["apiVersion"],
+                    "kind": "ModelMonitor",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": train,
+    }
+
+
+def started(status: dict[str, Any], name: str, reason: str, now: str) -> dict[str, Any]:
+    """status.retraining once a candidate is created."""
+    retraining = dict(status.get("retraining") or {})
+    return {
+        **retraining,
+        "candidate": {"name": name, "reason": reason, "state": "Training", "startedAt": now},
+        "started": int(retraining.get("started") or 0) + 1,
+        "lastStartedAt": now,
+    }
+
+
+def trained(status: dict[str, Any], run: dict[str, Any] | None, now: str) -> dict[str, Any] | None:
+    """status.retraining once the candidate's TrainingRun ended (None: still training).
+
+    Succeeded: Comparing (it waits for a window with labelled rows). Failed or gone: Refused.
+    """
+    retraining = dict(status.get("retraining") or {})
+    candidate = dict(retraining.get("candidate") or {})
+    run_status = (run or {}).get("status") or {}
+    phase = run_status.get("phase")
+    generation = ((run or {}).get("metadata") or {}).get("generation")
+    if run is not None and (
+        phase not in (Phase.SUCCEEDED, Phase.FAILED)
+        or run_status.get("observedGeneration") != generation
+    ):
+        return None
+    if run is not None and phase == Phase.SUCCEEDED:
+        candidate |= {
+            "state": "Comparing",
+            "modelVersion": run_status.get("modelVersion"),
+            "productionReady": run_status.get("productionReady"),
+            "message": "trained; scored beside the watched model on the next labelled window",
+        }
+        return {**retraining, "candidate": candidate}
+    why = run_status.get("message") if run is not None else "its TrainingRun was deleted"
+    return decided(retraining, candidate | {"state": "Refused", "decidedAt": now,
+                                            "message": f"training failed: {why}"})  # fmt: skip
+
+
+def decided(retraining: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **retraining,
+        "candidate": None,
+        "candidates": [*(retraining.get("candidates") or []), candidate][-MAX_CANDIDATES:],
+    }
+
+
+def verdict(
+    spec: dict[str, Any], candidate: dict[str, Any], score: dict[str, Any], window: int
+) -> tuple[bool, str]:
+    """Whether a candidate that has been scored is promoted, and why, in words: it must be
+    production-ready (every gate it has was checked and passed) and score at least the watched
+    model's score minus `tolerance` on the same labelled rows."""
+    tolerance = float((spec.get("retraining") or {}).get("tolerance") or 0.0)
+    metric, rows = score.get("metric"), score.get("rows")
+    ours, theirs = score.get("score"), score.get("currentScore")
+    on = f"{metric} on the {rows} labelled rows of window {window}"
+    if candidate.get("productionReady") is not True:
+        return False, (
+            f"refused: {candidate['name']} is not production-ready (a gate failed or none was "
+            f"configured; see its TrainingRun's status)"
+        )
+    if ours is None or theirs is None:
+        return False, f"refused: the two models could not be compared ({score.get('message')})"
+    greater = score.get("greaterIsBetter") is not False
+    margin = (ours - theirs) if greater else (theirs - ours)
+    if margin + tolerance < 0:
+        return False, (
+            f"refused: {on}: {ours:.4g} against the watched model's {theirs:.4g}, worse by more "
+            f"than the tolerance {tolerance:g}"
+        )
+    return True, (
+        f"promoted: production-ready, and {on}: {ours:.4g} against the watched model's "
+        f"{theirs:.4g} (tolerance {tolerance:g})"
+    )
+
+
+def archived(spec: dict[str, Any], retraining: dict[str, Any], watched: str) -> dict[str, Any]:
+    """Candidates beyond `keepVersions` (oldest first, never the watched one) marked Archived:
+    their TrainingRuns and models stay where they are, for whoever wants them back."""
+    keep = int((spec.get("retraining") or {}).get("keepVersions") or 3)
+    candidates = [dict(c) for c in retraining.get("candidates") or []]
+    live = [c for c in candidates if c.get("state") != "Archived" and c.get("name") != watched]
+    for candidate in live[: max(0, len(live) - keep)]:
+        candidate["state"] = "Archived"
+    return {**retraining, "candidates": candidates}

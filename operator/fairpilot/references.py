@@ -192,6 +192,10 @@ def resolve(
     out.pop("testDatasetRef", None)
     if out.get("trainingRunRef"):
         name = out.pop("trainingRunRef")
+        if kind.kind == "ModelMonitor" and (window or {}).get("trainingRun"):
+            # A candidate its retraining promoted: that TrainingRun's current model from then on.
+            name = (window or {})["trainingRun"]
+            out.pop("modelVersion", None)
         run = _get(lookup, "TrainingRun", name, "trainingRunRef")
         _ready(run, "TrainingRun", name, "trainingRunRef")
         wanted = out.pop("modelVersion", None)
@@ -290,6 +294,8 @@ def _monitor_job_spec(
     source = out.pop("batches", None) or {}
     out.pop("history", None)
     out["batches"] = window.get("batches") or []
+    if window.get("candidate"):
+        out["candidate"] = window["candidate"]
     out["window"] = window.get("window") or 1
     out["history"] = window.get("history") or []
     out["_source"] = source  # checked with the other locations below, then dropped
@@ -366,7 +372,7 @@ def _model(run: dict[str, Any], name: str, version: str | None) -> dict[str, Any
 def _read_locations(out: dict[str, Any]) -> list[tuple[str, str]]:
     """(field, URI) of every location a job spec reads."""
     found = []
-    for key in ("dataset", "testDataset", "model", "reference"):
+    for key in ("dataset", "testDataset", "model", "reference", "candidate"):
         if isinstance(out.get(key), dict) and isinstance(out[key].get("uri"), str):
             found.append((key, out[key]["uri"]))
     for index, batch in enumerate(out.get("batches") or []):

@@ -122,13 +122,23 @@ def run_monitor(spec: MonitorJobSpec, store: artifacts.ArtifactStore) -> dict[st
 
     with ExitStack() as stack:
         predictor, metadata = load_predictor(spec.model.uri, spec.model.digest, stack)
-        result = measure_window(spec, predictor, metadata)
+        candidate = (
+            load_predictor(spec.candidate.uri, spec.candidate.digest, stack)
+            if spec.candidate is not None
+            else None
+        )
+        result = measure_window(spec, predictor, metadata, candidate)
     html = build_monitor_report(result)
     result["reports"] = {"window": store.write_text("report.html", html, "text/html")}
     return result
 
 
-def measure_window(spec: MonitorJobSpec, predictor: Any, metadata: dict[str, Any]) -> dict:
+def measure_window(
+    spec: MonitorJobSpec,
+    predictor: Any,
+    metadata: dict[str, Any],
+    candidate: tuple[Any, dict[str, Any]] | None = None,
+) -> dict:
     thresholds = spec.thresholds
     kind = predictor.problem_type
     features = list(predictor.original_features)
@@ -206,6 +216,11 @@ def measure_window(spec: MonitorJobSpec, predictor: Any, metadata: dict[str, Any
     )
     # Performance.
     performance = window_performance(predictor, spec, model_out, truth, labelled)
+    compared = (
+        candidate_score(spec, candidate, rows, positive, performance, truth, labelled)
+        if candidate is not None
+        else None
+    )
 
     alerts: list[dict[str, Any]] = []
     if judged:
@@ -277,7 +292,42 @@ def measure_window(spec: MonitorJobSpec, predictor: Any, metadata: dict[str, Any
         "batches": found.used,
         "baseline": spec.baseline.model_dump(by_alias=True),
     }
+    if compared is not None:
+        result["candidate"] = compared
     return plain(result)
+
+
+def candidate_score(
+    spec: MonitorJobSpec,
+    candidate: tuple[Any, dict[str, Any]],
+    rows: pd.DataFrame,
+    positive: Any,
+    current: dict[str, Any],
+    truth: pd.Series,
+    labelled: np.ndarray,
+) -> dict[str, Any]:
+    """A retrained model's score on the same labelled rows as the watched model's, by the
+    same scorer: what its promotion is decided on."""
+    predictor, metadata = candidate
+    features = list(predictor.original_features)
+    missing = [f for f in features if f not in rows.columns]
+    block: dict[str, Any] = {
+        "version": metadata.get("version"),
+        "metric": current.get("evalMetric"),
+        "greaterIsBetter": current.get("greaterIsBetter"),
+        "rows": int(labelled.sum()),
+        "currentScore": current.get("score"),
+        "measured": False,
+    }
+    if missing:
+        return block | {"message": f"the window lacks the candidate's features {missing[:10]}"}
+    if not current.get("measured"):
+        return block | {"message": current.get("message") or "the watched model was not scored"}
+    outputs = model_outputs(predictor, rows[features], positive)
+    scored = window_performance(predictor, spec, outputs, truth, labelled)
+    if not scored.get("measured"):
+        return block | {"message": scored.get("message") or "the candidate could not be scored"}
+    return block | {"measured": True, "score": scored.get("score")}
 
 
 def positive_label(predictor: Any, spec: MonitorJobSpec) -> Any | None:

@@ -72,13 +72,17 @@ class BatchSource(SpecModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        from croniter import croniter
+        return _cron_expression(value)
 
-        if len(value.split()) != 5 or not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a cron expression of five fields")
+
+def _cron_expression(value: str | None) -> str | None:
+    if value is None:
         return value
+    from croniter import croniter
+
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a cron expression of five fields")
+    return value
 
 
 class KafkaSource(SpecModel):
@@ -184,12 +188,14 @@ class MonitorThresholds(SpecModel):
         description="DataStale when the newest batch is older than this (the seed's 7 days).",
     )
     adwin_delta: float = Field(
-        default=0.002,
+        default=0.0002,
         gt=0,
         lt=1,
         description=(
             "ADWIN's confidence: a smaller delta needs stronger evidence of a change in the "
-            "model's score (and error) stream."
+            "model's score (and error) stream. A tenth of river's default: a monitor runs it "
+            "over every window, and at 0.002 about one stationary window in a hundred raised "
+            "an alert (bench/bench_monitor.py)."
         ),
     )
     min_rows: int = Field(
@@ -203,6 +209,84 @@ class MonitorThresholds(SpecModel):
     min_group_size: int = Field(
         default=30, ge=1, description="Groups with fewer rows in a window are not compared."
     )
+
+
+class RetrainTrigger(StrEnum):
+    """What makes a monitor train a new model: one of its alerts, or its schedule."""
+
+    DRIFT_DETECTED = "DriftDetected"
+    BIAS_DRIFT = "BiasDrift"
+    PERFORMANCE_DEGRADED = "PerformanceDegraded"
+    DATA_STALE = "DataStale"
+    SCHEDULE = "Schedule"
+
+
+class RetrainingPolicy(SpecModel):
+    """Gated retraining: when to train a candidate, and when it replaces the watched model.
+
+    A trigger makes the monitor create a candidate TrainingRun (`<monitor>-r<n>`, owned by the
+    monitor): the watched TrainingRun's spec (the same target, mitigation, validation threshold
+    and fairness gates, the same model id, so the next free version) on `datasetRef`. Once it
+    has trained, both models are scored on the same rows, the labelled rows of the most recent
+    window that had labels, and the candidate is promoted (the monitor watches it from then on)
+    only if it is production-ready (every gate it has was checked and passed) and its score
+    there is at least the current model's minus `tolerance`. Promotions and refusals are
+    recorded in the status (`Promoted` condition, `status.retraining`), Events, the warehouse
+    (`model_promotions`) and `automl-events`.
+    """
+
+    triggers: list[RetrainTrigger] = Field(
+        min_length=1,
+        max_length=5,
+        description="DriftDetected, BiasDrift, PerformanceDegraded, DataStale, Schedule.",
+    )
+    schedule: str | None = Field(
+        default=None,
+        max_length=128,
+        description="A cron expression (five fields, UTC) for the Schedule trigger.",
+    )
+    dataset_ref: str | None = Field(
+        default=None,
+        description=(
+            "The Dataset holding the newest data to train on; default: the watched "
+            "TrainingRun's own datasetRef (keep it current, e.g. from your warehouse)."
+        ),
+    )
+    tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "How much lower (in the eval metric, on the comparison rows) the candidate may "
+            "score than the current model and still be promoted."
+        ),
+    )
+    cooldown_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="At most one candidate per this many seconds.",
+    )
+    keep_versions: int = Field(
+        default=3,
+        ge=1,
+        le=50,
+        description=(
+            "Candidates kept; older ones (never the watched one) are archived: labelled "
+            "fairpilot.io/archived=true and listed in status.retraining.archived, their "
+            "models left in place."
+        ),
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return _cron_expression(value)
+
+    @model_validator(mode="after")
+    def _schedule_for_the_schedule_trigger(self) -> RetrainingPolicy:
+        if (RetrainTrigger.SCHEDULE in self.triggers) != (self.schedule is not None):
+            raise ValueError("the Schedule trigger and schedule go together: give both or neither")
+        return self
 
 
 class MonitorFields(SpecModel):
@@ -261,6 +345,9 @@ class ModelMonitorSpec(MonitorFields, OwnedSpec):
     kafka: KafkaSource | None = Field(
         default=None,
         description="Prediction records from Kafka, in windows by count and time.",
+    )
+    retraining: RetrainingPolicy | None = Field(
+        default=None, description="Gated retraining; none by default."
     )
     history: int = Field(
         default=30,
@@ -386,6 +473,13 @@ class MonitorJobSpec(MonitorFields, OwnedSpec):
         description="The windows before this one, oldest first (for the trends).",
     )
     seed: int = Field(default=0, ge=0, description="Random seed for sampling the reference.")
+    candidate: ModelLocation | None = Field(
+        default=None,
+        description=(
+            "A retrained model to score on the window's labelled rows beside the watched one "
+            "(checked against its digest like it): whether it is promoted is decided on them."
+        ),
+    )
 
     @model_validator(mode="after")
     def _not_the_target(self) -> MonitorJobSpec:

@@ -338,6 +338,19 @@ class ExplanationResult(StageResult):
 
 
 # -- monitor (ModelMonitor) -----------------------------------------------------------------------
+class CandidateScore(ResultPart):
+    """A retrained model scored on the same labelled rows as the watched one."""
+
+    measured: bool = Field(description="Whether both could be scored (labelled rows, minRows).")
+    metric: str | None = Field(default=None, description="The eval metric.")
+    greater_is_better: bool | None = Field(default=None, description="Its direction.")
+    score: float | None = Field(default=None, description="The candidate's score.")
+    current_score: float | None = Field(default=None, description="The watched model's score.")
+    rows: int = Field(default=0, ge=0, description="Labelled rows scored.")
+    version: str | None = Field(default=None, description="The candidate's model version.")
+    message: str | None = Field(default=None, description="Why it was not measured, if not.")
+
+
 class MonitorResult(StageResult):
     """The monitor stage's result: one window (a ModelMonitor's status)."""
 
@@ -357,6 +370,9 @@ class MonitorResult(StageResult):
         default_factory=list, description="The windows before it and this one, oldest first."
     )
     model: ExplainedModel = Field(description="The model watched.")
+    candidate: CandidateScore | None = Field(
+        default=None, description="The retrained candidate's score beside the watched model's."
+    )
 
 
 # -- error.json -----------------------------------------------------------------------------------

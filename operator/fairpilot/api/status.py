@@ -391,9 +391,67 @@ class BatchMark(SpecModel):
     uri: str = Field(description="Its location.")
 
 
+class WatchedModel(SpecModel):
+    """The model a monitor watches: its TrainingRun's current one, or a promoted candidate."""
+
+    training_run: str = Field(description="The TrainingRun whose model it is.")
+    model_version: str | None = Field(default=None, description="Its version.")
+    promoted_at: str | None = Field(default=None, description="When it was promoted.")
+
+
+class Candidate(SpecModel):
+    """A model trained by the monitor's retraining policy, and what became of it."""
+
+    name: str = Field(description="Its TrainingRun.")
+    reason: str = Field(description="What triggered it.")
+    state: str = Field(
+        description=(
+            "Training, Comparing (trained; waiting for a window with labelled rows), "
+            "Promoted, Refused or Archived."
+        )
+    )
+    started_at: str | None = Field(default=None, description="When it was created.")
+    decided_at: str | None = Field(default=None, description="When it was promoted or refused.")
+    decided_by: str | None = Field(default=None, description="The monitor's run that decided.")
+    model_version: str | None = Field(default=None, description="Its model's version.")
+    production_ready: bool | None = Field(
+        default=None, description="Whether it passed every gate it has (its TrainingRun's)."
+    )
+    metric: str | None = Field(default=None, description="The eval metric compared.")
+    score: float | None = Field(default=None, description="Its score on the comparison rows.")
+    current_score: float | None = Field(
+        default=None, description="The watched model's score on the same rows."
+    )
+    rows: int | None = Field(default=None, description="The labelled rows compared on.")
+    window: int | None = Field(default=None, description="The window they came from.")
+    message: str | None = Field(default=None, description="The verdict in words.")
+
+
+class Retraining(SpecModel):
+    """The state of a monitor's retraining policy."""
+
+    candidate: Candidate | None = Field(
+        default=None, description="The candidate in progress (Training or Comparing)."
+    )
+    candidates: list[Candidate] = Field(
+        default_factory=list, max_length=50, description="Decided candidates, oldest first."
+    )
+    started: int = Field(default=0, ge=0, description="Candidates started so far.")
+    last_started_at: str | None = Field(
+        default=None, description="When the last one started (cooldownSeconds counts from it)."
+    )
+
+
 class ModelMonitorStatus(ResourceStatus):
     model_id: str | None = Field(default=None, description="The model watched.")
     model_version: str | None = Field(default=None, description="Its version.")
+    watched: WatchedModel | None = Field(
+        default=None,
+        description="The promoted model it watches, once retraining promoted one.",
+    )
+    retraining: Retraining | None = Field(
+        default=None, description="Candidates trained by spec.retraining, and their verdicts."
+    )
     window: int | None = Field(default=None, description="Windows measured so far.")
     last_checked_at: str | None = Field(
         default=None, description="When the batches were last looked for."

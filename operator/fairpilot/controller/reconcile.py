@@ -378,6 +378,13 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
                 else status.get("newestDataAt")
             ),
         }
+        raised = {"DataStale": stale.message} if stale.stale else {}
+        retraining = _retraining_at_look(world, plan, resource, status, raised, at)
+        if isinstance(retraining, _Creating):
+            return plan  # decided again once the candidate is created
+        if retraining is not None:
+            looked["retraining"] = retraining
+            status = {**status, "retraining": retraining}
         window = monitoring.next_window(spec_now, status, listed, at)
         if not window.batches:
             if status.get("phase") in TERMINAL and not new_generation:
@@ -461,6 +468,8 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
     if job is None:
         spec_of = resource.get("spec") or {}
         batches = _window_of(kind, spec_of, status, window)
+        if batches is not None:
+            batches |= _models_of_window(world, spec_of, status)
         resolved = world.need(
             ("references", run), lambda r: r.references(kind, spec_of, name, batches)
         )
@@ -637,6 +646,14 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         if len(alerts) > MAX_ALERT_EVENTS:
             more = f"{len(alerts) - MAX_ALERT_EVENTS} more alerts: see status.alerts"
             plan.events.append(("Warning", "MoreAlerts", more))
+        decided = _retraining_after_window(world, plan, resource, status, projected, parsed, run)
+        if isinstance(decided, _Creating):
+            return plan  # decided again once the candidate is created
+        if decided is not None:
+            projected.update(decided.pop("_fields", {}))
+            for type_, value, reason, message in decided.pop("_conditions", []):
+                conditions = condition(conditions, type_, value, reason, message)
+            projected["retraining"] = decided
     write(
         Phase.SUCCEEDED,
         summary_message(kind, projected),
@@ -787,6 +804,166 @@ def _keep_phase(
         plan.writes.append(PatchStatus(kind, meta["namespace"], meta["name"], patch))
     plan.status = {**status, **patch}
     return plan
+
+
+# -- a ModelMonitor's gated retraining (monitoring.py holds the rules) ---------------------------
+class _Creating:
+    """A candidate is being created: decide() is asked again once it is."""
+
+
+_CREATING = _Creating()
+
+
+def _start_candidate(
+    world: World,
+    plan: Outcome,
+    resource: dict[str, Any],
+    status: dict[str, Any],
+    reason: str,
+) -> dict[str, Any] | _Creating | None:
+    """Create the next candidate TrainingRun; its status.retraining once it exists, _CREATING
+    while the create is to be made, None when it cannot be (the watched TrainingRun is gone,
+    or a resource of another owner holds the name).
+
+    The create is the plan's first write (nothing before it in this pass): act() applies it and
+    decide() runs again with it recorded, so the status write that follows names a candidate
+    that exists; a crash in between leaves a candidate that the next look adopts by name."""
+    spec, meta = resource.get("spec") or {}, resource["metadata"]
+    watched_name = monitoring.watched_run(spec, status)
+    watched = world.need(
+        ("get", TRAINING_RUN.kind, watched_name), lambda r: r.get(TRAINING_RUN, watched_name)
+    )
+    if watched is None:
+        plan.events.append(("Warning", "RetrainingNotStarted", f"{watched_name} is gone"))
+        return None
+    number = int((status.get("retraining") or {}).get("started") or 0) + 1
+    candidate = monitoring.candidate_resource(resource, watched, number)
+    name = candidate["metadata"]["name"]
+    plan.writes.append(CreateResource(candidate))
+    created = world.created.get((TRAINING_RUN.kind, name))
+    if created is None:
+        return _CREATING
+    if created is False:
+        existing = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
+        if existing is None or not _owned_by(existing, meta.get("uid")):
+            message = f"TrainingRun {name} exists and is not this monitor's: rename or delete it"
+            plan.events.append(("Warning", "RetrainingNotStarted", message))
+            return None
+    plan.events.append(("Normal", "RetrainingStarted", f"TrainingRun {name}: {reason}"))
+    return monitoring.started(status, name, reason, world.now)
+
+
+def _retraining_at_look(
+    world: World,
+    plan: Outcome,
+    resource: dict[str, Any],
+    status: dict[str, Any],
+    raised: dict[str, str],
+    at: datetime,
+) -> dict[str, Any] | _Creating | None:
+    """At a look: follow a training candidate (Comparing once it trained, Refused if it
+    failed), and start one when DataStale or the schedule calls for it. The new
+    status.retraining, None when nothing changed, or _CREATING."""
+    spec = resource.get("spec") or {}
+    if not spec.get("retraining"):
+        return None
+    retraining = status.get("retraining") or {}
+    candidate = retraining.get("candidate") or {}
+    if candidate.get("state") == "Training":
+        name = candidate["name"]
+        run = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
+        followed = monitoring.trained(status, run, world.now)
+        if followed is not None:
+            verdict = (followed.get("candidate") or {}).get("state") or "Refused"
+            said = (followed.get("candidate") or {}).get("message") or (
+                followed["candidates"][-1].get("message")
+            )
+            severity = "Normal" if verdict == "Comparing" else "Warning"
+            plan.events.append((severity, f"Candidate{verdict}", f"{name}: {said}"))
+            return followed
+        return None
+    created = monitoring.parse_time(resource["metadata"].get("creationTimestamp"))
+    reason = monitoring.retrain_reason(spec, status, raised, at, created)
+    if reason is None:
+        return None
+    return _start_candidate(world, plan, resource, status, reason)
+
+
+def _retraining_after_window(
+    world: World,
+    plan: Outcome,
+    resource: dict[str, Any],
+    status: dict[str, Any],
+    projected: dict[str, Any],
+    parsed: Any,
+    run: str,
+) -> dict[str, Any] | _Creating | None:
+    """After a measured window: decide a compared candidate (promote or refuse), or start one
+    when the window raised a trigger. The new status.retraining (with `_fields`, more status
+    fields, and `_conditions` to set), None when nothing changed, or _CREATING."""
+    spec = resource.get("spec") or {}
+    if not spec.get("retraining"):
+        return None
+    retraining = dict(status.get("retraining") or {})
+    candidate = dict(retraining.get("candidate") or {})
+    score = getattr(parsed, "candidate", None)
+    if candidate.get("state") == "Comparing" and score is not None and score.measured:
+        scored = score.model_dump(by_alias=True, mode="json")
+        window = int(projected.get("window") or 0)
+        promoted, message = monitoring.verdict(spec, candidate, scored, window)
+        candidate |= {
+            "state": "Promoted" if promoted else "Refused",
+            "decidedAt": world.now,
+            "decidedBy": run,
+            "metric": scored.get("metric"),
+            "score": scored.get("score"),
+            "currentScore": scored.get("currentScore"),
+            "rows": scored.get("rows"),
+            "window": window,
+            "message": message,
+        }
+        fields: dict[str, Any] = {}
+        if promoted:
+            fields["watched"] = {
+                "trainingRun": candidate["name"],
+                "modelVersion": candidate.get("modelVersion"),
+                "promotedAt": world.now,
+            }
+        watched = candidate["name"] if promoted else monitoring.watched_run(spec, status)
+        after = monitoring.archived(spec, monitoring.decided(retraining, candidate), watched)
+        said = f"{candidate['name']}: {message}"
+        outcome = "CandidatePromoted" if promoted else "CandidateRefused"
+        plan.events.append(("Normal" if promoted else "Warning", outcome, said))
+        return {**after, "_fields": fields, "_conditions": [("Promoted", promoted, outcome, said)]}
+    raised = {str(a["type"]): str(a["message"]) for a in projected.get("alerts") or []}
+    created = monitoring.parse_time(resource["metadata"].get("creationTimestamp"))
+    at = datetime.fromisoformat(world.now.replace("Z", "+00:00"))
+    why = monitoring.retrain_reason(spec, status, raised, at, created)
+    if why is None:
+        return None
+    return _start_candidate(
+        world, plan, resource, status, f"window {projected.get('window')}: {why}"
+    )
+
+
+def _models_of_window(world: World, spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """What a ModelMonitor's window scores besides its batches: the promoted TrainingRun (if
+    retraining promoted one) and a trained candidate to compare with it."""
+    found: dict[str, Any] = {}
+    watched = (status.get("watched") or {}).get("trainingRun")
+    if watched:
+        found["trainingRun"] = watched
+    candidate = ((status.get("retraining") or {}).get("candidate")) or {}
+    if candidate.get("state") == "Comparing":
+        name = candidate["name"]
+        run = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
+        run_status = (run or {}).get("status") or {}
+        if run_status.get("modelUri") and run_status.get("modelDigest"):
+            found["candidate"] = {
+                "uri": run_status["modelUri"],
+                "digest": run_status["modelDigest"],
+            }
+    return found
 
 
 def _listing_of(prefix: str) -> Callable[[Reader], list[Listed] | ArtifactStoreUnavailable]:

@@ -284,6 +284,31 @@ class DriftDetected(Outbound):
     resource: str
 
 
+class ModelPromotion(Outbound):
+    """`automl-events`: a ModelMonitor's verdict on a retrained model, promoted (the monitor
+    watches it from now on) or refused, with the gates and the scores it was decided on."""
+
+    event_type: Literal["model.promoted", "model.refused"]
+    event_id: str
+    timestamp: str
+    user_id: str
+    dataset_id: str
+    model_id: str
+    version: str | None  # the candidate's
+    previous_version: str | None  # the model it was compared with
+    training_run: str  # the candidate's TrainingRun
+    reason: str  # what triggered the retraining
+    production_ready: bool | None
+    metric: str | None
+    score: float | None
+    current_score: float | None
+    rows: int | None
+    window: int | None
+    message: str
+    namespace: str
+    resource: str
+
+
 class StatusChanged(Outbound):
     """The status topic: a resource entered a phase (and why, when it failed)."""
 

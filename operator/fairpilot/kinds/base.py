@@ -39,7 +39,11 @@ DATASETS, BIAS_REPORTS, MODELS, XAI_REPORTS, AUDIT = (
     "audit",
 )
 # A ModelMonitor's: one document per alert, one per window.
-DRIFT_ALERTS, MONITOR_WINDOWS = "drift_alerts", "monitor_windows"
+DRIFT_ALERTS, MONITOR_WINDOWS, MODEL_PROMOTIONS = (
+    "drift_alerts",
+    "monitor_windows",
+    "model_promotions",
+)
 # A document larger than this keeps a summary of the stage's result, not all of it (MongoDB
 # refuses documents over 16 MiB; SHAP results can hold thousands of rows).
 MAX_RESULT_BYTES = 4 * 2**20

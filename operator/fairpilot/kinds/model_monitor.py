@@ -12,10 +12,11 @@ from fairpilot.api.kinds import MODEL_MONITOR
 from fairpilot.api.monitor import AlertType
 from fairpilot.api.results import MonitorResult, StageResult
 from fairpilot.events.outbound import Event, dataset_id_of, model_of
-from fairpilot.events.payloads import DriftDetected
+from fairpilot.events.payloads import DriftDetected, ModelPromotion
 from fairpilot.events.topics import Topics
 from fairpilot.kinds.base import (
     DRIFT_ALERTS,
+    MODEL_PROMOTIONS,
     MONITOR_WINDOWS,
     Condition,
     KindBehaviour,
@@ -119,7 +120,8 @@ class ModelMonitorBehaviour(KindBehaviour):
         return f"window {window}: {alerts}{largest}"
 
     def result_event_ids(self, status: dict[str, Any], run: str) -> list[str]:
-        return [f"drift.detected/{run}/{i}" for i in range(len(status.get("alerts") or []))]
+        alerts = [f"drift.detected/{run}/{i}" for i in range(len(status.get("alerts") or []))]
+        return alerts + [_promotion_id(c, run) for c in _decided_by(status, run)]
 
     def result_events(self, done: Succeeded, topics: Topics, stamp: int) -> list[Event]:
         meta, status = done.meta, done.status
@@ -153,6 +155,38 @@ class ModelMonitorBehaviour(KindBehaviour):
             key = f"{done.user}_{model_id}"
             event_id = f"drift.detected/{done.run}/{index}"
             events.append(Event(event_id, topics.drift, key, payload.to_json()))
+        for candidate in _decided_by(status, done.run):
+            promoted = candidate.get("state") == "Promoted"
+            verdict = ModelPromotion(
+                event_type="model.promoted" if promoted else "model.refused",
+                event_id=f"model_{'promoted' if promoted else 'refused'}_{model_id}_{stamp}",
+                timestamp=done.finished,
+                user_id=done.user,
+                dataset_id=dataset_id,
+                model_id=model_id,
+                version=candidate.get("modelVersion"),
+                # The window that decided ran the watched model: the one compared with.
+                previous_version=version,
+                training_run=candidate["name"],
+                reason=candidate.get("reason", ""),
+                production_ready=candidate.get("productionReady"),
+                metric=candidate.get("metric"),
+                score=candidate.get("score"),
+                current_score=candidate.get("currentScore"),
+                rows=candidate.get("rows"),
+                window=candidate.get("window"),
+                message=candidate.get("message", ""),
+                namespace=meta["namespace"],
+                resource=meta["name"],
+            )
+            events.append(
+                Event(
+                    _promotion_id(candidate, done.run),
+                    topics.automl,
+                    f"{done.user}_{model_id}",
+                    verdict.to_json(),
+                )
+            )
         return events
 
     def records(self, done: Succeeded, common: dict[str, Any], read_json: ReadJson) -> list[Write]:
@@ -188,4 +222,25 @@ class ModelMonitorBehaviour(KindBehaviour):
             "result": bounded(read_json(f"{status.get('outputUri') or ''}/result.json")),
         }
         writes.append((MONITOR_WINDOWS, window_id, document))
+        for candidate in _decided_by(status, done.run):
+            decision_id = f"{done.meta['uid']}-{candidate['name']}"
+            record = {
+                **common,
+                "decision_id": decision_id,
+                **candidate,
+                "model_id": status.get("modelId"),
+                "created_at": candidate.get("decidedAt"),
+            }
+            writes.append((MODEL_PROMOTIONS, decision_id, record))
         return writes
+
+
+def _decided_by(status: dict[str, Any], run: str) -> list[dict[str, Any]]:
+    """The retraining candidates this run promoted or refused (a window decides at most one)."""
+    retraining = status.get("retraining") or {}
+    return [c for c in retraining.get("candidates") or [] if c.get("decidedBy") == run]
+
+
+def _promotion_id(candidate: dict[str, Any], run: str) -> str:
+    verdict = "promoted" if candidate.get("state") == "Promoted" else "refused"
+    return f"model.{verdict}/{run}/{candidate['name']}"

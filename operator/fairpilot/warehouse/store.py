@@ -10,6 +10,7 @@ Collections (the seed's names where it had them):
 - ``xai_reports``: one per Explanation run and expertise level (``xai_report_id``);
 - ``drift_alerts``: one per alert of a ModelMonitor's window (``alert_id``);
 - ``monitor_windows``: one per ModelMonitor window (``window_id``), its figures and result;
+- ``model_promotions``: one per retrained candidate a ModelMonitor promoted or refused;
 - ``audit``: every Kafka event sent, received or dead-lettered, ``_id`` the event's identity.
 
 Every write is an upsert by ``_id``, so a replay after a restart rewrites the same documents.
@@ -32,6 +33,7 @@ from fairpilot.kinds.base import (
     BIAS_REPORTS,
     DATASETS,
     DRIFT_ALERTS,
+    MODEL_PROMOTIONS,
     MODELS,
     MONITOR_WINDOWS,
     XAI_REPORTS,
@@ -60,6 +62,7 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
         [("type", 1), ("created_at", -1)],
     ],
     MONITOR_WINDOWS: [[("namespace", 1), ("name", 1), ("window", -1)]],
+    MODEL_PROMOTIONS: [[("user_id", 1), ("model_id", 1), ("created_at", -1)]],
     AUDIT: [[("event_id", 1)], [("user_id", 1), ("at", -1)], [("topic", 1), ("direction", 1)]],
 }
 
