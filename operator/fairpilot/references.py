@@ -292,7 +292,10 @@ def _monitor_job_spec(
         }
         out["baseline"] = {k: v for k, v in baseline.items() if v is not None}
     source = out.pop("batches", None) or {}
-    out.pop("history", None)
+    # The operator's business, not a window's: when to look, where records come from, when
+    # to retrain, how many windows to keep.
+    for key in ("history", "kafka", "retraining"):
+        out.pop(key, None)
     out["batches"] = window.get("batches") or []
     if window.get("candidate"):
         out["candidate"] = window["candidate"]
