@@ -42,24 +42,32 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
         yield running
 
 
-def test_a_monitor_measures_each_window_and_raises_drift_and_bias_drift(
+def test_a_monitor_measures_each_window_raises_drift_and_bias_drift_and_retrains(
     sandbox: Sandbox, adult: dict[str, str], tmp_path: Path
 ) -> None:
     batches = tmp_path / "batches"
     batches.mkdir()
+    test = pd.read_csv(adult["test"].removeprefix("file://"))
+    # The newest data a retrained model learns from: the held-out rows, twenty years older.
+    recent = tmp_path / "recent.csv"
+    test.assign(age=test["age"] + 20).to_csv(recent, index=False)
     sandbox.apply(
         [
             resource("Dataset", "adult", {"uri": adult["train"], "userId": "ana",
                                           "target": "income", "sensitiveFeatures": ["sex"]}),
             resource("Dataset", "adult-test", {"uri": adult["test"], "userId": "ana"}),
+            resource("Dataset", "adult-recent", {"uri": f"file://{recent}", "userId": "ana"}),
             resource("TrainingRun", "income", {
                 "datasetRef": "adult", "testDatasetRef": "adult-test", "target": "income",
                 "userId": "ana", "evalMetric": "roc_auc", "timeLimitSeconds": 15,
+                "validationThreshold": {"metric": "roc_auc", "min": 0.8},
                 "fairness": {"sensitiveFeatures": ["sex"], "positiveLabel": ">50K"},
             }),
             resource("ModelMonitor", "income-watch", {
                 "trainingRunRef": "income", "userId": "ana",
                 "batches": {"uri": f"file://{batches}/", "intervalSeconds": 10},
+                "retraining": {"triggers": ["DriftDetected"], "datasetRef": "adult-recent",
+                               "tolerance": 0.02, "cooldownSeconds": 0},
             }),
         ]
     )  # fmt: skip
@@ -68,7 +76,6 @@ def test_a_monitor_measures_each_window_and_raises_drift_and_bias_drift(
     assert waiting["status"]["phase"] == "Pending"
     assert f"waiting for new batches under file://{batches}/" in waiting["status"]["message"]
 
-    test = pd.read_csv(adult["test"].removeprefix("file://"))
     # Window 1: rows like the training data's, and a batch that lacks a feature column.
     write_batch(batches, "01-stationary.csv", test.sample(3000, random_state=1))
     write_batch(batches, "02-no-age.csv", test.head(200).drop(columns=["age"]))
@@ -122,3 +129,44 @@ def test_a_monitor_measures_each_window_and_raises_drift_and_bias_drift(
     }
     assert {"DriftDetected", "BiasDrift"} <= reasons
     assert by_name(sandbox)["income-watch"]["status"]["window"] == 2
+
+    # The drift started a candidate: the watched spec (threshold, fairness) on adult-recent.
+    retraining = second["retraining"]["candidate"]
+    assert retraining["name"] == "income-watch-r1" and "DriftDetected" in retraining["reason"]
+    candidate = by_name(sandbox)["income-watch-r1"]
+    assert candidate["spec"]["datasetRef"] == "adult-recent"
+    assert candidate["spec"]["validationThreshold"] == {"metric": "roc_auc", "min": 0.8}
+    assert candidate["metadata"]["ownerReferences"][0]["kind"] == "ModelMonitor"
+    wait_for(sandbox, "income-watch-r1", lambda s: s.get("phase") == "Succeeded", TRAINED)
+    comparing = wait_for(
+        sandbox,
+        "income-watch",
+        lambda s: ((s.get("retraining") or {}).get("candidate") or {}).get("state") == "Comparing",
+        60,
+    )["status"]["retraining"]["candidate"]
+    assert comparing["modelVersion"] == "v2"
+    # Window 3, labelled: both models scored on its rows, and the gates decide.
+    labelled = test.sample(2000, random_state=3).assign(age=lambda f: f["age"] + 20)
+    write_batch(batches, "04-labelled.csv", labelled)
+    third = wait_for(sandbox, "income-watch", window_done(3), 180)["status"]
+    assert third["phase"] == "Succeeded", third
+    (decided,) = third["retraining"]["candidates"]
+    assert decided["state"] in ("Promoted", "Refused"), decided
+    assert decided["rows"] == 2000 and decided["metric"] == "roc_auc"
+    assert decided["score"] is not None and decided["currentScore"] is not None
+    promoted = condition(third, "Promoted")
+    assert promoted["status"] == ("True" if decided["state"] == "Promoted" else "False")
+    ready = by_name(sandbox)["income-watch-r1"]["status"]["productionReady"]
+    as_good = decided["score"] >= decided["currentScore"] - 0.02
+    assert (decided["state"] == "Promoted") == (ready is True and as_good), decided
+    if decided["state"] == "Promoted":
+        assert third["watched"]["trainingRun"] == "income-watch-r1"
+    verdicts = read_until(
+        sandbox.kafka,
+        ["automl-events"],
+        lambda got: any(p.get("training_run") for p in payloads(got, "automl-events")),
+        60,
+    )
+    (verdict,) = [p for p in payloads(verdicts, "automl-events") if p.get("training_run")]
+    assert verdict["event_type"] == f"model.{decided['state'].lower()}"
+    assert (verdict["version"], verdict["previous_version"]) == ("v2", "v1")
