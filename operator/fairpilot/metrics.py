@@ -51,6 +51,27 @@ DELIVERED = Counter(
     "fairpilot_outbox_delivered_total", "Deliveries made (events sent, documents written)", ["sink"]
 )
 
+# Prediction records (a ModelMonitor's spec.kafka) gathered into windows by the bridge; records
+# it cannot use count in fairpilot_kafka_dead_lettered_total with the reason.
+PREDICTIONS_CONSUMED = Counter(
+    "fairpilot_prediction_records_consumed_total", "Prediction records consumed", ["topic"]
+)
+PREDICTIONS_WINDOWED = Counter(
+    "fairpilot_prediction_records_windowed_total",
+    "Prediction records written into a monitor's window (a record for two monitors counts twice)",
+)
+PREDICTION_WINDOWS = Counter(
+    "fairpilot_prediction_windows_written_total",
+    "Windows of prediction records written, by why they closed (count, time, memory)",
+    ["reason"],
+)
+PREDICTION_WINDOWS_OPEN = Gauge(
+    "fairpilot_prediction_windows_open", "Windows of prediction records still collecting"
+)
+PREDICTION_BUFFERED_BYTES = Gauge(
+    "fairpilot_prediction_buffered_bytes", "Bytes of prediction records held in open windows"
+)
+
 # A ModelMonitor's last window, per monitor (namespace, name) and feature or metric: what a
 # Prometheus alert rule or a Grafana panel watches. Set from the status (observe_monitor).
 MONITOR_LABELS = ["namespace", "monitor"]

@@ -127,6 +127,23 @@ class BridgeConfig(BaseModel):
         ),
     )
     concurrency: int = Field(default=16, ge=1, description="API calls in flight at once.")
+    predictions_batch_size: int = Field(
+        default=2000,
+        ge=1,
+        description=(
+            "Prediction records (ModelMonitors' spec.kafka topics) read at once "
+            "(PREDICTIONS_BATCH_SIZE); they are read by a consumer group of their own, "
+            "<GROUP_ID>-predictions."
+        ),
+    )
+    predictions_buffer_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description=(
+            "Prediction records held in open windows at most, in bytes "
+            "(PREDICTIONS_BUFFER_BYTES); beyond it the oldest window is written early."
+        ),
+    )
 
     @model_validator(mode="after")
     def _principal_names(self) -> BridgeConfig:

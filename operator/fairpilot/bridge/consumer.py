@@ -152,64 +152,14 @@ class Consumer:
 
     async def dead_letter(self, record: Any, rejected: Rejected) -> None:
         """The original key and bytes to the dead-letter topic; why, and whence, in headers."""
-        # The producer's own headers travel on, except any posing as ours: a dead letter must
-        # carry one reason, FairPilot's.
-        headers = [
-            *((key, value) for key, value in record.headers or [] if not key.startswith(HEADER)),
-            (f"{HEADER}reason", rejected.reason.encode()),
-            # Cut on a character boundary, so that the header stays valid UTF-8.
-            (f"{HEADER}message", rejected.message.encode()[:4096].decode(errors="ignore").encode()),
-            (f"{HEADER}topic", record.topic.encode()),
-            (f"{HEADER}partition", str(record.partition).encode()),
-            (f"{HEADER}offset", str(record.offset).encode()),
-            (f"{HEADER}timestamp", datetime.now(UTC).isoformat().encode()),
-        ]
-        log.warning(
-            "%s/%s/%s dead-lettered: %s: %s",
-            record.topic, record.partition, record.offset, rejected.reason, rejected.message,
-        )  # fmt: skip
-
-        def failed(exc: Exception, delay: float) -> None:
-            metrics.FAILED.labels("dead-letter").inc()
-            log.warning("dead-letter topic unavailable (%s); retrying in %.1f s", exc, delay)
-
-        await PRODUCE_RETRY.retry(
-            lambda: self.producer.send_and_wait(
-                self.config.topics.dead_letter, value=record.value, key=record.key, headers=headers
-            ),
-            failed,
-        )
-        metrics.DEAD_LETTERED.labels(rejected.reason).inc()
-        metrics.PRODUCED.labels(self.config.topics.dead_letter).inc()
+        await send_dead_letter(self.producer, self.config.topics.dead_letter, record, rejected)
         self._audit(record, "dead-lettered", rejected)
 
     def _audit(self, record: Any, direction: str, rejected: Rejected | None) -> None:
         if self.audit is None:
             return
         source = f"{record.topic}/{record.partition}/{record.offset}"
-        document: dict[str, Any] = {
-            "direction": direction,
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "key": record.key.decode(errors="replace") if record.key else None,
-            "at": datetime.fromtimestamp(record.timestamp / 1000, UTC).isoformat(),
-        }
-        try:
-            payload = decode(record.value, self.config.max_message_bytes)
-            if isinstance(payload, dict):
-                document |= {
-                    "payload": payload,
-                    "event_type": payload.get("event_type"),
-                    "event_id": payload.get("event_id"),
-                    "user_id": payload.get("user_id"),
-                }
-        except Rejected:
-            # Not a JSON object we would store (not JSON, too large, too deep for MongoDB):
-            # the start of the bytes, as text, tells a person what it was.
-            document["value"] = (record.value or b"")[:4096].decode(errors="replace")
-        if rejected is not None:
-            document |= {"reason": rejected.reason, "message": rejected.message}
+        document = audit_document(record, direction, rejected, self.config.max_message_bytes)
         self.audit(f"in:{source}", document)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -257,12 +207,83 @@ class Consumer:
             log.warning("offsets not committed (%s); the batch will be re-read", exc)
 
     async def _lag(self) -> None:
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            if high is None:
-                continue
-            try:  # a partition just assigned may have no position yet: skip it this time
-                position = await asyncio.wait_for(self.consumer.position(tp), 0.2)
-            except (TimeoutError, Exception):
-                continue
-            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+        await report_lag(self.consumer)
+
+
+async def report_lag(consumer: Any) -> None:
+    """fairpilot_kafka_consumer_lag of each partition an aiokafka consumer has."""
+    for tp in consumer.assignment():
+        high = consumer.highwater(tp)
+        if high is None:
+            continue
+        try:  # a partition just assigned may have no position yet: skip it this time
+            position = await asyncio.wait_for(consumer.position(tp), 0.2)
+        except (TimeoutError, Exception):
+            continue
+        metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+
+
+def dead_letter_headers(record: Any, rejected: Rejected) -> list[tuple[str, bytes]]:
+    """The record's own headers, then why it was refused and where it came from."""
+    # The producer's own headers travel on, except any posing as ours: a dead letter must
+    # carry one reason, FairPilot's.
+    return [
+        *((key, value) for key, value in record.headers or [] if not key.startswith(HEADER)),
+        (f"{HEADER}reason", rejected.reason.encode()),
+        # Cut on a character boundary, so that the header stays valid UTF-8.
+        (f"{HEADER}message", rejected.message.encode()[:4096].decode(errors="ignore").encode()),
+        (f"{HEADER}topic", record.topic.encode()),
+        (f"{HEADER}partition", str(record.partition).encode()),
+        (f"{HEADER}offset", str(record.offset).encode()),
+        (f"{HEADER}timestamp", datetime.now(UTC).isoformat().encode()),
+    ]
+
+
+async def send_dead_letter(producer: Any, topic: str, record: Any, rejected: Rejected) -> None:
+    """The original key and bytes to the dead-letter topic, until the broker takes them."""
+    headers = dead_letter_headers(record, rejected)
+    log.warning(
+        "%s/%s/%s dead-lettered: %s: %s",
+        record.topic, record.partition, record.offset, rejected.reason, rejected.message,
+    )  # fmt: skip
+
+    def failed(exc: Exception, delay: float) -> None:
+        metrics.FAILED.labels("dead-letter").inc()
+        log.warning("dead-letter topic unavailable (%s); retrying in %.1f s", exc, delay)
+
+    await PRODUCE_RETRY.retry(
+        lambda: producer.send_and_wait(topic, value=record.value, key=record.key, headers=headers),
+        failed,
+    )
+    metrics.DEAD_LETTERED.labels(rejected.reason).inc()
+    metrics.PRODUCED.labels(topic).inc()
+
+
+def audit_document(
+    record: Any, direction: str, rejected: Rejected | None, limit: int
+) -> dict[str, Any]:
+    """What the warehouse's audit log keeps of a received (or dead-lettered) message."""
+    document: dict[str, Any] = {
+        "direction": direction,
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key.decode(errors="replace") if record.key else None,
+        "at": datetime.fromtimestamp(record.timestamp / 1000, UTC).isoformat(),
+    }
+    try:
+        payload = decode(record.value, limit)
+        if isinstance(payload, dict):
+            document |= {
+                "payload": payload,
+                "event_type": payload.get("event_type"),
+                "event_id": payload.get("event_id"),
+                "user_id": payload.get("user_id"),
+            }
+    except Rejected:
+        # Not a JSON object we would store (not JSON, too large, too deep for MongoDB):
+        # the start of the bytes, as text, tells a person what it was.
+        document["value"] = (record.value or b"")[:4096].decode(errors="replace")
+    if rejected is not None:
+        document |= {"reason": rejected.reason, "message": rejected.message}
+    return document

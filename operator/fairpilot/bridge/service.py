@@ -1,4 +1,5 @@
-"""The bridge as the operator runs it: Kafka consumer, Kafka outbox, warehouse outbox.
+"""The bridge as the operator runs it: Kafka consumer, Kafka outbox, warehouse outbox, and the
+prediction consumer that fills ModelMonitors' windows (bridge/predictions.py).
 
 It lives in the operator's process and event loop (see README, "Kafka bridge"): Kopf's startup
 handler starts it, its cleanup handler stops it, and its event handler passes every change of a
@@ -18,6 +19,7 @@ from fairpilot.api.kinds import Kind
 from fairpilot.backoff import Backoff
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.consumer import Consumer
+from fairpilot.bridge.predictions import PredictionConsumer, Wake
 from fairpilot.bridge.publisher import KafkaSink
 from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
@@ -47,6 +49,7 @@ class Bridge:
         kafka_workers: int = KAFKA_WORKERS,
         operator: OperatorConfig | None = None,
         threads: int = 48,
+        wake: Wake | None = None,
     ) -> None:
         self.cluster = cluster
         self.threads = threads  # for the blocking calls of its outboxes and consumer
@@ -58,6 +61,12 @@ class Bridge:
         self.kafka_workers = kafka_workers
         self.outboxes: list[Outbox] = []
         self.consumer: Consumer | None = None
+        # Prediction records into ModelMonitors' windows (with Kafka, consuming, and the
+        # operator's configuration, which says where a monitor's records folder is).
+        self.predictions: PredictionConsumer | None = None
+        # (namespace, name) -> None: a ModelMonitor's window was written; look at it now. Set
+        # by the controller (controller/runtime.py), which is above the bridge.
+        self.wake = wake
         self._tasks: list[asyncio.Task[None]] = []
         self._producer: Any = None
         self._audits: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
@@ -115,6 +124,16 @@ class Bridge:
                     operator=self.operator,
                     pool=self.pool,
                 )
+                if self.operator is not None:
+                    self.predictions = PredictionConsumer(
+                        self.kafka,
+                        self.cluster,
+                        self._producer,
+                        self.operator,
+                        pool=self.pool,
+                        wake=self._wake,
+                        audit=self._audit if self.warehouse is not None else None,
+                    )
             self._tasks.append(asyncio.create_task(self._connect(), name="kafka"))
         for outbox in self.outboxes:
             outbox.start()
@@ -128,6 +147,11 @@ class Bridge:
                 "Kafka not reachable yet (%s); retrying in %.0f s", exc, delay
             ),
         )
+        if self.predictions is not None:
+            # Its own task: it needs the producer (dead letters) but not the read-back.
+            self._tasks.append(
+                asyncio.create_task(self._consume_predictions(), name="kafka-predictions")
+            )
         await self._recover()
         self._connected.set()
         if self.consumer is not None:
@@ -154,6 +178,20 @@ class Bridge:
                 log.warning("Kafka consumer stopped (%s: %s); restarting", name, exc)
 
             await RECONNECT.retry(consumer.run, stopped)
+
+    async def _consume_predictions(self) -> None:
+        assert self.predictions is not None
+        predictions = self.predictions
+
+        def stopped(exc: Exception, delay: float) -> None:
+            name = type(exc).__name__
+            log.warning("prediction consumer stopped (%s: %s); restarting", name, exc)
+
+        await RECONNECT.retry(predictions.run, stopped)
+
+    def _wake(self, namespace: str, name: str) -> None:
+        if self.wake is not None:
+            self.wake(namespace, name)
 
     async def _ensure_indexes(self) -> None:
         # In the background: MongoDB may be down when the operator starts, which must not
@@ -193,6 +231,8 @@ class Bridge:
     def notify(self, body: dict[str, Any], event_type: str | None) -> None:
         for outbox in self.outboxes:
             outbox.notify(body, event_type)
+        if self.predictions is not None:
+            self.predictions.notify(body, event_type)
 
     async def idle(self, timeout: float) -> bool:
         results = [await outbox.idle(timeout) for outbox in self.outboxes]

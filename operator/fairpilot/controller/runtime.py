@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 
 import kopf
 import kubernetes
 
+from fairpilot import monitoring
 from fairpilot.api import labels as label
+from fairpilot.api.kinds import MODEL_MONITOR
 from fairpilot.backoff import Backoff
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.service import Bridge
@@ -98,6 +101,56 @@ class Runtime:
             self.scheduler = None
 
 
+class MonitorWaker:
+    """Wakes a ModelMonitor whose window of Kafka records the bridge has just written, so that
+    the window is measured now rather than at the monitor's next look (every minute).
+
+    A look takes only files at least `monitoring.SETTLE_SECONDS` old, so the wake-up comes
+    that long after the write (plus a margin); windows written within WAKE_MARGIN of each other
+    share one. It makes the look due by clearing `status.lastCheckedAt` (a monitor that never
+    looked is due), then reconciles the monitor. A window Job already running is not
+    disturbed: the cleared time makes the look after it due at once (the next tick, 10 s).
+    """
+
+    WAKE_MARGIN = 1.0
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._due: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, namespace: str, name: str) -> None:
+        scheduler = self.runtime.scheduler
+        if scheduler is None:  # stopped: the monitor's own look finds the window
+            return
+        delay = monitoring.SETTLE_SECONDS + 2 * self.WAKE_MARGIN
+        due = time.monotonic() + delay
+        with self._lock:
+            # One pending that comes late enough for this window too (>= its settling time).
+            if self._due.get((namespace, name), 0.0) >= due - self.WAKE_MARGIN:
+                return
+            self._due[(namespace, name)] = due
+        scheduler.later(delay, self._look, namespace, name, due)
+
+    def _look(self, namespace: str, name: str, due: float) -> None:
+        from fairpilot.controller.handlers import reconcile_now
+
+        with self._lock:
+            if self._due.get((namespace, name)) == due:
+                del self._due[(namespace, name)]
+        try:
+            self.runtime.cluster.patch_status(
+                MODEL_MONITOR, namespace, name, {"lastCheckedAt": None}
+            )
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing to wake
+                logging.getLogger(__name__).warning(
+                    "waking ModelMonitor %s/%s failed: %s", namespace, name, exc
+                )
+            return
+        reconcile_now(self.runtime, (MODEL_MONITOR.kind, namespace, name))
+
+
 def build_runtime(
     config: OperatorConfig,
     *,
@@ -125,7 +178,7 @@ def build_runtime(
     bridge = None
     if kafka is not None or warehouse is not None:
         bridge = Bridge(client(), kafka, warehouse, operator=config, threads=pools.bridge)
-    return Runtime(
+    runtime = Runtime(
         cluster=client(),
         config=config,
         bridge=bridge,
@@ -137,6 +190,9 @@ def build_runtime(
         waiters=waiters if waiters is not None else Waiters(),
         jobs_seen=jobs_seen if jobs_seen is not None else SeenVersions(),
     )
+    if bridge is not None:
+        bridge.wake = MonitorWaker(runtime)  # the bridge is below the controller: a callback
+    return runtime
 
 
 def configure(settings: kopf.OperatorSettings, runtime: Runtime) -> None:

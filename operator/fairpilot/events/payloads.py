@@ -130,6 +130,56 @@ class XaiTrigger(Inbound):
         return list(dict.fromkeys(value)) if value else value
 
 
+# A prediction record's values: JSON scalars (a nested object or list is no column value).
+# Strings are bounded; the record as a whole is bounded by the bridge's max_message_bytes.
+MAX_FEATURES = 1000
+ScalarText = Annotated[str, Field(max_length=4096)]
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        kind = "an object" if isinstance(value, dict) else "a list"
+        raise ValueError(f"must be a JSON scalar (text, a number, true, false or null), not {kind}")
+    return value
+
+
+Scalar = Annotated[ScalarText | bool | int | float | None, BeforeValidator(_scalar)]
+
+
+class PredictionRecord(BaseModel):
+    """A prediction topic's record (a ModelMonitor's `spec.kafka.topic`, `prediction-events` by
+    default): one row the model was asked about, what it answered and, when known, the truth.
+
+    The bridge gathers the records of one user's model into the windows of its ModelMonitors
+    (bridge/predictions.py). Values are kept exactly as sent, spaces included: a categorical
+    value must be written as in the training data, or it is a category the model never saw.
+    """
+
+    # No str_strip_whitespace here (unlike Inbound): it would reach the feature values.
+    model_config = ConfigDict(extra="ignore")
+
+    model_id: Id = Field(description="The model that predicted (a TrainingRun's modelId).")
+    user_id: UserId = Field(description="Its owner: a ModelMonitor's userId.")
+    features: dict[ColumnName, Scalar] = Field(
+        min_length=1,
+        max_length=MAX_FEATURES,
+        description="The row the model was given: column -> JSON scalar (null: missing).",
+    )
+    prediction: Scalar = Field(default=None, description="What the model answered, as served.")
+    label: Scalar = Field(default=None, description="The truth, when it is known.")
+    record_id: EventId | None = Field(default=None, description="The producer's id of the row.")
+    timestamp: Timestamp | int | float | None = Field(
+        default=None, description="When the prediction was made (as the producer writes it)."
+    )
+    event_type: EventType | None = Field(default=None, description='e.g. "prediction.made".')
+    namespace: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Only monitors in this namespace (an allowed one) take the record.",
+    )
+
+
 class Outbound(BaseModel):
     """Base of the messages FairPilot produces."""
 

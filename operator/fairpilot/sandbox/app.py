@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from fairpilot import __version__
 from fairpilot.api.kinds import BY_KIND, DATASET, KINDS, MODEL_MONITOR
+from fairpilot.api.monitor import KafkaSource
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
@@ -177,10 +178,14 @@ class Sandbox:
         if self.kafka and self.bridge_config and not isinstance(self.with_kafka, str):
             topics = self.bridge_config.topics
             inbound = self.bridge_config.routes()  # the principals' own topics too
+            # ModelMonitors name their own prediction topic; the default one is made here with
+            # one partition (one model's records in one order), others as Tansu makes them.
+            predictions = KafkaSource().topic
             create_topics(
                 self.kafka,
-                [*SEED_TOPICS, *inbound, topics.drift, topics.status, topics.dead_letter],
-            )
+                [*SEED_TOPICS, *inbound, topics.drift, topics.status, topics.dead_letter,
+                 predictions],
+            )  # fmt: skip
         self.cluster = Cluster.for_host(self.url)  # the user's client, not the operator's
         self.cluster.client.user_agent = USER_AGENT
         if self.operator_process:
