@@ -10,13 +10,14 @@ DEMO    ?= $(or $(TMPDIR),/tmp)/fairpilot-$(shell id -un)/stages
 IMAGE_REGISTRY ?= ghcr.io/fairpilot
 IMAGE_TAG      ?= 0.1.0
 
-.PHONY: help venv chromium test test-fast lint demo demo-stages crds manifests bench e2e clean \
+.PHONY: help venv chromium test test-fast lint demo demo-monitor demo-stages crds manifests bench e2e clean \
 	images image-operator image-jobs image-jobs-cuda
 
 help:
 	@echo "make test   - install into $(VENV), then lint and run the whole test suite"
 	@echo "make test-fast - the unit and packaging tiers (under 3 minutes; no sandbox, no training)"
 	@echo "make demo   - the Adult pipeline through the sandbox (emulated API server, real operator)"
+	@echo "make demo-monitor - a ModelMonitor on the Adult model fed shifted data: drift, bias drift, retraining"
 	@echo "make demo-stages - the four stages by hand on Adult, no operator (outputs in $(DEMO))"
 	@echo "make crds   - regenerate crds/ (and the chart's copies) from the pydantic models"
 	@echo "make manifests - re-render manifests/base/ from the Helm chart"
@@ -55,6 +56,9 @@ test-fast: venv chromium
 
 demo: venv
 	bash scripts/demo.sh
+
+demo-monitor: venv
+	$(PYTHON) scripts/demo_monitor.py
 
 demo-stages: venv
 	bash scripts/demo-stages.sh $(DEMO)
