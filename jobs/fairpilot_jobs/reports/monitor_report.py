@@ -75,6 +75,8 @@ def build_monitor_report(result: Mapping[str, Any]) -> str:
     adwin(report.section("Streaming change detection (ADWIN)"), result)
     fairness(report.section("Fairness: this window against training"), result)
     performance(report.section("Performance against held-out data"), result)
+    if result.get("candidate"):
+        candidate(report.section("A retrained candidate, scored on these rows"), result)
     batches(report.section("Batches"), result)
     glossary = report.section("How to read this report")
     glossary.key_values(GLOSSARY)
@@ -351,22 +353,27 @@ def fairness(section: Section, result: Mapping[str, Any]) -> None:
         section.note(block.get("message", "not measured"))
         return
     thresholds = result["thresholds"]
+    confidence = f"{thresholds['confidence']:.1%}"
     section.paragraph(
         f"Favourable decision: {block['positiveLabel']!r}. Groups of fewer than "
-        f"{block['minGroupSize']:,} rows are not compared. BiasDrift when disparate impact falls "
-        f"by {thresholds['disparateImpactDrop']:g} or more from its value after training, or a "
-        f"difference rises by {thresholds['parityDifferenceRise']:g} or more."
+        f"{block['minGroupSize']:,} rows are not compared. BiasDrift when a change is "
+        f"established: the measure's {confidence} interval on this window (its sampling error, "
+        "widened for the number of groups compared) lies wholly on the harmful side of its "
+        "value after training, and reaches the alert line: disparate impact "
+        f"{thresholds['disparateImpactDrop']:g} lower, a difference "
+        f"{thresholds['parityDifferenceRise']:g} higher. A window's value alone crosses the line "
+        "by chance in small groups."
     )
     if block.get("absent"):
         section.note(f"Not in any batch: {', '.join(block['absent'])}.")
     for name, found in block["features"].items():
-        window = found["window"]
         rows = [
             {
                 "measure": MEASURE_WORDS.get(row["measure"], row["measure"]),
                 "after training": row["training"],
                 "this window": row["window"],
                 "change": row["change"],
+                f"{confidence} interval": _interval(row.get("interval")),
                 "alert at": row["bound"],
                 "BiasDrift": row["crossed"],
             }
@@ -378,17 +385,6 @@ def fairness(section: Section, result: Mapping[str, Any]) -> None:
             sortable=False,
             rounded=("after training", "this window", "change", "alert at"),
         )
-        margins = [
-            f"{words.lower()} {_interval(window.get(key + 'Interval'))}"
-            for key, words in MEASURE_WORDS.items()
-            if window.get(key + "Interval")
-        ]
-        if margins:
-            section.note(
-                "95% intervals on this window (the sampling error of its rates): "
-                + "; ".join(margins)
-                + ". A change well inside them may be chance."
-            )
         section.table(
             [
                 {
@@ -432,6 +428,34 @@ def performance(section: Section, result: Mapping[str, Any]) -> None:
     section.note(found["message"] + ".")
 
 
+def candidate(section: Section, result: Mapping[str, Any]) -> None:
+    """The candidate of the monitor's retraining beside the watched model: the operator
+    promotes it from these figures and its own gates (docs/resources.md, Gated retraining)."""
+    found = result["candidate"]
+    if not found.get("measured"):
+        section.note(
+            f"The candidate (version {found.get('version')}) could not be scored on this "
+            f"window: {found.get('message')}. It waits for a window with labelled rows."
+        )
+        return
+    metric = found.get("metric")
+    section.key_values(
+        {
+            f"{metric}, candidate (version {found.get('version')})": found.get("score"),
+            f"{metric}, watched model": found.get("currentScore"),
+            "Labelled rows, the same for both": found.get("rows"),
+            "Higher is better": found.get("greaterIsBetter"),
+        },
+        rounded=True,
+    )
+    section.note(
+        "Neither model was trained on these rows. The operator promotes the candidate only if "
+        "it is also production-ready (every gate of its TrainingRun passed) and scores at least "
+        "the watched model's score minus the policy's tolerance; the monitor's status and "
+        "Events say which it did."
+    )
+
+
 def batches(section: Section, result: Mapping[str, Any]) -> None:
     section.table(
         [
@@ -466,6 +490,8 @@ def _short(value: float | None) -> str | None:
     return None if value is None else approx(value, f"{value:.3g}")
 
 
-def _interval(bounds: Sequence[float]) -> str:
+def _interval(bounds: Sequence[float] | None) -> str:
+    if not bounds:
+        return "—"
     low, high = bounds
     return f"{approx(low, f'{low:.3g}')} to {approx(high, f'{high:.3g}')}"
