@@ -333,13 +333,18 @@ def test_the_spread_interval_is_katzs_and_walds_widened_for_the_pairs() -> None:
     log_error = z * np.sqrt((1 - r1) / (n1 * r1) + (1 - r2) / (n2 * r2))
     ratio = spread_interval({"a": (r1, n1), "b": (r2, n2)}, True, 0.999)
     assert ratio == pytest.approx([r1 / r2 * np.exp(-log_error), r1 / r2 * np.exp(log_error)])
-    error = z * np.sqrt(r1 * (1 - r1) / n1 + r2 * (1 - r2) / n2)
+    # Agresti-Caffo: a success and a failure added to each group.
+    a1, a2 = (40 + 1) / 402, (120 + 1) / 402
+    spread = np.sqrt(a1 * (1 - a1) / 402 + a2 * (1 - a2) / 402)
     difference = spread_interval({"a": (r1, n1), "b": (r2, n2)}, False, 0.999)
-    assert difference == pytest.approx([r2 - r1 - error, r2 - r1 + error])
+    assert difference == pytest.approx([a2 - a1 - z * spread, a2 - a1 + z * spread])
     # Three groups: the extremes, at 0.001 / 3 pairs.
     three = spread_interval({"a": (r1, n1), "m": (0.2, 50), "b": (r2, n2)}, False, 0.999)
-    wider = norm.ppf(1 - 0.001 / 6) * np.sqrt(r1 * (1 - r1) / n1 + r2 * (1 - r2) / n2)
-    assert three == pytest.approx([r2 - r1 - wider, r2 - r1 + wider])
+    wider = norm.ppf(1 - 0.001 / 6) * spread
+    assert three == pytest.approx([a2 - a1 - wider, a2 - a1 + wider])
+    # Six of six against one of six: Wald's interval would be a point; this one is wide.
+    tiny = spread_interval({"a": (1 / 6, 6), "b": (1.0, 6)}, False, 0.999)
+    assert tiny is not None and tiny[0] < 0.1 and tiny[1] == 1.0
     # Nobody chosen in one group: half a row each way (Haldane), still an interval from 0.
     none_chosen = spread_interval({"a": (0.0, 100), "b": (0.3, 100)}, True, 0.999)
     assert none_chosen is not None and 0 < none_chosen[0] < 0.001 and none_chosen[1] == 1.0

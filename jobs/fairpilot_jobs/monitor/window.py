@@ -378,7 +378,8 @@ def spread_interval(
     rates: Mapping[str, tuple[float, int]], ratio: bool, confidence: float
 ) -> list[float] | None:
     """The interval of the spread between the lowest and the highest of some groups' rates
-    (rate, rows it is over): of their ratio (Katz's log method) or their difference (Wald).
+    (rate, rows it is over): of their ratio (Katz's log method) or their difference (Wald's,
+    with Agresti and Caffo's adjustment).
 
     The two groups are the extremes of several, so the interval is widened for the number of
     group pairs (Bonferroni): with five groups the largest of ten differences is compared, and
@@ -405,8 +406,14 @@ def spread_interval(
         error = z * math.sqrt((1 - p1) / (n1 * p1) + (1 - p2) / (n2 * p2))
         # The lowest rate over the highest is at most 1, whatever the interval's arithmetic says.
         return [p1 / p2 * math.exp(-error), min(1.0, p1 / p2 * math.exp(error))]
-    error = z * math.sqrt(r1 * (1 - r1) / n1 + r2 * (1 - r2) / n2)
-    return [max(-1.0, r2 - r1 - error), min(1.0, r2 - r1 + error)]
+    # Agresti and Caffo: one success and one failure added to each group. Wald's own interval
+    # is empty for a rate of 0 or 1 (6 of 6 positives found), which would make any change look
+    # established; this one keeps its coverage down to a handful of rows.
+    k1, k2 = r1 * n1 + 1, r2 * n2 + 1
+    m1, m2 = n1 + 2, n2 + 2
+    p1, p2 = k1 / m1, k2 / m2
+    error = z * math.sqrt(p1 * (1 - p1) / m1 + p2 * (1 - p2) / m2)
+    return [max(-1.0, p2 - p1 - error), min(1.0, p2 - p1 + error)]
 
 
 def fairness_changes(
