@@ -267,7 +267,10 @@ def test_an_operator_restart_with_a_window_open_loses_no_record_and_repeats_none
 
 # -- with the trained model ----------------------------------------------------------------------
 def test_windows_by_count_are_written_in_offset_order_and_measured_at_once(
-    sandbox: Sandbox, trained: dict[str, Any], rows: list[dict[str, Any]]
+    sandbox: Sandbox,
+    trained: dict[str, Any],
+    rows: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # No kafka.modelId: the TrainingRun's model id (its name, `income`).
     sandbox.apply([kafka_monitor("counted", "ana", run="income", windowRecords=500)])
@@ -300,6 +303,15 @@ def test_windows_by_count_are_written_in_offset_order_and_measured_at_once(
     )["status"]
     assert done["phase"] == "Succeeded", done
     assert condition(done, "PerformanceDegraded")["reason"] == "NoLabels"
+    # The wake-up's reconciliation posted its Events as Kopf's handlers do (it needs their
+    # context), and failed nowhere.
+    reasons = {
+        e.reason
+        for e in sandbox.cluster.core.list_namespaced_event(sandbox.namespace).items
+        if e.involved_object.name == "counted"
+    }
+    assert "Running" in reasons, reasons
+    assert not [r for r in caplog.records if "reconciling ModelMonitor" in r.getMessage()]
     time.sleep(1)
     assert len(windows(sandbox, "counted")) == 2
     delete(sandbox, "counted")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -67,6 +68,7 @@ class Bridge:
         # (namespace, name) -> None: a ModelMonitor's window was written; look at it now. Set
         # by the controller (controller/runtime.py), which is above the bridge.
         self.wake = wake
+        self._handler_context: contextvars.Context | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._producer: Any = None
         self._audits: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
@@ -190,8 +192,15 @@ class Bridge:
         await RECONNECT.retry(predictions.run, stopped)
 
     def _wake(self, namespace: str, name: str) -> None:
-        if self.wake is not None:
+        # In the context of the operator's handlers (that of the last `notify`): a wake-up that
+        # reconciles posts Kubernetes Events through Kopf, which finds its event queue in
+        # context variables that the bridge's own tasks do not have.
+        if self.wake is None:
+            return
+        if self._handler_context is None:
             self.wake(namespace, name)
+        else:
+            self._handler_context.run(self.wake, namespace, name)
 
     async def _ensure_indexes(self) -> None:
         # In the background: MongoDB may be down when the operator starts, which must not
@@ -229,6 +238,7 @@ class Bridge:
         await self._connected.wait()
 
     def notify(self, body: dict[str, Any], event_type: str | None) -> None:
+        self._handler_context = contextvars.copy_context()
         for outbox in self.outboxes:
             outbox.notify(body, event_type)
         if self.predictions is not None:

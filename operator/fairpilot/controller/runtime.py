@@ -110,6 +110,8 @@ class MonitorWaker:
     share one. It makes the look due by clearing `status.lastCheckedAt` (a monitor that never
     looked is due), then reconciles the monitor. A window Job already running is not
     disturbed: the cleared time makes the look after it due at once (the next tick, 10 s).
+    The bridge calls it in the context of Kopf's handlers (Bridge._wake), which the
+    reconciliation needs to post its Events; the Scheduler runs it in that context.
     """
 
     WAKE_MARGIN = 1.0
