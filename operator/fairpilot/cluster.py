@@ -106,6 +106,22 @@ class Cluster:
             )
         )
 
+    def patch_labels(
+        self, kind: Kind, namespace: str, name: str, labels: dict[str, str | None]
+    ) -> None:
+        """Set (or, with None, remove) labels of a FairPilot resource (a merge patch)."""
+        release(
+            self.custom.patch_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                kind.plural,
+                name,
+                {"metadata": {"labels": labels}},
+                _preload_content=False,
+            )
+        )
+
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._json(

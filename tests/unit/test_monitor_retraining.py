@@ -200,7 +200,7 @@ def test_a_scored_candidate_is_promoted_only_past_every_gate_and_as_good(
     scored = SCORED | {"score": score, "currentScore": current}
     world, reads = finished_window(comparing(ready), window_result([], scored))
     plan = plan_for(world, reads)
-    (succeeded,) = plan.writes
+    *labels, succeeded = plan.writes
     patch = succeeded.patch  # type: ignore[union-attr]
     retraining = patch["retraining"]
     assert retraining["candidate"] is None
@@ -222,6 +222,10 @@ def test_a_scored_candidate_is_promoted_only_past_every_gate_and_as_good(
     archived = 1 if promoted else 2
     assert states[:archived] == ["Archived"] * archived
     assert "Archived" not in states[archived:]
+    # Their TrainingRuns are labelled, so `kubectl get -l fairpilot.io/archived=true` finds them.
+    assert [(w.name, w.labels) for w in labels] == [  # type: ignore[union-attr]
+        (f"watch-r0{i}", {"fairpilot.io/archived": "true"}) for i in range(archived)
+    ]
     # The verdict goes to Kafka (automl-events) with the seed's ids.
     resource = monitor({**world.resource["status"], **patch, "finishedAt": STAMP})
     events = events_for(MODEL_MONITOR, resource, Topics(), lambda *_: None)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import kubernetes
+
 from fairpilot import monitoring
 from fairpilot.api.kinds import BY_KIND, DATASET, MODEL_MONITOR, TRAINING_RUN, Kind
 from fairpilot.api.status import Phase
@@ -58,6 +60,7 @@ log = logging.getLogger(__name__)
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
 MAX_PASSES = 32  # reads and creates one reconciliation may need; more is a bug
 MAX_ALERT_EVENTS = 10  # a window's alerts posted as Events; the status lists them all
+ARCHIVED = "fairpilot.io/archived"  # the label of a candidate a monitor archived
 
 
 def job_state(job: dict[str, Any]) -> str:
@@ -126,7 +129,17 @@ class CreateResource:
     resource: dict[str, Any]
 
 
-Write = PatchStatus | CreateJob | CreateResource
+@dataclass(frozen=True)
+class PatchLabels:
+    """Labels to set on another resource (a ModelMonitor marks the candidates it archives)."""
+
+    kind: Kind
+    namespace: str
+    name: str
+    labels: dict[str, str | None]
+
+
+Write = PatchStatus | CreateJob | CreateResource | PatchLabels
 
 
 @dataclass
@@ -243,6 +256,12 @@ def act(plan: Outcome, world: World, cluster: Cluster) -> None:
         world.applied.append(write)
         if isinstance(write, PatchStatus):
             cluster.patch_status(write.kind, write.namespace, write.name, write.patch)
+        elif isinstance(write, PatchLabels):
+            try:
+                cluster.patch_labels(write.kind, write.namespace, write.name, write.labels)
+            except kubernetes.client.ApiException as exc:
+                if exc.status != 404:  # deleted meanwhile: nothing left to mark
+                    raise
         elif isinstance(write, CreateJob):
             world.created[("Job", write.name)] = cluster.create_job(write.config_map, write.job)
             if not world.created[("Job", write.name)]:
@@ -931,6 +950,13 @@ def _retraining_after_window(
             }
         watched = candidate["name"] if promoted else monitoring.watched_run(spec, status)
         after = monitoring.archived(spec, monitoring.decided(retraining, candidate), watched)
+        before = {
+            c["name"] for c in retraining.get("candidates") or [] if c.get("state") == "Archived"
+        }
+        for each in after["candidates"]:
+            if each.get("state") == "Archived" and each["name"] not in before:
+                plan.writes.append(PatchLabels(TRAINING_RUN, resource["metadata"]["namespace"],
+                                               each["name"], {ARCHIVED: "true"}))  # fmt: skip
         said = f"{candidate['name']}: {message}"
         outcome = "CandidatePromoted" if promoted else "CandidateRefused"
         plan.events.append(("Normal" if promoted else "Warning", outcome, said))
