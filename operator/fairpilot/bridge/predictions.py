@@ -102,8 +102,11 @@ def window_lines(records: list[PredictionRecord], label: str, prediction: str) -
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def write_window(uri: str, name: str, data: bytes) -> str:
+def write_window(
+    uri: str, name: str, records: list[PredictionRecord], label: str, prediction: str
+) -> str:
     """One window file (atomically on a disk: a reader never sees half of it)."""
+    data = window_lines(records, label, prediction)
     return artifacts.ArtifactStore(uri).write_bytes(name, data, "application/x-ndjson")
 
 
@@ -348,10 +351,13 @@ class PredictionConsumer:
             self.windows.written(window)
             return
         items = [item for _, item in window.items]
-        data = window_lines(items, self.index.label_column(watcher), watcher.prediction_column)
+        label, prediction = self.index.label_column(watcher), watcher.prediction_column
         for attempt in range(WRITE_TRIES):
             try:
-                await blocking(self.pool, write_window, watcher.records_uri, window.name, data)
+                await blocking(
+                    self.pool, write_window, watcher.records_uri, window.name, items, label,
+                    prediction,
+                )  # fmt: skip
                 break
             except Exception as exc:
                 metrics.FAILED.labels("window").inc()

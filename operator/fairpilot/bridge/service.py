@@ -194,12 +194,10 @@ class Bridge:
     def _wake(self, namespace: str, name: str) -> None:
         # In the context of the operator's handlers (that of the last `notify`): a wake-up that
         # reconciles posts Kubernetes Events through Kopf, which finds its event queue in
-        # context variables that the bridge's own tasks do not have.
-        if self.wake is None:
-            return
-        if self._handler_context is None:
-            self.wake(namespace, name)
-        else:
+        # context variables that the bridge's own tasks do not have. Without one, no handler
+        # has handed the bridge a change (a replica standing by for its Kopf peer, which must
+        # not reconcile): the monitor's own next look, within a minute, takes the window.
+        if self.wake is not None and self._handler_context is not None:
             self._handler_context.run(self.wake, namespace, name)
 
     async def _ensure_indexes(self) -> None:
