@@ -165,13 +165,13 @@ def test_the_next_window_scores_a_trained_candidate_beside_the_watched_model() -
     trained = training_run("watch-r1", phase="Succeeded", modelUri="file:///m/v2",
                            modelDigest=DIGEST)  # fmt: skip
     world.knows(("get", "TrainingRun", "watch-r1"), trained)
-    from fairpilot.controller.reconcile import _models_of_window
+    from fairpilot.controller.monitors import models_of_window
 
-    found = _models_of_window(world, world.resource["spec"], status)
+    found = models_of_window(world, world.resource["spec"], status)
     assert found == {"candidate": {"uri": "file:///m/v2", "digest": DIGEST}}
     # After a promotion, windows resolve the promoted TrainingRun's model.
     promoted = {**status, "watched": {"trainingRun": "watch-r1"}, "retraining": {}}
-    assert _models_of_window(world, world.resource["spec"], promoted) == {"trainingRun": "watch-r1"}
+    assert models_of_window(world, world.resource["spec"], promoted) == {"trainingRun": "watch-r1"}
 
 
 def comparing(ready: bool | None) -> dict[str, Any]:

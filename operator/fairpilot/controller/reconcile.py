@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -36,16 +34,29 @@ from fairpilot.conditions import (
     InvalidResult,
     condition_of,
     failure,
-    now,
     parse_result,
     set_condition,
 )
 from fairpilot.config import OperatorConfig
-from fairpilot.freshness import Freshness, check
+from fairpilot.controller import monitors
+
+# decide()'s vocabulary lives in world.py (monitors.py shares it); it is named here too, where
+# the reconciler's tests and callers have always found it.
+from fairpilot.controller.world import (
+    ArtifactStoreUnavailable,
+    CreateJob,
+    CreateResource,
+    Need,
+    Outcome,
+    PatchLabels,
+    PatchStatus,
+    Reader,
+    World,
+)
 from fairpilot.jobs import GpuNotAllowed, build_job, object_name, spec_config_map
 from fairpilot.kinds import project_result, result_conditions, summary_message
 from fairpilot.pipeline import next_resource
-from fairpilot.references import Resolved, UnresolvedReference, resolve
+from fairpilot.references import UnresolvedReference
 from fairpilot.runs import (
     current_run,
     model_registry_uri,
@@ -56,11 +67,27 @@ from fairpilot.runs import (
     run_id,
 )
 
+__all__ = [
+    "TERMINAL",
+    "ArtifactStoreUnavailable",
+    "CreateJob",
+    "CreateResource",
+    "Need",
+    "Outcome",
+    "PatchLabels",
+    "PatchStatus",
+    "Reader",
+    "World",
+    "act",
+    "decide",
+    "job_state",
+    "reconcile",
+]
+
 log = logging.getLogger(__name__)
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
 MAX_PASSES = 32  # reads and creates one reconciliation may need; more is a bug
 MAX_ALERT_EVENTS = 10  # a window's alerts posted as Events; the status lists them all
-ARCHIVED = "fairpilot.io/archived"  # the label of a candidate a monitor archived
 
 
 def job_state(job: dict[str, Any]) -> str:
@@ -93,156 +120,6 @@ def _same_status(status: dict[str, Any], patch: dict[str, Any]) -> bool:
         else status.get(key) == value
         for key, value in patch.items()
     )
-
-
-# -- decide's vocabulary: what it reads (Need), what it writes (Write), what it reports (Outcome)
-class Need(Exception):
-    """decide() cannot go on without one more read: `key` names it in the World, `read`
-    makes it. Raised, not returned, so that decide reads as straight-line code."""
-
-    def __init__(self, key: tuple[Any, ...], read: Callable[[Reader], Any]) -> None:
-        super().__init__(key)
-        self.key, self.read = key, read
-
-
-@dataclass(frozen=True)
-class PatchStatus:
-    kind: Kind
-    namespace: str
-    name: str
-    patch: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CreateJob:
-    """The run's spec ConfigMap and Job; whether it was created is recorded in the World."""
-
-    name: str
-    config_map: dict[str, Any]
-    job: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CreateResource:
-    """A pipeline's next resource; whether it was created is recorded in the World."""
-
-    resource: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class PatchLabels:
-    """Labels to set on another resource (a ModelMonitor marks the candidates it archives)."""
-
-    kind: Kind
-    namespace: str
-    name: str
-    labels: dict[str, str | None]
-
-
-Write = PatchStatus | CreateJob | CreateResource | PatchLabels
-
-
-@dataclass
-class Outcome:
-    """A reconciliation's plan: the writes in order, and what to report once they are made."""
-
-    writes: list[Write] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)  # the status it wrote (or kept)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-    waiting: bool = False
-    # The resource (kind, name, same namespace) it waits for: reconcile it again once that
-    # one ends, rather than only when the retry comes round.
-    waiting_on: tuple[str, str] | None = None
-
-
-# -- observe ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Reader:
-    """The reads decide() may ask for, in one namespace. Failures a decision handles (the
-    artifact store down, a reference not there) come back as values, not exceptions."""
-
-    cluster: Cluster
-    namespace: str
-    config: OperatorConfig
-
-    def get(self, kind: Kind | str, name: str) -> dict[str, Any] | None:
-        return self.cluster.get(kind, self.namespace, name)
-
-    def job(self, name: str) -> dict[str, Any] | None:
-        return self.cluster.get_job(self.namespace, name)
-
-    def termination(self, job_name: str) -> dict[str, Any] | None:
-        return self.cluster.termination(self.namespace, job_name)
-
-    def inputs(self, resource: dict[str, Any]) -> Freshness | None:
-        return check(resource, self.get)
-
-    def references(
-        self, kind: Kind, spec: dict[str, Any], name: str, window: dict[str, Any] | None = None
-    ) -> Resolved | UnresolvedReference:
-        try:
-            return resolve(
-                kind, spec, self.get, name, self.config, namespace=self.namespace, window=window
-            )
-        except UnresolvedReference as exc:
-            return exc
-
-    def listing(self, uri: str) -> list[Listed] | ArtifactStoreUnavailable:
-        """The batches under a ModelMonitor's prefix, oldest first."""
-        from fairpilot import artifacts
-        from fairpilot.errors import JobError
-
-        try:
-            return artifacts.listing(uri)
-        except JobError as exc:
-            return ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}")
-
-    def json(self, uri: str) -> dict[str, Any] | ArtifactStoreUnavailable | None:
-        """A stage's JSON file; None when there is none (or a planted link stands there)."""
-        from fairpilot import artifacts
-        from fairpilot.errors import JobError
-
-        try:
-            return artifacts.read_json(uri)
-        except JobError as exc:
-            if exc.reason in ("NotFound", "InvalidJSON", "UnsafePath"):
-                return None
-            return ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}")
-
-    def names(self, uri: str) -> list[str] | ArtifactStoreUnavailable:
-        from fairpilot import artifacts
-        from fairpilot.errors import JobError
-
-        try:
-            return list(artifacts.names(uri))
-        except JobError as exc:
-            return ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}")
-
-
-class World:
-    """What one reconciliation knows: the resource as it was handed over (and the Job, when an
-    event carried it), every read made since, and the writes applied and what they found."""
-
-    def __init__(self, resource: dict[str, Any], job: dict[str, Any] | None = None) -> None:
-        self.resource = resource
-        self.job = job
-        self.now = now()  # one clock reading: decide gives the same plan on every pass
-        self._reads: dict[tuple[Any, ...], Any] = {}
-        self.applied: list[Write] = []
-        self.created: dict[tuple[str, str], bool] = {}  # (kind, name) -> created, or existed
-
-    def need(self, key: tuple[Any, ...], read: Callable[[Reader], Any]) -> Any:
-        if key in self._reads:
-            return self._reads[key]
-        raise Need(key, read)
-
-    def observe(self, need: Need, reader: Reader) -> None:
-        self._reads[need.key] = need.read(reader)
-
-    def knows(self, key: tuple[Any, ...], value: Any) -> World:
-        """Record what a read gave without making it (tests describe a cluster this way)."""
-        self._reads[key] = value
-        return self
 
 
 # -- act ----------------------------------------------------------------------------------------
@@ -371,7 +248,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         prefix = " and ".join(where)
         listed: list[Listed] = []
         for each in where:
-            found = world.need(("listing", each), _listing_of(each))
+            found = world.need(("listing", each), monitors.listing_of(each))
             if isinstance(found, ArtifactStoreUnavailable):
                 message = f"could not look for new batches under {each}: {found}"
                 conditions = condition(
@@ -398,8 +275,8 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
             ),
         }
         raised = {"DataStale": stale.message} if stale.stale else {}
-        retraining = _retraining_at_look(world, plan, resource, status, raised, at)
-        if isinstance(retraining, _Creating):
+        retraining = monitors.retraining_at_look(world, plan, resource, status, raised, at)
+        if isinstance(retraining, monitors.Creating):
             return plan  # decided again once the candidate is created
         if retraining is not None:
             looked["retraining"] = retraining
@@ -486,9 +363,9 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         job = None
     if job is None:
         spec_of = resource.get("spec") or {}
-        batches = _window_of(kind, spec_of, status, window)
+        batches = monitors.window_of(kind, spec_of, status, window)
         if batches is not None:
-            batches |= _models_of_window(world, spec_of, status)
+            batches |= monitors.models_of_window(world, spec_of, status)
         resolved = world.need(
             ("references", run), lambda r: r.references(kind, spec_of, name, batches)
         )
@@ -605,7 +482,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
             runId=run,
             outputUri=uri,
             finishedAt=world.now,
-            **_failed_window(kind, status, error, reason, message),
+            **monitors.failed_window(kind, status, error, reason, message),
         )
         _pipeline_failed(world, plan, kind, resource, f"{kind.kind} {name} failed: {reason}")
         return failed
@@ -622,7 +499,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         conditions = condition(conditions, "Ready", False, "NoResult", message)
         return write(
             Phase.FAILED, message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now,
-            **_failed_window(kind, status, None, "NoResult", message),
+            **monitors.failed_window(kind, status, None, "NoResult", message),
         )  # fmt: skip
     try:
         parsed = parse_result(kind, result)
@@ -633,7 +510,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         conditions = condition(conditions, "Ready", False, InvalidResult.reason, message)
         failed = write(
             Phase.FAILED, message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now,
-            **_failed_window(kind, status, None, InvalidResult.reason, message),
+            **monitors.failed_window(kind, status, None, InvalidResult.reason, message),
         )  # fmt: skip
         _pipeline_failed(world, plan, kind, resource, f"{kind.kind} {name} failed: InvalidResult")
         return failed
@@ -665,8 +542,10 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         if len(alerts) > MAX_ALERT_EVENTS:
             more = f"{len(alerts) - MAX_ALERT_EVENTS} more alerts: see status.alerts"
             plan.events.append(("Warning", "MoreAlerts", more))
-        decided = _retraining_after_window(world, plan, resource, status, projected, parsed, run)
-        if isinstance(decided, _Creating):
+        decided = monitors.retraining_after_window(
+            world, plan, resource, status, projected, parsed, run
+        )
+        if isinstance(decided, monitors.Creating):
             return plan  # decided again once the candidate is created
         if decided is not None:
             projected.update(decided.pop("_fields", {}))
@@ -825,203 +704,6 @@ def _keep_phase(
     return plan
 
 
-# -- a ModelMonitor's gated retraining (monitoring.py holds the rules) ---------------------------
-class _Creating:
-    """A candidate is being created: decide() is asked again once it is."""
-
-
-_CREATING = _Creating()
-
-
-def _start_candidate(
-    world: World,
-    plan: Outcome,
-    resource: dict[str, Any],
-    status: dict[str, Any],
-    reason: str,
-) -> dict[str, Any] | _Creating | None:
-    """Create the next candidate TrainingRun; its status.retraining once it exists, _CREATING
-    while the create is to be made, None when it cannot be (the watched TrainingRun is gone,
-    or a resource of another owner holds the name).
-
-    The create is the plan's first write (nothing before it in this pass): act() applies it and
-    decide() runs again with it recorded, so the status write that follows names a candidate
-    that exists; a crash in between leaves a candidate that the next look adopts by name."""
-    spec, meta = resource.get("spec") or {}, resource["metadata"]
-    watched_name = monitoring.watched_run(spec, status)
-    watched = world.need(
-        ("get", TRAINING_RUN.kind, watched_name), lambda r: r.get(TRAINING_RUN, watched_name)
-    )
-    if watched is None:
-        plan.events.append(("Warning", "RetrainingNotStarted", f"{watched_name} is gone"))
-        return None
-    number = int((status.get("retraining") or {}).get("started") or 0) + 1
-    candidate = monitoring.candidate_resource(resource, watched, number)
-    name = candidate["metadata"]["name"]
-    plan.writes.append(CreateResource(candidate))
-    created = world.created.get((TRAINING_RUN.kind, name))
-    if created is None:
-        return _CREATING
-    if created is False:
-        existing = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
-        if existing is None or not _owned_by(existing, meta.get("uid")):
-            message = f"TrainingRun {name} exists and is not this monitor's: rename or delete it"
-            plan.events.append(("Warning", "RetrainingNotStarted", message))
-            return None
-    plan.events.append(("Normal", "RetrainingStarted", f"TrainingRun {name}: {reason}"))
-    return monitoring.started(status, name, reason, world.now)
-
-
-def _retraining_at_look(
-    world: World,
-    plan: Outcome,
-    resource: dict[str, Any],
-    status: dict[str, Any],
-    raised: dict[str, str],
-    at: datetime,
-) -> dict[str, Any] | _Creating | None:
-    """At a look: follow a training candidate (Comparing once it trained, Refused if it
-    failed), and start one when DataStale or the schedule calls for it. The new
-    status.retraining, None when nothing changed, or _CREATING."""
-    spec = resource.get("spec") or {}
-    if not spec.get("retraining"):
-        return None
-    retraining = status.get("retraining") or {}
-    candidate = retraining.get("candidate") or {}
-    if candidate.get("state") == "Training":
-        name = candidate["name"]
-        run = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
-        followed = monitoring.trained(status, run, world.now)
-        if followed is not None:
-            verdict = (followed.get("candidate") or {}).get("state") or "Refused"
-            said = (followed.get("candidate") or {}).get("message") or (
-                followed["candidates"][-1].get("message")
-            )
-            severity = "Normal" if verdict == "Comparing" else "Warning"
-            plan.events.append((severity, f"Candidate{verdict}", f"{name}: {said}"))
-            return followed
-        return None
-    created = monitoring.parse_time(resource["metadata"].get("creationTimestamp"))
-    reason = monitoring.retrain_reason(spec, status, raised, at, created)
-    if reason is None:
-        return None
-    return _start_candidate(world, plan, resource, status, reason)
-
-
-def _retraining_after_window(
-    world: World,
-    plan: Outcome,
-    resource: dict[str, Any],
-    status: dict[str, Any],
-    projected: dict[str, Any],
-    parsed: Any,
-    run: str,
-) -> dict[str, Any] | _Creating | None:
-    """After a measured window: decide a compared candidate (promote or refuse), or start one
-    when the window raised a trigger. The new status.retraining (with `_fields`, more status
-    fields, and `_conditions` to set), None when nothing changed, or _CREATING."""
-    spec = resource.get("spec") or {}
-    if not spec.get("retraining"):
-        return None
-    retraining = dict(status.get("retraining") or {})
-    candidate = dict(retraining.get("candidate") or {})
-    score = getattr(parsed, "candidate", None)
-    if candidate.get("state") == "Comparing" and score is not None and score.measured:
-        scored = score.model_dump(by_alias=True, mode="json")
-        window = int(projected.get("window") or 0)
-        promoted, message = monitoring.verdict(spec, candidate, scored, window)
-        candidate |= {
-            "state": "Promoted" if promoted else "Refused",
-            "decidedAt": world.now,
-            "decidedBy": run,
-            "metric": scored.get("metric"),
-            "score": scored.get("score"),
-            "currentScore": scored.get("currentScore"),
-            "rows": scored.get("rows"),
-            "window": window,
-            "message": message,
-        }
-        fields: dict[str, Any] = {}
-        if promoted:
-            fields["watched"] = {
-                "trainingRun": candidate["name"],
-                "modelVersion": candidate.get("modelVersion"),
-                "promotedAt": world.now,
-            }
-        watched = candidate["name"] if promoted else monitoring.watched_run(spec, status)
-        after = monitoring.archived(spec, monitoring.decided(retraining, candidate), watched)
-        before = {
-            c["name"] for c in retraining.get("candidates") or [] if c.get("state") == "Archived"
-        }
-        for each in after["candidates"]:
-            if each.get("state") == "Archived" and each["name"] not in before:
-                plan.writes.append(PatchLabels(TRAINING_RUN, resource["metadata"]["namespace"],
-                                               each["name"], {ARCHIVED: "true"}))  # fmt: skip
-        said = f"{candidate['name']}: {message}"
-        outcome = "CandidatePromoted" if promoted else "CandidateRefused"
-        plan.events.append(("Normal" if promoted else "Warning", outcome, said))
-        return {**after, "_fields": fields, "_conditions": [("Promoted", promoted, outcome, said)]}
-    raised = {str(a["type"]): str(a["message"]) for a in projected.get("alerts") or []}
-    created = monitoring.parse_time(resource["metadata"].get("creationTimestamp"))
-    at = datetime.fromisoformat(world.now.replace("Z", "+00:00"))
-    why = monitoring.retrain_reason(spec, status, raised, at, created)
-    if why is None:
-        return None
-    return _start_candidate(
-        world, plan, resource, status, f"window {projected.get('window')}: {why}"
-    )
-
-
-def _models_of_window(world: World, spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-    """What a ModelMonitor's window scores besides its batches: the promoted TrainingRun (if
-    retraining promoted one) and a trained candidate to compare with it."""
-    found: dict[str, Any] = {}
-    watched = (status.get("watched") or {}).get("trainingRun")
-    if watched:
-        found["trainingRun"] = watched
-    candidate = ((status.get("retraining") or {}).get("candidate")) or {}
-    if candidate.get("state") == "Comparing":
-        name = candidate["name"]
-        run = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
-        run_status = (run or {}).get("status") or {}
-        if run_status.get("modelUri") and run_status.get("modelDigest"):
-            found["candidate"] = {
-                "uri": run_status["modelUri"],
-                "digest": run_status["modelDigest"],
-            }
-    return found
-
-
-def _listing_of(prefix: str) -> Callable[[Reader], list[Listed] | ArtifactStoreUnavailable]:
-    return lambda reader: reader.listing(prefix)
-
-
-def _window_of(
-    kind: Kind, spec: dict[str, Any], status: dict[str, Any], window: monitoring.Window | None
-) -> dict[str, Any] | None:
-    """A ModelMonitor's window as its job spec gets it: the one just chosen, or (a restart
-    before its Job was created) the one its status records."""
-    if kind is not MODEL_MONITOR:
-        return None
-    if window is not None:
-        batches, number = window.batches, window.number
-    else:
-        batches = [{"uri": uri} for uri in status.get("pending") or []]
-        number = int(status.get("window") or 1)
-    return {"batches": batches, "window": number, "history": monitoring.history(spec, status)}
-
-
-def _failed_window(
-    kind: Kind, status: dict[str, Any], error: Any, reason: str, message: str
-) -> dict[str, Any]:
-    """What a ModelMonitor's failed window leaves for the next (monitoring.after_failure)."""
-    if kind is not MODEL_MONITOR:
-        return {}
-    return monitoring.after_failure(
-        status, error if isinstance(error, dict) else None, reason, message
-    )
-
-
 def _ready_reason(status: dict[str, Any]) -> str | None:
     return (condition_of(status, "Ready") or {}).get("reason")
 
@@ -1055,7 +737,3 @@ def _dataset_owner(resource: dict[str, Any]) -> dict[str, Any] | None:
         if ref.get("kind") == DATASET.kind and ref.get("apiVersion") == DATASET.api_version:
             return ref
     return None
-
-
-class ArtifactStoreUnavailable(Exception):
-    """The artifact store (S3) did not answer; reading again later may succeed."""
