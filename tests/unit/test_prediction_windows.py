@@ -183,12 +183,25 @@ def without(field: str) -> dict[str, Any]:
         (json.dumps({**RECORD, "features": {f"c{i}": 1 for i in range(1001)}}).encode(),
          "InvalidPayload"),
         (json.dumps({**RECORD, "label": [1]}).encode(), "InvalidPayload"),
+        (json.dumps({**RECORD, "features": {"a\u200bb": 1}}).encode(), "InvalidPayload"),
+        (json.dumps({**RECORD, "features": {"": 1}}).encode(), "InvalidPayload"),
+        (json.dumps({**RECORD, "features": {"c" * 257: 1}}).encode(), "InvalidPayload"),
+        (json.dumps({**RECORD, "features": {"a": "x" * 4097}}).encode(), "InvalidPayload"),
+        (b'{"model_id": "m", "user_id": "a", "user_id": "b", "features": {"x": 1}}', "NotJson"),
     ],
 )  # fmt: skip
 def test_a_bad_record_is_refused_with_a_reason(value: bytes | None, reason: str) -> None:
     with pytest.raises(Rejected) as refused:
         parse_record(value, 256 * 1024)
     assert refused.value.reason == reason, refused.value.message
+
+
+def test_a_bad_column_is_named_in_the_reason() -> None:
+    row = {**RECORD, "features": {"age": 1, "sex": {"a": 1}}}
+    with pytest.raises(Rejected) as bad:
+        parse_record(json.dumps(row).encode(), 1024)
+    assert bad.value.message.startswith("features: 'sex' must be a JSON scalar (text, a number")
+    assert "not an object" in bad.value.message
 
 
 # -- routing ------------------------------------------------------------------------------------

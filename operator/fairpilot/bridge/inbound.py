@@ -99,9 +99,13 @@ def _depth(data: Any, limit: int) -> int:
     return deepest
 
 
-def decode(value: bytes | None, limit: int) -> dict[str, Any]:
+def decode(value: bytes | None, limit: int, *, walk: bool = True) -> dict[str, Any]:
     """The message's JSON object, or Rejected: empty, too large, not UTF-8 JSON (strictly: no
-    NaN, no repeated keys), nested too deeply, or not an object."""
+    NaN, no repeated keys), nested too deeply, or not an object.
+
+    walk=False leaves out the walk that bounds the nesting at MAX_DEPTH (the parser's own limit
+    still holds), for a caller whose model keeps nothing nested (a prediction record: its
+    extra fields are dropped, its values are scalars); the walk is a third of the time."""
     if value is None or not value.strip():
         raise Rejected("EmptyMessage", "the message has no value")
     if len(value) > limit:
@@ -122,7 +126,7 @@ def decode(value: bytes | None, limit: int) -> dict[str, Any]:
         raise Rejected("NotJson", f"the value is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Rejected("NotAnObject", f"the value is JSON {type(data).__name__}, not an object")
-    if _depth(data, MAX_DEPTH) > MAX_DEPTH:
+    if walk and _depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise Rejected("TooDeeplyNested", f"JSON nested more than {MAX_DEPTH} levels")
     return data
 

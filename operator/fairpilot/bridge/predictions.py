@@ -55,7 +55,7 @@ Wake = Callable[[str, str], None]
 
 def parse_record(value: bytes | None, limit: int) -> PredictionRecord:
     """The record, or Rejected with the reason (decode's, InvalidName, InvalidPayload)."""
-    data = decode(value, limit)
+    data = decode(value, limit, walk=False)
     try:
         return PredictionRecord.model_validate(data)
     except ValidationError as exc:
