@@ -102,6 +102,7 @@ bench: venv
 	$(PYTHON) bench/bench_fairness.py
 	$(PYTHON) bench/bench_drift.py
 	$(PYTHON) bench/bench_monitor.py
+	$(PYTHON) bench/bench_monitor_kafka.py
 	$(PYTHON) bench/bench_soak.py
 
 clean:
