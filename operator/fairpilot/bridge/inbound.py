@@ -140,14 +140,19 @@ def parse(role: str, data: dict[str, Any]) -> Inbound:
     try:
         return INBOUND_BY_ROLE[role].model_validate(data)
     except ValidationError as exc:
-        names = ("dataset_id", "model_id", "version")
-        reason = (
-            "InvalidName"
-            if all(e["loc"] and e["loc"][0] in names and e["type"] != "missing"
-                   for e in exc.errors())
-            else "InvalidPayload"
-        )  # fmt: skip
-        raise Rejected(reason, explain(exc)) from None
+        raise invalid(exc, ("dataset_id", "model_id", "version")) from None
+
+
+def invalid(exc: ValidationError, names: tuple[str, ...]) -> Rejected:
+    """A payload the model refused: InvalidName when every error is an id of `names` that is
+    there but malformed (it could not name a resource), else InvalidPayload."""
+    reason = (
+        "InvalidName"
+        if all(e["loc"] and e["loc"][0] in names and e["type"] != "missing"
+               for e in exc.errors())
+        else "InvalidPayload"
+    )  # fmt: skip
+    return Rejected(reason, explain(exc))
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -301,25 +306,31 @@ def _from_dataset(message: BiasTrigger | AutomlTrigger, namespace: str, get: Get
     return (found or {}).get("spec") or {}
 
 
+def granted(config: BridgeConfig, principal: str | None, topic: str, user_id: str) -> set[str]:
+    """The namespaces the principal that wrote on `topic` may act in for `user_id`; Rejected
+    when the topic is a shared one (no principal) or the principal may not act for the user.
+    Triggers and prediction records follow the same grant (bridge/index.py)."""
+    if principal is None:
+        raise Rejected(
+            "PrincipalUnknown",
+            f"{topic} is a shared topic and this bridge maps Kafka principals to users: "
+            f"send on {topic}.<principal>, the topic only that principal may write to",
+        )
+    grant = config.principals[principal]
+    if "*" not in grant.user_ids and user_id not in grant.user_ids:
+        raise Rejected(
+            "UserNotAllowed", f"principal {principal!r} may not act for user_id {user_id[:80]!r}"
+        )
+    return set(grant.namespaces or [config.namespace])
+
+
 def _authorise(message: Inbound, namespace: str, source: Source, config: BridgeConfig) -> None:
     """With principals configured, the topic's principal must be allowed this user id and
     namespace (`BridgeConfig.principals`); without, the producer's user_id is taken as said."""
     if not config.principals:
         return
     principal = config.principal_of(source.topic)
-    if principal is None:
-        raise Rejected(
-            "PrincipalUnknown",
-            f"{source.topic} is a shared topic and this bridge maps Kafka principals to users: "
-            f"send on {source.topic}.<principal>, the topic only that principal may write to",
-        )
-    grant = config.principals[principal]
-    if "*" not in grant.user_ids and message.user_id not in grant.user_ids:
-        raise Rejected(
-            "UserNotAllowed",
-            f"principal {principal!r} may not act for user_id {message.user_id[:80]!r}",
-        )
-    if namespace not in (grant.namespaces or [config.namespace]):
+    if namespace not in granted(config, principal, source.topic, message.user_id):
         raise Rejected(
             "NamespaceNotAllowed",
             f"principal {principal!r} may not create resources in namespace {namespace!r}",

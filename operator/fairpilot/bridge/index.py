@@ -18,7 +18,7 @@ from typing import Any
 from fairpilot.api.kinds import MODEL_MONITOR, TRAINING_RUN
 from fairpilot.api.monitor import KafkaSource
 from fairpilot.bridge.config import BridgeConfig
-from fairpilot.bridge.inbound import Rejected
+from fairpilot.bridge.inbound import Rejected, granted
 from fairpilot.bridge.windows import MonitorKey
 from fairpilot.config import OperatorConfig
 from fairpilot.events.payloads import PredictionRecord
@@ -205,25 +205,13 @@ class MonitorIndex:
             )
         if config.principals:
             _, principal = self.base_topic(topic)
-            if principal is None:
-                raise Rejected(
-                    "PrincipalUnknown",
-                    f"{topic} is a shared topic and this bridge maps Kafka principals to users: "
-                    f"send on {topic}.<principal>, the topic only that principal may write to",
-                )
-            grant = config.principals[principal]
-            if "*" not in grant.user_ids and record.user_id not in grant.user_ids:
-                raise Rejected(
-                    "UserNotAllowed",
-                    f"principal {principal!r} may not act for user_id {record.user_id[:80]!r}",
-                )
-            granted = set(grant.namespaces or [config.namespace])
-            if record.namespace and record.namespace not in granted:
+            grants = granted(config, principal, topic, record.user_id)
+            if record.namespace and record.namespace not in grants:
                 raise Rejected(
                     "NamespaceNotAllowed",
                     f"principal {principal!r} may not act in namespace {record.namespace!r}",
                 )
-            allowed = allowed & granted
+            allowed = allowed & grants
         return {record.namespace} if record.namespace else set(allowed)
 
     def route(self, record: PredictionRecord, topic: str) -> list[Watcher]:

@@ -32,7 +32,7 @@ from fairpilot.api.kinds import MODEL_MONITOR, TRAINING_RUN
 from fairpilot.backoff import Backoff
 from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.consumer import Audit, audit_document, report_lag, send_dead_letter
-from fairpilot.bridge.inbound import Rejected, decode, explain
+from fairpilot.bridge.inbound import Rejected, decode, invalid
 from fairpilot.bridge.index import MonitorIndex, Watcher, no_monitor
 from fairpilot.bridge.windows import TopicPartition, Window, WindowKey, Windows, watermark
 from fairpilot.cluster import Cluster
@@ -59,14 +59,7 @@ def parse_record(value: bytes | None, limit: int) -> PredictionRecord:
     try:
         return PredictionRecord.model_validate(data)
     except ValidationError as exc:
-        names = ("model_id",)
-        reason = (
-            "InvalidName"
-            if all(e["loc"] and e["loc"][0] in names and e["type"] != "missing"
-                   for e in exc.errors())
-            else "InvalidPayload"
-        )  # fmt: skip
-        raise Rejected(reason, explain(exc)) from None
+        raise invalid(exc, ("model_id",)) from None
 
 
 def parse_all(values: list[bytes | None], limit: int) -> list[PredictionRecord | Rejected]:
