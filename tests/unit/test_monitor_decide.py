@@ -269,8 +269,27 @@ def window_result(alerts: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         "history": [{"window": 1, "rows": 400}, summary],
         "model": {"uri": "file:///m", "modelId": "income", "version": "v1"},
         "features": [{"name": "age", "psi": 0.31}, {"name": "sex", "psi": 0.01}],
+        "fairness": fairness_block(di=(0.31, 0.30)),
         "reports": {"window": "file:///artifacts/out/report.html"},
         **extra,
+    }
+
+
+def fairness_block(di: tuple[float | None, float | None]) -> dict[str, Any]:
+    """A window's bias-drift block: sex's disparate impact (training, window), and an equal
+    opportunity difference the unlabelled window could not measure."""
+    training, window = di
+    return {
+        "measured": True,
+        "message": "measured on the window's rows with the model's decisions",
+        "features": {
+            "sex": {
+                "comparison": [
+                    {"measure": "disparateImpact", "training": training, "window": window},
+                    {"measure": "equalOpportunityDifference", "training": 0.07, "window": None},
+                ]
+            }
+        },
     }
 
 
@@ -327,6 +346,40 @@ def test_a_window_with_too_few_rows_judges_nothing() -> None:
     assert found["DriftDetected"][1] is None and found["DriftDetected"][2] == "TooFewRows"
     assert "fewer than thresholds.minRows" in found["BiasDrift"][3]
     assert behaviour(MODEL_MONITOR).summary(status).startswith("window 2: no alert")
+
+
+def bias_condition(result: dict[str, Any]) -> tuple[str, bool | None, str, str]:
+    from fairpilot.kinds import project_result, result_conditions
+
+    status = project_result(MODEL_MONITOR, result)
+    return {c[0]: c for c in result_conditions(MODEL_MONITOR, status, result)}["BiasDrift"]
+
+
+def test_bias_drift_holds_only_for_what_was_compared_and_says_so() -> None:
+    _, held, reason, message = bias_condition(window_result([]))
+    assert (held, reason) == (False, "FairnessHeld")
+    assert "sex disparateImpact 0.31 -> 0.3" in message
+    assert "not compared" in message and "sex equalOpportunityDifference" in message
+
+
+@pytest.mark.parametrize("di", [(None, None), (0.31, None), (None, 0.3)])
+def test_bias_drift_is_unknown_when_no_measure_could_be_compared(
+    di: tuple[float | None, float | None],
+) -> None:
+    """A model that chose nobody (at training or in the window) has no disparate impact:
+    saying fairness "held" would claim what nobody measured."""
+    _, held, reason, message = bias_condition(window_result([], fairness=fairness_block(di)))
+    assert (held, reason) == (None, "FairnessNotCompared"), message
+    assert "chooses nobody" in message
+
+
+def test_bias_drift_is_unknown_when_fairness_was_not_measured() -> None:
+    fairness = {"measured": False, "message": "fairness is measured for classifiers only"}
+    _, held, reason, message = bias_condition(window_result([], fairness=fairness))
+    assert (held, reason) == (None, "FairnessNotMeasured")
+    assert message == "window 2: fairness is measured for classifiers only"
+    _, held, reason, _ = bias_condition({**window_result([]), "fairness": None})
+    assert (held, reason) == (None, "FairnessNotMeasured")
 
 
 def succeeded_monitor(alerts: list[dict[str, Any]]) -> dict[str, Any]:

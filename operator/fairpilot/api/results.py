@@ -351,6 +351,36 @@ class CandidateScore(ResultPart):
     message: str | None = Field(default=None, description="Why it was not measured, if not.")
 
 
+class FairnessComparison(ResultPart):
+    """One fairness measure of one sensitive feature: the window's value beside training's."""
+
+    measure: str = Field(description="disparateImpact, statisticalParityDifference, ...")
+    window: float | None = Field(
+        default=None,
+        description="The window's value; none when undefined (nobody chosen, no labels).",
+    )
+    training: float | None = Field(default=None, description="The value after training.")
+    crossed: bool = Field(default=False, description="Whether it raised BiasDrift.")
+
+
+class FeatureFairnessWindow(ResultPart):
+    """One sensitive feature in one window."""
+
+    comparison: list[FairnessComparison] = Field(
+        default_factory=list, description="Each measure against its training value."
+    )
+
+
+class WindowFairness(ResultPart):
+    """Bias drift in one window: whether it was measured, and each feature's comparison."""
+
+    measured: bool = Field(default=False, description="Whether fairness was measured.")
+    message: str = Field(default="", description="How it was measured, or why not.")
+    features: dict[str, FeatureFairnessWindow] = Field(
+        default_factory=dict, description="Per sensitive feature found in the window."
+    )
+
+
 class MonitorResult(StageResult):
     """The monitor stage's result: one window (a ModelMonitor's status)."""
 
@@ -372,6 +402,9 @@ class MonitorResult(StageResult):
     model: ExplainedModel = Field(description="The model watched.")
     candidate: CandidateScore | None = Field(
         default=None, description="The retrained candidate's score beside the watched model's."
+    )
+    fairness: WindowFairness | None = Field(
+        default=None, description="Bias drift: each sensitive feature against training."
     )
 
 

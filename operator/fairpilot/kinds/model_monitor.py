@@ -53,6 +53,47 @@ def _feature_psi(result: MonitorResult) -> dict[str, float]:
     return {name: round(value, 6) for name, value in largest}
 
 
+def _fairness_held(result: MonitorResult) -> Condition:
+    """BiasDrift when no measure crossed its line: False only for the measures that had a
+    value both in the window and after training, named with their numbers; Unknown when none
+    had (a model that chose nobody has no disparate impact, a window without labels no equal
+    opportunity), since "held" would then claim what nobody measured."""
+    fairness = result.fairness
+    prefix = f"window {result.window}"
+    if fairness is None or not fairness.measured:
+        why = fairness.message if fairness is not None and fairness.message else "not measured"
+        return (AlertType.BIAS_DRIFT, None, "FairnessNotMeasured", f"{prefix}: {why}")
+    held, missing = [], []
+    for name, feature in fairness.features.items():
+        for c in feature.comparison:
+            if c.window is None or c.training is None:
+                missing.append(f"{name} {c.measure}")
+            else:
+                held.append(f"{name} {c.measure} {c.training:.4g} -> {c.window:.4g}")
+    unknown = (
+        f"; not compared (undefined in the window or after training): {', '.join(missing)}"
+        if missing
+        else ""
+    )
+    if not held:
+        return (
+            AlertType.BIAS_DRIFT,
+            None,
+            "FairnessNotCompared",
+            f"{prefix}: no fairness measure could be compared with training{unknown} "
+            "(disparate impact is undefined when the model chooses nobody, equal opportunity "
+            "without labels)"
+            if fairness.features
+            else f"{prefix}: no sensitive feature was in the window",
+        )
+    return (
+        AlertType.BIAS_DRIFT,
+        False,
+        "FairnessHeld",
+        f"{prefix}: held: {', '.join(held)}{unknown}",
+    )
+
+
 def _listed(messages: list[str], limit: int = 5) -> str:
     shown = "; ".join(messages[:limit])
     return shown + (f"; and {len(messages) - limit} more" if len(messages) > limit else "")
@@ -101,6 +142,8 @@ class ModelMonitorBehaviour(KindBehaviour):
             elif type_ is AlertType.PERFORMANCE_DEGRADED and result.labelled_rows == 0:
                 message = f"window {result.window} carried no labels: performance not measured"
                 found.append((type_, None, "NoLabels", message))
+            elif type_ is AlertType.BIAS_DRIFT:
+                found.append(_fairness_held(result))
             else:
                 found.append((type_, False, held_reason, f"window {result.window}: {held}"))
         rejected = [f"{r.uri}: {r.reason}: {r.message}" for r in result.rejected]
