@@ -101,23 +101,52 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--candidate-digest",
+        help=(
+            "the digest the retrained candidate model (spec `candidate`, a monitor window's) "
+            "must have, as --model-digest for `model`; with --model-digest given, a spec "
+            "candidate without it is refused"
+        ),
+    )
+    parser.add_argument(
         "--log-level", default=os.environ.get("FAIRPILOT_LOG_LEVEL", "INFO"), help="default: INFO"
     )
     return parser
 
 
-def pin_model_digest(spec: BaseModel, digest: str | None) -> None:
-    """The spec's model digest must be the Job's (`--model-digest`), when it gives one."""
+def pin_model_digest(
+    spec: BaseModel, digest: str | None, candidate_digest: str | None = None
+) -> None:
+    """The spec's model digest must be the Job's (`--model-digest`), when it gives one; so must
+    a monitor window's candidate model's (`--candidate-digest`). A Job that pins the model
+    (the operator's) and names no candidate loads none: a candidate added to its spec on the
+    way (its ConfigMap made again) would be a second model of the spec's own choosing."""
     model = getattr(spec, "model", None)
-    if digest is None or model is None:
+    if digest is not None and model is not None:
+        if model.digest not in (None, digest):
+            raise JobError(
+                "ModelDigestMismatch",
+                f"the job spec names model digest {model.digest} but the Job {digest}: the "
+                "spec was changed after the operator wrote it; the model is not loaded",
+            )
+        model.digest = digest
+    candidate = getattr(spec, "candidate", None)
+    if candidate is None or (digest is None and candidate_digest is None):
         return
-    if model.digest not in (None, digest):
+    if candidate_digest is None:
         raise JobError(
             "ModelDigestMismatch",
-            f"the job spec names model digest {model.digest} but the Job {digest}: the spec "
-            "was changed after the operator wrote it; the model is not loaded",
+            f"the job spec names a candidate model ({candidate.uri}) but the Job none: the "
+            "spec was changed after the operator wrote it; no model is loaded",
         )
-    model.digest = digest
+    if candidate.digest not in (None, candidate_digest):
+        raise JobError(
+            "ModelDigestMismatch",
+            f"the job spec names candidate digest {candidate.digest} but the Job "
+            f"{candidate_digest}: the spec was changed after the operator wrote it; no model "
+            "is loaded",
+        )
+    candidate.digest = candidate_digest
 
 
 def load_spec(stage: str, source: str) -> BaseModel:
@@ -200,6 +229,7 @@ def run(
     output: str,
     run_id: str | None = None,
     model_digest: str | None = None,
+    candidate_digest: str | None = None,
 ) -> int:
     started = datetime.now(UTC)
     clock = time.monotonic()
@@ -214,7 +244,7 @@ def run(
         store.delete(RESULT_FILE)
         store.delete(ERROR_FILE)
         spec = load_spec(stage, spec_source)
-        pin_model_digest(spec, model_digest)
+        pin_model_digest(spec, model_digest, candidate_digest)
         log.info("%s: starting, output %s", stage, store.uri())
         result = stage_function(stage)(spec, store)
         envelope = {
@@ -289,7 +319,9 @@ def configure_logging(level: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
-    return run(args.stage, args.spec, args.output, args.run_id, args.model_digest)
+    return run(
+        args.stage, args.spec, args.output, args.run_id, args.model_digest, args.candidate_digest
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ far as they trust each other; namespaces separate teams that do not.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import string
 from pathlib import PurePosixPath
@@ -69,7 +70,7 @@ def folder_name(value: str | None) -> str:
     if len(encoded) <= _MAX_FOLDER and encoded:
         return encoded
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{encoded[:_MAX_FOLDER - 2 - len(digest)]}~~{digest}"
+    return f"{encoded[: _MAX_FOLDER - 2 - len(digest)]}~~{digest}"
 
 
 def _escape(char: str) -> str:
@@ -125,6 +126,34 @@ def problem(uri: str, allowed: list[str] | None) -> str | None:
     return f"{uri[:200]!r} is outside the locations this namespace and user may read ({shown})"
 
 
+def resolved_problem(uri: str, allowed: list[str] | None) -> str | None:
+    """Why a `file://` URI may not be read once its links are resolved, or None: a link planted
+    in one's own folder (or the folder itself a link) must not reach another tenant's files.
+    The stage pod judges the same way (`artifacts._check_allowed`); the operator, which lists
+    a ModelMonitor's folder itself, must not look there either. Not a file:// URI, no
+    restriction, or a path that cannot be resolved (a NUL: refused as an input error anyway):
+    None."""
+    parts = _parts(uri)
+    if allowed is None or parts is None or parts[0] != "file":
+        return None
+    try:
+        real = os.path.realpath(parts[2])
+        folders = [
+            os.path.realpath(found[2])
+            for folder in allowed
+            if (found := _parts(folder)) is not None and found[0] == "file"
+        ]
+    except ValueError:
+        return None
+    if any(PurePosixPath(real).is_relative_to(PurePosixPath(folder)) for folder in folders):
+        return None
+    shown = ", ".join(allowed) if allowed else "none"
+    return (
+        f"{uri[:200]!r} leads through a link to {real[:200]!r}, outside the locations this "
+        f"namespace and user may read ({shown})"
+    )
+
+
 # -- the operator's configuration, per namespace ------------------------------------------
 def artifact_root(config: OperatorConfig, namespace: str) -> str:
     """Where a namespace's stages write: its own prefix of the artifact root."""
@@ -138,9 +167,7 @@ def artifact_root(config: OperatorConfig, namespace: str) -> str:
     return f"{root}/{namespace}"
 
 
-def data_locations(
-    config: OperatorConfig, namespace: str, user_id: str | None
-) -> list[str] | None:
+def data_locations(config: OperatorConfig, namespace: str, user_id: str | None) -> list[str] | None:
     """The folders a resource of this namespace and user may read data from; None: any."""
     entry = config.namespaces.get(namespace)
     templates = entry.data_locations if entry and entry.data_locations is not None else None

@@ -127,11 +127,14 @@ def build_job(
     config: OperatorConfig,
     run: str,
     model_digest: str | None = None,
+    candidate_digest: str | None = None,
 ) -> dict[str, Any]:
     """The stage's Job for one run: one container running `fairpilot-job STAGE`, locked down.
 
     `model_digest`: the digest of the model the job spec names; in the Job's own arguments too,
     which (unlike the spec's ConfigMap) nobody can change once the Job exists.
+    `candidate_digest`: the same for a ModelMonitor window's retrained candidate (spec
+    `candidate`), a second model the stage unpickles.
     """
     meta, spec = resource["metadata"], resource.get("spec") or {}
     name = object_name(kind, meta["name"], run)
@@ -165,6 +168,7 @@ def build_job(
             "--run-id",
             f"{meta['uid']}/{run}",
             *(["--model-digest", model_digest] if model_digest else []),
+            *(["--candidate-digest", candidate_digest] if candidate_digest else []),
         ],
         "env": env,
         "resources": requirements,

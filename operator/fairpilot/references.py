@@ -392,7 +392,8 @@ def check_uri(
 ) -> None:
     """A URI the stage pods may read, judged as the stage would: its scheme, the file root
     (`FAIRPILOT_FILE_ROOT`) and the locations allowed to the namespace and user (`allowed`,
-    None: any; `FAIRPILOT_ALLOWED_LOCATIONS` in the pod)."""
+    None: any; `FAIRPILOT_ALLOWED_LOCATIONS` in the pod), a `file://` path as written and with
+    its links resolved."""
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     if scheme not in config.uri_schemes:
         schemes = ", ".join(f"{s}://" for s in config.uri_schemes)
@@ -411,7 +412,7 @@ def check_uri(
                 "(the only folder stage pods may read file:// URIs from)",
                 waiting=False,
             )
-    refused = access.problem(uri, allowed)
+    refused = access.problem(uri, allowed) or access.resolved_problem(uri, allowed)
     if refused:
         raise UnresolvedReference("LocationNotAllowed", f"{field_name}: {refused}", waiting=False)
 

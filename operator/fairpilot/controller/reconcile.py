@@ -25,7 +25,7 @@ from typing import Any
 
 import kubernetes
 
-from fairpilot import monitoring
+from fairpilot import access, monitoring
 from fairpilot.api.kinds import BY_KIND, DATASET, MODEL_MONITOR, TRAINING_RUN, Kind
 from fairpilot.api.status import Phase
 from fairpilot.artifacts import Listed
@@ -56,7 +56,7 @@ from fairpilot.controller.world import (
 from fairpilot.jobs import GpuNotAllowed, build_job, object_name, spec_config_map
 from fairpilot.kinds import project_result, result_conditions, summary_message
 from fairpilot.pipeline import next_resource
-from fairpilot.references import UnresolvedReference
+from fairpilot.references import UnresolvedReference, check_uri
 from fairpilot.runs import (
     current_run,
     model_registry_uri,
@@ -242,6 +242,15 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         spec_now = resource.get("spec") or {}
         if not monitoring.looks(spec_now, status, generation, at):
             return plan
+        refused = unreadable_source(config, namespace, spec_now)
+        if refused is not None:
+            # Before any listing: the operator lists with its own credentials, and the names
+            # and times under another tenant's prefix are not this monitor's to see.
+            conditions = condition(
+                conditions, "ReferencesResolved", False, refused.reason, refused.message
+            )
+            conditions = condition(conditions, "Ready", False, refused.reason, refused.message)
+            return write(Phase.FAILED, refused.message)
         new_generation = status.get("observedGeneration") != generation
         records = records_uri(config, resource)
         where = monitoring.prefixes(spec_now, records)
@@ -391,6 +400,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
                 config,
                 run,
                 model_digest=(spec.get("model") or {}).get("digest"),
+                candidate_digest=(spec.get("candidate") or {}).get("digest"),
             )
         except ArtifactStoreUnavailable as exc:
             message = f"waiting for the artifact store to choose the model's version: {exc}"
@@ -736,4 +746,23 @@ def _dataset_owner(resource: dict[str, Any]) -> dict[str, Any] | None:
     for ref in (resource.get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("kind") == DATASET.kind and ref.get("apiVersion") == DATASET.api_version:
             return ref
+    return None
+
+
+def unreadable_source(
+    config: OperatorConfig, namespace: str, spec: dict[str, Any]
+) -> UnresolvedReference | None:
+    """Why a ModelMonitor's batch prefix (`batches.uri`) may not be read by its namespace and
+    user (as `references.check_uri` judges every location a job reads, links resolved), or
+    None. Judged before the prefix is listed, not only once a window's batches are resolved:
+    an empty prefix of another tenant would otherwise leave the monitor waiting for data, and
+    a full one show that tenant's object names and times in its status."""
+    uri = (spec.get("batches") or {}).get("uri")
+    if not isinstance(uri, str):
+        return None
+    try:
+        allowed = access.readable(config, namespace, spec.get("userId"))
+        check_uri(uri, config, "batches.uri", allowed)
+    except UnresolvedReference as refused:
+        return refused
     return None
