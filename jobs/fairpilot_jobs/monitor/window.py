@@ -9,7 +9,12 @@ where it is. Reasons:
 - `BatchUnreadable`: not readable as its format (or its format cannot be told from its name);
 - `EmptyBatch`: no rows;
 - `ColumnNotFound`: a feature the model uses (or the monitor's predictionColumn) is not a column;
-- `WrongType`: a column the model reads as numbers holds text.
+- `WrongType`: a column the model reads as numbers holds text;
+- a batch refused by the input rules or limits keeps the refusal's own reason: `InvalidURI` (a
+  name with a control or invisible character, an S3 key with `?` or `#`: no URI FairPilot
+  reads), `LocationNotAllowed` (outside what the namespace and user may read, links
+  resolved), `UnsafePath`, `DecompressedTooLarge`, `ParquetMetadataTooLarge`,
+  `TooManyRowGroups`, `TooManyColumns`, `HeaderTooLarge`.
 
 A transient failure of the store (`StorageUnavailable`) is not a rejection: the window fails,
 and its Job is retried, rather than let a batch go unmeasured.
@@ -33,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from fairpilot.api.common import DataLocation
 from fairpilot.api.monitor import (
@@ -43,12 +49,27 @@ from fairpilot.api.monitor import (
     MonitorThresholds,
     WindowSummary,
 )
+from fairpilot.api.validation import describe, invisible_characters
 from fairpilot.errors import JobError
 from fairpilot_jobs.monitor.drift import FeatureDrift, FeatureReference
 from fairpilot_jobs.tables import read_table
 
 # What read_table's reasons mean for one batch of a window.
 _READ_REASONS = {"EmptyTable": "EmptyBatch", "DatasetNotFound": "BatchNotFound"}
+# Refusals of the input rules and limits: the batch is rejected with the refusal's own reason
+# (the same as a Dataset's), not as merely unreadable.
+_KEPT_REASONS = frozenset(
+    {
+        "InvalidURI",
+        "LocationNotAllowed",
+        "UnsafePath",
+        "DecompressedTooLarge",
+        "ParquetMetadataTooLarge",
+        "TooManyRowGroups",
+        "TooManyColumns",
+        "HeaderTooLarge",
+    }
+)
 MAX_BAD_VALUES = 3  # examples of text in a numeric column, in a WrongType message
 MAX_CHANGES = 20  # ADWIN detections listed per stream; the count is kept
 SCORE, ERROR, PREDICTION = "(score)", "(error)", "(prediction)"
@@ -114,13 +135,21 @@ def read_batch(
     required: Mapping[str, str],
 ) -> pd.DataFrame:
     """One batch's columns the window needs; raises Rejected when it cannot be used."""
-    location = DataLocation.model_validate({"uri": batch.uri, "format": batch.format})
+    try:
+        location = DataLocation.model_validate({"uri": batch.uri, "format": batch.format})
+    except ValidationError as exc:
+        # A name no URI FairPilot reads may hold: this batch is refused, the window goes on.
+        shown = escaped(batch.uri)
+        raise Rejected(
+            "InvalidURI", f"batch {shown} is not a URI FairPilot reads: {describe(exc)}"
+        ) from None
     try:
         frame = read_table(location, what="batch")
     except JobError as exc:
         if exc.transient:
             raise  # the store is down: the Job is retried, the batch is not given up
-        raise Rejected(_READ_REASONS.get(exc.reason, "BatchUnreadable"), exc.message) from exc
+        reason = exc.reason if exc.reason in _KEPT_REASONS else "BatchUnreadable"
+        raise Rejected(_READ_REASONS.get(exc.reason, reason), exc.message) from exc
     absent = [name for name in [*references, *required] if name not in frame.columns]
     if absent:
         named = ", ".join(
@@ -137,6 +166,16 @@ def read_batch(
         if reference.kind == "numeric":
             frame[name] = numeric_column(frame[name], batch.uri)
     return frame
+
+
+def escaped(text: str, limit: int = 200) -> str:
+    """`text` with each control or invisible character written as its escape (`\\n`, `\\x00`),
+    cut to `limit` characters: a message shows a hostile name on one printable line."""
+    shown = "".join(
+        char.encode("unicode_escape").decode("ascii") if invisible_characters(char) else char
+        for char in text[:limit]
+    )
+    return shown + ("…" if len(text) > limit else "")
 
 
 def numeric_column(column: pd.Series, uri: str) -> pd.Series:

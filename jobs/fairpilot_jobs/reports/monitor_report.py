@@ -10,6 +10,7 @@ statistic means.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from fairpilot_jobs.reports import charts
 from fairpilot_jobs.reports.html import Report, Section, approx, format_rounded
 
 TOP_FEATURES = 30  # features drawn in the PSI chart; the table lists every one
+TOP_GROUPS = 20  # groups of a sensitive feature tabled, the largest by rows (as bias reports)
 ALERT_WORDS = {
     "DriftDetected": "Data or prediction drift",
     "BiasDrift": "Bias drift",
@@ -385,22 +387,49 @@ def fairness(section: Section, result: Mapping[str, Any]) -> None:
             sortable=False,
             rounded=("after training", "this window", "change", "alert at"),
         )
+        groups = found["groups"]
+        shown = shown_groups(groups, found.get("window") or {})
         section.table(
             [
                 {
                     "group": group,
-                    "rows": values.get("count"),
-                    "favourable rate": values.get("predictedPositiveRate"),
-                    "labelled rows": values.get("labelledCount"),
-                    "true positive rate": values.get("truePositiveRate"),
-                    "compared": not values.get("small"),
+                    "rows": groups[group].get("count"),
+                    "favourable rate": groups[group].get("predictedPositiveRate"),
+                    "labelled rows": groups[group].get("labelledCount"),
+                    "true positive rate": groups[group].get("truePositiveRate"),
+                    "compared": not groups[group].get("small"),
                 }
-                for group, values in found["groups"].items()
+                for group in shown
             ],
             caption=f"{name}: groups on this window (favourable rate: the share of rows the "
             "model gives the favourable decision)",
             rounded=("favourable rate", "true positive rate"),
         )
+        if len(shown) < len(groups):
+            hidden = [g for g in groups if g not in set(shown)]
+            rows_hidden = sum(int(groups[g].get("count") or 0) for g in hidden)
+            section.note(
+                f"{len(groups):,} groups: shown are the {TOP_GROUPS:,} largest by row count and "
+                f"the groups of the lowest and highest favourable rate; {len(hidden):,} more "
+                f"groups ({rows_hidden:,} rows) are not. The measures above are over every group "
+                f"large enough to compare; all {len(groups):,} groups are in result.json "
+                f"(fairness.features.{name}.groups)."
+            )
+
+
+def shown_groups(groups: Mapping[str, Mapping[str, Any]], window: Mapping[str, Any]) -> list[str]:
+    """The groups of a sensitive feature the report tables: all of them up to TOP_GROUPS + 2,
+    else the TOP_GROUPS largest by rows (ties by name) and the two the measures name (lowest
+    and highest favourable rate). A feature of 10,000 groups stays a table one can read, and
+    its report is written in the same time as one of two groups."""
+    if len(groups) <= TOP_GROUPS + 2:
+        return list(groups)
+    largest = heapq.nsmallest(
+        TOP_GROUPS, groups, key=lambda g: (-int(groups[g].get("count") or 0), str(g))
+    )
+    named = [window.get("lowestSelectionGroup"), window.get("highestSelectionGroup")]
+    extremes = [str(g) for g in named if g is not None and str(g) in groups]
+    return list(dict.fromkeys([*largest, *extremes]))
 
 
 def performance(section: Section, result: Mapping[str, Any]) -> None:

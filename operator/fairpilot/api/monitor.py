@@ -16,6 +16,7 @@ report with the trend over the windows before it.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -356,7 +357,6 @@ class ModelMonitorSpec(MonitorFields, OwnedSpec):
         description="Windows kept in the status (and drawn in the report's trends).",
     )
 
-
     @model_validator(mode="after")
     def _a_source(self) -> ModelMonitorSpec:
         if self.batches is None and self.kafka is None:
@@ -365,10 +365,20 @@ class ModelMonitorSpec(MonitorFields, OwnedSpec):
 
 
 # -- the job spec -------------------------------------------------------------------------------
+# A batch's location as the store listed it. Whoever writes the data may give an object any
+# name, and one that is no URI FairPilot reads (a control or invisible character in a file
+# name, `?` or `#` in an S3 key) must reject that one batch, with its reason, not make the whole
+# window's job spec invalid (which would fail the monitor at every look, its mark never passing
+# the batch): the stage checks each batch's URI as a `Uri` before it reads anything
+# (`fairpilot_jobs.monitor.window.read_batch`: InvalidURI), and the operator checks its location
+# as every other (`references.check_uri`).
+BatchUri = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
 class Batch(SpecModel):
     """One object of new data."""
 
-    uri: Uri = Field(description="Its location.")
+    uri: BatchUri = Field(description="Its location (checked as a URI by the stage).")
     format: DataFormat | None = Field(default=None, description="Its format, if not its name's.")
     modified_at: str | None = Field(
         default=None, description="When it was written (RFC 3339), as the store lists it."
