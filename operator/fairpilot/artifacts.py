@@ -223,7 +223,7 @@ def _segments(path: str) -> list[str]:
     return [part for part in path.split("/") if part not in ("", ".")]
 
 
-def _trusted_split(root: str) -> tuple[str, list[str]]:
+def _trusted_split(root: str, trusted: str | None = None) -> tuple[str, list[str]]:
     """Where the no-follow walk to a store's root starts, and the root's names below it.
 
     Links at and above the start are the administrator's (FAIRPILOT_FILE_ROOT) or the caller's
@@ -232,6 +232,8 @@ def _trusted_split(root: str) -> tuple[str, list[str]]:
     are walked too: a link there (even one staying inside the root) would hand one run's output
     to another's folder. Without one, the caller chose the output path, and only the output
     folder itself and what is below it are walked.
+    `trusted`, a folder above the root that the caller knows the administrator set up (the
+    bridge's: the namespace's artifact root), starts the walk there when no file root does.
     """
     parts = _segments(root)
     allowed = os.environ.get(ALLOWED_ROOT_ENV)
@@ -241,6 +243,10 @@ def _trusted_split(root: str) -> tuple[str, list[str]]:
             base_parts = _segments(base)
             if parts[: len(base_parts)] == base_parts:
                 return "/" + "/".join(base_parts), parts[len(base_parts) :]
+    if trusted:
+        base_parts = _segments(trusted)
+        if base_parts and parts[: len(base_parts)] == base_parts and len(parts) > len(base_parts):
+            return "/" + "/".join(base_parts), parts[len(base_parts) :]
     if not parts:
         return "/", []
     return "/" + "/".join(parts[:-1]), parts[-1:]
@@ -277,11 +283,11 @@ def _open_child_dir(parent_fd: int, name: str, shown: str) -> int:
         raise JobError("NotADirectory", f"{shown} is not a directory") from None
 
 
-def _open_dir(root: str, below: list[str], create: bool) -> int:
+def _open_dir(root: str, below: list[str], create: bool, trusted: str | None = None) -> int:
     """A descriptor of folder `root`/`below`, reached without following a link from the trusted
     start down (see `_trusted_split`); missing folders are made when `create`, else
     FileNotFoundError. The caller closes it."""
-    start, names = _trusted_split(root)
+    start, names = _trusted_split(root, trusted)
     names = names + below
     try:
         if create:
@@ -394,8 +400,15 @@ def _plain_files(top: Path) -> list[str]:
 class ArtifactStore:
     """Reads and writes files under one root URI."""
 
-    def __init__(self, root: str | Location) -> None:
+    def __init__(self, root: str | Location, trusted: str | None = None) -> None:
+        """`trusted`: a `file://` folder above the root from which, down, no link is followed
+        (`_trusted_split`), when FAIRPILOT_FILE_ROOT does not already say one."""
         self.root = parse_uri(root) if isinstance(root, str) else root
+        self.trusted = (
+            parse_uri(trusted).path
+            if trusted and trusted.startswith("file://") and self.root.scheme == "file"
+            else None
+        )
         # The run that claimed this location (`claim`): a stage's further claims (the model's
         # registry folder) are made in its name, so that a retry of the run may take them.
         self.run_id: str | None = None
@@ -404,7 +417,7 @@ class ArtifactStore:
     @contextmanager
     def _folder(self, below: list[str], create: bool) -> Iterator[int]:
         """A descriptor of the root's folder `below`, reached without following links."""
-        fd = _open_dir(self.root.path, below, create)
+        fd = _open_dir(self.root.path, below, create, self.trusted)
         try:
             yield fd
         finally:

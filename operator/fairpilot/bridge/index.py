@@ -4,9 +4,10 @@ from listings of the monitors in the bridge's namespaces.
 
 A record goes to every monitor whose `userId` is the record's `user_id` and whose model id is
 its `model_id`, on the monitor's topic (or, with principals, the principal's own copy of it),
-in the record's namespace when it names one, else in any namespace the bridge may act in (and
-its principal may). A monitor's model id is `spec.kafka.modelId`, else its TrainingRun's
-(`spec.modelId`, else the run's name); a window's label column is the TrainingRun's target.
+in the record's namespace when it names one, else in the bridge's own namespace (as for a
+trigger), where its principal, if any, must be allowed to act. A monitor's model id is
+`spec.kafka.modelId`, else its TrainingRun's (`spec.modelId`, else the run's name); a window's
+label column is the TrainingRun's target.
 """
 
 from __future__ import annotations
@@ -194,25 +195,26 @@ class MonitorIndex:
 
     def namespaces_for(self, record: PredictionRecord, topic: str) -> set[str]:
         """Where the record may find its monitors, or Rejected: the rules a trigger's namespace
-        and user id follow (`inbound._namespace`, `inbound._authorise`)."""
+        and user id follow (`inbound._namespace`, `inbound._authorise`). A record that names
+        no namespace is the bridge's own namespace's, as a trigger is, never every namespace's:
+        a monitor in another team's namespace that names the same user and model id would
+        otherwise receive its features."""
         config = self.config
         allowed = config.namespaces()
-        if record.namespace and record.namespace not in allowed:
+        namespace = record.namespace or config.namespace
+        if namespace not in allowed:
             raise Rejected(
                 "NamespaceNotAllowed",
-                f"namespace {record.namespace!r} is not one of the allowed: "
-                f"{', '.join(sorted(allowed))}",
+                f"namespace {namespace!r} is not one of the allowed: {', '.join(sorted(allowed))}",
             )
         if config.principals:
             _, principal = self.base_topic(topic)
-            grants = granted(config, principal, topic, record.user_id)
-            if record.namespace and record.namespace not in grants:
+            if namespace not in granted(config, principal, topic, record.user_id):
                 raise Rejected(
                     "NamespaceNotAllowed",
-                    f"principal {principal!r} may not act in namespace {record.namespace!r}",
+                    f"principal {principal!r} may not act in namespace {namespace!r}",
                 )
-            allowed = allowed & grants
-        return {record.namespace} if record.namespace else set(allowed)
+        return {namespace}
 
     def route(self, record: PredictionRecord, topic: str) -> list[Watcher]:
         """The monitors that take the record (Rejected when it may go to none)."""

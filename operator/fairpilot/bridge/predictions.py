@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fairpilot import artifacts, metrics
+from fairpilot import access, artifacts, metrics
 from fairpilot.api.kinds import MODEL_MONITOR, TRAINING_RUN
 from fairpilot.backoff import Backoff
 from fairpilot.bridge.config import BridgeConfig
@@ -96,11 +96,19 @@ def window_lines(records: list[PredictionRecord], label: str, prediction: str) -
 
 
 def write_window(
-    uri: str, name: str, records: list[PredictionRecord], label: str, prediction: str
+    uri: str,
+    name: str,
+    records: list[PredictionRecord],
+    label: str,
+    prediction: str,
+    trusted: str | None = None,
 ) -> str:
-    """One window file (atomically on a disk: a reader never sees half of it)."""
+    """One window file (atomically on a disk: a reader never sees half of it), as the stages
+    write: every folder below `trusted` (the namespace's artifact root) is opened without
+    following a link, the file made under a temporary name exclusively, then renamed."""
     data = window_lines(records, label, prediction)
-    return artifacts.ArtifactStore(uri).write_bytes(name, data, "application/x-ndjson")
+    store = artifacts.ArtifactStore(uri, trusted=trusted)
+    return store.write_bytes(name, data, "application/x-ndjson")
 
 
 class PredictionConsumer:
@@ -345,11 +353,12 @@ class PredictionConsumer:
             return
         items = [item for _, item in window.items]
         label, prediction = self.index.label_column(watcher), watcher.prediction_column
+        trusted = access.artifact_root(self.index.operator, watcher.namespace)
         for attempt in range(WRITE_TRIES):
             try:
                 await blocking(
                     self.pool, write_window, watcher.records_uri, window.name, items, label,
-                    prediction,
+                    prediction, trusted,
                 )  # fmt: skip
                 break
             except Exception as exc:
