@@ -560,6 +560,36 @@ def test_a_training_run_of_the_candidates_name_made_by_someone_else_is_not_adopt
                for w in plan.writes)  # fmt: skip
 
 
+@pytest.mark.parametrize("owner", ["m1", None, "someone-else"])
+def test_a_candidate_of_another_owner_is_never_scored(owner: str | None) -> None:
+    """The candidate is followed by its name; a TrainingRun of that name that the monitor did
+    not make (deleted and made again while it trained) is left out of the window: never scored
+    beside the watched model, never promoted."""
+    prefix = "file:///data/batches/"
+    candidate = {"name": "watch-r1", "state": "Comparing", "reason": "r", "modelVersion": "v2"}
+    status = {"retraining": {"candidate": candidate}, "lastCheckedAt": "2026-12-02T11:00:00Z"}
+    body = monitor(prefix, status)
+    run = training_run("watch-r1", owner=owner, phase="Succeeded", modelUri="file:///m/x",
+                       modelDigest=OTHER)  # fmt: skip
+    world = World(body, None)
+    world.now = STAMP
+    world.knows(("get", "ModelMonitor", "watch"), body)
+    world.knows(("listing", prefix), [Listed(f"{prefix}1.csv", NOW - timedelta(minutes=5), 1)])
+    world.knows(("get", "TrainingRun", "watch-r1"), run)
+    seen: list[dict[str, Any]] = []
+
+    class Reader:
+        def references(self, kind: Any, spec: Any, name: str, window: dict[str, Any]) -> Any:
+            seen.append(window)
+            return UnresolvedReference("NotReady", "stop here", waiting=True)
+
+    with pytest.raises(Need) as need:
+        decide(MODEL_MONITOR, world, OperatorConfig(artifact_root="file:///a"))
+    assert need.value.key[0] == "references"
+    need.value.read(Reader())  # type: ignore[arg-type]
+    assert ("candidate" in seen[0]) == (owner == "m1")
+
+
 def test_the_stage_loads_no_model_without_its_digest(tmp_path: Path) -> None:
     """The control: a spec (or Job) without a digest loads nothing."""
     marker = tmp_path / "ran"
