@@ -781,7 +781,7 @@ def _owned_candidate(
     that name by someone else is never scored beside the watched model, so never promoted."""
     if "candidate" not in window:
         return window
-    name = ((status.get("retraining") or {}).get("candidate") or {}).get("name")
+    name = str(((status.get("retraining") or {}).get("candidate") or {}).get("name"))
     run = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
     owners = ((run or {}).get("metadata") or {}).get("ownerReferences") or []
     if meta.get("uid") and any(owner.get("uid") == meta["uid"] for owner in owners):
