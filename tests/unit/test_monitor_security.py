@@ -482,6 +482,21 @@ def test_a_record_naming_no_namespace_reaches_only_the_bridges_own_namespace() -
     assert [w.name for w in named] == ["look-alike"]
 
 
+@pytest.mark.parametrize("topic", ["fairpilot-dead-letter", "dataset-events", "bias-events"])
+def test_a_monitor_cannot_make_the_bridge_read_its_own_topics(topic: str) -> None:
+    """On the dead-letter topic, every record it dead-letters would come back to be
+    dead-lettered again, without end."""
+    index = MonitorIndex(
+        BridgeConfig(bootstrap_servers="x:9092"), OperatorConfig(artifact_root="file:///a")
+    )
+    body = kafka_monitor("loop", "default")
+    body["spec"]["kafka"]["topic"] = topic
+    assert not index.update(body, "ADDED")
+    assert index.subscription() == set()
+    index.replace([body], index.mark())
+    assert index.subscription() == set()
+
+
 def test_window_files_follow_no_link_below_the_namespaces_artifact_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

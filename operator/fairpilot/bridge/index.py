@@ -12,6 +12,7 @@ label column is the TrainingRun's target.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from fairpilot.config import OperatorConfig
 from fairpilot.events.payloads import PredictionRecord
 from fairpilot.runs import model_id_of, records_uri
 
+log = logging.getLogger(__name__)
 PREDICTION_COLUMN = "prediction"  # where a record's prediction goes, unless the monitor says
 LABEL_COLUMN = "label"  # where its label goes while the TrainingRun's target is unknown
 MISSING_RUN_RETRY = 5.0  # seconds before a TrainingRun not found is looked up again
@@ -91,6 +93,7 @@ class MonitorIndex:
         self._stamps: dict[tuple[str, str], int] = {}  # the change that last set a monitor
         self._changes = 0
         self._routes: dict[tuple[str, str, str], list[Watcher]] | None = None
+        self.reserved = reserved_topics(config)
 
     # -- kept up to date -----------------------------------------------------------------------
     def update(self, body: dict[str, Any], event_type: str | None) -> bool:
@@ -153,6 +156,15 @@ class MonitorIndex:
         return list(dict.fromkeys(wanted))
 
     def _set(self, key: tuple[str, str], watcher: Watcher | None) -> None:
+        if watcher is not None and watcher.topic in self.reserved:
+            # The bridge's own topics are no monitor's to read: a monitor on the dead-letter
+            # topic would read back every record it dead-letters and send it there again, for
+            # ever; on a trigger or event topic it would dead-letter every message twice.
+            log.warning(
+                "ModelMonitor %s/%s names the bridge's own topic %s: not read for it",
+                key[0], key[1], watcher.topic,
+            )  # fmt: skip
+            watcher = None
         if watcher is None:
             self.monitors.pop(key, None)
         else:
@@ -231,6 +243,13 @@ class MonitorIndex:
             self._routes = routes
         found = self._routes.get((base, record.user_id, record.model_id), [])
         return [watcher for watcher in found if watcher.namespace in namespaces]
+
+
+def reserved_topics(config: BridgeConfig) -> set[str]:
+    """The topics the bridge itself reads or writes (triggers and the principals' copies of
+    them, events, status, dead letters): never a prediction topic."""
+    own = {value for value in config.topics.model_dump().values() if isinstance(value, str)}
+    return own | set(config.routes())
 
 
 def _run_info(run: dict[str, Any]) -> RunInfo:
