@@ -23,6 +23,7 @@ import pandas as pd
 from fairpilot import __version__, artifacts
 from fairpilot.api import Algorithm, TaskType, TrainJobSpec
 from fairpilot.api.fairness import FairnessOptions
+from fairpilot.api.monitor import Baseline, FairnessBaseline
 from fairpilot.errors import JobError
 from fairpilot_jobs.fairness import gate_verdict
 from fairpilot_jobs.model_digest import hash_file, write_manifest
@@ -471,6 +472,7 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
             {"validationThreshold": judged, "fairness": gate_verdict(fairness)}
         )
         metadata = model_metadata(spec, kind, best, metrics, size, model_dir, model_uri, ready)
+        metadata["custom_metadata"]["held_out"] = held_out(eval_metric, kind, metrics, fairness)
         if decision_thresholds is not None:
             # What ships is what was measured: models.predict applies them (and the digest
             # covers them, as every byte of the model).
@@ -626,6 +628,40 @@ def model_metadata(
         "updated_at": now,
         "is_active": True,
         "is_production_ready": bool(ready["ready"]),
+    }
+
+
+def held_out(
+    eval_metric: str,
+    kind: str,
+    metrics: dict[str, dict[str, float]],
+    fairness: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What the model did on held-out rows, in a ModelMonitor's baseline terms
+    (`api.monitor.Baseline`, the figures its TrainingRun's status shows): kept in the model's
+    own metadata, so that a monitor of this version, current or not, compares its windows with
+    them (and the digest covers them, as every byte of the model)."""
+    split = "test" if metrics.get("test", {}).get(eval_metric) is not None else "validation"
+    features = (fairness or {}).get("features") or {}
+    baseline = Baseline(
+        eval_metric=eval_metric,
+        score=metrics.get(split, {}).get(eval_metric),
+        split=split,
+        accuracy=metrics.get(split, {}).get("accuracy" if kind != "regression" else "r2"),
+        positive_label=(fairness or {}).get("positiveLabel"),
+        fairness=[
+            FairnessBaseline(name=name, **_baseline_measures(measured.get("summary") or {}))
+            for name, measured in list(features.items())[:16]
+        ],
+    )
+    return baseline.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def _baseline_measures(summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "disparate_impact": summary.get("disparateImpact"),
+        "statistical_parity_difference": summary.get("statisticalParityDifference"),
+        "equal_opportunity_difference": summary.get("equalOpportunityDifference"),
     }
 
 

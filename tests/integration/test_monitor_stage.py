@@ -167,6 +167,30 @@ def test_the_result_is_a_monitor_result_and_the_report_renders(
     assert "No alert" in visible and "How to read this report" in visible
 
 
+def test_the_model_carries_its_held_out_figures_and_a_window_uses_them(
+    trained: JobRun,
+    adult: dict[str, str],
+    adult_frames: dict[str, pd.DataFrame],
+    tmp_path: Path,
+) -> None:
+    """A monitor pinned to an older version gets no baseline from the TrainingRun's status
+    (it shows the current model's): the window takes the figures that version's training kept
+    in its own metadata, which are those the status showed when it was current."""
+    model = Path(trained.result["model"]["uri"].removeprefix("file://"))
+    kept = json.loads((model / "fairpilot-model.json").read_text())["custom_metadata"]["held_out"]
+    assert kept == baseline_of(trained)
+    rows = adult_frames["test"].sample(500, random_state=5)
+    result = run_window(
+        tmp_path, monitor_spec(trained, adult, write_batches(tmp_path / "in", rows), baseline={})
+    )
+    assert result["baseline"] == baseline_of(trained)
+    assert result["performance"]["baseline"] == baseline_of(trained)["score"]
+    compared = result["fairness"]["features"]["sex"]["comparison"]
+    training = {c["measure"]: c["training"] for c in compared}
+    (sex,) = [f for f in baseline_of(trained)["fairness"] if f["name"] == "sex"]
+    assert training["disparateImpact"] == sex["disparateImpact"] is not None
+
+
 def test_a_shifted_feature_raises_drift_detected_with_drift_s_own_numbers(
     tmp_path: Path, trained: JobRun, adult: dict[str, str], adult_frames: dict[str, pd.DataFrame]
 ) -> None:

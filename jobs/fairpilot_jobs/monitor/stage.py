@@ -33,6 +33,7 @@ import pandas as pd
 from fairpilot import artifacts
 from fairpilot.api import MonitorJobSpec
 from fairpilot.api.fairness import FairnessOptions
+from fairpilot.api.monitor import Baseline
 from fairpilot.errors import JobError
 from fairpilot_jobs.fairness import measure, plain_label
 from fairpilot_jobs.models import load_predictor, predict
@@ -133,12 +134,24 @@ def run_monitor(spec: MonitorJobSpec, store: artifacts.ArtifactStore) -> dict[st
     return result
 
 
+def with_held_out(spec: MonitorJobSpec, metadata: dict[str, Any]) -> MonitorJobSpec:
+    """The spec with the model's own held-out figures as its baseline: what the train stage
+    kept in the model's metadata (`custom_metadata.held_out`, covered by its digest) for that
+    very version, current or pinned. A model trained before they were kept keeps the
+    baseline the operator sent (its TrainingRun's status, for its current model only)."""
+    kept = (metadata.get("custom_metadata") or {}).get("held_out")
+    if not isinstance(kept, dict):
+        return spec
+    return spec.model_copy(update={"baseline": Baseline.model_validate(kept)})
+
+
 def measure_window(
     spec: MonitorJobSpec,
     predictor: Any,
     metadata: dict[str, Any],
     candidate: tuple[Any, dict[str, Any]] | None = None,
 ) -> dict:
+    spec = with_held_out(spec, metadata)
     thresholds = spec.thresholds
     kind = predictor.problem_type
     features = list(predictor.original_features)
