@@ -323,7 +323,8 @@ def candidate_resource(
         "metadata": {
             "name": candidate_name(meta["name"], number),
             "namespace": meta["namespace"],
-            "labels": {"fairpilot.io/monitor": meta["name"][:63]},
+            # A label value ends in a letter or digit; a name cut at 63 may not.
+            "labels": {"fairpilot.io/monitor": meta["name"][:63].rstrip("-.")},
             "ownerReferences": [
                 {
                     "apiVersion": monitor["apiVersion"],
@@ -350,6 +351,12 @@ def started(status: dict[str, Any], name: str, reason: str, now: str) -> dict[st
     }
 
 
+GONE = (
+    "its TrainingRun is gone, or is no longer this monitor's (deleted, or made again under its "
+    "name by someone else)"
+)
+
+
 def trained(status: dict[str, Any], run: dict[str, Any] | None, now: str) -> dict[str, Any] | None:
     """status.retraining once the candidate's TrainingRun ended (None: still training).
 
@@ -373,7 +380,10 @@ def trained(status: dict[str, Any], run: dict[str, Any] | None, now: str) -> dic
             "message": "trained; scored beside the watched model on the next labelled window",
         }
         return {**retraining, "candidate": candidate}
-    why = run_status.get("message") if run is not None else "its TrainingRun was deleted"
+    if run is None:
+        return decided(retraining, candidate | {"state": "Refused", "decidedAt": now,
+                                                "message": GONE})  # fmt: skip
+    why = run_status.get("message")
     return decided(retraining, candidate | {"state": "Refused", "decidedAt": now,
                                             "message": f"training failed: {why}"})  # fmt: skip
 

@@ -192,11 +192,14 @@ def resolve(
     out.pop("testDatasetRef", None)
     if out.get("trainingRunRef"):
         name = out.pop("trainingRunRef")
-        if kind.kind == "ModelMonitor" and (window or {}).get("trainingRun"):
+        promoted = kind.kind == "ModelMonitor" and bool((window or {}).get("trainingRun"))
+        if promoted:
             # A candidate its retraining promoted: that TrainingRun's current model from then on.
             name = (window or {})["trainingRun"]
             out.pop("modelVersion", None)
         run = _get(lookup, "TrainingRun", name, "trainingRunRef")
+        if promoted:
+            _owned_by_monitor(run, name, (window or {}).get("owner"))
         _ready(run, "TrainingRun", name, "trainingRunRef")
         wanted = out.pop("modelVersion", None)
         model = _model(run, name, wanted)
@@ -320,6 +323,22 @@ def _measured_on_the_datasets_groups(
         return out
     fairness["sensitiveFeatures"] = list(declared)[:MAX_FAIRNESS_FEATURES]
     return {**out, "fairness": fairness}
+
+
+def _owned_by_monitor(run: dict[str, Any], name: str, owner: str | None) -> None:
+    """A promoted model is watched only while its TrainingRun is the monitor's own: one
+    deleted and made again under its name by anyone who may create TrainingRuns would
+    otherwise have its model watched, and judged, in the monitor's name."""
+    owners = (run.get("metadata") or {}).get("ownerReferences") or []
+    if owner and any(o.get("uid") == owner for o in owners):
+        return
+    raise UnresolvedReference(
+        "WatchedModelNotOwned",
+        f"status.watched.trainingRun: TrainingRun {name!r} is not this monitor's (no owner "
+        "reference to it; deleted and made again by someone else?): its model is not watched. "
+        "Delete it, or re-create the monitor to watch spec.trainingRunRef again",
+        waiting=False,
+    )
 
 
 def _model(run: dict[str, Any], name: str, version: str | None) -> dict[str, Any]:

@@ -37,10 +37,14 @@ def monitor(status: dict[str, Any], **spec: Any) -> dict[str, Any]:
 
 
 def training_run(name: str, **status: Any) -> dict[str, Any]:
+    """A TrainingRun; the monitor's own (an owner reference to `watch`) when named as its
+    candidates are."""
+    owners = [{"kind": "ModelMonitor", "name": "watch", "uid": "m1"}]
     return {
         "apiVersion": "fairpilot.io/v1alpha1",
         "kind": "TrainingRun",
-        "metadata": {"name": name, "namespace": "ml", "uid": f"u-{name}", "generation": 1},
+        "metadata": {"name": name, "namespace": "ml", "uid": f"u-{name}", "generation": 1,
+                     **({"ownerReferences": owners} if name.startswith("watch-r") else {})},
         "spec": {"datasetRef": "adult", "target": "income", "modelId": "income", "version": "v1",
                  "mitigation": {"biasAnalysisRef": "adult-bias"},
                  "validationThreshold": {"metric": "roc_auc", "min": 0.85},
@@ -167,11 +171,63 @@ def test_the_next_window_scores_a_trained_candidate_beside_the_watched_model() -
     world.knows(("get", "TrainingRun", "watch-r1"), trained)
     from fairpilot.controller.monitors import models_of_window
 
-    found = models_of_window(world, world.resource["spec"], status)
+    meta = world.resource["metadata"]
+    found = models_of_window(world, meta, status)
     assert found == {"candidate": {"uri": "file:///m/v2", "digest": DIGEST}}
-    # After a promotion, windows resolve the promoted TrainingRun's model.
+    # After a promotion, windows resolve the promoted TrainingRun's model (if still its own).
     promoted = {**status, "watched": {"trainingRun": "watch-r1"}, "retraining": {}}
-    assert models_of_window(world, world.resource["spec"], promoted) == {"trainingRun": "watch-r1"}
+    assert models_of_window(world, meta, promoted) == {"trainingRun": "watch-r1", "owner": "m1"}
+
+
+def impostor(run: dict[str, Any]) -> dict[str, Any]:
+    """`run` deleted and made again under its name by someone else: no owner reference."""
+    return {**run, "metadata": {**run["metadata"], "uid": "other", "ownerReferences": []}}
+
+
+def test_a_candidate_made_again_by_someone_else_is_neither_scored_nor_followed() -> None:
+    from fairpilot.controller.monitors import models_of_window, retraining_at_look
+
+    candidate = {"name": "watch-r1", "state": "Comparing", "reason": "r", "modelVersion": "v2"}
+    status = {"retraining": {"candidate": candidate}, "window": 4}
+    world = World(monitor(status))
+    taken = impostor(training_run("watch-r1", phase="Succeeded", modelUri="file:///evil",
+                                  modelDigest=DIGEST))  # fmt: skip
+    world.knows(("get", "TrainingRun", "watch-r1"), taken)
+    assert models_of_window(world, world.resource["metadata"], status) == {}
+    # At the next look it is refused, which frees the monitor to start another.
+    plan = Outcome()
+    at = datetime.fromisoformat(STAMP.replace("Z", "+00:00"))
+    after = retraining_at_look(world, plan, world.resource, status, {}, at)
+    assert isinstance(after, dict)
+    (refused,) = after["candidates"]
+    assert refused["state"] == "Refused" and "no longer this monitor's" in refused["message"]
+    assert after.get("candidate") is None
+    assert [e[1] for e in plan.events] == ["CandidateRefused"]
+    # One still training, replaced: refused the same way, never Comparing.
+    training = {"retraining": {"candidate": {**candidate, "state": "Training"}}}
+    still = World(monitor(training)).knows(("get", "TrainingRun", "watch-r1"), taken)
+    after = retraining_at_look(still, Outcome(), still.resource, training, {}, at)
+    assert isinstance(after, dict) and after["candidates"][-1]["state"] == "Refused"
+
+
+def test_a_promoted_training_run_made_again_by_someone_else_is_not_watched() -> None:
+    from fairpilot.references import UnresolvedReference, resolve
+
+    promoted = impostor(training_run("watch-r1", phase="Succeeded", modelUri="file:///evil",
+                                     modelDigest=DIGEST, modelVersion="v2"))  # fmt: skip
+    lookup = {("TrainingRun", "watch-r1"): promoted}
+    window = {"batches": [{"uri": "file:///b/1.csv"}], "trainingRun": "watch-r1", "owner": "m1"}
+    with pytest.raises(UnresolvedReference) as refused:
+        resolve(MODEL_MONITOR, monitor({})["spec"], lambda k, n: lookup.get((k, n)), "watch",
+                window=window)  # fmt: skip
+    assert refused.value.reason == "WatchedModelNotOwned" and not refused.value.waiting
+
+
+def test_a_candidate_s_monitor_label_is_a_valid_label_value() -> None:
+    long = monitor({})
+    long["metadata"]["name"] = "a" * 62 + "-b"
+    made = monitoring.candidate_resource(long, training_run("income"), 1)
+    assert made["metadata"]["labels"]["fairpilot.io/monitor"] == "a" * 62
 
 
 def comparing(ready: bool | None) -> dict[str, Any]:
@@ -266,7 +322,7 @@ def test_a_resolved_window_of_a_promoted_model_uses_its_training_run() -> None:
     dataset = {"metadata": {"name": "recent", "uid": "d"}, "spec": {"uri": "file:///d.csv"},
                "status": {"phase": "Succeeded", "observedGeneration": 1}}  # fmt: skip
     lookup = {("TrainingRun", "watch-r1"): promoted, ("Dataset", "recent"): dataset}
-    window = {"batches": [{"uri": "file:///b/1.csv"}], "trainingRun": "watch-r1"}
+    window = {"batches": [{"uri": "file:///b/1.csv"}], "trainingRun": "watch-r1", "owner": "m1"}
     spec = monitor({})["spec"]
     resolved: Resolved = resolve(MODEL_MONITOR, spec, lambda k, n: lookup.get((k, n)), "watch",
                                  window=window)  # fmt: skip

@@ -86,9 +86,18 @@ def retraining_at_look(
         return None
     retraining = status.get("retraining") or {}
     candidate = retraining.get("candidate") or {}
+    meta = resource["metadata"]
+    if candidate.get("state") == "Comparing" and own_run(world, meta, candidate["name"]) is None:
+        refused = monitoring.decided(
+            retraining, candidate | {"state": "Refused", "decidedAt": world.now,
+                                     "message": monitoring.GONE})  # fmt: skip
+        plan.events.append(
+            ("Warning", "CandidateRefused", f"{candidate['name']}: {monitoring.GONE}")
+        )
+        return refused
     if candidate.get("state") == "Training":
         name = candidate["name"]
-        run = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
+        run = own_run(world, meta, name)
         followed = monitoring.trained(status, run, world.now)
         if followed is not None:
             verdict = (followed.get("candidate") or {}).get("state") or "Refused"
@@ -170,17 +179,17 @@ def retraining_after_window(
     )
 
 
-def models_of_window(world: World, spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+def models_of_window(world: World, meta: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
     """What a ModelMonitor's window scores besides its batches: the promoted TrainingRun (if
-    retraining promoted one) and a trained candidate to compare with it."""
+    retraining promoted one; references checks it is still the monitor's, `owner`) and a
+    trained candidate to compare with it, if that is still the monitor's own."""
     found: dict[str, Any] = {}
     watched = (status.get("watched") or {}).get("trainingRun")
     if watched:
-        found["trainingRun"] = watched
+        found |= {"trainingRun": watched, "owner": meta.get("uid")}
     candidate = ((status.get("retraining") or {}).get("candidate")) or {}
     if candidate.get("state") == "Comparing":
-        name = candidate["name"]
-        run = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
+        run = own_run(world, meta, candidate["name"])
         run_status = (run or {}).get("status") or {}
         if run_status.get("modelUri") and run_status.get("modelDigest"):
             found["candidate"] = {
@@ -220,6 +229,14 @@ def failed_window(
     )
 
 
+def own_run(world: World, meta: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The TrainingRun `name` if it is this monitor's (an owner reference with its uid); None
+    when it is gone or someone else's. A candidate deleted and made again under its name by
+    anyone who may create TrainingRuns is never followed, scored or promoted."""
+    run = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
+    return run if run is not None and _owned_by(run, meta.get("uid")) else None
+
+
 def _owned_by(obj: dict[str, Any], uid: str | None) -> bool:
     owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return uid is None or any(owner.get("uid") == uid for owner in owners)
+    return uid is not None and any(owner.get("uid") == uid for owner in owners)

@@ -374,8 +374,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         spec_of = resource.get("spec") or {}
         batches = monitors.window_of(kind, spec_of, status, window)
         if batches is not None:
-            batches |= monitors.models_of_window(world, spec_of, status)
-            batches = _owned_candidate(world, plan, meta, status, batches)
+            batches |= monitors.models_of_window(world, meta, status)
         resolved = world.need(
             ("references", run), lambda r: r.references(kind, spec_of, name, batches)
         )
@@ -767,25 +766,3 @@ def unreadable_source(
     except UnresolvedReference as refused:
         return refused
     return None
-
-
-def _owned_candidate(
-    world: World,
-    plan: Outcome,
-    meta: dict[str, Any],
-    status: dict[str, Any],
-    window: dict[str, Any],
-) -> dict[str, Any]:
-    """The window without its retraining candidate when the TrainingRun of the candidate's name
-    is not the monitor's own (an owner reference with its uid): one made (or made again) under
-    that name by someone else is never scored beside the watched model, so never promoted."""
-    if "candidate" not in window:
-        return window
-    name = str(((status.get("retraining") or {}).get("candidate") or {}).get("name"))
-    run = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
-    owners = ((run or {}).get("metadata") or {}).get("ownerReferences") or []
-    if meta.get("uid") and any(owner.get("uid") == meta["uid"] for owner in owners):
-        return window
-    message = f"TrainingRun {name} is not this monitor's (no owner reference to it): not scored"
-    plan.events.append(("Warning", "CandidateNotOwned", message))
-    return {key: value for key, value in window.items() if key != "candidate"}
