@@ -33,6 +33,7 @@ Links on the local disk (`file://`):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -343,9 +344,25 @@ def _write_atomically(dir_fd: int, name: str, data: bytes) -> None:
         raise
 
 
-def _read_file(name: str, dir_fd: int | None, shown: str) -> bytes:
+# FairPilot's own documents (result.json, error.json, a spec, a claim marker) are at most a few
+# MB (a result with every group of 16 sensitive features of 10,000 groups each: about 21 MB);
+# one larger was not written by a stage, and is refused rather than read into the operator's
+# memory.
+MAX_DOCUMENT_BYTES = 64 * 2**20
+
+
+def _too_large(shown: str, size: int, limit: int) -> JobError:
+    return JobError(
+        "DocumentTooLarge",
+        f"{shown} is {size:,} bytes, more than FairPilot reads of its own documents "
+        f"({limit:,}): not written by a stage",
+    )
+
+
+def _read_file(name: str, dir_fd: int | None, shown: str, limit: int | None = None) -> bytes:
     """The bytes of a regular file, never read through a link as its last component (and never
-    blocking on a FIFO); JobError NotFound when there is no such file, UnsafePath for a link."""
+    blocking on a FIFO); JobError NotFound when there is no such file, UnsafePath for a link,
+    DocumentTooLarge past `limit` bytes."""
     try:
         fd = os.open(name, _OPEN_READ, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -359,14 +376,20 @@ def _read_file(name: str, dir_fd: int | None, shown: str) -> bytes:
             raise JobError("NotFound", f"{shown} does not exist") from None
         raise
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a FIFO, a device
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):  # a folder, a FIFO, a device
             raise JobError("NotFound", f"{shown} does not exist (not a file)")
+        if limit is not None and found.st_size > limit:
+            raise _too_large(shown, found.st_size, limit)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
     with os.fdopen(fd, "rb") as handle:
-        return handle.read()
+        data = handle.read() if limit is None else handle.read(limit + 1)
+    if limit is not None and len(data) > limit:  # grown since
+        raise _too_large(shown, len(data), limit)
+    return data
 
 
 def _plain_files(top: Path) -> list[str]:
@@ -490,7 +513,7 @@ class ArtifactStore:
         folders, name = _split(relative)
         try:
             with self._folder(folders, create=False) as dir_fd:
-                return _read_file(name, dir_fd, target.path)
+                return _read_file(name, dir_fd, target.path, MAX_DOCUMENT_BYTES)
         except FileNotFoundError:
             raise JobError("NotFound", f"{target.uri} does not exist") from None
 
@@ -688,11 +711,21 @@ def read_bytes(uri: str) -> bytes:
     hand its target (a secret of the reader's) to whoever reads the result."""
     location = parse_uri(uri)
     if location.scheme == "file":
-        return _read_file(location.path, None, uri)
+        return _read_file(location.path, None, uri, MAX_DOCUMENT_BYTES)
     try:
-        return _s3_client().get_object(Bucket=location.bucket, Key=location.path)["Body"].read()
+        found = _s3_client().get_object(Bucket=location.bucket, Key=location.path)
+        with contextlib.closing(found["Body"]) as body:
+            size = int(found.get("ContentLength") or 0)
+            if size > MAX_DOCUMENT_BYTES:
+                raise _too_large(uri, size, MAX_DOCUMENT_BYTES)
+            data = body.read(MAX_DOCUMENT_BYTES + 1)
+    except JobError:
+        raise
     except Exception as exc:
         raise _s3_error(location, "reading", exc) from exc
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise _too_large(uri, len(data), MAX_DOCUMENT_BYTES)
+    return data
 
 
 def read_json(uri: str) -> Any:

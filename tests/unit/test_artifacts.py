@@ -262,6 +262,31 @@ def test_own_documents_are_not_read_through_a_link(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["file", "s3"])
+def test_an_own_document_larger_than_any_result_is_refused_unread(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A result.json of gigabytes was planted, not written by a stage: the operator refuses it
+    by its size instead of reading it into memory (and takes it as no result)."""
+    from fairpilot.controller.world import Reader
+
+    huge = artifacts.MAX_DOCUMENT_BYTES + 1
+    if where == "file":
+        with open(tmp_path / "result.json", "wb") as file:
+            file.truncate(huge)  # sparse: no disk used
+        uri = f"file://{tmp_path}/result.json"
+    else:
+        client = request.getfixturevalue("s3_client")
+        client.create_bucket(Bucket="fairpilot-huge")
+        client.put_object(Bucket="fairpilot-huge", Key="out/result.json", Body=b" " * huge)
+        uri = "s3://fairpilot-huge/out/result.json"
+    with pytest.raises(JobError, match="more than FairPilot reads") as refused:
+        artifacts.read_json(uri)
+    assert refused.value.reason == "DocumentTooLarge"
+    reader = Reader(cluster=None, namespace="ns", config=None)  # type: ignore[arg-type]
+    assert reader.json(uri) is None  # the read of a stage result: no result
+
+
+@pytest.mark.parametrize("where", ["file", "s3"])
 def test_upload_dir_refuses_links_in_the_local_tree(
     where: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -505,7 +505,10 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         plan.waiting = True
         return write(Phase.RUNNING, message, jobName=job_name, runId=run, outputUri=uri)
     if result is None:
-        message = f"Job {job_name} succeeded but wrote no result.json under {uri}"
+        message = (
+            f"Job {job_name} succeeded but left no readable result.json under {uri} (none, not "
+            "JSON, a link, or larger than 64 MiB)"
+        )
         conditions = condition(conditions, "Ready", False, "NoResult", message)
         return write(
             Phase.FAILED, message, jobName=job_name, runId=run, outputUri=uri, finishedAt=world.now,

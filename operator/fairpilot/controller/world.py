@@ -125,14 +125,15 @@ class Reader:
             return ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}")
 
     def json(self, uri: str) -> dict[str, Any] | ArtifactStoreUnavailable | None:
-        """A stage's JSON file; None when there is none (or a planted link stands there)."""
+        """A stage's JSON file; None when there is none (or what stands there is not one a
+        stage wrote: not JSON, a planted link, larger than any result)."""
         from fairpilot import artifacts
         from fairpilot.errors import JobError
 
         try:
             return artifacts.read_json(uri)
         except JobError as exc:
-            if exc.reason in ("NotFound", "InvalidJSON", "UnsafePath"):
+            if exc.reason in ("NotFound", "InvalidJSON", "UnsafePath", "DocumentTooLarge"):
                 return None
             return ArtifactStoreUnavailable(f"{exc.reason}: {exc.message}")
 
