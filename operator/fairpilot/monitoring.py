@@ -93,8 +93,15 @@ def next_look(source: dict[str, Any] | None, last_checked: datetime | None) -> d
 
 
 def due(spec: dict[str, Any], status: dict[str, Any], now: datetime) -> bool:
-    """Whether it is time to look (always, when it never looked or failed to)."""
-    after = next_look(spec.get("batches"), parse_time(status.get("lastCheckedAt")))
+    """Whether it is time to look: always when it never looked (or failed to), when its
+    schedule says so, and when a look was asked for since the last (`wakeRequestedAt`)."""
+    last = parse_time(status.get("lastCheckedAt"))
+    wake = parse_time(status.get("wakeRequestedAt"))
+    # Times are to the second: a look in the same second as the request may have come before
+    # it, so that one looks again (once: that look's own time is later).
+    if wake is not None and wake <= now and (last is None or wake >= last):
+        return True
+    after = next_look(spec.get("batches"), last)
     return after is None or after <= now
 
 

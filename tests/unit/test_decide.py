@@ -169,6 +169,37 @@ def test_a_failed_job_reports_the_pods_reason() -> None:
     assert plan.events[0][0] == "Warning"
 
 
+def test_a_retraining_candidate_that_ends_asks_its_monitor_to_look() -> None:
+    """A monitor follows its candidate at a look; the candidate's end asks for one, so that it
+    is compared (or refused) at the monitor's next tick, not at its next scheduled look."""
+    status = {"jobName": "fp-train-watch-r1-g1", "phase": "Running", "runId": "g1",
+              "outputUri": "file:///artifacts/out"}  # fmt: skip
+    candidate = {
+        "apiVersion": "fairpilot.io/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"name": "watch-r1", "namespace": "ml", "uid": "t1", "generation": 1,
+                     "ownerReferences": [{"apiVersion": "fairpilot.io/v1alpha1",
+                                          "kind": "ModelMonitor", "name": "watch", "uid": "m1"}]},
+        "spec": {"datasetRef": "recent", "target": "income"},
+        "status": status,
+    }  # fmt: skip
+    world = World(candidate, job("failed", "fp-train-watch-r1-g1", "t1"))
+    terminated = {"exitCode": 1, "reason": "Error", "message": "boom"}
+    plan = plan_for(
+        TRAINING_RUN,
+        world,
+        {
+            ("json", "file:///artifacts/out/error.json"): None,
+            ("termination", "fp-train-watch-r1-g1"): terminated,
+        },
+    )
+    failed, woken = plan.writes
+    assert isinstance(failed, PatchStatus) and failed.patch["phase"] == "Failed"
+    assert isinstance(woken, PatchStatus) and (woken.kind.kind, woken.name) == ("ModelMonitor",
+                                                                               "watch")  # fmt: skip
+    assert woken.patch == {"wakeRequestedAt": world.now}
+
+
 def test_a_dataset_pipeline_creates_its_next_step_and_reports_it_once_created() -> None:
     status = {"jobName": "fp-profile-census-g1", "phase": "Running", "runId": "g1",
               "outputUri": "file:///artifacts/out"}  # fmt: skip

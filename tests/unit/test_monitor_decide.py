@@ -121,6 +121,25 @@ def test_a_cron_schedule_decides_when_to_look() -> None:
     assert monitoring.looks(spec, looked, 1, NOW) and body
 
 
+def test_a_look_asked_for_is_due_at_once_and_only_once() -> None:
+    """The bridge (a window of records written) and a candidate that ended ask for a look out
+    of schedule; the look after the request answers it."""
+    spec = {"trainingRunRef": "model", "batches": {"uri": PREFIX, "intervalSeconds": 3600}}
+    looked = {
+        "phase": "Succeeded",
+        "observedGeneration": 1,
+        "lastCheckedAt": "2026-12-02T11:59:00Z",
+    }
+    assert not monitoring.due(spec, looked, NOW)
+    asked = looked | {"wakeRequestedAt": "2026-12-02T11:59:30.250000Z"}
+    assert monitoring.due(spec, asked, NOW)
+    assert not monitoring.due(spec, asked, NOW - timedelta(seconds=31)), "not before it is asked"
+    # In the same second as the look: it may have come before the look, so it is due.
+    assert monitoring.due(spec, looked | {"wakeRequestedAt": "2026-12-02T11:59:00Z"}, NOW)
+    answered = asked | {"lastCheckedAt": "2026-12-02T11:59:31Z"}
+    assert not monitoring.due(spec, answered, NOW)
+
+
 def test_new_batches_start_a_window_with_exactly_those_batches() -> None:
     body = monitor()
     listing = [batch("a.csv", 10), batch("b.csv", 5), batch("young.csv", 0.01)]

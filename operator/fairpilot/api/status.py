@@ -456,6 +456,13 @@ class ModelMonitorStatus(ResourceStatus):
     last_checked_at: str | None = Field(
         default=None, description="When the batches were last looked for."
     )
+    wake_requested_at: str | None = Field(
+        default=None,
+        description=(
+            "A look asked for out of schedule (the bridge wrote a window of prediction "
+            "records; a retraining candidate ended): the first tick after it looks."
+        ),
+    )
     newest_data_at: str | None = Field(default=None, description="The newest batch's time.")
     taken: BatchMark | None = Field(
         default=None, description="The newest batch taken into a window."

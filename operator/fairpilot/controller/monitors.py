@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fairpilot import monitoring
+from fairpilot import API_GROUP, API_VERSION, monitoring
 from fairpilot.api.kinds import MODEL_MONITOR, TRAINING_RUN, Kind
 from fairpilot.artifacts import Listed
 from fairpilot.controller.world import (
@@ -16,6 +16,7 @@ from fairpilot.controller.world import (
     CreateResource,
     Outcome,
     PatchLabels,
+    PatchStatus,
     Reader,
     World,
 )
@@ -197,6 +198,20 @@ def models_of_window(world: World, meta: dict[str, Any], status: dict[str, Any])
                 "digest": run_status["modelDigest"],
             }
     return found
+
+
+def wake_owner(plan: Outcome, kind: Kind, resource: dict[str, Any], now: str) -> None:
+    """A retraining candidate that ended asks its monitor to look (`wakeRequestedAt`): it
+    follows the candidate at its next tick rather than at its next scheduled look."""
+    if kind is not TRAINING_RUN:
+        return
+    meta = resource["metadata"]
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") == MODEL_MONITOR.kind and owner.get("apiVersion") == (
+            f"{API_GROUP}/{API_VERSION}"
+        ):
+            patch = {"wakeRequestedAt": now}
+            plan.writes.append(PatchStatus(MODEL_MONITOR, meta["namespace"], owner["name"], patch))
 
 
 def listing_of(prefix: str) -> Callable[[Reader], list[Listed] | ArtifactStoreUnavailable]:

@@ -635,6 +635,8 @@ def _pipeline_status(plan: Outcome, dataset: dict[str, Any], state: str, message
 def _pipeline_failed(
     world: World, plan: Outcome, kind: Kind, resource: dict[str, Any], message: str
 ) -> None:
+    """What a failed run tells the others: its pipeline failed, its monitor looks."""
+    monitors.wake_owner(plan, kind, resource, world.now)
     dataset = _pipeline_dataset(world, kind, resource)
     if dataset is not None and (dataset.get("spec") or {}).get("pipeline"):
         _pipeline_status(plan, dataset, "Failed", message)
@@ -643,6 +645,8 @@ def _pipeline_failed(
 def _advance_pipeline(
     world: World, plan: Outcome, kind: Kind, resource: dict[str, Any], status: dict[str, Any]
 ) -> None:
+    """What a run that succeeded tells the others: its pipeline's next step, its monitor."""
+    monitors.wake_owner(plan, kind, resource, world.now)
     dataset = _pipeline_dataset(world, kind, resource)
     if dataset is None or not (dataset.get("spec") or {}).get("pipeline"):
         return

@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import kopf
 import kubernetes
@@ -107,9 +108,10 @@ class MonitorWaker:
 
     A look takes only files at least `monitoring.SETTLE_SECONDS` old, so the wake-up comes
     that long after the write (plus a margin); windows written within WAKE_MARGIN of each other
-    share one. It makes the look due by clearing `status.lastCheckedAt` (a monitor that never
-    looked is due), then reconciles the monitor. A window Job already running is not
-    disturbed: the cleared time makes the look after it due at once (the next tick, 10 s).
+    share one. It makes the look due by asking for it (`status.wakeRequestedAt`,
+    monitoring.due), then reconciles the monitor. A window Job already running is not
+    disturbed: the request makes the look after it due at once (the next tick, 10 s), and
+    survives a restart of the operator.
     The bridge calls it in the context of Kopf's handlers (Bridge._wake), which the
     reconciliation needs to post its Events; the Scheduler runs it in that context.
     """
@@ -141,8 +143,9 @@ class MonitorWaker:
             if self._due.get((namespace, name)) == due:
                 del self._due[(namespace, name)]
         try:
+            now = monitoring.format_time(datetime.now(UTC))
             self.runtime.cluster.patch_status(
-                MODEL_MONITOR, namespace, name, {"lastCheckedAt": None}
+                MODEL_MONITOR, namespace, name, {"wakeRequestedAt": now}
             )
         except kubernetes.client.ApiException as exc:
             if exc.status != 404:  # deleted meanwhile: nothing to wake
