@@ -185,7 +185,9 @@ def leakage_candidates(frame: pd.DataFrame, target: str, task: TaskType) -> list
     """Columns that predict the label (almost) perfectly on their own: likely leaks."""
     label = frame[target]
     keep = label.notna().to_numpy()
-    found = []
+    found: list[dict[str, Any]] = []
+    if not keep.any():
+        return found  # a (suggested) target with no value: nothing to leak
     if task is TaskType.REGRESSION:
         y = label.to_numpy(dtype="float64")[keep]
         for column in frame.columns:

@@ -175,11 +175,15 @@ def _check_allowed(uri: str, location: Location) -> None:
         raise JobError(
             "LocationNotAllowed", f"{ALLOWED_LOCATIONS_ENV} is unusable: {exc}"
         ) from None
-    inside = any(access.within(location.uri, folder) for folder in allowed)
+    # A file:// path is already percent-decoded here; `access.within` decodes a URI's path
+    # once more, so it is given the path encoded again: `/data/a%2Fx` (a file of /data whose
+    # name holds `%2F`) must not be judged as `/data/a/x`.
+    written = _file_uri(location.path) if location.scheme == "file" else location.uri
+    inside = any(access.within(written, folder) for folder in allowed)
     if inside and location.scheme == "file":
-        real = f"file://{os.path.realpath(location.path)}"
+        real = _file_uri(os.path.realpath(location.path))
         inside = any(
-            access.within(real, f"file://{os.path.realpath(folder[len('file://') :])}")
+            access.within(real, _file_uri(os.path.realpath(unquote(folder[len("file://") :]))))
             for folder in allowed
             if folder.startswith("file://")
         )
@@ -189,6 +193,11 @@ def _check_allowed(uri: str, location: Location) -> None:
             f"{uri[:200]} is outside the locations this namespace and user may read "
             f"({', '.join(allowed) or 'none'})",
         )
+
+
+def _file_uri(path: str) -> str:
+    """The `file://` URI of a (decoded) local path, for `access.within`, which decodes it."""
+    return "file://" + quote(path, safe="/")
 
 
 @cache

@@ -27,6 +27,7 @@ from fairpilot.api.common import (
     TaskType,
     Uri,
     UserId,
+    unique_columns,
 )
 from fairpilot.api.explanation import ExpertiseLevel
 from fairpilot.api.validation import check_printable
@@ -53,7 +54,10 @@ def _seconds(value: Any) -> Any:
 class Inbound(BaseModel):
     """Base of the messages FairPilot consumes."""
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    # Strings are taken as written, as a custom resource's are: stripped, " " would be refused
+    # here and accepted there, and "x" * 128 + " " accepted here and refused there (one set of
+    # input rules, api.common). Enum values and the seed's "10" seconds are read leniently.
+    model_config = ConfigDict(extra="ignore")
 
     event_type: EventType | None = None
     event_id: EventId | None = Field(default=None, description="Names the resource when given.")
@@ -73,6 +77,13 @@ class Target(BaseModel):
     target_column_name: ColumnName | None = None
     task_type: Annotated[TaskType | None, BeforeValidator(_lower)] = None
     sensitive_features: list[ColumnName] | None = Field(default=None, max_length=64)
+
+    @field_validator("sensitive_features")
+    @classmethod
+    def _unique_sensitive(cls, value: list[str] | None) -> list[str] | None:
+        # As the resources' sensitiveFeatures: a message naming one twice is InvalidPayload,
+        # not a Dataset the bridge makes and the API refuses.
+        return None if value is None else unique_columns(value)
 
 
 class DatasetEvent(Inbound, Target):
@@ -184,8 +195,7 @@ def _features(features: dict[str, Any]) -> dict[str, Any]:
             else type(value).__name__
         )
         raise ValueError(
-            f"{name[:80]!r} must be a JSON scalar (text, a number, true, false or null), "
-            f"not {kind}"
+            f"{name[:80]!r} must be a JSON scalar (text, a number, true, false or null), not {kind}"
         )
     return features
 
@@ -199,7 +209,7 @@ class PredictionRecord(BaseModel):
     value must be written as in the training data, or it is a category the model never saw.
     """
 
-    # No str_strip_whitespace here (unlike Inbound): it would reach the feature values.
+    # Values are kept as sent (no str_strip_whitespace): it would reach the feature values.
     model_config = ConfigDict(extra="ignore")
 
     model_id: Id = Field(description="The model that predicted (a TrainingRun's modelId).")
