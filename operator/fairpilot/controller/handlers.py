@@ -56,6 +56,10 @@ def reconcile_resource(
     changed = phase is not None and phase != (body.get("status") or {}).get("phase")
     if phase is not None and changed:
         _count_phase(kind.kind, kind.stage, phase, body)
+    if outcome.phase_change is not None:
+        # Judged against the status decide() read, not the body handed over (it may be
+        # older); logged once when two reconciliations at once both make the change.
+        runtime.lines.phase((*key, meta.get("uid") or ""), outcome.phase_change, outcome.status)
     for event_type, reason, message in outcome.events:
         post = kopf.info if event_type == "Normal" else kopf.warn
         # Kopf posts an event for any mapping of a resource (it reads its kind and metadata);

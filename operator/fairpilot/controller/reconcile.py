@@ -214,6 +214,7 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
         }
         if status.get("phase") != phase:
             plan.events.append(("Normal" if phase != Phase.FAILED else "Warning", phase, message))
+            plan.phase_change = (status.get("phase"), phase)
         # A write that changes nothing (the same Pending at every retry of a wait) is skipped:
         # each would cost the API server a write and every watcher an event.
         if not _same_status(status, patch):

@@ -26,6 +26,7 @@ from fairpilot.bridge.config import BridgeConfig
 from fairpilot.bridge.service import Bridge
 from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
+from fairpilot.controller import logs
 from fairpilot.controller.dependents import Dependents
 from fairpilot.controller.scheduler import Scheduler
 from fairpilot.controller.seen import SeenVersions
@@ -90,6 +91,8 @@ class Runtime:
     waiters: Waiters = field(default_factory=Waiters)
     dependents: Dependents = field(default_factory=Dependents)  # who uses whom (re-runs)
     jobs_seen: SeenVersions = field(default_factory=SeenVersions)  # controller/seen.py
+    lines: logs.ResourceLines = field(default_factory=logs.ResourceLines)  # each logged once
+    kopf_records: logs.KopfRecords | None = None  # on Kopf's logger while the operator runs
     scheduler: Scheduler | None = None  # started with the operator, stopped at its cleanup
 
     def start(self) -> None:
@@ -97,6 +100,8 @@ class Runtime:
             self.scheduler = Scheduler(self.pools.wakeups)
 
     def stop(self) -> None:
+        logs.uninstall(self.kopf_records)
+        self.kopf_records = None
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
@@ -201,7 +206,11 @@ def build_runtime(
 
 
 def configure(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
-    """Kopf's settings from the Runtime (called by the startup handler)."""
+    """Kopf's settings from the Runtime (called by the startup handler), and its log lines
+    as FairPilot wants them (controller/logs.py: a wait is one INFO line, not an ERROR at
+    every retry)."""
+    logs.uninstall(runtime.kopf_records)
+    runtime.kopf_records = logs.install(settings, runtime.lines)
     options = runtime.kopf
     settings.posting.level = options.posting_level
     settings.execution.max_workers = runtime.pools.handlers

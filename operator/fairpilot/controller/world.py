@@ -76,6 +76,9 @@ class Outcome:
     writes: list[Write] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)  # the status it wrote (or kept)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    # (from, to) when the status it wrote moves the phase, judged against the status it read
+    # (its Event says so too); None when the phase stays.
+    phase_change: tuple[str | None, str] | None = None
     waiting: bool = False
     # The resource (kind, name, same namespace) it waits for: reconcile it again once that
     # one ends, rather than only when the retry comes round.
