@@ -124,20 +124,25 @@ def test_not_a_terminal_gets_plain_lines_in_the_old_format() -> None:
     )
 
 
-def _run_cli(tmp_path: Path, tty: bool) -> bytes:
-    """`sandbox.cli.run` with the fake sandbox in a child, stdout a pipe or a pseudo-terminal."""
+def _run_cli(tmp_path: Path, tty: bool, changes: str = "") -> bytes:
+    """`sandbox.cli.run` with the fake sandbox in a child, stdout a pipe or a pseudo-terminal;
+    `changes`: Python that replaces the fake's CHANGES. On a pipe, stderr follows stdout."""
     (tmp_path / "m.yaml").write_text(MANIFEST)
-    script = FAKE_SANDBOX + textwrap.dedent(f"""
+    script = (
+        FAKE_SANDBOX
+        + changes
+        + textwrap.dedent(f"""
         from pathlib import Path
         from fairpilot.sandbox import cli
         cli.Sandbox = FakeSandbox
         raise SystemExit(cli.run(Path({str(tmp_path)!r}), Path("/nonexistent"), 10, None))
     """)
+    )
     env = {**os.environ, "COLUMNS": "80", "LINES": "24", "TERM": "xterm"}
     if not tty:
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, env=env)
         assert done.returncode == 1, done.stderr  # one resource failed
-        return done.stdout
+        return done.stdout + done.stderr
     controller, terminal = pty.openpty()
     child = subprocess.Popen(
         [sys.executable, "-c", script], stdin=terminal, stdout=terminal, stderr=terminal, env=env
@@ -163,7 +168,11 @@ def test_cli_prints_plain_lines_to_a_pipe(tmp_path: Path) -> None:
     changes = [line for line in lines if line.startswith("[")]
     assert len(changes) == 5  # one per change: nothing redrawn, nothing dropped
     assert changes[-1].endswith("Failed     DI 0.36 < 0.8")
-    assert "2 resources in" in lines[-1]
+    ended = next(i for i, line in enumerate(lines) if line.startswith("2 resources in"))
+    assert lines[ended + 1 :] == [
+        "not succeeded:",
+        "  ✘ BiasAnalysis/adult-bias: Failed: DI 0.36 < 0.8",
+    ]
 
 
 def screen(output: bytes, columns: int = 80) -> list[str]:
@@ -210,3 +219,31 @@ def test_cli_redraws_a_table_in_place_on_a_terminal(tmp_path: Path) -> None:
     assert table[2].endswith("DI 0.36 < 0.8")
     assert final[5].startswith("2 resources in")
     assert text.index("\x1b[?25l") < text.index("\x1b[?25h")  # the cursor comes back
+
+
+# A failure whose reason is longer than the terminal is wide, and a pipeline that stopped.
+LONG_FAILURE = """
+COLUMNS = ", ".join(f"column_{i}" for i in range(40))
+REASON = f"spec.sensitiveFeatures: column 'gender' is not in the data; its columns: {COLUMNS}"
+CHANGES = [
+    (("Dataset", "adult"), {"phase": "Succeeded", "message": "ok", "pipeline": "Stopped",
+                            "pipelineMessage": "BiasAnalysis adult-bias failed"}),
+    (("BiasAnalysis", "adult-bias"), {
+        "phase": "Failed", "message": REASON,
+        "conditions": [{"type": "Ready", "status": "False", "reason": "MissingColumn"}],
+    }),
+]
+"""
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipe", "terminal"])
+def test_cli_ends_with_each_failure_s_full_reason(tmp_path: Path, tty: bool) -> None:
+    output = _run_cli(tmp_path, tty=tty, changes=LONG_FAILURE).decode()
+    reason = "spec.sensitiveFeatures: column 'gender' is not in the data; its columns: " + (
+        ", ".join(f"column_{i}" for i in range(40))
+    )
+    assert len(reason) > 80
+    tail = output[output.index("2 resources in") :].replace("\r\n", "\n").splitlines()
+    assert "not succeeded:" in tail
+    assert f"  ✘ BiasAnalysis/adult-bias: Failed (MissingColumn): {reason}" in tail, tail
+    assert "  ■ Dataset/adult: pipeline Stopped: BiasAnalysis adult-bias failed" in tail, tail

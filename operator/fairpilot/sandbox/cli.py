@@ -2,7 +2,8 @@
 
 Progress: on a terminal, a table redrawn in place (one row per resource, a header with the
 elapsed time and the count per phase); otherwise one plain line per status change, so that logs
-and CI output stay greppable.
+and CI output stay greppable. At the end, on stderr, each resource that did not succeed and
+each pipeline that stopped, with its whole reason (the table cuts it to the terminal's width).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fairpilot.api.kinds import BY_KIND
+from fairpilot.conditions import condition_of
 from fairpilot.sandbox.app import Sandbox, documents, summary
 
 SYMBOLS = {"Pending": "…", "Running": "▶", "Succeeded": "✔", "Failed": "✘"}
@@ -196,22 +198,35 @@ def run(
         final = summary(sandbox.resources())
     if output_json:
         output_json.write_text(json.dumps(final, indent=2) + "\n")
-    failed = [f"{r['kind']}/{r['name']}" for r in final if r["status"].get("phase") != "Succeeded"]
-    stopped = [
-        f"{r['kind']}/{r['name']}: {r['status'].get('pipelineMessage')}"
-        for r in final
-        if r["status"].get("pipeline") in ("Stopped", "Failed")
-    ]
     reports = sorted({uri for r in final for uri in (r["status"].get("reports") or {}).values()})
     print(f"\n{len(final)} resources in {time.monotonic() - started:.0f} s", flush=True)
     for uri in reports:
         print(f"  report: {uri}")
+    problems = not_succeeded(final)
     if not done:
-        print(
-            f"timed out after {timeout:.0f} s; not finished: {', '.join(failed)}", file=sys.stderr
-        )
-        return 1
-    if failed or stopped:
-        print(f"not succeeded: {', '.join(failed + stopped)}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"timed out after {timeout:.0f} s; not finished:", file=sys.stderr)
+    elif problems:
+        print("not succeeded:", file=sys.stderr)
+    for line in problems:
+        print(f"  {line}", file=sys.stderr)
+    return 0 if done and not problems else 1
+
+
+def not_succeeded(final: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per resource that did not succeed and per pipeline that stopped, each with its
+    whole reason: the live table cuts messages to the terminal's width, and this is where a
+    user reads why (the status message, the Ready condition's reason)."""
+    lines = []
+    for item in final:
+        status, key = item["status"], f"{item['kind']}/{item['name']}"
+        phase = status.get("phase") or "Pending"
+        if phase != "Succeeded":
+            ready = condition_of(status, "Ready") or {} if phase == "Failed" else {}
+            reason = ready.get("reason") or ""
+            line = f"{SYMBOLS.get(phase, '?')} {key}: {phase}" + (f" ({reason})" if reason else "")
+            message = " ".join(str(status.get("message") or "").split())
+            lines.append(line + (f": {message}" if message else ""))
+        if status.get("pipeline") in ("Stopped", "Failed"):
+            message = " ".join(str(status.get("pipelineMessage") or "").split())
+            lines.append(f"■ {key}: pipeline {status['pipeline']}: {message}")
+    return lines
