@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import textwrap
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,7 +29,9 @@ from fairpilot.api.kinds import KINDS
 from fairpilot.api.results import StageError, StageResult
 from fairpilot.api.validation import describe
 from fairpilot.artifacts import ArtifactStore, read_bytes
+from fairpilot.crds import openapi_schema
 from fairpilot.errors import JobError
+from fairpilot.reference_docs import rows
 
 log = logging.getLogger("fairpilot.job")
 
@@ -60,9 +63,56 @@ def stage_function(stage: str) -> StageFunction:
     return getattr(importlib.import_module(module), name)
 
 
+class StageHelp(argparse.Action):
+    """`-h`/`--help`: the usage, and after a stage (`fairpilot-job bias --help`) that stage's
+    spec fields too (argparse has read the stage by then; `--help bias` shows the usage)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        parser.print_help()
+        stage = getattr(namespace, "stage", None)
+        if stage in JOB_SPECS:
+            print("\n" + spec_help(stage), end="")
+        parser.exit()
+
+
+def spec_help(stage: str, width: int = 100) -> str:
+    """The fields of the stage's spec file, from its model (as docs/reference.md and the CRDs
+    describe them: the same names, types and descriptions)."""
+    lines = [
+        f"spec fields of `fairpilot-job {stage}` (YAML or JSON; a whole custom resource is "
+        "taken as its spec):"
+    ]
+    for row in rows(openapi_schema(JOB_SPECS[stage]), "spec"):
+        facts = [row.type]
+        if row.required:
+            facts.append("required")
+        if row.default:
+            facts.append(f"default {row.default.strip('`').strip()}")
+        facts += [
+            rule.replace("`", "") for rule in row.rules.split("; ") if rule.startswith("one of ")
+        ]
+        lines.append(f"  {row.path.removeprefix('spec.')} ({', '.join(facts)})")
+        description = " ".join(row.description.replace("&lt;", "<").split())
+        if description:
+            lines += textwrap.wrap(
+                description, width, initial_indent=" " * 6, subsequent_indent=" " * 6
+            )
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fairpilot-job",
+        add_help=False,
         description=(
             "Run one FairPilot stage. Reads a spec (YAML or JSON; the custom resource's spec "
             "with references resolved to URIs), writes artifacts, an HTML report and "
@@ -72,9 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
             "stages: profile (types, missing values, suggested target), bias (fairness "
             "metrics, reweighing), train (AutoGluon), explain (SHAP), monitor (one window of new "
             "data: data, prediction and bias drift, performance). "
+            "`fairpilot-job STAGE --help` lists the fields of that stage's spec. "
             "Example: fairpilot-job profile --spec dataset.yaml --output file:///tmp/out"
         ),
     )
+    parser.add_argument(
+        "-h", "--help", action=StageHelp, help="show this help (after a stage: its spec fields)"
+    )
+    parser.add_argument("--version", action="version", version=f"fairpilot-job {__version__}")
     parser.add_argument("stage", choices=sorted(JOB_SPECS), help="which stage to run")
     parser.add_argument(
         "--spec", required=True, help="spec file (path, file:// or s3:// URI; '-' for stdin)"
