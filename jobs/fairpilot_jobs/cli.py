@@ -231,11 +231,12 @@ def load_spec(stage: str, source: str) -> BaseModel:
     try:
         return JOB_SPECS[stage].model_validate(document)
     except ValidationError as exc:
-        raise JobError("InvalidSpec", describe_validation_error(exc)) from exc
+        raise JobError("InvalidSpec", describe_validation_error(exc, stage)) from exc
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    return "invalid spec: " + describe(exc)
+def describe_validation_error(exc: ValidationError, stage: str | None = None) -> str:
+    """One line; with the stage, a near-miss field name gets a "did you mean"."""
+    return "invalid spec: " + describe(exc, model=JOB_SPECS[stage] if stage else None)
 
 
 def write_result(store: ArtifactStore, stage: str, result: dict[str, Any]) -> str:

@@ -241,7 +241,9 @@ def resolve(
         job_spec = JOB_SPECS[kind.stage].model_validate(out)
     except ValidationError as exc:
         raise UnresolvedReference(
-            "InvalidSpec", f"job spec is invalid: {describe(exc)}", waiting=False
+            "InvalidSpec",
+            f"job spec is invalid: {describe(exc, model=JOB_SPECS[kind.stage])}",
+            waiting=False,
         ) from exc
     return Resolved(job_spec.model_dump(by_alias=True, mode="json", exclude_none=True), inputs)
 
@@ -517,5 +519,7 @@ def _check_resource(kind: Kind, spec: Any, name: str | None) -> None:
         kind.spec.model_validate(spec)
     except ValidationError as exc:
         raise UnresolvedReference(
-            "InvalidSpec", f"{kind.kind} spec is invalid: {describe(exc)}", waiting=False
+            "InvalidSpec",
+            f"{kind.kind} spec is invalid: {describe(exc, model=kind.spec)}",
+            waiting=False,
         ) from exc

@@ -110,3 +110,66 @@ def test_whole_custom_resource_is_accepted(tmp_path) -> None:
     spec = load_spec("bias", str(path))
     assert isinstance(spec, BiasJobSpec)
     assert spec.sensitive_features == ["sex"]
+
+
+BIAS = {"dataset": {"uri": "file:///d.csv"}, "target": "y", "sensitiveFeatures": ["s"]}
+
+
+@pytest.mark.parametrize(
+    ("document", "said"),
+    [
+        (  # a near miss at the top: the required field it was meant for is missing too
+            {**{k: v for k, v in BIAS.items() if k != "target"}, "targt": "y"},
+            "targt: unknown field; did you mean `target`?",
+        ),
+        (  # in a nested block, by the block's own fields
+            {**BIAS, "thresholds": {"disparateImpct": 0.8}},
+            "thresholds.disparateImpct: unknown field; did you mean `disparateImpact`?",
+        ),
+        (  # snake_case where the resource's name is camelCase; a wrong case
+            {**BIAS, "min_group_sise": 5, "PredictionColumn": "p"},
+            "min_group_sise: unknown field; did you mean `minGroupSize`?",
+        ),
+        (  # inside a reference block
+            {**BIAS, "model": {"uri": "file:///m", "digset": "sha256:x"}},
+            "model.digset: unknown field; did you mean `digest`?",
+        ),
+    ],
+)
+def test_a_near_miss_field_name_gets_a_did_you_mean(tmp_path, document, said) -> None:
+    import yaml
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(JobError) as caught:
+        load_spec("bias", str(path))
+    assert said in caught.value.message
+    assert "Extra inputs" not in caught.value.message
+
+
+def test_a_field_like_none_is_only_unknown(tmp_path) -> None:
+    import yaml
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({**BIAS, "zzzz": 1}))
+    with pytest.raises(JobError) as caught:
+        load_spec("bias", str(path))
+    assert "zzzz: unknown field" in caught.value.message
+    assert "did you mean" not in caught.value.message
+
+
+def test_a_custom_resource_with_a_near_miss_fails_with_a_did_you_mean() -> None:
+    from fairpilot.api.kinds import BY_KIND
+    from fairpilot.references import UnresolvedReference, resolve
+
+    spec = {"datasetRef": "d", "target": "y", "sensitiveFeatures": ["sex"], "treshold": {}}
+    with pytest.raises(UnresolvedReference) as caught:
+        resolve(BY_KIND["BiasAnalysis"], spec, lambda kind, name: None, "fair")
+    assert caught.value.reason == "InvalidSpec" and not caught.value.waiting
+    assert "treshold: unknown field; did you mean `thresholds`?" in caught.value.message
+    dataset = {"uri": "file:///d.csv", "sensitveFeatures": ["sex"]}
+    with pytest.raises(UnresolvedReference) as caught:
+        resolve(BY_KIND["Dataset"], dataset, lambda kind, name: None, "d")
+    assert "sensitveFeatures: unknown field; did you mean `sensitiveFeatures`?" in (
+        caught.value.message
+    )

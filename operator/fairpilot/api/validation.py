@@ -6,6 +6,8 @@ and the stage jobs (spec files), so that the same input gets the same answer on 
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import re
 import string
@@ -13,7 +15,7 @@ import unicodedata
 from typing import Any
 from urllib.parse import unquote
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 # Kubernetes' own rules (k8s.io/apimachinery/pkg/util/validation): resource names are DNS-1123
 # subdomains (253 characters at most), Job and label-bearing names DNS-1123 labels (63), and
@@ -40,12 +42,19 @@ DOT_SEGMENT = r"(^|/)(\.|%2[eE]){2}(/|$)"
 _DOT_SEGMENT_RE = re.compile(DOT_SEGMENT)
 
 
-def describe(error: ValidationError, limit: int = 8, shown: int = 80) -> str:
+def describe(
+    error: ValidationError,
+    limit: int = 8,
+    shown: int = 80,
+    model: type[BaseModel] | None = None,
+) -> str:
     """pydantic's errors as one line: `field: problem (got value); ...`.
 
     pydantic's own text spans lines and embeds documentation links; a condition message, a
     dead-letter header and a job's stderr line each want one short line. The offending value is
     cut to `shown` characters so that a 500 KB string does not come back in the answer.
+    `model`: the model that was validated; a field it does not have is then told the one it
+    most likely meant (`targt: unknown field; did you mean `target`?`).
     """
     parts = []
     errors = error.errors(include_url=False)
@@ -55,6 +64,9 @@ def describe(error: ValidationError, limit: int = 8, shown: int = 80) -> str:
         message = " ".join(item["msg"].removeprefix("Value error, ").split())
         if item["type"] == "extra_forbidden":
             message = "unknown field"
+            meant = near_miss(model, item["loc"]) if model is not None else None
+            if meant is not None:
+                message += f"; did you mean `{meant}`?"
         got = ""
         if item["type"] not in ("missing", "extra_forbidden"):
             text = json.dumps(item.get("input"), default=str)
@@ -63,6 +75,67 @@ def describe(error: ValidationError, limit: int = 8, shown: int = 80) -> str:
     if len(errors) > limit:
         parts.append(f"and {len(errors) - limit} more")
     return "; ".join(parts)
+
+
+def near_miss(model: type[BaseModel], loc: tuple[str | int, ...]) -> str | None:
+    """The field (its name as in the resource) that the unknown field at `loc` most likely
+    meant: the closest name among those of the object that holds it, compared without case and
+    `_` (`min_group_sise` finds `minGroupSize`); None when none is close (difflib)."""
+    if not loc or not isinstance(loc[-1], str):
+        return None
+    try:
+        schema = _schema(model)
+    except Exception:  # a model pydantic cannot describe as JSON: no suggestion, still an error
+        return None
+    fields = _fields_at(schema, schema.get("$defs", {}), loc[:-1])
+    by_key = {_loose(name): name for name in fields}
+    close = difflib.get_close_matches(_loose(loc[-1]), list(by_key), n=1, cutoff=0.75)
+    return by_key[close[0]] if close else None
+
+
+@functools.lru_cache(maxsize=64)
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(by_alias=True, mode="validation")
+
+
+def _loose(name: str) -> str:
+    return name.replace("_", "").replace("-", "").lower()
+
+
+def _fields_at(
+    schema: dict[str, Any], defs: dict[str, Any], loc: tuple[str | int, ...]
+) -> set[str]:
+    """The field names of the object(s) at `loc` in a JSON schema (through references, unions,
+    lists and maps)."""
+    nodes = [schema]
+    for part in loc:
+        below = []
+        for node in (each for n in nodes for each in _options(n, defs)):
+            properties, items = node.get("properties") or {}, node.get("items")
+            values = node.get("additionalProperties")
+            if isinstance(part, str) and part in properties:
+                below.append(properties[part])
+            elif isinstance(part, int) and isinstance(items, dict):
+                below.append(items)
+            elif isinstance(values, dict):
+                below.append(values)
+        nodes = below
+    return {
+        name for n in nodes for each in _options(n, defs) for name in each.get("properties") or {}
+    }
+
+
+def _options(node: dict[str, Any], defs: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
+    """What a schema node may be: itself, or what its $ref, anyOf, oneOf or allOf name."""
+    if depth > 16:
+        return []
+    if "$ref" in node:
+        target = defs.get(str(node["$ref"]).rsplit("/", 1)[-1])
+        return _options(target, defs, depth + 1) if isinstance(target, dict) else []
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(node.get(key), list):
+            return [o for each in node[key] for o in _options(each, defs, depth + 1)]
+    return [node]
 
 
 def _shown(part: str | int, limit: int) -> str:
