@@ -412,6 +412,20 @@ def test_chart_text_is_drawn_not_markup() -> None:
     assert 'aria-label="&lt;script&gt;alert(1)&lt;/script&gt;"' in svg
 
 
+def test_pipeline_links_are_shown_and_checked() -> None:
+    links = [("Profile", "../profile/report.html"), ("Bias", None), (XSS, "a&b.html")]
+    page = Report("Bias analysis", links=links).render()
+    nav = re.search(r'<nav class="pipeline".*?</nav>', page)
+    assert nav is not None
+    assert '<a href="../profile/report.html">Profile</a>' in nav.group()
+    assert '<span aria-current="page">Bias</span>' in nav.group()
+    assert '<a href="a&amp;b.html">&lt;script&gt;' in nav.group()  # escaped both ways
+    assert '<nav class="pipeline"' not in Report("Alone").render()
+    for bad in ("javascript:alert(1)", " JavaScript:x", "data:text/html,x", "vbscript:x"):
+        with pytest.raises(ValueError, match="cannot be"):
+            Report("x", links=[("bad", bad)])
+
+
 # -- in the browser --------------------------------------------------------------------------
 
 
@@ -434,8 +448,9 @@ def test_full_report_renders_cleanly(chromium: str, tmp_path: Path) -> None:
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert (int.from_bytes(data[16:20]), int.from_bytes(data[20:24])) == (1280, 900)
-    full = check_page(page, screenshot=tmp_path / "report-full.png", full_page=True)
+    full = check_page(page, screenshot=tmp_path / "report-full.png", full_page=True, layout=True)
     assert full.errors == []
+    assert full.layout == []  # long labels, Unicode and 500 rows: nothing overflows or breaks
 
 
 @pytest.mark.browser
@@ -491,6 +506,34 @@ def test_check_catches_external_requests(chromium: str, tmp_path: Path) -> None:
     page.write_text('<html><body><img src="http://127.0.0.1:9/x.png"><p>t</p></body></html>')
     check = check_page(page)
     assert check.failed_requests == ["http://127.0.0.1:9/x.png"]
+
+
+@pytest.mark.browser
+def test_layout_check_catches_overflow_broken_words_and_empty_charts(
+    chromium: str, tmp_path: Path
+) -> None:
+    report = Report("Layout")
+    section = report.section("Broken")
+    section.table([{f"column {i}": f"value-{i}-{'w' * 12}" for i in range(14)}])  # too wide
+    section.figure(charts.bar_chart([], [], title="Nothing drawn"))
+    good = report.section("Fine")
+    good.table([{"type": "categorical", "n": 1_484_705}, {"type": "numeric", "n": 3}])
+    good.table([{"uri": "s3://" + "x" * 300}])  # a token longer than a cell may break
+    good.figure(charts.bar_chart(["a", "b"], [1.0, 2.0], title="Two bars"))
+    page = tmp_path / "layout.html"
+    report.write(page)
+    problems = check_page(page, layout=True).layout
+    assert any("table-wrap" in p and "wider than its box" in p for p in problems), problems
+    assert any('"Nothing drawn"' in p and "draws no mark" in p for p in problems), problems
+    assert not any("Two bars" in p or "categorical" in p or "s3://" in p for p in problems)
+    squeezed = tmp_path / "squeezed.html"
+    squeezed.write_text(
+        '<html><body><table style="width:60px"><tr><td style="overflow-wrap:anywhere">'
+        "categorical</td><td>1,484,705</td></tr></table></body></html>"
+    )
+    words = check_page(squeezed, layout=True).layout
+    assert any('"categorical" breaks mid-word' in p for p in words), words
+    assert not any("1,484,705" in p for p in words)  # a cell without overflow-wrap keeps it
 
 
 @pytest.mark.browser

@@ -44,10 +44,13 @@ def test_report_renders(
         assert not re.search(r"(src|href)=[\"']https?://", html), (
             f"{name} loads something from the network"
         )
-        page = check_page(path, screenshot=tmp_path / f"{name}.png")
+        page = check_page(path, screenshot=tmp_path / f"{name}.png", layout=True)
         assert len(page.text) > 200, f"{name} report is (nearly) empty"
         assert page.errors == [], f"{name} report has script errors: {page.errors}"
         assert page.failed_requests == [], f"{name} report requests {page.failed_requests}"
+        # At 1280 px with every <details> open: no box wider than its room, no word or number
+        # broken mid-word in a table or card, no chart without a drawn mark.
+        assert page.layout == [], f"{name} report: {page.layout}"
         texts.append(page.text)
     joined = "\n".join(texts)
     for words in expected:

@@ -46,6 +46,78 @@ CHROMIUM_FLAGS = [
     "--mute-audio",
     "--remote-debugging-port=0",
 ]
+# What a person would see as broken in the laid-out page, found by script in the page once the
+# screenshot is taken (it opens every <details> first, so collapsed content is checked too):
+# the page or any box (a table's scroll box too) wider than the space it has at 1280 px, a word
+# or number in a table cell or card broken across lines other than after a space, hyphen, slash
+# or comma ("numeri|c", "1,48|4,705"; a word of over 40 characters, a URI or hash, may break
+# where it must), and a chart (an `svg.fp-chart`) with no drawn mark: the
+# charts module gives each datum's SVG group the id `{chart}-mark-N` (charts._tag_marks).
+LAYOUT_PROBE = r"""
+(() => {
+  const problems = [];
+  const where = (el) => {
+    let name = el.tagName.toLowerCase();
+    if (typeof el.className === "string" && el.className.trim()) {
+      name += "." + el.className.trim().split(/\s+/).join(".");
+    }
+    const section = el.closest("section");
+    const heading = section && section.querySelector("h2");
+    return name + (heading ? ` in "${heading.textContent.trim()}"` : "");
+  };
+  document.querySelectorAll("details").forEach((d) => { d.open = true; });
+  const root = document.documentElement;
+  if (root.scrollWidth > root.clientWidth + 1) {
+    problems.push(`the page scrolls sideways: ${root.scrollWidth}px in ${root.clientWidth}px`);
+  }
+  for (const el of document.body.querySelectorAll("*")) {
+    if (el.closest("svg") || el.clientWidth === 0) continue;
+    if (el.scrollWidth > el.clientWidth + 1) {
+      const sizes = `${el.scrollWidth}px in ${el.clientWidth}px`;
+      problems.push(`${where(el)} is wider than its box: ${sizes}`);
+    }
+  }
+  const breakable = /[\s\-\/,\u2013\u2014]/;
+  const LONGEST_WORD = 40;
+  for (const el of document.body.querySelectorAll("td, th, .card-value")) {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const text = node.textContent;
+      let top = null;
+      for (let i = 0; i < text.length; i++) {
+        if (/\s/.test(text[i])) continue;
+        const range = document.createRange();
+        range.setStart(node, i);
+        range.setEnd(node, i + 1);
+        const rect = range.getBoundingClientRect();
+        if (rect.height === 0) continue;
+        if (top !== null && rect.top > top + 2 && !breakable.test(text[i - 1] || " ")) {
+          const word = text.slice(0, i).split(/\s/).pop() + text.slice(i).split(/\s/)[0];
+          if (word.length <= LONGEST_WORD) {  // longer ones (URIs, hashes) must break
+            problems.push(`${where(el)}: "${text.trim()}" breaks mid-word`);
+            break;
+          }
+        }
+        top = rect.top;
+      }
+    }
+  }
+  for (const svg of document.querySelectorAll("svg.fp-chart")) {
+    const name = svg.getAttribute("aria-label") || "chart";
+    const box = svg.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) {
+      problems.push(`chart "${name}" (${where(svg)}) is not shown`);
+      continue;
+    }
+    const marks = Array.from(svg.querySelectorAll('[id*="-mark-"]')).filter((mark) => {
+      const drawn = mark.getBBox();
+      return drawn.width > 0 || drawn.height > 0;
+    });
+    if (marks.length === 0) problems.push(`chart "${name}" (${where(svg)}) draws no mark`);
+  }
+  return problems;
+})()
+"""
 # Requests that never leave the page: its own file and inline data.
 _LOCAL_SCHEMES = ("data:", "about:", "blob:")
 
@@ -56,6 +128,7 @@ class PageCheck:
 
     text: str  # document.body.innerText
     errors: list[str] = field(default_factory=list)  # exceptions, console.error, error logs
+    layout: list[str] = field(default_factory=list)  # LAYOUT_PROBE's findings (`layout=True`)
     failed_requests: list[str] = field(default_factory=list)  # anything but the page and data:
     screenshot: Path | None = None
 
@@ -197,12 +270,15 @@ def check_page(
     *,
     full_page: bool = False,
     script: str | None = None,
+    layout: bool = False,
 ) -> PageCheck:
     """Load `path` in a fresh headless Chromium and report what it showed.
 
     `screenshot` saves a PNG of the 1280x900 viewport (the whole page with `full_page`).
     `script` is JavaScript run in the page once it has loaded, as a person's clicks would be
     (its exceptions count as errors); the text and screenshot are taken after it.
+    `layout` runs LAYOUT_PROBE after the screenshot: overflowing boxes, words broken mid-word
+    in tables and cards, charts without marks, in `PageCheck.layout`.
     Chromium and its temporary profile are removed afterwards, also on failure.
     """
     binary = chromium_path()
@@ -273,6 +349,11 @@ def check_page(
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             screenshot.write_bytes(base64.b64decode(shot["data"]))
             check.screenshot = screenshot
+        if layout:
+            probed = tools.call("Runtime.evaluate", expression=LAYOUT_PROBE, returnByValue=True)
+            if "exceptionDetails" in probed:
+                raise RuntimeError(f"the layout probe failed: {probed['exceptionDetails']}")
+            check.layout = list(probed.get("result", {}).get("value") or [])
         tools.drain(0.05)
         _collect(check, tools.events, page_url)
         return check

@@ -170,6 +170,7 @@ def figure_to_svg(fig: Figure) -> str:
     """
     prefix = f"fp{uuid.uuid4().hex[:12]}"
     name = _accessible_name(fig)
+    _tag_marks(fig)
     buffer = io.StringIO()
     try:
         with (
@@ -201,6 +202,22 @@ def figure_to_svg(fig: Figure) -> str:
         f'<svg id="{prefix}" class="fp-chart" role="img" aria-label="{escape(name)}" ',
         1,
     ).strip()
+
+
+MARK_ID = "mark"  # the SVG group of a drawn datum is `{chart id}-mark-{n}` (see `_tag_marks`)
+
+
+def _tag_marks(fig: Figure) -> None:
+    """Give every data artist (bars, lines, points, areas, images; not the axes, their
+    background, spines or ticks) an SVG id `mark-N`, so that a browser test can tell a chart
+    that draws something from an empty frame. Artists with an id of their own keep it."""
+    count = 0
+    for ax in fig.axes:
+        artists: list[Any] = [*ax.patches, *ax.lines, *ax.collections, *ax.images]
+        for artist in artists:
+            if artist.get_gid() is None:
+                count += 1
+                artist.set_gid(f"{MARK_ID}-{count}")
 
 
 def _finish(ax: Axes, title: str) -> None:

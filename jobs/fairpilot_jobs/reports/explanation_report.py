@@ -17,6 +17,7 @@ from fairpilot_jobs.reports.html import Report, approx
 
 TOP = 15
 EXAMPLES = 3
+SAMPLE_ROWS = 6  # explained rows tabled (as columns) in the expert report
 
 
 def build_explanation_report(
@@ -207,11 +208,19 @@ def _expert(report: Report, result: dict[str, Any], rows: pd.DataFrame, values: 
     )
     for item in result["globalImportance"][:3]:
         dependence.figure(_scatter(rows, values, item["feature"]))
-    sample = report.section("SHAP values of the first rows")
-    frame = pd.DataFrame(values[:100], columns=rows.columns, index=rows.index[:100]).reset_index(
-        names="row"
+    shown = min(SAMPLE_ROWS, len(rows))
+    sample = report.section(
+        "SHAP values of the first rows",
+        intro=f"One column per explained row (the first {shown:,} of {len(rows):,}, by their "
+        "row number in the data), one line per feature; every row's values are in "
+        "shap_values.parquet.",
     )
-    sample.table(frame, max_rows=100, rounded=True)
+    frame = pd.DataFrame(
+        values[:shown].T,
+        index=pd.Index(rows.columns, name="feature"),
+        columns=[f"row {index}" for index in rows.index[:shown]],
+    )
+    sample.table(frame, max_rows=len(rows.columns), rounded=True, sortable=False)
 
 
 def _explanation(rows: pd.DataFrame, values: np.ndarray, base: np.ndarray) -> Any:

@@ -64,7 +64,6 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
             {
                 "column": c["name"],
                 "type": c["type"],
-                "dtype": c["dtype"],
                 "missing": c["missing"],
                 "missing %": 100 * c["missingFraction"],
                 "distinct": c["distinct"],
@@ -94,7 +93,10 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
         f"interpolated quartiles (p25, median, p75) are rounded, marked {ROUNDED_MARK}.",
     )
     for profile in result["columnProfiles"][:MAX_COLUMN_CHARTS]:
-        detail.details(f"{profile['name']} ({profile['type']})", partial(_column, profile=profile))
+        detail.details(
+            f"{profile['name']} ({profile['type']}, {profile['dtype']})",
+            partial(_column, profile=profile),
+        )
     if len(result["columnProfiles"]) > MAX_COLUMN_CHARTS:
         detail.paragraph(f"Charts are shown for the first {MAX_COLUMN_CHARTS} columns.")
     if result["sensitiveFeatures"]:

@@ -58,6 +58,16 @@ BEFORE_AND_AFTER = "Before and after the per-group thresholds"
 DEFAULT_THRESHOLD = 0.5  # the model's own decisions: the class of the higher probability
 
 
+# result.json's leaderboard keys as column headers that fit the page (headers do not wrap).
+LEADERBOARD_COLUMNS = {
+    "scoreTest": "test score",
+    "scoreValidation": "validation score",
+    "fitSeconds": "fit s",
+    "predictSecondsValidation": "predict s",
+    "stackLevel": "stack",
+}
+
+
 def build_training_report(result: dict[str, Any], spec: TrainJobSpec) -> str:
     best = result["bestModel"]
     metadata = result["model"].get("metadata") or {}
@@ -105,7 +115,10 @@ def build_training_report(result: dict[str, Any], spec: TrainJobSpec) -> str:
             caption=f"{best['name']} averages these models with these weights.",
         )
     board = report.section("Leaderboard", intro="Every model AutoGluon trained, best first.")
-    board.table(result["leaderboard"], rounded=True)
+    board.table(
+        [{LEADERBOARD_COLUMNS.get(k, k): v for k, v in r.items()} for r in result["leaderboard"]],
+        rounded=True,
+    )
     scores = [r for r in result["leaderboard"] if r.get("scoreValidation") is not None]
     if scores:
         board.figure(
