@@ -203,13 +203,16 @@ def overhead_seconds(budget: float) -> float:
 PROBE_ROWS = 1000
 
 
-def leaderboard_on(predictor: Any, test: Any | None) -> tuple[Any, dict[str, float] | None]:
-    """The leaderboard and, with a test set, every model's test score and the best model's
-    metrics, from one prediction pass over the test set (AutoGluon's `leaderboard(test)`
-    followed by `evaluate(test)` predicts it twice with the best model and its members)."""
+def leaderboard_on(
+    predictor: Any, test: Any | None
+) -> tuple[Any, dict[str, float] | None, Any | None]:
+    """The leaderboard and, with a test set, every model's test score, the best model's
+    metrics and its predictions on the test set (probabilities where it has them), from one
+    prediction pass over the test set (AutoGluon's `leaderboard(test)` followed by
+    `evaluate(test)` predicts it twice with the best model and its members)."""
     board = predictor.leaderboard(silent=True)
     if test is None:
-        return board, None
+        return board, None, None
     truth = test[predictor.label]
     predictions = (
         predictor.predict_proba_multi(test)
@@ -227,7 +230,7 @@ def leaderboard_on(predictor: Any, test: Any | None) -> tuple[Any, dict[str, flo
     best = predictor.evaluate_predictions(
         truth, predictions[predictor.model_best], silent=True, auxiliary_metrics=True
     )
-    return board, best
+    return board, best, predictions[predictor.model_best]
 
 
 def training_scores(predictor: Any, frame: Any, clock: StageClock) -> dict[str, Any]:

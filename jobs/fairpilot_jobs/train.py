@@ -25,6 +25,7 @@ from fairpilot.api import Algorithm, TaskType, TrainJobSpec
 from fairpilot.api.fairness import FairnessOptions
 from fairpilot.api.monitor import Baseline, FairnessBaseline
 from fairpilot.errors import JobError
+from fairpilot_jobs.classifier_curves import binary_curves
 from fairpilot_jobs.fairness import gate_verdict
 from fairpilot_jobs.model_digest import hash_file, write_manifest
 from fairpilot_jobs.model_families import FitLog, family_report, model_records, summary_line
@@ -146,8 +147,9 @@ def natural_metrics(scores: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def validation_metrics(predictor: Any) -> tuple[dict[str, float], str]:
-    """All metrics on AutoGluon's own validation data (holdout, or out-of-fold when bagged)."""
+def validation_metrics(predictor: Any) -> tuple[dict[str, float], str, tuple[Any, Any] | None]:
+    """All metrics on AutoGluon's own validation data (holdout, or out-of-fold when bagged),
+    where they came from, and the true labels with the predictions they were computed from."""
     try:
         x_val, y_val = predictor.load_data_internal("val")
     except Exception:
@@ -161,7 +163,7 @@ def validation_metrics(predictor: Any) -> tuple[dict[str, float], str]:
         scores = predictor.evaluate_predictions(
             truth, predicted, silent=True, auxiliary_metrics=True
         )
-        return natural_metrics(scores), "holdout"
+        return natural_metrics(scores), "holdout", (truth, predicted)
     try:
         _, y_train = predictor.load_data_internal("train", return_X=False)
         oof = (
@@ -171,10 +173,41 @@ def validation_metrics(predictor: Any) -> tuple[dict[str, float], str]:
         )
         truth = predictor.transform_labels(y_train.loc[oof.index], inverse=True)
         scores = predictor.evaluate_predictions(truth, oof, silent=True, auxiliary_metrics=True)
-        return natural_metrics(scores), "out-of-fold"
+        return natural_metrics(scores), "out-of-fold", (truth, oof)
     except Exception as exc:  # never fail a finished training over an extra figure
         log.warning("no validation metrics beyond the leaderboard: %s", exc)
-        return {}, "none"
+        return {}, "none", None
+
+
+def diagnostics(
+    predictor: Any,
+    test: tuple[Any, Any] | None,
+    validation: tuple[Any, Any] | None,
+    validation_source: str,
+) -> dict[str, Any] | None:
+    """A binary model's confusion matrix, ROC, precision-recall and calibration on the test
+    split, else on the validation rows, from the predictions already made for the metrics."""
+    if predictor.problem_type != "binary" or not predictor.can_predict_proba:
+        return None
+    split, pair = ("test", test) if test is not None else (validation_source, validation)
+    if pair is None:
+        return None
+    truth, predicted = pair
+    positive = predictor.positive_class
+    if not hasattr(predicted, "columns") or positive not in predicted.columns:
+        return None
+    threshold = getattr(predictor, "decision_threshold", None)
+    try:
+        return binary_curves(
+            truth,
+            predicted[positive],
+            positive,
+            threshold=0.5 if threshold is None else float(threshold),
+            split=split,
+        )
+    except Exception as exc:  # never fail a finished training over an extra figure
+        log.warning("no classifier curves: %s", exc)
+        return None
 
 
 def verdict(
@@ -254,9 +287,7 @@ def production_readiness(gates: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def model_location(
-    spec: TrainJobSpec, store: artifacts.ArtifactStore
-) -> artifacts.ArtifactStore:
+def model_location(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> artifacts.ArtifactStore:
     """Where the model goes, claimed for this run before any training: the registry folder of
     its (model id, version) when the operator gives one, else `<output>/model`."""
     if spec.model_output is None:
@@ -436,13 +467,21 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
                 f"no model finished within the time budget: {summary_line(families)}",
             )
         eval_metric = predictor.eval_metric.name
-        val_metrics, val_source = validation_metrics(predictor)
+        val_metrics, val_source, val_predictions = validation_metrics(predictor)
         metrics: dict[str, dict[str, float]] = {"training": {}, "validation": val_metrics}
         # Every model scored on the test set in one prediction pass, the best one's metrics
         # taken from the same predictions.
-        board, test_scores = leaderboard_on(predictor, test)
+        board, test_scores, test_predicted = leaderboard_on(predictor, test)
         if test_scores is not None:
             metrics["test"] = natural_metrics(test_scores)
+        curves = diagnostics(
+            predictor,
+            (test[predictor.label], test_predicted)
+            if test is not None and test_predicted is not None
+            else None,
+            val_predictions,
+            val_source,
+        )
         # Scored on the training rows themselves: the seed's `training_accuracy`, and the gap
         # to validation shows over-fitting; on a sample when all rows would not fit the budget.
         metrics["training"] = natural_metrics(training_scores(predictor, frame, clock))
@@ -506,6 +545,7 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
         "metrics": metrics,
         "validationSource": val_source,
         "validation": judged,
+        "diagnostics": curves,
         "fairness": fairness,
         "productionReady": ready,
         "model": {

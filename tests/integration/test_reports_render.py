@@ -30,7 +30,7 @@ def _chromium() -> None:
     [
         ("profiled", ["Dataset profile", "Suggested target", "income"]),
         ("biased", ["Bias analysis", "Female", "Disparate impact"]),
-        ("trained", ["Training run", "Leaderboard", "WeightedEnsemble"]),
+        ("trained", ["Training run", "Leaderboard", "WeightedEnsemble", "Classifier diagnostics"]),
         ("explained", ["How the model decides", "Global feature importance", "Method and checks"]),
     ],
 )
@@ -55,3 +55,15 @@ def test_report_renders(
     joined = "\n".join(texts)
     for words in expected:
         assert words in joined
+
+
+def test_training_diagnostics_are_the_test_metrics(trained: JobRun) -> None:
+    """The curves come from the same test predictions as the test metrics."""
+    diagnostics = trained.result["diagnostics"]
+    test = trained.result["metrics"]["test"]
+    assert diagnostics["split"] == "test"
+    assert diagnostics["rows"] == trained.result["rows"]["test"]
+    assert diagnostics["roc"]["auc"] == pytest.approx(test["roc_auc"], abs=1e-12)
+    cm = diagnostics["confusionMatrix"]
+    accuracy = (cm["truePositive"] + cm["trueNegative"]) / diagnostics["rows"]
+    assert accuracy == pytest.approx(test["accuracy"], abs=1e-12)

@@ -38,6 +38,10 @@ __all__ = [
     "REFERENCE_COLOUR",
     "bar_chart",
     "category_bars",
+    "confusion_matrix_chart",
+    "curve_chart",
+    "distinct_labels",
+    "dot_plot",
     "figure_to_svg",
     "frontier_chart",
     "grouped_bar_chart",
@@ -722,5 +726,168 @@ def line_chart(
             borderaxespad=0.0,
             ncols=min(3, len(data) + len(lines)),
         )
+        _finish(ax, title)
+        return figure_to_svg(fig)
+
+
+def distinct_labels(values: Sequence[float], least: int = 4, most: int = 8) -> list[str]:
+    """Value labels to the fewest significant digits (at least `least`, as in tables) at
+    which values that differ read differently ("0.9281" and "0.9279", but "0.92811" and
+    "0.92809"), each marked "≈" where rounded."""
+    numbers = [_number(v) for v in values]
+    finite = sorted({v for v in numbers if math.isfinite(v)})
+    digits = least
+    while digits < most:
+        texts = {format_value(v, rounded=True, digits=digits) for v in finite}
+        if len(texts) == len(finite):
+            break
+        digits += 1
+    return [
+        approx(v, format_value(v, rounded=True, digits=digits)) if math.isfinite(v) else "n/a"
+        for v in numbers
+    ]
+
+
+def dot_plot(
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    highlight: Sequence[str] = (),
+) -> str:
+    """One dot per label on an axis fitted to the values (not from zero), so that 0.934 and
+    0.928 sit visibly apart; a dot plot has no bar whose length would suggest a zero. Each dot
+    has its value beside it, to the digits that tell the values apart (`distinct_labels`);
+    the axis label says where the axis starts."""
+    names = [str(label) for label in labels]
+    numbers = [_number(value) for value in values]
+    if len(names) != len(numbers):
+        raise ValueError(f"{len(names)} labels but {len(numbers)} values")
+    marked = {str(h) for h in highlight}
+    texts = distinct_labels(numbers)
+    with _styled():
+        fig, ax = _new_figure(WIDTH, max(1.9, 0.3 * len(names) + 1.2))
+        finite = [v for v in numbers if math.isfinite(v)]
+        if not finite:
+            _no_data(ax)
+        else:
+            low, high = _padded(finite, 0.08)
+            high += 0.14 * (high - low)  # room for the value labels right of the dots
+            positions = np.arange(len(names))[::-1]
+            for y, name, value, text in zip(positions, names, numbers, texts, strict=True):
+                if not math.isfinite(value):
+                    continue
+                colour = HIGHLIGHT_COLOUR if name in marked else BASE_COLOUR
+                ax.plot([low, value], [y, y], color=GRID_COLOUR, lw=1.2, zorder=1)
+                ax.plot([value], [y], ls="none", marker="o", markersize=7, color=colour, zorder=3)
+                ax.annotate(
+                    text,
+                    (value, y),
+                    xytext=(7, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8.5,
+                    color=TEXT_COLOUR,
+                )
+            ax.set_yticks(positions, [_label(name) for name in names])
+            ax.tick_params(axis="y", length=0)
+            ax.set_ylim(-0.6, len(names) - 0.4)
+            ax.set_xlim(low, high)
+            ax.xaxis.grid(True)
+            start = approx(low, format_value(low, rounded=True))
+            note = f"axis starts at {start}, not 0: it shows the differences"
+            ax.set_xlabel(f"{xlabel} ({note})" if xlabel else note)
+        _finish(ax, title)
+        return figure_to_svg(fig)
+
+
+def confusion_matrix_chart(
+    counts: Sequence[Sequence[int]], class_names: Sequence[str], *, title: str = ""
+) -> str:
+    """A square matrix of counts, rows the actual class and columns the predicted one, each
+    cell with its count exactly and its share of the row (the class's rate)."""
+    matrix = np.asarray(counts, dtype="float64")
+    names = [_label(n, 24) for n in class_names]
+    with _styled():
+        fig, ax = _new_figure(4.6, 3.8)
+        if matrix.size == 0:
+            _no_data(ax)
+        else:
+            totals = matrix.sum(axis=1, keepdims=True)
+            shares = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+            ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+            for (row, column), value in np.ndenumerate(matrix):
+                share = shares[row, column]
+                ax.text(
+                    column,
+                    row,
+                    f"{int(value):,}\n{approx(share, f'{share:.1%}')} of row",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if share > 0.6 else TEXT_COLOUR,
+                )
+            ticks = np.arange(len(names))
+            ax.set_xticks(ticks, names)
+            ax.set_yticks(ticks, names)
+            ax.set_xlabel("predicted")
+            ax.set_ylabel("actual")
+            ax.tick_params(length=0)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        _finish(ax, title)
+        return figure_to_svg(fig)
+
+
+def curve_chart(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    diagonal: str | None = None,
+    baseline: tuple[float, str] | None = None,
+    markers: bool = False,
+) -> str:
+    """Curves on the unit square (ROC, precision-recall, reliability): one line per entry of
+    `curves`, each (x values, y values); `diagonal` names a dashed y = x line (chance, perfect
+    calibration), `baseline` a dashed horizontal line (value, name)."""
+    with _styled():
+        fig, ax = _new_figure(5.6, 4.4)
+        drawn = False
+        for i, (name, (xs, ys)) in enumerate(curves.items()):
+            if len(xs) != len(ys):
+                raise ValueError(f"curve {name!r} has {len(xs)} x and {len(ys)} y values")
+            if not len(xs):
+                continue
+            drawn = True
+            ax.plot(
+                [_number(v) for v in xs],
+                [_number(v) for v in ys],
+                color=PALETTE[i % len(PALETTE)],
+                lw=1.8,
+                marker="o" if markers else None,
+                markersize=4.5,
+                label=_label(name, 60),
+                zorder=3,
+            )
+        if not drawn:
+            _no_data(ax)
+            _finish(ax, title)
+            return figure_to_svg(fig)
+        if diagonal:
+            ax.plot([0, 1], [0, 1], color=REFERENCE_COLOUR, ls=(0, (4, 3)), lw=1.1, label=diagonal)
+        if baseline is not None:
+            ax.axhline(
+                baseline[0], color=REFERENCE_COLOUR, ls=(0, (1, 2)), lw=1.2, label=baseline[1]
+            )
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.02)
+        ax.set_aspect("equal")
+        ax.grid(True)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), borderaxespad=0.0, ncols=1)
         _finish(ax, title)
         return figure_to_svg(fig)

@@ -269,6 +269,27 @@ def _shown(value: object, rounded: bool) -> tuple[str, str | None]:
     return text, (exact if text != exact else None)
 
 
+def _rounded_text(text: str, numbers: Sequence[object]) -> str:
+    """Escaped `text` in which every exact spelling of a number in `numbers` (longest first)
+    is replaced by its rounded text, marked "≈", with the exact text as its tooltip."""
+    spans: dict[str, str] = {}
+    for value in numbers:
+        shown, exact = _marked(value, True)
+        if exact is not None:
+            spans[exact] = (
+                f'<span class="rounded-value" title="{escape(exact)}">{escape(shown)}</span>'
+            )
+    if not spans:
+        return _text(text)
+    pattern = re.compile(
+        r"(?<![\d.])("
+        + "|".join(re.escape(k) for k in sorted(spans, key=len, reverse=True))
+        + r")(?![\d])"
+    )
+    parts = pattern.split(str(text))
+    return "".join(spans[part] if i % 2 else _text(part) for i, part in enumerate(parts))
+
+
 def _exact_title(exact: str | None) -> str:
     return f' title="{escape(exact)}"' if exact is not None else ""
 
@@ -304,14 +325,23 @@ class Section:
         self._blocks.append(f'<p class="note">{_text(text)}</p>')
         return self
 
-    def callout(self, text: str, kind: CalloutKind = "info", title: str | None = None) -> Section:
+    def callout(
+        self,
+        text: str,
+        kind: CalloutKind = "info",
+        title: str | None = None,
+        rounded: Sequence[object] = (),
+    ) -> Section:
+        """A boxed message. Each number in `rounded` that the text (a status message, say)
+        spells out exactly is shown rounded, with the "≈" mark and its every digit in a
+        tooltip, as in tables and cards."""
         if kind not in CALLOUT_KINDS:
             raise ValueError(f"callout kind must be one of {CALLOUT_KINDS}, not {kind!r}")
         heading = f'<p class="callout-title">{_text(title)}</p>' if title else ""
         self._blocks.append(
             f'<div class="callout callout-{kind}" role="note">'
             f'<span class="callout-icon" aria-hidden="true">{_CALLOUT_ICONS[kind]}</span>'
-            f'<div class="callout-body">{heading}<p>{_text(text)}</p></div></div>'
+            f'<div class="callout-body">{heading}<p>{_rounded_text(text, rounded)}</p></div></div>'
         )
         return self
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from fairpilot.api import TrainJobSpec
 from fairpilot.api.fairness import FairnessMetric
+from fairpilot_jobs.classifier_curves import MAX_POINTS as MAX_CURVE_POINTS
 from fairpilot_jobs.fairness import JOINT
 from fairpilot_jobs.reports import charts
 from fairpilot_jobs.reports.bias_report import METRIC_NAMES, TOP_GROUPS, shown_groups
@@ -96,6 +97,7 @@ def build_training_report(result: dict[str, Any], spec: TrainJobSpec) -> str:
         verdict["message"],
         kind="info" if not verdict["checked"] else ("success" if verdict["passed"] else "danger"),
         title="Validation" if verdict["checked"] else "Validation: not checked",
+        rounded=_gate_numbers(verdict),
     )
     rounding = _fairness_verdict(overview, result.get("fairness"))
     ready = result.get("productionReady") or {}
@@ -104,6 +106,9 @@ def build_training_report(result: dict[str, Any], spec: TrainJobSpec) -> str:
             ready["message"],
             kind="success" if ready["ready"] else "warning",
             title="Production-ready" if ready["ready"] else "Not production-ready",
+            rounded=[
+                n for gate in (ready.get("gates") or {}).values() for n in _gate_numbers(gate)
+            ],
         )
     if rounding:
         overview.note(rounding)
@@ -122,14 +127,18 @@ def build_training_report(result: dict[str, Any], spec: TrainJobSpec) -> str:
     scores = [r for r in result["leaderboard"] if r.get("scoreValidation") is not None]
     if scores:
         board.figure(
-            charts.bar_chart(
+            charts.dot_plot(
                 [r["model"] for r in scores],
                 [r["scoreValidation"] for r in scores],
                 title=f"Validation score ({metric}, higher is better)",
+                xlabel=metric,
                 highlight=[best["name"]],
-            )
+            ),
+            caption=f"{best['name']} (vermillion) is the model kept. Values to the digits that "
+            "tell them apart, marked ≈ where rounded; every digit in the leaderboard above.",
         )
     _models_section(report, result)
+    _diagnostics_section(report, result.get("diagnostics"))
     figures = report.section("Metrics")
     figures.table(
         [
@@ -154,6 +163,109 @@ def build_training_report(result: dict[str, Any], spec: TrainJobSpec) -> str:
         }
     )
     return report.render()
+
+
+def _gate_numbers(gate: dict[str, Any]) -> list[object]:
+    """The numbers a gate's message spells out: its value and bounds."""
+    return [gate[key] for key in ("value", "min", "max") if isinstance(gate.get(key), float)]
+
+
+SPLIT_NAMES = {
+    "test": "test split",
+    "holdout": "validation rows",
+    "out-of-fold": "out-of-fold rows",
+}
+
+
+def _diagnostics_section(report: Report, diagnostics: dict[str, Any] | None) -> None:
+    """A binary model's confusion matrix, ROC, precision-recall and reliability curves on
+    held-out rows (`classifier_curves.binary_curves`)."""
+    if not diagnostics:
+        return
+    split = SPLIT_NAMES.get(diagnostics["split"], diagnostics["split"])
+    positive = format_exact(diagnostics["positiveLabel"])
+    threshold = diagnostics["threshold"]
+    section = report.section(
+        "Classifier diagnostics",
+        intro=f"The kept model on the {split} ({diagnostics['rows']:,} rows), {positive} being "
+        "the positive class. Curves are drawn through at most "
+        f"{MAX_CURVE_POINTS} of their points; the areas are computed on all of them.",
+    )
+    cm = diagnostics["confusionMatrix"]
+    tp, fp, tn, fn = (
+        cm["truePositive"],
+        cm["falsePositive"],
+        cm["trueNegative"],
+        cm["falseNegative"],
+    )
+    section.figure(
+        charts.confusion_matrix_chart(
+            [[tn, fp], [fn, tp]],
+            [f"not {positive}", positive],
+            title=f"Confusion matrix ({split})",
+        ),
+        caption=f"Predicted {positive} where P({positive}) ≥ {format_exact(threshold)}. "
+        f"{tp:,} true and {fp:,} false positives, {tn:,} true and {fn:,} false negatives.",
+    )
+    roc = diagnostics.get("roc")
+    if roc:
+        auc = approx(roc["auc"], format_rounded(roc["auc"], 4))
+        section.figure(
+            charts.curve_chart(
+                {f"model (AUC {auc})": (roc["falsePositiveRate"], roc["truePositiveRate"])},
+                title=f"ROC curve ({split})",
+                xlabel="false positive rate",
+                ylabel="true positive rate",
+                diagonal="chance (AUC 0.5)",
+            ),
+            caption="Each point is one threshold on P(positive): the nearer the curve to the "
+            "top left corner, the better the model ranks positives above negatives.",
+        )
+    pr = diagnostics.get("precisionRecall")
+    if pr:
+        ap = approx(pr["averagePrecision"], format_rounded(pr["averagePrecision"], 4))
+        base = approx(pr["baseRate"], format_rounded(pr["baseRate"]))
+        section.figure(
+            charts.curve_chart(
+                {f"model (average precision {ap})": (pr["recall"], pr["precision"])},
+                title=f"Precision-recall curve ({split})",
+                xlabel=f"recall (share of {positive} found)",
+                ylabel=f"precision (share of predicted {positive} right)",
+                baseline=(pr["baseRate"], f"chance: the positive rate {base}"),
+            ),
+            caption="A model that guesses has precision equal to the positive rate at every "
+            "recall (dotted line).",
+        )
+    calibration = diagnostics.get("calibration")
+    if calibration:
+        brier = approx(calibration["brierScore"], format_rounded(calibration["brierScore"]))
+        section.figure(
+            charts.curve_chart(
+                {"model": (calibration["meanPredicted"], calibration["observedRate"])},
+                title=f"Calibration ({split})",
+                xlabel=f"mean predicted P({positive}) in the bin",
+                ylabel=f"observed rate of {positive}",
+                diagonal="perfectly calibrated",
+                markers=True,
+            ),
+            caption=f"Rows in {calibration['bins']} equal-width bins of the predicted "
+            "probability; a point below the diagonal means the model over-estimates. "
+            f"Brier score {brier} (0 is perfect).",
+        )
+        section.table(
+            [
+                {"mean predicted": p, "observed rate": o, "rows": n}
+                for p, o, n in zip(
+                    calibration["meanPredicted"],
+                    calibration["observedRate"],
+                    calibration["rows"],
+                    strict=True,
+                )
+            ],
+            caption="Reliability table: one row per non-empty bin.",
+            rounded=["mean predicted", "observed rate"],
+            sortable=False,
+        )
 
 
 def _models_section(report: Report, result: dict[str, Any]) -> None:
