@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 TOP_CATEGORIES = 10
 HIGH_MISSING = 0.5
+HISTOGRAM_BINS = 20
+ZERO_INFLATED = 0.5  # a numeric column this share of whose values are 0 gets a warning
+ASSOCIATION_LEVELS = 50  # categories kept per column for Cramér's V (the rest pooled)
 LEAKAGE_PURITY = 0.99
 LEAKAGE_CORRELATION = 0.95
 MAX_MULTICLASS = 20
@@ -46,6 +49,7 @@ class ColumnProfile:
     distinct: int
     numeric: dict[str, float] | None = None
     top_categories: list[dict[str, Any]] = field(default_factory=list)
+    histogram: dict[str, list[float] | list[int]] | None = None
 
     def to_dict(self, rows: int) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -60,6 +64,8 @@ class ColumnProfile:
             out["numeric"] = self.numeric
         if self.top_categories:
             out["topCategories"] = self.top_categories
+        if self.histogram is not None:
+            out["histogram"] = self.histogram
         return out
 
 
@@ -82,6 +88,7 @@ def profile_column(series: pd.Series) -> ColumnProfile:
             "max": float(values.max()),
             "zeros": int((values == 0).sum()),
         }
+        profile.histogram = histogram(values.to_numpy())
     if kind in ("categorical", "boolean", "text") or (kind == "numeric" and distinct <= 10):
         counts = non_null.astype(str).value_counts().head(TOP_CATEGORIES)
         total = len(series)
@@ -90,6 +97,84 @@ def profile_column(series: pd.Series) -> ColumnProfile:
             for value, count in counts.items()
         ]
     return profile
+
+
+def histogram(values: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
+    """Counts of the finite values in at most `bins` equal-width bins (`edges` has one more
+    entry than `counts`); whole numbers spanning fewer than `bins` values get one bin each."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return {"edges": [], "counts": []}
+    low, high = float(finite.min()), float(finite.max())
+    edges: Any = bins
+    if np.all(np.mod(finite, 1) == 0) and high - low < bins:
+        edges = np.arange(low - 0.5, high + 1.5)
+    counts, found = np.histogram(finite, bins=edges)
+    return {"edges": [float(e) for e in found], "counts": [int(c) for c in counts]}
+
+
+def cramers_v(feature: pd.Series, target: pd.Series) -> float:
+    """Cramér's V of two categorical columns (no bias correction), rows with both present;
+    the `ASSOCIATION_LEVELS` most frequent categories of each kept, the rest pooled."""
+    pair = pd.DataFrame({"x": _pooled(feature), "y": _pooled(target)}).dropna()
+    table = pd.crosstab(pair["x"], pair["y"]).to_numpy(dtype="float64")
+    if min(table.shape) < 2:
+        return 0.0
+    total = table.sum()
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / total
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    return float(np.sqrt(chi2 / (total * (min(table.shape) - 1))))
+
+
+def correlation_ratio(categories: pd.Series, values: pd.Series) -> float:
+    """The correlation ratio η of a numeric column over the groups of a categorical one:
+    the square root of the share of its variance between the groups."""
+    pair = pd.DataFrame({"g": _pooled(categories), "v": values.astype("float64")}).dropna()
+    if len(pair) < 2:
+        return 0.0
+    mean = pair["v"].mean()
+    total = float(((pair["v"] - mean) ** 2).sum())
+    if total == 0:
+        return 0.0
+    grouped = pair.groupby("g", observed=True)["v"]
+    between = float((grouped.count() * (grouped.mean() - mean) ** 2).sum())
+    return float(np.sqrt(between / total))
+
+
+def _pooled(series: pd.Series) -> pd.Series:
+    strings = series.astype("string")
+    top = strings.value_counts().index[:ASSOCIATION_LEVELS]
+    return strings.where(strings.isin(top) | strings.isna(), "(other)")
+
+
+def target_associations(
+    frame: pd.DataFrame, profiles: list[ColumnProfile], target: str, task: TaskType
+) -> list[dict[str, Any]]:
+    """How strongly each column goes with the target, strongest first: Cramér's V between
+    categorical columns, the correlation ratio η between a numeric and a categorical one,
+    Pearson's r (its absolute value ranks it) between numeric ones. All lie in [0, 1] (r in
+    [-1, 1]); 0 is no association."""
+    label = frame[target]
+    numeric_target = task is TaskType.REGRESSION and pd.api.types.is_numeric_dtype(label)
+    found = []
+    for profile in profiles:
+        if profile.name == target or profile.distinct <= 1 or profile.kind in ("datetime", "text"):
+            continue
+        series = frame[profile.name]
+        numeric = profile.kind == "numeric"
+        if numeric and numeric_target:
+            pair = pd.DataFrame({"x": series, "y": label}).astype("float64").dropna()
+            value = float(pair["x"].corr(pair["y"])) if len(pair) > 1 else 0.0
+            measure = "pearson r"
+        elif numeric:
+            value, measure = correlation_ratio(label, series), "correlation ratio η"
+        elif numeric_target:
+            value, measure = correlation_ratio(series, label), "correlation ratio η"
+        else:
+            value, measure = cramers_v(series, label), "Cramér's V"
+        if np.isfinite(value):
+            found.append({"column": profile.name, "measure": measure, "value": value})
+    return sorted(found, key=lambda item: -abs(item["value"]))
 
 
 def _column_kind(series: pd.Series, non_null: pd.Series, distinct: int) -> str:
@@ -271,6 +356,19 @@ def profile_frame(frame: pd.DataFrame, spec: ProfileJobSpec) -> dict[str, Any]:
                     "HighMissingness", profile.name, f"is {profile.missing / rows:.0%} missing"
                 )
             )
+        numbers = profile.numeric
+        nonzero_rows = rows - profile.missing
+        if numbers and profile.distinct > 1 and nonzero_rows:
+            share = numbers["zeros"] / nonzero_rows
+            if share >= ZERO_INFLATED:
+                warnings.append(
+                    _warning(
+                        "ZeroInflated",
+                        profile.name,
+                        f"is 0 in {share:.1%} of its rows: consider a 'is zero' flag or "
+                        "a model that handles the spike",
+                    )
+                )
     for leak in leakage_candidates(frame, target, task):
         warnings.append(
             _warning(
@@ -286,6 +384,15 @@ def profile_frame(frame: pd.DataFrame, spec: ProfileJobSpec) -> dict[str, Any]:
             )
 
     duplicates = int(frame.duplicated().sum())
+    if duplicates:
+        warnings.append(
+            {
+                "type": "DuplicateRows",
+                "column": "",
+                "message": f"{duplicates:,} rows ({duplicates / rows:.1%}) repeat an earlier row "
+                "exactly: they weigh twice in training and may leak between train and test",
+            }
+        )
     sensitive = {feature: by_name[feature].top_categories for feature in spec.sensitive_features}
     return {
         "rows": rows,
@@ -301,6 +408,7 @@ def profile_frame(frame: pd.DataFrame, spec: ProfileJobSpec) -> dict[str, Any]:
             "candidates": ranking,
         },
         "sensitiveFeatures": sensitive,
+        "targetAssociation": target_associations(frame, profiles, target, task),
         "warnings": warnings,
     }
 

@@ -38,6 +38,7 @@ __all__ = [
     "REFERENCE_COLOUR",
     "bar_chart",
     "category_bars",
+    "category_panels",
     "confusion_matrix_chart",
     "curve_chart",
     "distinct_labels",
@@ -46,6 +47,7 @@ __all__ = [
     "frontier_chart",
     "grouped_bar_chart",
     "histogram",
+    "histogram_panels",
     "line_chart",
 ]
 
@@ -890,4 +892,95 @@ def curve_chart(
         ax.set_ylabel(ylabel)
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), borderaxespad=0.0, ncols=1)
         _finish(ax, title)
+        return figure_to_svg(fig)
+
+
+def _panel_grid(count: int, columns: int, height: float) -> tuple[Figure, list[Axes]]:
+    rows = max(1, math.ceil(count / columns))
+    fig = Figure(figsize=(WIDTH, height * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.subplots(rows, columns, squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes[:count]
+
+
+def histogram_panels(
+    panels: Mapping[str, tuple[Sequence[float], Sequence[int]]],
+    *,
+    title: str = "",
+    columns: int = 3,
+) -> str:
+    """Small multiples: one histogram per entry, from precomputed bin `edges` and `counts`
+    (len(edges) == len(counts) + 1), each panel with its own axes."""
+    with _styled():
+        if not panels:
+            fig, ax = _new_figure(WIDTH, 2.0)
+            _no_data(ax)
+            _finish(ax, title)
+            return figure_to_svg(fig)
+        fig, axes = _panel_grid(len(panels), columns, 1.9)
+        for ax, (name, (edges, counts)) in zip(axes, panels.items(), strict=True):
+            ax.set_title(_label(name, 30), fontsize=9.5, loc="left", pad=4)
+            if len(edges) != len(counts) + 1 or not len(counts):
+                _no_data(ax, "no finite values")
+                continue
+            widths = np.diff(np.asarray(edges, dtype="float64"))
+            ax.bar(edges[:-1], counts, width=widths, align="edge", color=BASE_COLOUR, lw=0)
+            ax.yaxis.set_major_locator(MaxNLocator(3, integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.yaxis.set_major_formatter(FuncFormatter(_compact))
+            ax.xaxis.set_major_formatter(FuncFormatter(_compact))
+            ax.tick_params(labelsize=7.5, length=2)
+            ax.yaxis.grid(True)
+        if title:
+            fig.suptitle(_label(title, 90), x=0.0, ha="left", fontsize=11.5, fontweight="bold")
+        return figure_to_svg(fig)
+
+
+def _compact(value: float, _position: int | None = None) -> str:
+    """A tick label that fits a small panel: 1.2k, 3.4M."""
+    magnitude = abs(value)
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if magnitude >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def category_panels(
+    panels: Mapping[str, Mapping[str, int]],
+    *,
+    title: str = "",
+    top: int = 5,
+    columns: int = 2,
+) -> str:
+    """Small multiples: the `top` most frequent categories of each entry as horizontal bars,
+    each with its count exactly."""
+    with _styled():
+        if not panels:
+            fig, ax = _new_figure(WIDTH, 2.0)
+            _no_data(ax)
+            _finish(ax, title)
+            return figure_to_svg(fig)
+        fig, axes = _panel_grid(len(panels), columns, 0.26 * top + 0.8)
+        for ax, (name, counts) in zip(axes, panels.items(), strict=True):
+            items = sorted(counts.items(), key=lambda item: -_number(item[1]))[:top]
+            ax.set_title(_label(name, 40), fontsize=9.5, loc="left", pad=4)
+            if not items:
+                _no_data(ax)
+                continue
+            positions = top - 1 - np.arange(len(items))  # from the top, however few
+            values = [_number(v) for _, v in items]
+            bars = ax.barh(positions, values, height=0.7, color=BASE_COLOUR)
+            ax.set_yticks(positions, [_label(k, 18) for k, _ in items])
+            ax.bar_label(bars, _format_values(values, None), padding=2, fontsize=7.5)
+            ax.set_xlim(0, max(values) * 1.3 if max(values) > 0 else 1)
+            ax.set_ylim(-0.6, top - 0.4)
+            ax.set_xticks([])
+            ax.spines["bottom"].set_visible(False)
+            ax.spines["left"].set_bounds(positions[-1] - 0.45, positions[0] + 0.45)
+            ax.tick_params(axis="y", length=0, labelsize=8)
+        if title:
+            fig.suptitle(_label(title, 90), x=0.0, ha="left", fontsize=11.5, fontweight="bold")
         return figure_to_svg(fig)

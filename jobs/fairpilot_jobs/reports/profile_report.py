@@ -6,8 +6,9 @@ from functools import partial
 from typing import Any
 
 from fairpilot.api import ProfileJobSpec
+from fairpilot_jobs.profile import HISTOGRAM_BINS
 from fairpilot_jobs.reports import charts
-from fairpilot_jobs.reports.html import ROUNDED_MARK, CalloutKind, Report
+from fairpilot_jobs.reports.html import ROUNDED_MARK, CalloutKind, Report, Section, approx
 
 MAX_COLUMN_CHARTS = 40
 # Derived statistics, shown rounded (and marked so); min, max and every count stay exact.
@@ -34,6 +35,7 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
         kind="info",
         title="Suggested target",
     )
+    _class_balance(overview, result)
     if suggestion["candidates"]:
         overview.details(
             "Other target candidates",
@@ -55,7 +57,9 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
         warnings.note("Percentages and correlations in these warnings are rounded.")
     else:
         warnings.callout(
-            "No constant, ID-like, mostly-missing or leaking columns found.", kind="success"
+            "No constant, zero-inflated, ID-like, mostly-missing or leaking columns and no "
+            "duplicate rows found.",
+            kind="success",
         )
 
     columns = report.section("Columns")
@@ -87,6 +91,9 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
             caption="Columns with missing values.",
         )
 
+    _distributions(report, result)
+    _associations(report, result)
+
     detail = report.section(
         "Column details",
         intro="Minimum, maximum and counts are exact; the mean, standard deviation (std) and "
@@ -109,6 +116,96 @@ def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
                 caption=f"Rows per group of {feature}.",
             )
     return report.render()
+
+
+def _class_balance(section: Section, result: dict[str, Any]) -> None:
+    """The target's classes and their shares, in view (not collapsed)."""
+    suggestion = result["suggestion"]
+    if suggestion["taskType"] == "regression":
+        return
+    target = suggestion["target"]
+    profile = next((c for c in result["columnProfiles"] if c["name"] == target), None)
+    top = (profile or {}).get("topCategories") or []
+    if not top:
+        return
+    shares = ", ".join(f"{t['value']} {_percent(t['fraction'])}" for t in top[:6])
+    section.figure(
+        charts.category_bars(
+            {t["value"]: t["count"] for t in top}, title=f"Class balance of {target}"
+        ),
+        caption=f"Rows per class of the target: {shares}"
+        + (" (top classes only)." if profile and profile["distinct"] > len(top) else "."),
+    )
+
+
+def _distributions(report: Report, result: dict[str, Any]) -> None:
+    """Small multiples: a histogram per numeric column, top categories per categorical one."""
+    profiles = result["columnProfiles"]
+    numeric = {
+        c["name"]: (c["histogram"]["edges"], c["histogram"]["counts"])
+        for c in profiles
+        if c.get("histogram") and c["type"] == "numeric"
+    }
+    categorical = {
+        c["name"]: {t["value"]: t["count"] for t in c["topCategories"]}
+        for c in profiles
+        if c.get("topCategories") and c["type"] != "numeric"
+    }
+    if not numeric and not categorical:
+        return
+    section = report.section(
+        "Distributions",
+        intro="Every numeric column's histogram and every categorical column's most frequent "
+        "values, each panel on its own scale.",
+    )
+    if numeric:
+        shown = dict(list(numeric.items())[:MAX_COLUMN_CHARTS])
+        section.figure(
+            charts.histogram_panels(shown, title="Numeric columns"),
+            caption=f"Rows per bin (at most {HISTOGRAM_BINS} equal-width bins; whole numbers "
+            "over a short range one bin per value). Exact statistics under Column details.",
+        )
+    if categorical:
+        shown_categories = dict(list(categorical.items())[:MAX_COLUMN_CHARTS])
+        section.figure(
+            charts.category_panels(shown_categories, title="Categorical columns: top 5 values"),
+            caption="Rows of each column's five most frequent values; all counts exact.",
+        )
+
+
+def _associations(report: Report, result: dict[str, Any]) -> None:
+    found = result.get("targetAssociation") or []
+    if not found:
+        return
+    target = result["suggestion"]["target"]
+    section = report.section(
+        f"Association with {target}",
+        intro="How strongly each column goes with the target, strongest first: Cramér's V "
+        "between two categorical columns, the correlation ratio η between a numeric and a "
+        "categorical one (both 0 = none to 1 = one determines the other), Pearson's r between "
+        "two numeric ones (−1 to 1). Association is not causation, and a very strong one may "
+        "be label leakage.",
+    )
+    shown = found[:MAX_COLUMN_CHARTS]
+    section.figure(
+        charts.bar_chart(
+            [f"{a['column']} ({_SHORT.get(a['measure'], a['measure'])})" for a in shown],
+            [a["value"] for a in shown],
+            title=f"Association with {target}",
+            xlabel="V, η or r (0 = no association)",
+        )
+    )
+    section.table(
+        [{"column": a["column"], "measure": a["measure"], "value": a["value"]} for a in found],
+        rounded=["value"],
+    )
+
+
+def _percent(fraction: float) -> str:
+    return approx(fraction, f"{fraction:.1%}")
+
+
+_SHORT = {"Cramér's V": "V", "correlation ratio η": "η", "pearson r": "r"}
 
 
 def _column(section: Any, profile: dict[str, Any]) -> None:
