@@ -14,6 +14,7 @@ import heapq
 import math
 from typing import Any
 
+from fairpilot_jobs.fairness import exact_interval
 from fairpilot_jobs.reports import charts
 from fairpilot_jobs.reports.html import Report, format_exact
 
@@ -47,6 +48,143 @@ METRIC_NAMES = {
     "all rows: 0 when every row gets the benefit it deserves",
 }
 
+# Per metric: (range, ideal value, how to read its sign), from each metric's definition in
+# bias/metrics.py ("the group" is the one compared, d; "the privileged group" is a).
+_NO_SIGN = "no sign: 0 when both groups have the same label distribution, larger is more different"
+GLOSSARY: dict[str, tuple[str, str, str]] = {
+    "CI": (
+        "−1 to 1",
+        "0",
+        "(n_a − n_d) / (n_a + n_d): positive when the group has fewer rows "
+        "than the privileged group, negative when it has more",
+    ),
+    "DPL": (
+        "−1 to 1",
+        "0",
+        "positive rate of the privileged group minus the group's: positive "
+        "when the group is labelled positive less often",
+    ),
+    "KL": ("0 to ∞", "0", _NO_SIGN),
+    "JS": ("0 to ln 2 ≈ 0.693", "0", _NO_SIGN),
+    "LP": ("0 to √2 ≈ 1.414", "0", _NO_SIGN),
+    "TVD": ("0 to 1", "0", _NO_SIGN),
+    "KS": ("0 to 1", "0", _NO_SIGN),
+    "CDDL": (
+        "−1 to 1",
+        "0",
+        "positive when the group's share of the negative labels exceeds its "
+        "share of the positive ones",
+    ),
+    "LDI": (
+        "0 to ∞",
+        "1",
+        "the group's positive label rate over the privileged group's: below 1 "
+        "the group is labelled positive less often; below the four-fifths line (0.8 by "
+        "default) bias is reported",
+    ),
+    "DPPL": (
+        "−1 to 1",
+        "0",
+        "positive when the model predicts the favourable outcome for the "
+        "group less often than for the privileged group",
+    ),
+    "DI": (
+        "0 to ∞",
+        "1",
+        "the group's predicted positive rate over the privileged group's: "
+        "below 1 the group gets the favourable prediction less often; below the four-fifths "
+        "line (0.8 by default) bias is reported",
+    ),
+    "DCAcc": (
+        "−∞ to ∞",
+        "0",
+        "c_a − c_d with c = labelled positives / predicted positives: "
+        "negative when the model accepts the group less than its labels warrant, "
+        "compared with the privileged group; positive when more",
+    ),
+    "DCR": (
+        "−∞ to ∞",
+        "0",
+        "r_d − r_a with r = labelled negatives / predicted negatives: "
+        "negative when the model rejects the group more than its labels warrant, compared "
+        "with the privileged group; positive when less",
+    ),
+    "RD": (
+        "−1 to 1",
+        "0",
+        "true positive rate of the privileged group minus the group's: "
+        "positive when the model misses more of the group's true positives",
+    ),
+    "SD": (
+        "−1 to 1",
+        "0",
+        "the group's true negative rate minus the privileged group's: "
+        "positive when fewer of the group's negatives are wrongly accepted",
+    ),
+    "DAR": (
+        "−1 to 1",
+        "0",
+        "precision of the privileged group minus the group's: positive "
+        "when fewer of the group's positive predictions are right",
+    ),
+    "DRR": (
+        "−1 to 1",
+        "0",
+        "the group's negative predictive value minus the privileged group's: "
+        "positive when more of the group's rejections are right",
+    ),
+    "AD": (
+        "−1 to 1",
+        "0",
+        "accuracy of the privileged group minus the group's: positive when "
+        "the model is less accurate on the group",
+    ),
+    "TE": (
+        "−∞ to ∞",
+        "0",
+        "the group's false negatives per false positive minus the privileged "
+        "group's: positive when the group's errors lean more to missed positives",
+    ),
+    "CDDPL": (
+        "−1 to 1",
+        "0",
+        "as CDDL, of the predictions: positive when the group's share of "
+        "the predicted rejections exceeds its share of the predicted acceptances",
+    ),
+    "FT": (
+        "−1 to 1",
+        "0",
+        "positive when more of the group are rejected where their privileged "
+        "neighbours are accepted than the other way round: the group is worse off",
+    ),
+    "GE": ("0 to ∞", "0", "no sign: one figure for all rows, larger is more unequal benefit"),
+}
+# What each metric measures, where METRIC_NAMES gives only its name.
+MEANINGS = {
+    "CI": "How unequal the group sizes are: is the group under-represented in the data?",
+    "DPL": "The gap in the rate of positive labels: does the data favour one group?",
+    "KL": "How different the two groups' label distributions are: KL(P_a ‖ P_d), the relative "
+    "entropy of the privileged group's with respect to the group's.",
+    "JS": "How different the two groups' label distributions are: KL made symmetric and bounded.",
+    "LP": "How different the two groups' label distributions are: their Euclidean distance.",
+    "TVD": "How different the two groups' label distributions are: half their L1 distance, "
+    "here the gap in positive label rates.",
+    "KS": "How different the two groups' label distributions are: the largest gap between them.",
+    "LDI": "The ratio of positive label rates: the four-fifths rule applied to the data.",
+    "DPPL": "The gap in the rate of favourable predictions (statistical parity difference).",
+    "DI": "The ratio of favourable prediction rates: the four-fifths rule applied to the model.",
+    "DCAcc": "Does the model accept the group as often as its labels say it should, compared "
+    "with the privileged group?",
+    "DCR": "Does the model reject the group as often as its labels say it should, compared with "
+    "the privileged group?",
+    "RD": "The gap in recall (true positive rate, equal opportunity): are deserving members "
+    "of the group found as often?",
+    "DAR": "The gap in precision: are the group's acceptances as often right?",
+    "DRR": "The gap in negative predictive value: are the group's rejections as often right?",
+    "AD": "The gap in accuracy.",
+    "TE": "The gap in the mix of errors: false negatives per false positive.",
+}
+SMALL_GROUP_ROWS = 100  # fewer rows: the group's rates and metrics get a warning
 TOP_GROUPS = 20  # groups of a feature drawn and tabled, the largest by row count
 MAX_FINDINGS = 25  # findings listed in the verdict; all of them are in result.json
 
@@ -88,11 +226,19 @@ def build_bias_report(result: dict[str, Any]) -> str:
             f"Sensitive feature: {feature}",
             intro=f"Privileged group: {data['privilegedGroup']} ({data['privilegedChosenBy']}). "
             "Metrics compare each group with the privileged group, signed as SageMaker Clarify "
-            "signs them: mostly advantaged minus disadvantaged, so that a positive difference "
-            "means the group is worse off (see the glossary).",
+            "signs them: mostly so that a positive difference means the group is worse off, "
+            "but not all (DCAcc, DCR, SD and DRR read otherwise); the glossary at the end says "
+            "for each metric its range, ideal value and what its sign means.",
         )
         groups = data["groups"]
         names, hidden = shown_groups(data)
+        small = _small_groups(data)
+        if small:
+            section.callout(
+                _small_groups_text(feature, data, small),
+                kind="warning",
+                title=f"Small groups of {feature}",
+            )
         if hidden:
             section.note(_hidden_summary(feature, data, names, hidden, threshold))
         of = f" ({len(names):,} of {len(groups):,} groups)" if hidden else ""
@@ -124,17 +270,73 @@ def build_bias_report(result: dict[str, Any]) -> str:
                 f"{_percent(threshold)} of the privileged group's rate.",
             )
         section.table(
-            [{"group": g, **groups[g]} for g in names],
-            caption="Per-group counts and rates" + of,
+            [{"group": g, **groups[g], **_rate_interval(groups[g])} for g in names],
+            caption="Per-group counts and rates, with the 95% interval of the positive rate "
+            "(Clopper-Pearson, exact from the counts: the wider, the less certain)" + of,
             rounded=True,
         )
         rows = [{"group": g, **data["metrics"][g]} for g in names if g in data["metrics"]]
         section.table(rows, caption="Metrics per group (Clarify names)" + of, rounded=True)
         if "flipTest" in data:
             section.note(_flip_test_note(data["flipTest"]))
-    glossary = report.section("Glossary")
-    glossary.table([{"metric": k, "meaning": v} for k, v in METRIC_NAMES.items()], sortable=False)
+    glossary = report.section(
+        "Glossary",
+        intro="Each metric compares one group (d) with the privileged group (a), as SageMaker "
+        "Clarify defines it; the range, the value that means no difference, and what its sign "
+        "says.",
+    )
+    glossary.definitions(
+        [
+            (
+                f"{key}: {METRIC_NAMES[key].split(':')[0]}",
+                MEANINGS.get(key)
+                or (METRIC_NAMES[key].split(": ", 1)[1] if ": " in METRIC_NAMES[key] else ""),
+                {"Range": span, "Ideal": ideal, "Sign": sign},
+            )
+            for key, (span, ideal, sign) in GLOSSARY.items()
+        ]
+    )
     return report.render()
+
+
+def _small_groups(data: dict[str, Any]) -> list[str]:
+    """Groups with fewer than SMALL_GROUP_ROWS rows, or with no metrics (under minGroupSize)."""
+    privileged = data["privilegedGroup"]
+    return [
+        g
+        for g, info in data["groups"].items()
+        if int(info.get("count") or 0) < SMALL_GROUP_ROWS
+        or (g != privileged and g not in data["metrics"])
+    ]
+
+
+def _small_groups_text(feature: str, data: dict[str, Any], small: list[str]) -> str:
+    groups, metrics = data["groups"], data["metrics"]
+    listed = ", ".join(f"{g} ({int(groups[g].get('count') or 0):,} rows)" for g in small[:10])
+    more = f" and {len(small) - 10:,} more" if len(small) > 10 else ""
+    unmeasured = [g for g in small if g != data["privilegedGroup"] and g not in metrics]
+    text = (
+        f"{len(small):,} group{'s' if len(small) != 1 else ''} of {feature} "
+        f"{'have' if len(small) != 1 else 'has'} fewer than {SMALL_GROUP_ROWS} rows or no "
+        f"metrics: {listed}{more}. Their rates and metrics can move a lot with a few rows; "
+        "read them with the intervals in the table below."
+    )
+    if unmeasured:
+        verb = "is" if len(unmeasured) == 1 else "are"
+        text += f" {len(unmeasured):,} of them {verb} under minGroupSize and not compared at all."
+    return text
+
+
+def _rate_interval(group: dict[str, Any]) -> dict[str, Any]:
+    """The 95% Clopper-Pearson interval of a group's positive rate, from its exact counts."""
+    count, rate = int(group.get("count") or 0), group.get("positiveRate")
+    if not count or not isinstance(rate, (int, float)) or not math.isfinite(rate):
+        return {"rate 95% low": None, "rate 95% high": None}
+    positives = round(rate * count)
+    if abs(positives - rate * count) > 1e-6 * count:
+        return {"rate 95% low": None, "rate 95% high": None}
+    low, high = exact_interval(positives, count) or (None, None)
+    return {"rate 95% low": low, "rate 95% high": high}
 
 
 def shown_groups(data: dict[str, Any], top: int = TOP_GROUPS) -> tuple[list[str], list[str]]:

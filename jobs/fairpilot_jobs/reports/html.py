@@ -350,6 +350,21 @@ class Section:
         self._blocks.append(f'<ul class="bullets">{entries}</ul>')
         return self
 
+    def definitions(self, entries: Sequence[tuple[str, str, Mapping[str, str]]]) -> Section:
+        """A glossary in full view (no scroll box): per entry a term, its meaning and labelled
+        facts (range, ideal value, ...), wrapping with the page."""
+        items = []
+        for term, meaning, facts in entries:
+            rows = "".join(
+                f'<span class="fact"><span class="fact-label">{_text(label)}</span> '
+                f"{_text(value)}</span>"
+                for label, value in facts.items()
+            )
+            text = f"<p>{_text(meaning)}</p>" if meaning else ""
+            items.append(f'<dt>{_text(term)}</dt><dd>{text}<p class="facts">{rows}</p></dd>')
+        self._blocks.append(f'<dl class="glossary">{"".join(items)}</dl>')
+        return self
+
     def code(self, text: str) -> Section:
         self._blocks.append(f"<pre><code>{escape(str(text))}</code></pre>")
         return self
