@@ -22,12 +22,12 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
-from test_training_report_fairness import SPEC, section_html, text_of, training_result
+from support.training_results import SPEC, section_html, text_of, training_result
 
 from fairpilot_jobs.classifier_curves import MAX_POINTS, binary_curves, thin
 from fairpilot_jobs.reports import charts
 from fairpilot_jobs.reports.html import Report
-from fairpilot_jobs.reports.training_report import build_training_report
+from fairpilot_jobs.reports.training_report import _diagnostics_section, build_training_report
 
 
 def predictions(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +140,19 @@ def test_report_draws_the_diagnostics() -> None:
     board = section_html(html, "Leaderboard")
     assert 'aria-label="Validation score (roc_auc, higher is better)"' in board
     assert "not 0" in board or "tell them apart" in board
+
+
+def test_the_confusion_matrix_says_when_the_model_ships_with_other_decisions() -> None:
+    """Per-group thresholds change the decisions after the model's own threshold: the matrix
+    (the model's own decisions) must not pass for the decisions it ships with."""
+    plain = text_of(
+        section_html(build_training_report(diagnosed(), SPEC), "Classifier diagnostics")
+    )
+    assert "before the per-group thresholds" not in plain
+    report = Report(title="t")
+    _diagnostics_section(report, diagnosed()["diagnostics"], thresholded=True)
+    said = text_of(report.render())
+    assert "the model's own decisions, before the per-group thresholds it ships with" in said
 
 
 def test_no_diagnostics_no_section() -> None:

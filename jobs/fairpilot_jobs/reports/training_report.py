@@ -138,7 +138,8 @@ def build_training_report(result: dict[str, Any], spec: TrainJobSpec) -> str:
             "tell them apart, marked ≈ where rounded; every digit in the leaderboard above.",
         )
     _models_section(report, result)
-    _diagnostics_section(report, result.get("diagnostics"))
+    thresholded = isinstance((result.get("fairness") or {}).get("mitigation"), dict)
+    _diagnostics_section(report, result.get("diagnostics"), thresholded)
     figures = report.section("Metrics")
     figures.table(
         [
@@ -177,9 +178,12 @@ SPLIT_NAMES = {
 }
 
 
-def _diagnostics_section(report: Report, diagnostics: dict[str, Any] | None) -> None:
+def _diagnostics_section(
+    report: Report, diagnostics: dict[str, Any] | None, thresholded: bool = False
+) -> None:
     """A binary model's confusion matrix, ROC, precision-recall and reliability curves on
-    held-out rows (`classifier_curves.binary_curves`)."""
+    held-out rows (`classifier_curves.binary_curves`). `thresholded`: the model ships with
+    per-group decision thresholds, which the confusion matrix (one threshold) does not apply."""
     if not diagnostics:
         return
     split = SPLIT_NAMES.get(diagnostics["split"], diagnostics["split"])
@@ -205,7 +209,13 @@ def _diagnostics_section(report: Report, diagnostics: dict[str, Any] | None) -> 
             title=f"Confusion matrix ({split})",
         ),
         caption=f"Predicted {positive} where P({positive}) ≥ {format_exact(threshold)}. "
-        f"{tp:,} true and {fp:,} false positives, {tn:,} true and {fn:,} false negatives.",
+        f"{tp:,} true and {fp:,} false positives, {tn:,} true and {fn:,} false negatives."
+        + (
+            f" These are the model's own decisions, before the per-group thresholds it ships "
+            f"with: the decisions it ships with are in '{BEFORE_AND_AFTER}'."
+            if thresholded
+            else ""
+        ),
     )
     roc = diagnostics.get("roc")
     if roc:
