@@ -10,8 +10,11 @@ and query on a bounded sample (below).
 
 Why the comparison is what it is: each non-privileged group d is compared with the privileged
 group a alone (not with "everyone else"), with the sign convention of AWS's `smclarify`
-(mostly advantaged minus disadvantaged, so that positive means "d is worse off"; DCR, DRR,
-SD and TE are disadvantaged minus advantaged, for the same reason). The tests check every metric
+(mostly advantaged minus disadvantaged; DCR, DRR, SD and TE are disadvantaged minus
+advantaged). So the sign does not read alike everywhere: for most metrics positive means "d is
+worse off", but a negative DCAcc or DCR means d is under-accepted or over-rejected; the bias
+report's glossary gives each metric's reading, checked against these formulas in
+tests/unit/test_bias_glossary.py. The tests check every metric
 against `smclarify` and every per-group rate against fairlearn's `MetricFrame`.
 
 Where this departs from `smclarify`, on purpose:
