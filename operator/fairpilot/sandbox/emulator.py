@@ -4,13 +4,17 @@ The operator must not need sandbox special cases, so the emulator does what a re
 does for it (apiserver.py, generic): `uid`, `creationTimestamp`, `generation` bumped on spec
 changes only, resource versions, watches that resume from one (so Kopf does not list everything
 again at each reconnect), bookmarks, 410 Gone, 409 Conflict, and garbage collection of objects
-whose owner was deleted. This module adds FairPilot's resources, the audit log, and what keeps
+whose owner was deleted; and what kubectl asks of one (Tables, `get -w`, pod logs, OpenAPI v3).
+This module adds FairPilot's resources and their CRDs (installed, as the chart installs them,
+for `kubectl get crd`, printer columns and `kubectl explain`), the audit log, and what keeps
 kmock fast over a long run.
 
 The watch history and bookmarks are set by environment variables, read when it starts:
 FAIRPILOT_EMULATOR_HISTORY_EVENTS (the latest changes kept per resource; default: no limit),
 FAIRPILOT_EMULATOR_HISTORY_SECONDS (default 300, as etcd compacts) and
 FAIRPILOT_EMULATOR_BOOKMARK_SECONDS (default 60, as the API server sends them).
+FAIRPILOT_EMULATOR_POD_LOGS names the directory the local Job runner writes its pods' logs to,
+which it serves as `pods/NAME/log` (`kubectl logs`).
 
 On request (FAIRPILOT_EMULATOR_AUDIT_LOG=path) it also writes an audit log as an API server
 does (audit.k8s.io/v1 events at the Metadata level, one JSON line per request): who (the

@@ -5,7 +5,8 @@ container's env (the ConfigMap volume written to a temporary directory, `/tmp` a
 retries up to `backoffLimit` with a growing delay, enforces `activeDeadlineSeconds` and the
 container's memory limit (killed as `OOMKilled`, exit code 137, as the kubelet reports a cgroup
 OOM kill), and writes back what the real controllers would: the Job's status and conditions,
-and the Pod's termination state and message.
+and the Pod's termination state and message. Each pod's output is kept as the kubelet keeps
+it, in a log file per container that the API emulator serves (`kubectl logs`).
 """
 
 from __future__ import annotations
