@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from fairpilot import __version__
+
+if TYPE_CHECKING:
+    import urllib3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +133,90 @@ def build_parser() -> argparse.ArgumentParser:
         "--mongo-uri",
         help="record datasets, reports, models and events in this MongoDB (the warehouse)",
     )
+    logs = commands.add_parser(
+        "logs",
+        help="print the log of a resource's current stage (its Job's newest pod)",
+        description="As `kubectl logs job/NAME` for the Job that the resource runs now "
+        "(status.jobName), in the sandbox or on a cluster.",
+    )
+    logs.add_argument("resource", help="KIND/NAME (dataset/adult, fpbias/x) or a NAME")
+    logs.add_argument("-n", "--namespace", default="default", help="(default: default)")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow until the pod ends")
+    logs.add_argument("--tail", type=int, help="only the last N lines")
+    logs.add_argument(
+        "--server",
+        help="the API server's URL (`fairpilot sandbox up` prints it); "
+        "default: the kubeconfig's current context",
+    )
     return parser
+
+
+def find_resource(cluster: Any, namespace: str, wanted: str) -> dict[str, Any]:
+    """The resource that `KIND/NAME` or a bare NAME names; SystemExit with why otherwise."""
+    from fairpilot.api.kinds import KINDS
+
+    kind_name, _, name = wanted.rpartition("/")
+    kinds = [
+        kind for kind in KINDS
+        if not kind_name or kind_name.lower() in
+        {kind.kind.lower(), kind.plural, kind.singular, *kind.short_names}
+    ]  # fmt: skip
+    if not kinds:
+        raise SystemExit(f"fairpilot logs: no FairPilot kind is called {kind_name!r}")
+    found = [obj for kind in kinds if (obj := cluster.get(kind, namespace, name)) is not None]
+    if not found:
+        raise SystemExit(f"fairpilot logs: {wanted} not found in namespace {namespace}")
+    if len(found) > 1:
+        names = ", ".join(f"{obj['kind'].lower()}/{name}" for obj in found)
+        raise SystemExit(f"fairpilot logs: {name} is more than one resource: {names}")
+    return found[0]
+
+
+def show_logs(args: argparse.Namespace) -> int:
+    """`fairpilot logs`: the newest pod of the resource's current Job, printed as it comes."""
+    import kubernetes
+
+    from fairpilot.cluster import Cluster
+
+    if args.server:
+        cluster = Cluster.for_host(args.server)
+    else:
+        kubernetes.config.load_kube_config()
+        cluster = Cluster.connect()
+    obj = find_resource(cluster, args.namespace, args.resource)
+    job = (obj.get("status") or {}).get("jobName")
+    if not job:
+        raise SystemExit(f"fairpilot logs: {args.resource} has run no Job yet")
+    # Raw responses (_preload_content=False): the JSON, and the log as a stream of bytes.
+    listed = cast(
+        "urllib3.BaseHTTPResponse",
+        cluster.core.list_namespaced_pod(
+            args.namespace, label_selector=f"job-name={job}", _preload_content=False
+        ),
+    )
+    pods = json.loads(listed.data)["items"]
+    if not pods:
+        raise SystemExit(f"fairpilot logs: Job {job} has no pod yet")
+    newest = max(
+        pods, key=lambda pod: (pod["metadata"]["creationTimestamp"], pod["metadata"]["name"])
+    )
+    response = cast(
+        "urllib3.BaseHTTPResponse",
+        cluster.core.read_namespaced_pod_log(
+            newest["metadata"]["name"],
+            args.namespace,
+            follow=args.follow,
+            tail_lines=args.tail,
+            _preload_content=False,
+        ),
+    )
+    try:
+        for chunk in response.stream(4096):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+    finally:
+        response.release_conn()
+    return 0
 
 
 def sandbox_file_root(args: argparse.Namespace) -> Path | None:
@@ -182,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.log_level,
             peering_lifetime=args.peering_lifetime,
         )
+    elif args.command == "logs":
+        return show_logs(args)
     elif args.command == "sandbox" and args.sandbox_command == "up":
         from fairpilot.sandbox.up import up
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from k8s_tools import ensure
 
 from fairpilot.sandbox.kafka import free_port
 from fairpilot.sandbox.testing import payloads, read
@@ -40,6 +41,14 @@ def test_the_readme_producer_starts_a_pipeline_through_sandbox_up(tmp_path: Path
             if line.startswith("ready") or not line:
                 break
         assert f"Kafka:      127.0.0.1:{port}\n" in lines, lines
+        # The kubeconfig it prints is what kubectl needs (the pinned one, scripts/k8s_tools.py).
+        (kubeconfig,) = [line.split(":", 1)[1].strip() for line in lines
+                         if line.startswith("kubeconfig:")]  # fmt: skip
+        crds = subprocess.run(
+            [str(ensure()["kubectl"]), "--kubeconfig", kubeconfig, "get", "crd", "-o", "name"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.split()  # fmt: skip
+        assert "customresourcedefinition.apiextensions.k8s.io/datasets.fairpilot.io" in crds
         # Inside the sandbox's file root (the folder above --artifacts): elsewhere the bridge
         # would dead-letter the message (a file:// URI outside the root).
         data = f"file://{tmp_path}/data/adult.csv"

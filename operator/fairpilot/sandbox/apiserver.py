@@ -32,6 +32,15 @@ Nothing here knows of any particular operator, so that it can be offered to kmoc
 written against kmock 0.8's internals (`_handle`, `_serve_*`, `_objects`, `_lock`), pinned for
 that reason; tests/integration/test_emulator_api.py checks that those hooks are still there.
 
+For kubectl (kubectl_views.py): watches answer as `application/json` streams (kubectl has no
+decoder for kmock's `application/octet-stream`); lists, gets and watch events come as
+`meta.k8s.io/v1` Tables when the Accept header asks (printer columns from the stored CRDs); the
+core group's discovery says `groupVersion: v1`; Events are one store served by both `v1` and
+`events.k8s.io/v1`; `/openapi/v3` is built from the stored CRDs (`kubectl explain`); a Job gets
+the selector and labels the API server defaults; `pods/NAME/log` serves the log files under
+`pod_logs` (a kubelet's log directory: whoever runs the pods writes there), with `follow`,
+`tailLines`, `limitBytes` and `container`.
+
 Not covered: PUT (kmock routes no replace), `deletecollection`, server-side apply, strategic
 merge patches (applied as JSON merge patches, as kmock does), list `limit`/`continue` and list
 `resourceVersionMatch` (a list is always the current state).
@@ -50,6 +59,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -58,6 +68,8 @@ import jsonpatch
 import jsonpointer
 import kmock
 from typing_extensions import override
+
+from fairpilot.sandbox import kubectl_views as views
 
 ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
@@ -71,6 +83,13 @@ SERVER_SET = (
 LIVENESS_SECONDS = 5.0
 # What generateName appends, as the API server does (no vowels: no words by chance).
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+PODS = kmock.resource("", "v1", "pods")
+JOBS = kmock.resource("batch", "v1", "jobs")
+# Events are one store that two APIs serve, each in its own fields.
+EVENT_APIS = {("", "events"), ("events.k8s.io", "events")}
+# How often a followed log (`kubectl logs -f`) looks for more.
+LOG_POLL_SECONDS = 0.2
 
 ObjectKey = tuple[kmock.resource, str | None, str]
 
@@ -198,6 +217,9 @@ class VersionedEmulator(kmock.KubernetesEmulator):
     history_seconds: float = attrs.field(default=300.0)
     # How often a watch that allows bookmarks gets one (the API server: about every minute).
     bookmark_seconds: float = attrs.field(default=60.0)
+    # The kubelet's log directory: `{namespace}/{pod}/{container}.log` (kubectl_views.py);
+    # None: pods have no logs to serve.
+    pod_logs: Path | None = attrs.field(default=None)
 
     _revision: int = attrs.field(default=1, init=False)  # etcd starts at 1; writes start at 2
     _histories: dict[kmock.resource, collections.deque[Change]] = attrs.field(
@@ -219,6 +241,17 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         if self.history_events is not None and self.history_events < 1:
             raise ValueError("history_events must be at least 1 (or None: by time only)")
+        # Before kmock's own fallbacks (a higher sub-priority): watches as JSON streams, which
+        # kubectl decodes (`no stream serializers registered for application/octet-stream`),
+        # and the OpenAPI v3 documents.
+        first = self.fallback**1
+        (
+            first[kmock.action.WATCH]
+            << kmock.headers({"Content-Type": "application/json"})
+            << (self._serve_watch)
+        )
+        first["get", re.compile(r"/openapi/v3/?")] << self._serve_openapi_index
+        first["get", re.compile(r"/openapi/v3/(.+)")] << self._serve_openapi
 
     @property
     def revision(self) -> int:
@@ -270,6 +303,15 @@ class VersionedEmulator(kmock.KubernetesEmulator):
             return self._patch(request)
         return self._delete(request)
 
+    def install(self, resource: kmock.resource, obj: Mapping[str, Any]) -> None:
+        """Store an object that the cluster has from the start (a CRD installed before anything
+        runs): with its server-set metadata, at the current revision, with no watch event."""
+        stored = copy.deepcopy(dict(obj))
+        meta = stored["metadata"] = dict(stored.get("metadata") or {})
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1,
+                    resourceVersion=str(self._revision))  # fmt: skip
+        self._objects[(resource, meta.get("namespace") or None, meta["name"])] = stored
+
     def _create(self, request: kmock.Request) -> dict[str, Any]:
         if not isinstance(request.data, Mapping) or not isinstance(
             request.data.get("metadata", {}), Mapping
@@ -305,8 +347,15 @@ class VersionedEmulator(kmock.KubernetesEmulator):
             )
         if namespace:
             meta["namespace"] = namespace  # as the API server fills it in
+        kind, api_version = self._type_of(key[0])
+        if kind:  # a stored object always says what it is (a client may leave it out)
+            obj["apiVersion"], obj["kind"] = api_version, kind
         meta.pop("deletionTimestamp", None)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
+        if key[0] == JOBS:
+            _default_job(obj)
+        elif key[0] == PODS:  # a new pod waits for its node's kubelet
+            obj["status"] = {**(obj.get("status") or {}), "phase": "Pending"}
         revision = self._next_revision()
         meta["resourceVersion"] = str(revision)
         if current is None:
@@ -517,11 +566,20 @@ class VersionedEmulator(kmock.KubernetesEmulator):
 
     def _current(self, request: kmock.Request, labels: str, fields: str) -> list[dict[str, Any]]:
         resource, found = _resource(request), []
+        events = (resource.group, resource.plural) in EVENT_APIS
         for key, obj in self._objects.items():
-            if key[0] == resource and not obj.deleted:
+            if obj.deleted:
+                continue
+            if key[0] == resource:
                 raw = obj.last.raw
-                if self._selects(request, labels, fields, key, raw):
-                    found.append(raw)
+            elif events and (key[0].group, key[0].plural) in EVENT_APIS:
+                # The other API's Events: the same store, in this API's fields.
+                convert = views.events_v1 if resource.group else views.core_event
+                raw = convert(obj.last.raw)
+            else:
+                continue
+            if self._selects(request, labels, fields, key, raw):
+                found.append(raw)
         return found
 
     def _type_of(self, resource: kmock.resource) -> tuple[str | None, str]:
@@ -539,6 +597,8 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         # The items and the revision in one step: the list is the state at that revision.
         items = self._current(request, labels, fields)
         revision = self._revision
+        if self._wants_table(request):
+            return self._table(request, items, {"resourceVersion": str(revision)})
         kind, api_version = self._type_of(_resource(request))
         listing: dict[str, Any] = {"apiVersion": api_version}
         if kind:
@@ -547,11 +607,154 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         listing["items"] = items
         return listing
 
+    # --- what kubectl asks for (kubectl_views.py) ---------------------------------------------
+
+    @override
+    async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
+        listing = dict(await super()._serve_version(request))  # type: ignore[arg-type]
+        if listing.get("groupVersion", "").startswith("/"):
+            listing["groupVersion"] = listing["groupVersion"][1:]  # the core group: `v1`
+        return listing
+
+    @override
+    async def _serve_fetch(self, request: kmock.Request) -> kmock.Payload:
+        if request.subresource == "log" and request.resource == PODS:
+            return await self._serve_log(request)
+        found = await super()._serve_fetch(request)
+        if self._wants_table(request) and isinstance(found, Mapping):
+            return self._table(request, [found], {})
+        return found
+
+    def _wants_table(self, request: kmock.Request) -> bool:
+        accept = [value for name, value in request.headers.items() if name.lower() == "accept"]
+        return views.wants_table(",".join(accept))
+
+    def _crd_of(self, resource: kmock.resource) -> Mapping[str, Any] | None:
+        """The stored CRD that defines a resource, if any (its printer columns, its schema)."""
+        found = self._lookup((CRDS, None, f"{resource.plural}.{resource.group}"))
+        return None if found is None or found.deleted else found.last.raw
+
+    def _crds(self) -> list[Mapping[str, Any]]:
+        return [obj.last.raw for key, obj in self._objects.items()
+                if key[0] == CRDS and not obj.deleted]  # fmt: skip
+
+    def _table(
+        self, request: kmock.Request, items: list[Any], list_meta: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        resource = _resource(request)
+        return views.table(
+            resource.group or "",
+            str(resource.plural),
+            items,
+            self._crd_of(resource) if resource.group else None,
+            str(resource.version),
+            include_object=request.params.get("includeObject") or "Metadata",
+            list_meta=list_meta,
+        )
+
+    async def _serve_openapi_index(self, request: kmock.Request) -> kmock.Payload:
+        return views.openapi_index(views.openapi_documents(self._crds()))
+
+    async def _serve_openapi(self, request: kmock.Request) -> kmock.Payload:
+        path = request.url.path.removeprefix("/openapi/v3/").strip("/")
+        document = views.openapi_documents(self._crds()).get(path)
+        if document is None:
+            raise status_error(404, "NotFound", f"no OpenAPI document for {path}")
+        return document
+
+    async def _serve_log(self, request: kmock.Request) -> kmock.Payload:
+        """A container's log, as the kubelet serves it through the API server."""
+        key = _key(request)
+        pod = self._existing((PODS, key[1], key[2])).last.raw
+        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        params = request.params
+        container = params.get("container") or (containers[0] if len(containers) == 1 else None)
+        if container is None:
+            raise status_error(
+                400,
+                "BadRequest",
+                f"a container name must be specified for pod {key[2]}, choose one of: {containers}",
+            )
+        if container not in containers:
+            raise status_error(
+                400, "BadRequest", f"container {container} is not valid for pod {key[2]}"
+            )
+        path = (
+            None
+            if self.pod_logs is None
+            else views.pod_log_path(self.pod_logs, key[1] or "", key[2], container)
+        )
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in (None, "Pending"):
+            raise status_error(
+                400,
+                "BadRequest",
+                f'container "{container}" in pod "{key[2]}" is waiting to start: ContainerCreating',
+            )
+        if path is None:
+            return b""  # no log directory: nothing was kept
+        tail, limit = params.get("tailLines"), params.get("limitBytes")
+        tail_lines = int(tail) if tail and tail.isdigit() else None
+        limit_bytes = int(limit) if limit and limit.isdigit() else None
+        if _flag(params.get("follow")) is not True:
+            return views.read_log(path, tail_lines, limit_bytes)
+        return self._follow_log(request, (PODS, key[1], key[2]), path, tail_lines)
+
+    async def _follow_log(
+        self, request: kmock.Request, key: ObjectKey, path: Path, tail_lines: int | None
+    ) -> AsyncIterator[bytes]:
+        """The log so far, then what the container writes, until its pod ends or goes."""
+        try:
+            current = path.read_bytes()
+        except FileNotFoundError:
+            current = b""
+        yield b""  # the headers go out now
+        rotated = path.with_suffix(".log.1")
+        earlier = rotated.read_bytes() if rotated.exists() else b""
+        so_far = earlier + current
+        if tail_lines is not None:
+            lines = so_far.splitlines(keepends=True)
+            so_far = b"".join(lines[-tail_lines:]) if tail_lines > 0 else b""
+        yield so_far
+        position = len(current)
+        while True:
+            found = self._lookup(key)
+            ended = (
+                found is None
+                or found.deleted
+                or (found.last.raw.get("status") or {}).get("phase") in views.TERMINAL_PHASES
+            )
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size < position:  # rotated (copied and truncated): the new part from its start
+                position = 0
+            if size > position:
+                with path.open("rb") as log:
+                    log.seek(position)
+                    chunk = log.read(size - position)
+                position += len(chunk)
+                yield chunk
+            if ended or _disconnected(request):
+                return
+            await asyncio.sleep(LOG_POLL_SECONDS)
+
     @override
     def _serve_watch(self, request: kmock.Request) -> AsyncIterator[kmock.Payload]:
         # Not a generator itself: a request it refuses gets an HTTP error, not a stream.
         self._known(request)
-        return self._watch_stream(request, WatchQuery.parse(request.params))
+        stream = self._watch_stream(request, WatchQuery.parse(request.params))
+        return self._as_tables(request, stream) if self._wants_table(request) else stream
+
+    async def _as_tables(
+        self, request: kmock.Request, stream: AsyncIterator[Any]
+    ) -> AsyncIterator[Any]:
+        """A watch's objects as one-row Tables (kubectl get -w); bookmarks, errors as they are."""
+        async for event in stream:
+            if isinstance(event, Mapping) and event.get("type") in (ADDED, MODIFIED, DELETED):
+                event = {**event, "object": self._table(request, [event["object"]], {})}
+            yield event
 
     async def _watch_stream(self, request: kmock.Request, query: WatchQuery) -> AsyncIterator[Any]:
         yield b""  # the headers go out now, as the API server flushes them at once
@@ -660,6 +863,27 @@ class VersionedEmulator(kmock.KubernetesEmulator):
 def _resource(request: kmock.Request) -> kmock.resource:
     assert request.resource is not None  # only Kubernetes requests come this far
     return request.resource
+
+
+def _default_job(job: dict[str, Any]) -> None:
+    """What the API server defaults in a Job: a selector on its own uid (unless it says
+    `manualSelector`), and the labels that match it on its pod template (kubectl finds a
+    Job's pods by that selector, `kubectl logs job/NAME`)."""
+    spec = job.get("spec")
+    if not isinstance(spec, dict) or spec.get("manualSelector") or spec.get("selector"):
+        return
+    meta = job["metadata"]
+    uid, name = meta["uid"], meta.get("name", "")
+    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    template = spec["template"] = dict(spec.get("template") or {})
+    template_meta = template["metadata"] = dict(template.get("metadata") or {})
+    template_meta["labels"] = {
+        **(template_meta.get("labels") or {}),
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    }
 
 
 def _key(request: kmock.Request) -> ObjectKey:

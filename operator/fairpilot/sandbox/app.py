@@ -101,6 +101,7 @@ class Sandbox:
         retry: Retry | None = None,
         waiters: Waiters | None = None,
         jobs_seen: SeenVersions | None = None,
+        pod_logs: Path | None = None,
     ) -> None:
         # noop_jobs: Jobs finish at once with a minimal result (for load benchmarks).
         # kafka: start a Tansu broker (`self.kafka` is its bootstrap address, else None), or
@@ -121,6 +122,8 @@ class Sandbox:
         # bridge_settings: more BridgeConfig fields (principals, allowed_namespaces, ...).
         # retry, waiters, jobs_seen: the operator thread's (controller/runtime.py); default:
         # the operator's own. Given ones are kept across restart_operator().
+        # pod_logs: where the runner keeps its pods' logs and the API server reads them
+        # (`kubectl logs`); default: `pod-logs` beside the artifacts.
         if operator_process and warehouse is not None:
             raise ValueError("an operator process reaches the warehouse only through MONGO_URI")
         if replicas > 1 and not operator_process:
@@ -140,6 +143,7 @@ class Sandbox:
         self.runtime: Runtime | None = None  # the operator thread's
         self.noop_jobs = noop_jobs
         self.artifacts = artifacts.resolve()
+        self.pod_logs = (pod_logs or self.artifacts.parent / "pod-logs").resolve()
         self.namespace = namespace
         self.parallelism = parallelism
         self.with_kafka = kafka
@@ -167,7 +171,8 @@ class Sandbox:
 
     def _start(self) -> None:
         self.artifacts.mkdir(parents=True, exist_ok=True)
-        self.url = self._stack.enter_context(running_emulator(self.audit_log))
+        self.pod_logs.mkdir(parents=True, exist_ok=True)
+        self.url = self._stack.enter_context(running_emulator(self.audit_log, self.pod_logs))
         if isinstance(self.with_kafka, str):
             self.kafka = self.with_kafka
         elif self.with_kafka:
@@ -197,7 +202,7 @@ class Sandbox:
             parallelism=self.parallelism,
             noop=self.noop_jobs,
             env={"FAIRPILOT_FILE_ROOT": str(self.file_root)} if self.file_root else None,
-            **self.runner_options,
+            **{"pod_logs": self.pod_logs, **self.runner_options},
         ).start()
         self._stack.callback(self.runner.stop)
 

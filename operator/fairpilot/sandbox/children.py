@@ -35,6 +35,8 @@ from typing import IO, Any
 
 import psutil
 
+from fairpilot.sandbox.kubectl_views import read_log, rotate
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -264,13 +266,21 @@ def run_container(
     timeout: float | None,
     memory_limit: int | None,
     poll: float = 0.1,
+    log: Path | None = None,
+    log_limit: int = 10 * 1024 * 1024,
 ) -> tuple[int, str, str]:
     """Run one container's process to its end as a kubelet would: (exit code, reason, output).
 
     Above `memory_limit` bytes (the process tree's resident set) the tree is killed and
     reported `OOMKilled` (137); past `timeout` seconds, `DeadlineExceeded` (137).
+    log: the file its output goes to (a new one), kept to about twice `log_limit` bytes
+    (kubectl_views.rotate); the output returned is then its last part.
     """
-    child = ChildProcess("container", argv, env=env, cwd=workdir).start()
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        for old in (log, log.with_suffix(".log.1")):
+            old.unlink(missing_ok=True)  # a new pod of the same name: a new log
+    child = ChildProcess("container", argv, env=env, cwd=workdir, log=log).start()
     began = time.monotonic()
     reason = ""
     with child:
@@ -282,8 +292,10 @@ def run_container(
             if reason:
                 child.kill_tree()
                 break
+            if log is not None:
+                rotate(log, log_limit)
             time.sleep(poll)
-        logs = child.output()
+        logs = child.output() if log is None else read_log(log)[-65536:].decode(errors="replace")
         code = child.wait()
     if reason == "DeadlineExceeded":
         return 137, reason, "the Job exceeded activeDeadlineSeconds"

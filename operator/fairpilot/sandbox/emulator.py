@@ -4,13 +4,17 @@ The operator must not need sandbox special cases, so the emulator does what a re
 does for it (apiserver.py, generic): `uid`, `creationTimestamp`, `generation` bumped on spec
 changes only, resource versions, watches that resume from one (so Kopf does not list everything
 again at each reconnect), bookmarks, 410 Gone, 409 Conflict, and garbage collection of objects
-whose owner was deleted. This module adds FairPilot's resources, the audit log, and what keeps
+whose owner was deleted; and what kubectl asks of one (Tables, `get -w`, pod logs, OpenAPI v3).
+This module adds FairPilot's resources and their CRDs (installed, as the chart installs them,
+for `kubectl get crd`, printer columns and `kubectl explain`), the audit log, and what keeps
 kmock fast over a long run.
 
 The watch history and bookmarks are set by environment variables, read when it starts:
 FAIRPILOT_EMULATOR_HISTORY_EVENTS (the latest changes kept per resource; default: no limit),
 FAIRPILOT_EMULATOR_HISTORY_SECONDS (default 300, as etcd compacts) and
 FAIRPILOT_EMULATOR_BOOKMARK_SECONDS (default 60, as the API server sends them).
+FAIRPILOT_EMULATOR_POD_LOGS names the directory the local Job runner writes its pods' logs to,
+which it serves as `pods/NAME/log` (`kubectl logs`).
 
 On request (FAIRPILOT_EMULATOR_AUDIT_LOG=path) it also writes an audit log as an API server
 does (audit.k8s.io/v1 events at the Metadata level, one JSON line per request): who (the
@@ -44,7 +48,8 @@ from typing_extensions import override
 
 from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.kinds import KINDS
-from fairpilot.sandbox.apiserver import VersionedEmulator, matches_fields, matches_labels
+from fairpilot.crds import crd
+from fairpilot.sandbox.apiserver import CRDS, VersionedEmulator, matches_fields, matches_labels
 from fairpilot.sandbox.children import ChildProcess
 
 __all__ = [
@@ -58,15 +63,36 @@ __all__ = [
     "serve",
 ]
 
+# With the singular and short names kubectl resolves (`kubectl logs job/NAME`, `get po`).
 CORE_RESOURCES = {
-    "v1/namespaces": kmock.ResourceInfo(kind="Namespace", namespaced=False),
-    "v1/pods": kmock.ResourceInfo(kind="Pod", namespaced=True, subresources={"status", "log"}),
-    "v1/events": kmock.ResourceInfo(kind="Event", namespaced=True),
-    "v1/configmaps": kmock.ResourceInfo(kind="ConfigMap", namespaced=True),
-    "batch/v1/jobs": kmock.ResourceInfo(kind="Job", namespaced=True, subresources={"status"}),
-    "events.k8s.io/v1/events": kmock.ResourceInfo(kind="Event", namespaced=True),
+    "v1/namespaces": kmock.ResourceInfo(
+        kind="Namespace", singular="namespace", shortnames={"ns"}, namespaced=False
+    ),
+    "v1/pods": kmock.ResourceInfo(
+        kind="Pod",
+        singular="pod",
+        shortnames={"po"},
+        categories={"all"},
+        namespaced=True,
+        subresources={"status", "log"},
+    ),
+    "v1/events": kmock.ResourceInfo(
+        kind="Event", singular="event", shortnames={"ev"}, namespaced=True
+    ),
+    "v1/configmaps": kmock.ResourceInfo(
+        kind="ConfigMap", singular="configmap", shortnames={"cm"}, namespaced=True
+    ),
+    "batch/v1/jobs": kmock.ResourceInfo(
+        kind="Job", singular="job", categories={"all"}, namespaced=True, subresources={"status"}
+    ),
+    "events.k8s.io/v1/events": kmock.ResourceInfo(
+        kind="Event", singular="event", shortnames={"ev"}, namespaced=True
+    ),
     "apiextensions.k8s.io/v1/customresourcedefinitions": kmock.ResourceInfo(
-        kind="CustomResourceDefinition", namespaced=False
+        kind="CustomResourceDefinition",
+        singular="customresourcedefinition",
+        shortnames={"crd", "crds"},
+        namespaced=False,
     ),
     # Kopf's peering objects (the chart installs their CRDs), for operators with replicas.
     "kopf.dev/v1/clusterkopfpeerings": kmock.ResourceInfo(
@@ -77,6 +103,8 @@ CORE_RESOURCES = {
 REQUEST_LOG_WINDOW = 64
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 AUDIT_LOG_ENV = "FAIRPILOT_EMULATOR_AUDIT_LOG"
+# The directory the local Job runner writes its pods' logs to (VersionedEmulator.pod_logs).
+POD_LOGS_ENV = "FAIRPILOT_EMULATOR_POD_LOGS"
 # VersionedEmulator's settings, each from an environment variable (serve() reads them).
 SETTINGS_ENV = {
     "history_events": ("FAIRPILOT_EMULATOR_HISTORY_EVENTS", int),
@@ -109,6 +137,10 @@ class ApiServerEmulator(VersionedEmulator):
                 subresources={"status"},
                 verbs=set(VERBS),
             )
+        # FairPilot's CRDs, installed as the chart installs them: `kubectl get crd`, and the
+        # printer columns and schemas that the API server serves from them.
+        for kind in KINDS:
+            self.install(CRDS, crd(kind))
 
     @override  # kmock's private __get_objs, which mypy does not see (hence the ignore)
     def _KubernetesEmulator__get_objs(  # type: ignore[misc]
@@ -136,6 +168,8 @@ class ApiServerEmulator(VersionedEmulator):
                 # Subresources carry no short names or categories on a real API server;
                 # kubectl would expand `get fairpilot` into `explanations/status` otherwise.
                 entry.update(shortNames=[], categories=[], singularName="")
+                if entry["name"].endswith("/log"):
+                    entry["verbs"] = ["get"]
         return listing
 
     @override
@@ -318,7 +352,8 @@ def serve() -> None:
         threading.Thread(
             target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(closed.set)), daemon=True
         ).start()
-        emulator = ApiServerEmulator(audit=audit, **settings)
+        logs = os.environ.get(POD_LOGS_ENV)
+        emulator = ApiServerEmulator(audit=audit, pod_logs=Path(logs) if logs else None, **settings)
 
         def restart() -> None:
             emulator.restart()
@@ -373,12 +408,16 @@ class EmulatorUrl(str):
 
 
 @contextmanager
-def running_emulator(audit_log: Path | None = None) -> Iterator[EmulatorUrl]:
+def running_emulator(
+    audit_log: Path | None = None, pod_logs: Path | None = None
+) -> Iterator[EmulatorUrl]:
     """The emulator on a loopback port, served by a child process; yields its URL (whose
     `restart()` restarts the API server, objects kept).
 
     audit_log: the file its audit log is appended to (`request_info` and `audit_event` say
     what a line holds); None: as FAIRPILOT_EMULATOR_AUDIT_LOG says in this environment.
+    pod_logs: the directory pods' logs are in (the local Job runner's), which it serves as
+    `pods/NAME/log`; None: as FAIRPILOT_EMULATOR_POD_LOGS says.
 
     A process of its own rather than a thread: under load the emulator and the operator would
     otherwise share one interpreter lock, and each would slow the other down (the operator's
@@ -386,10 +425,15 @@ def running_emulator(audit_log: Path | None = None) -> Iterator[EmulatorUrl]:
     It talks over a control pipe: its URL, then a line per restart, on its stdout; the end
     of its stdin is its signal to stop (so it also stops when this process dies).
     """
+    env = dict(os.environ)
+    if audit_log is not None:
+        env[AUDIT_LOG_ENV] = str(audit_log)
+    if pod_logs is not None:
+        env[POD_LOGS_ENV] = str(pod_logs)
     child = ChildProcess(
         "the API emulator",
         [sys.executable, "-m", "fairpilot.sandbox.emulator"],
-        env=None if audit_log is None else {**os.environ, AUDIT_LOG_ENV: str(audit_log)},
+        env=env,
         control_pipe=True,
     )
     with child.start():

@@ -5,7 +5,8 @@ container's env (the ConfigMap volume written to a temporary directory, `/tmp` a
 retries up to `backoffLimit` with a growing delay, enforces `activeDeadlineSeconds` and the
 container's memory limit (killed as `OOMKilled`, exit code 137, as the kubelet reports a cgroup
 OOM kill), and writes back what the real controllers would: the Job's status and conditions,
-and the Pod's termination state and message.
+and the Pod's termination state and message. Each pod's output is kept as the kubelet keeps
+it, in a log file per container that the API emulator serves (`kubectl logs`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from fairpilot.api.kinds import KINDS
 from fairpilot.cluster import release
 from fairpilot.conditions import now
 from fairpilot.sandbox.children import run_container
+from fairpilot.sandbox.kubectl_views import pod_log_path
 
 if TYPE_CHECKING:
     import urllib3
@@ -58,6 +60,8 @@ class LocalJobRunner:
         retry_delay: float = 1.0,
         crash: Callable[[dict[str, Any]], bool] | None = None,
         hang: Callable[[dict[str, Any]], bool] | None = None,
+        pod_logs: Path | None = None,
+        log_limit: int = 10 * 1024 * 1024,
     ) -> None:
         # noop: finish every Job at once with a minimal result.json (for load benchmarks).
         # env: added to every container's environment (what a node would add, e.g. the
@@ -69,6 +73,10 @@ class LocalJobRunner:
         # the operator (fault injection for tests).
         # hang: Jobs for which it answers True never finish on their own, as a read from a
         # hung network mount would not (fault injection: deadlines).
+        # pod_logs: where each pod's output goes, as a kubelet keeps it
+        # (`{namespace}/{pod}/{container}.log`, which the API emulator serves as the pod's
+        # log), each kept to about twice `log_limit` bytes; None: discarded once the pod ends.
+        self.pod_logs, self.log_limit = pod_logs, log_limit
         self.noop = noop
         self.hang = hang
         self.env = dict(env or {})
@@ -305,12 +313,20 @@ class LocalJobRunner:
                 argv = [sys.executable, "-c", _HANG]
             log.info("running %s: %s", meta["name"], " ".join(argv))
             limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+            pod_log = (
+                None
+                if self.pod_logs is None
+                else pod_log_path(self.pod_logs, meta["namespace"], pod_name, container["name"])
+            )
+            self._pod_started(job, pod_name)
             code, reason, logs = run_container(
                 argv,
                 env,
                 workdir,
                 timeout,
                 int(parse_quantity(limit)) if limit else None,
+                log=pod_log,
+                log_limit=self.log_limit,
             )
             self._wait_to_report(meta["name"])
             termination = workdir / "termination-log"
@@ -352,6 +368,31 @@ class LocalJobRunner:
             )
         )
         return pod_name
+
+    def _pod_started(self, job: dict[str, Any], pod_name: str) -> None:
+        """The pod's container runs, as the kubelet reports it (`kubectl get pods`)."""
+        container = job_container(job)
+        started = now()
+        state = {"running": {"startedAt": started}}
+        status = {
+            "phase": "Running",
+            "startTime": started,
+            "containerStatuses": [
+                {
+                    "name": container["name"],
+                    "state": state,
+                    "ready": True,
+                    "restartCount": 0,
+                    "image": container.get("image", ""),
+                    "imageID": "",
+                }
+            ],
+        }
+        release(
+            self.core.patch_namespaced_pod_status(
+                pod_name, job["metadata"]["namespace"], {"status": status}, _preload_content=False
+            )
+        )
 
     def _report_pod(
         self, job: dict[str, Any], pod_name: str, code: int, reason: str, message: str

@@ -1,8 +1,9 @@
 """`fairpilot sandbox up`: the sandbox as a long-running service, until interrupted.
 
 It prints the addresses of its API server and of its Kafka broker so that other programs can
-drive it: `kubectl --server URL`, the Kubernetes client, Kafka producers (the bridge consumes
-the seed's trigger topics and produces its events), a benchmark.
+drive it: kubectl (through the kubeconfig it writes beside the artifacts), the Kubernetes
+client, Kafka producers (the bridge consumes the seed's trigger topics and produces its
+events), a benchmark.
 """
 
 from __future__ import annotations
@@ -26,6 +27,33 @@ def masked(uri: str) -> str:
         return uri
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig whose current context is the sandbox's API server (no credentials: the
+    emulator asks for none), for `KUBECONFIG=path kubectl ...` and `fairpilot logs`."""
+    import yaml
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "fairpilot-sandbox", "cluster": {"server": str(server)}}],
+        "users": [{"name": "fairpilot-sandbox", "user": {}}],
+        "contexts": [
+            {
+                "name": "fairpilot-sandbox",
+                "context": {
+                    "cluster": "fairpilot-sandbox",
+                    "user": "fairpilot-sandbox",
+                    "namespace": "default",
+                },
+            }
+        ],
+        "current-context": "fairpilot-sandbox",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def up(
@@ -57,6 +85,14 @@ def up(
         warehouse=warehouse,
     ) as sandbox:
         print(f"API server: {sandbox.url}", flush=True)
+        kubeconfig = write_kubeconfig(sandbox.artifacts.parent / "kubeconfig", sandbox.url)
+        print(f"kubeconfig: {kubeconfig}", flush=True)
+        print(
+            f"kubectl:    export KUBECONFIG={kubeconfig}; kubectl get fairpilot,jobs,pods; "
+            "kubectl logs job/NAME (docs/operations.md)",
+            flush=True,
+        )
+        print(f"pod logs:   {sandbox.pod_logs}", flush=True)
         print(f"Kafka:      {sandbox.kafka}", flush=True)
         print(f"artifacts:  {sandbox.artifacts}", flush=True)
         where = file_root or "anywhere on this machine (--any-file)"
