@@ -210,6 +210,17 @@ def _event_cells(event: Mapping[str, Any]) -> list[Any]:
     ]
 
 
+_EVENTS_TABLE = (
+    [
+        _column("Last Seen"),
+        _column("Type"),
+        _column("Reason"),
+        _column("Object"),
+        _column("Message"),
+    ],
+    _event_cells,
+)
+
 # (group, plural): the columns after Name, and the cells for them, as kubectl's own printers.
 BUILT_IN_COLUMNS: dict[tuple[str, str], tuple[list[Column], Any]] = {
     ("", "pods"): (
@@ -220,26 +231,9 @@ BUILT_IN_COLUMNS: dict[tuple[str, str], tuple[list[Column], Any]] = {
         [_column("Status"), _column("Completions"), _column("Duration")],
         _job_cells,
     ),
-    ("", "events"): (
-        [
-            _column("Last Seen"),
-            _column("Type"),
-            _column("Reason"),
-            _column("Object"),
-            _column("Message"),
-        ],
-        _event_cells,
-    ),
-    ("events.k8s.io", "events"): (
-        [
-            _column("Last Seen"),
-            _column("Type"),
-            _column("Reason"),
-            _column("Object"),
-            _column("Message"),
-        ],
-        _event_cells,
-    ),
+    # One store behind both event APIs (core v1 and events.k8s.io), one table for both.
+    ("", "events"): _EVENTS_TABLE,
+    ("events.k8s.io", "events"): _EVENTS_TABLE,
     ("", "namespaces"): (
         [_column("Status")],
         lambda ns: [(ns.get("status") or {}).get("phase") or "Active"],
