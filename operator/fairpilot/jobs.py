@@ -73,6 +73,13 @@ def owner_reference(kind: Kind, resource: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def owned_by(obj: dict[str, Any], uid: str | None) -> bool:
+    """Whether `obj` has an owner reference with this `uid` (never, without one): ownership by
+    uid, which no one else can give a resource, not by a name or a label anyone can copy."""
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return uid is not None and any(owner.get("uid") == uid for owner in owners)
+
+
 def spec_config_map(
     kind: Kind, resource: dict[str, Any], job_spec: dict[str, Any], run: str
 ) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from fairpilot.api.status import Phase
 from fairpilot.api.validation import describe, is_dns1123_subdomain
 from fairpilot.conditions import condition_of
 from fairpilot.config import OperatorConfig
+from fairpilot.jobs import owned_by
 
 # (kind, name) -> the resource as a dict, or None when it does not exist.
 Lookup = Callable[[str, str], dict[str, Any] | None]
@@ -331,8 +332,7 @@ def _owned_by_monitor(run: dict[str, Any], name: str, owner: str | None) -> None
     """A promoted model is watched only while its TrainingRun is the monitor's own: one
     deleted and made again under its name by anyone who may create TrainingRuns would
     otherwise have its model watched, and judged, in the monitor's name."""
-    owners = (run.get("metadata") or {}).get("ownerReferences") or []
-    if owner and any(o.get("uid") == owner for o in owners):
+    if owned_by(run, owner or None):
         return
     raise UnresolvedReference(
         "WatchedModelNotOwned",

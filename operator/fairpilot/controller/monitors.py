@@ -20,6 +20,7 @@ from fairpilot.controller.world import (
     Reader,
     World,
 )
+from fairpilot.jobs import owned_by
 
 ARCHIVED = "fairpilot.io/archived"  # the label of a candidate a monitor archived
 
@@ -63,7 +64,7 @@ def start_candidate(
         return CREATING
     if created is False:
         existing = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
-        if existing is None or not _owned_by(existing, meta.get("uid")):
+        if existing is None or not owned_by(existing, meta.get("uid")):
             message = f"TrainingRun {name} exists and is not this monitor's: rename or delete it"
             plan.events.append(("Warning", "RetrainingNotStarted", message))
             return None
@@ -249,9 +250,4 @@ def own_run(world: World, meta: dict[str, Any], name: str) -> dict[str, Any] | N
     when it is gone or someone else's. A candidate deleted and made again under its name by
     anyone who may create TrainingRuns is never followed, scored or promoted."""
     run = world.need(("get", TRAINING_RUN.kind, name), lambda r: r.get(TRAINING_RUN, name))
-    return run if run is not None and _owned_by(run, meta.get("uid")) else None
-
-
-def _owned_by(obj: dict[str, Any], uid: str | None) -> bool:
-    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return uid is not None and any(owner.get("uid") == uid for owner in owners)
+    return run if run is not None and owned_by(run, meta.get("uid")) else None
