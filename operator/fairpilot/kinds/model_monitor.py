@@ -30,7 +30,7 @@ MAX_FEATURES_IN_STATUS = 50
 # What each condition says when the window raised no alert of its type.
 _HELD = {
     AlertType.DRIFT_DETECTED: ("NoDrift", "no feature and not the prediction drifted"),
-    AlertType.BIAS_DRIFT: ("FairnessHeld", "every sensitive feature's fairness held"),
+    AlertType.BIAS_DRIFT: ("FairnessHeld", "fairness held"),  # for the measures compared
     AlertType.PERFORMANCE_DEGRADED: ("PerformanceHeld", "the model scored as on held-out data"),
 }
 _RAISED = {
@@ -86,12 +86,8 @@ def _fairness_held(result: MonitorResult) -> Condition:
             if fairness.features
             else f"{prefix}: no sensitive feature was in the window",
         )
-    return (
-        AlertType.BIAS_DRIFT,
-        False,
-        "FairnessHeld",
-        f"{prefix}: held: {', '.join(held)}{unknown}",
-    )
+    reason, words = _HELD[AlertType.BIAS_DRIFT]
+    return (AlertType.BIAS_DRIFT, False, reason, f"{prefix}: {words}: {', '.join(held)}{unknown}")
 
 
 def _listed(messages: list[str], limit: int = 5) -> str:
