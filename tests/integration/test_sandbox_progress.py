@@ -247,3 +247,15 @@ def test_cli_ends_with_each_failure_s_full_reason(tmp_path: Path, tty: bool) -> 
     assert "not succeeded:" in tail
     assert f"  ✘ BiasAnalysis/adult-bias: Failed (MissingColumn): {reason}" in tail, tail
     assert "  ■ Dataset/adult: pipeline Stopped: BiasAnalysis adult-bias failed" in tail, tail
+
+
+def test_a_reason_the_message_starts_with_is_said_once() -> None:
+    from fairpilot.sandbox.cli import not_succeeded
+
+    status = {
+        "phase": "Failed",
+        "message": "DatasetNotFound: dataset file:///d.csv does not exist",
+        "conditions": [{"type": "Ready", "status": "False", "reason": "DatasetNotFound"}],
+    }
+    (line,) = not_succeeded([{"kind": "Dataset", "name": "d", "status": status}])
+    assert line == "✘ Dataset/d: Failed (DatasetNotFound): dataset file:///d.csv does not exist"

@@ -225,6 +225,8 @@ def not_succeeded(final: Sequence[dict[str, Any]]) -> list[str]:
             reason = ready.get("reason") or ""
             line = f"{SYMBOLS.get(phase, '?')} {key}: {phase}" + (f" ({reason})" if reason else "")
             message = " ".join(str(status.get("message") or "").split())
+            # A stage's error message starts with its reason already: say it once.
+            message = message.removeprefix(f"{reason}: ") if reason else message
             lines.append(line + (f": {message}" if message else ""))
         if status.get("pipeline") in ("Stopped", "Failed"):
             message = " ".join(str(status.get("pipelineMessage") or "").split())
