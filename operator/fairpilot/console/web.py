@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from fairpilot import __version__
+from fairpilot.api.kinds import DATASET
 from fairpilot.console import artifacts
 from fairpilot.console.data import Console, NamespaceNotServed, NotFound, kind_named
 
@@ -65,9 +67,21 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, sort_keys=False, default_flow_style=False).rstrip()
 
 
+def _when(value: Any) -> str:
+    """An API timestamp (`2026-12-02T12:19:37Z`, `...37.504013+00:00`) as `2026-12-02
+    12:19:37`, in UTC as the API server writes them; anything else as it is."""
+    text = str(value or "")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def build_app(console: Console, *, user_header: str | None = None) -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["yaml"] = _yaml
+    templates.env.filters["when"] = _when
     templates.env.globals["version"] = __version__
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
@@ -95,11 +109,16 @@ def build_app(console: Console, *, user_header: str | None = None) -> Starlette:
             report: artifacts.console_path(console.config, ns, uri)
             for report, uri in sorted(item.reports.items())
         }
+        stages = []
+        if item.kind is DATASET:
+            owned = (p for p in console.overview(ns).pipelines if p.dataset.uid == item.uid)
+            stages = next((p.stages for p in owned), [])
         return page(
             request,
             "resource.html",
             ns=ns,
             item=item,
+            stages=stages,
             events=console.events(item),
             reports=reports,
             report_uris=item.reports,
@@ -136,6 +155,9 @@ def build_app(console: Console, *, user_header: str | None = None) -> Starlette:
     def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    def favicon(request: Request) -> Response:
+        return Response(status_code=204)  # browsers ask for one; a 404 would read as an error
+
     async def not_served(request: Request, exc: Exception) -> Response:
         return refused(request, 403, str(exc))
 
@@ -164,6 +186,7 @@ def build_app(console: Console, *, user_header: str | None = None) -> Starlette:
         routes=[
             Route("/", home),
             Route("/healthz", healthz),
+            Route("/favicon.ico", favicon),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
             Route("/ns/{ns}", namespace),
             Route("/ns/{ns}/artifacts/{path:path}", artifact),
