@@ -104,6 +104,7 @@ def test_from_the_pipeline_list_to_a_report_and_a_live_log(
             ]
         )
         page.reload()
+        _shoot(page, "namespaces")
         page.get_by_role("link", name="default", exact=True).click()
         page.wait_for_url(f"{url}/ns/default")
         assert "Pipelines in default" in page.locator("h1").inner_text()
@@ -146,3 +147,7 @@ def test_from_the_pipeline_list_to_a_report_and_a_live_log(
         _shoot(page, "bias")
         assert errors == []
         assert outside == []
+        # What a refusal looks like: a model file is no report.
+        refused = page.goto(f"{url}/ns/default/artifacts/~none/model.pkl")
+        assert refused is not None and refused.status == 403
+        _shoot(page, "refused")

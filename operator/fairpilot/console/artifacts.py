@@ -15,7 +15,6 @@ to read what the operator may read but a person should not:
 
 from __future__ import annotations
 
-import mimetypes
 from dataclasses import dataclass
 
 from fairpilot import access
@@ -64,8 +63,10 @@ def relative_path(path: str) -> list[str]:
 def content_type(path: str) -> str:
     suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if suffix not in SERVED_SUFFIXES:
-        guessed = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        raise Refused(f"the console shows reports, not {guessed} files")
+        name = path.rsplit("/", 1)[-1][:100]
+        raise Refused(
+            f"{name!r} is no report: the console opens {', '.join(SERVED_SUFFIXES)} files only"
+        )
     return SERVED_SUFFIXES[suffix]
 
 

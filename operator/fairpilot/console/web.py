@@ -92,7 +92,8 @@ def build_app(console: Console, *, user_header: str | None = None) -> Starlette:
         )
 
     def refused(request: Request, status: int, message: str) -> Response:
-        return page(request, "error.html", status, title=f"{status}", message=message)
+        title = {401: "Unauthorized", 403: "Forbidden", 404: "Not found"}.get(status, "Error")
+        return page(request, "error.html", status, title=f"{status} {title}", message=message)
 
     def home(request: Request) -> Response:
         return page(request, "namespaces.html", namespaces=console.namespaces())

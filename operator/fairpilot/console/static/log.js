@@ -13,7 +13,7 @@
     if (atEnd) box.scrollTop = box.scrollHeight;
   };
   source.addEventListener("pod", (event) => {
-    if (pod !== event.data) box.textContent = "";  // a reconnect sends the log from its start
+    box.textContent = "";  // every connection sends the pod's log from its start
     pod = event.data;
     status.textContent = "pod " + pod + ": following";
   });
