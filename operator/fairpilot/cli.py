@@ -130,8 +130,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the sandbox's Kafka broker on 127.0.0.1 (default: a free one)",
     )
     serve.add_argument(
+        "--console-port",
+        type=int,
+        default=0,
+        help="port of the web console on 127.0.0.1 (default: a free one)",
+    )
+    serve.add_argument("--no-console", action="store_true", help="do not serve the web console")
+    serve.add_argument(
         "--mongo-uri",
         help="record datasets, reports, models and events in this MongoDB (the warehouse)",
+    )
+    console = commands.add_parser(
+        "console",
+        help="serve the read-only web console: pipelines, resources, reports, live stage logs",
+        description="A read-only web console over the cluster in the kubeconfig (or in-cluster, "
+        "or --server), reading reports with the operator's configuration and credentials "
+        "(FAIRPILOT_* as `fairpilot operator` reads them). Reach it with `kubectl "
+        "port-forward`; see docs/operations.md before exposing it.",
+    )
+    console.add_argument("--port", type=int, default=8080, help="(default 8080)")
+    console.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    console.add_argument(
+        "--namespace",
+        action="append",
+        help="serve only these namespaces (repeatable; as the operator's --namespace)",
+    )
+    console.add_argument(
+        "--user-header",
+        metavar="HEADER",
+        help="trust this request header (e.g. X-Forwarded-User) as the user's name, set by an "
+        "authenticating proxy in front of the console; requests without it are refused (401). "
+        "Only when every request passes through that proxy",
+    )
+    target = console.add_mutually_exclusive_group()
+    target.add_argument("--kubeconfig", type=Path, help="default: $KUBECONFIG or in-cluster")
+    target.add_argument(
+        "--server", help="the API server's URL (`fairpilot sandbox up` prints the sandbox's)"
     )
     logs = commands.add_parser(
         "logs",
@@ -219,6 +255,31 @@ def show_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_console(args: argparse.Namespace) -> int:
+    """`fairpilot console`: serve the web console until interrupted."""
+    import kubernetes
+
+    from fairpilot.cluster import Cluster
+    from fairpilot.console.data import Console
+    from fairpilot.console.server import Options, serve
+    from fairpilot.controller.main import config_from_env
+    from fairpilot.controller.runtime import load_kubeconfig
+
+    # Pages, and a connection per live log that a browser follows.
+    connections = 16
+    if args.server:
+        cluster = Cluster.for_host(args.server, connections=connections)
+    else:
+        if args.kubeconfig:
+            kubernetes.config.load_kube_config(config_file=str(args.kubeconfig))
+        else:
+            load_kubeconfig()
+        cluster = Cluster.connect(connections=connections)
+    console = Console(cluster, config_from_env(), args.namespace)
+    print(f"console: http://{args.host}:{args.port} (read-only)", flush=True)
+    return serve(console, Options(args.host, args.port, args.user_header))
+
+
 def sandbox_file_root(args: argparse.Namespace) -> Path | None:
     """Where the sandbox's jobs may read and write file:// URIs: --file-root, else the folder
     that holds --artifacts; None (anywhere) only with --any-file."""
@@ -272,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     elif args.command == "logs":
         return show_logs(args)
+    elif args.command == "console":
+        return run_console(args)
     elif args.command == "sandbox" and args.sandbox_command == "up":
         from fairpilot.sandbox.up import up
 
@@ -282,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file_root=sandbox_file_root(args),
             kafka_port=args.kafka_port,
             mongo_uri=args.mongo_uri,
+            console_port=None if args.no_console else args.console_port,
         )
     elif args.command == "sandbox":
         from fairpilot.sandbox.cli import run

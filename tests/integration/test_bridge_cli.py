@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,10 @@ def test_the_readme_producer_starts_a_pipeline_through_sandbox_up(tmp_path: Path
         event = reported[0]
         assert (event["dataset_id"], event["user_id"]) == ("adult", "user123")
         assert event["target_column_name"] == "income" and event["task_type"] == "classification"
+        # The web console it prints shows the pipeline that message started.
+        (console,) = [line.split()[1] for line in lines if line.startswith("console:")]
+        with urllib.request.urlopen(f"{console}/ns/default", timeout=30) as page:
+            assert 'href="/ns/default/datasets/adult-' in page.read().decode()
     finally:
         up.terminate()
         up.wait(30)

@@ -245,3 +245,39 @@ def test_environment_overrides_the_config_file_and_bad_files_are_refused(tmp_pat
     path.write_text("artifact_root: s3://x\njob_defaults: {}\n")  # a misspelt key
     with pytest.raises(ValueError, match="job_defaults"):
         config_from_env({"FAIRPILOT_CONFIG_FILE": str(path)})
+
+
+@pytest.mark.parametrize("all_namespaces", [False, True])
+def test_the_console_is_a_read_only_deployment_of_its_own(helm: Path, all_namespaces: bool) -> None:
+    values = {
+        "console": {"enabled": True, "userHeader": "X-Forwarded-User"},
+        "watch": {"allNamespaces": all_namespaces, "namespaces": ["team-a", "team-b"]},
+        "s3": {"credentialsSecret": "fairpilot-s3"},
+    }
+    assert "0 chart(s) failed" in run_helm(helm, "lint", "--strict", str(CHART), values=values)
+    objects = render(helm, values)
+    console = [o for o in objects if o["metadata"]["name"].endswith("-console")]
+    for obj in console:
+        kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+    (deployment,) = by_kind(console, "Deployment")
+    (service,) = by_kind(console, "Service")
+    pod = deployment["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert server["command"] == ["fairpilot", "console"]
+    assert "--user-header=X-Forwarded-User" in server["args"]
+    namespaces = [a for a in server["args"] if a.startswith("--namespace=")]
+    assert namespaces == ([] if all_namespaces else ["--namespace=team-a", "--namespace=team-b"])
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    assert server["envFrom"] == [{"secretRef": {"name": "fairpilot-s3"}}]
+    assert pod["serviceAccountName"] == deployment["metadata"]["name"]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    # Its own rules, and only reads: the operator's Role and binding are unchanged.
+    roles = by_kind(console, "ClusterRole" if all_namespaces else "Role")
+    assert len(roles) == (1 if all_namespaces else 2)
+    for role in roles:
+        verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
+        assert verbs <= {"get", "list"}
+        assert not any("secrets" in rule["resources"] for rule in role["rules"])
+    without = render(helm, {**values, "console": {"enabled": False}})
+    assert [o for o in without if o["metadata"]["name"].endswith("-console")] == []

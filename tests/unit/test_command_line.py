@@ -57,3 +57,24 @@ def test_stage_help_says_type_required_default_and_description(
     # Without a stage: the stages, and where their fields are.
     general = output_of(job_cli.main, ["--help"], capsys)
     assert "spec fields of" not in general and "STAGE --help" in general
+
+
+def test_console_options_and_the_sandbox_s_console_switch() -> None:
+    parser = fairpilot_cli.build_parser()
+    args = parser.parse_args(["console"])
+    assert (args.port, args.host, args.user_header, args.namespace) == (
+        8080,
+        "127.0.0.1",
+        None,
+        None,
+    )
+    args = parser.parse_args(
+        ["console", "--port", "9000", "--server", "http://127.0.0.1:1", "--namespace", "ml",
+         "--user-header", "X-Forwarded-User"]
+    )  # fmt: skip
+    assert (args.port, args.server, args.namespace) == (9000, "http://127.0.0.1:1", ["ml"])
+    assert args.user_header == "X-Forwarded-User"
+    with pytest.raises(SystemExit):  # one way to the API server
+        parser.parse_args(["console", "--server", "http://x", "--kubeconfig", "k"])
+    assert parser.parse_args(["sandbox", "up"]).console_port == 0
+    assert parser.parse_args(["sandbox", "up", "--no-console"]).no_console

@@ -8,12 +8,16 @@ events), a benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
 
+from fairpilot.cluster import Cluster
+from fairpilot.console.data import Console
+from fairpilot.console.server import Options, running_console
 from fairpilot.sandbox.app import Sandbox
 from fairpilot.warehouse.store import Warehouse
 
@@ -64,7 +68,10 @@ def up(
     file_root: Path | None = None,
     kafka_port: int | None = None,
     mongo_uri: str | None = None,
+    console_port: int | None = 0,
 ) -> int:
+    """Run the sandbox until SIGINT or SIGTERM; `console_port` None serves no web console,
+    0 serves it on a free port."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Kopf warns that it cannot take OS signals from a thread; this process takes them itself.
     logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
@@ -100,6 +107,15 @@ def up(
         print(f"data:       {sandbox.data_uri_template} (when a message has no uri)", flush=True)
         if mongo_uri:
             print(f"warehouse:  {masked(mongo_uri)}", flush=True)
-        print("ready; Ctrl-C stops the sandbox", flush=True)
-        stop.wait()
+        with contextlib.ExitStack() as console:
+            if console_port is not None:
+                url = console.enter_context(
+                    running_console(
+                        Console(Cluster.for_host(sandbox.url, connections=16), sandbox.config),
+                        Options(port=console_port),
+                    )
+                )
+                print(f"console:    {url} (read-only)", flush=True)
+            print("ready; Ctrl-C stops the sandbox", flush=True)
+            stop.wait()
     return 0

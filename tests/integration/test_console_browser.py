@@ -1,0 +1,153 @@
+"""`fairpilot console` in a real browser: Playwright (Python) driving Debian's Chromium.
+
+The sandbox (real API server emulator, real operator, stage pods as local processes) runs the
+Adult Dataset with a bias stage; the console serves it from a thread; the browser clicks from
+the namespace to the pipeline list, to the Dataset, sees a line of its stage's log arrive in
+the live log view, then opens its report through the console and sees the report's title.
+Every page is checked for script errors and for requests that leave the console.
+
+`FAIRPILOT_SCREENSHOTS=DIR` keeps full-page screenshots of the main pages there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.browser import CHROMIUM_FLAGS, chromium_path
+
+from fairpilot.cluster import Cluster
+from fairpilot.console.data import Console
+from fairpilot.console.server import running_console
+from fairpilot.sandbox.app import Sandbox
+from fairpilot.sandbox.testing import by_name, resource, wait_for
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+# Playwright starts Chromium itself and talks to it over a pipe: no DevTools port.
+FLAGS = [flag for flag in CHROMIUM_FLAGS if not flag.startswith("--remote-debugging")]
+FLAGS.remove("--headless")  # Playwright's headless=True says it
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    with Sandbox(tmp_path / "artifacts", kafka=False) as running:
+        yield running
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    binary = chromium_path()
+    if binary is None:
+        pytest.fail("chromium is not installed: run scripts/install-chromium.sh")
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=binary, headless=True, args=FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _shoot(page: Any, name: str) -> None:
+    folder = os.environ.get("FAIRPILOT_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"console-{name}.png"), full_page=True)
+
+
+def test_from_the_pipeline_list_to_a_report_and_a_live_log(
+    sandbox: Sandbox, browser: Any, adult: dict[str, str]
+) -> None:
+    console = Console(Cluster.for_host(sandbox.url, connections=16), sandbox.config)
+    with running_console(console) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        outside: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on(
+            "console",
+            lambda message: errors.append(message.text) if message.type == "error" else None,
+        )
+        page.on(
+            "response",
+            lambda response: (
+                errors.append(f"{response.status} {response.url}")
+                if response.status >= 400
+                else None
+            ),
+        )
+        page.on(
+            "request",
+            lambda request: None if request.url.startswith(url) else outside.append(request.url),
+        )
+        page.goto(url)
+        assert page.locator("h1").inner_text() == "Namespaces"
+
+        sandbox.apply(
+            [
+                resource(
+                    "Dataset",
+                    "adult",
+                    {
+                        "uri": adult["train"],
+                        "target": "income",
+                        "taskType": "binary",
+                        "sensitiveFeatures": ["sex", "race"],
+                        "pipeline": {"bias": {"positiveLabel": ">50K"}},
+                    },
+                )
+            ]
+        )
+        page.reload()
+        _shoot(page, "namespaces")
+        page.get_by_role("link", name="default", exact=True).click()
+        page.wait_for_url(f"{url}/ns/default")
+        assert "Pipelines in default" in page.locator("h1").inner_text()
+
+        # The Dataset's page while (or soon after) its profile stage runs: the log view
+        # connects, waits for a pod if there is none yet, and shows its lines as they come.
+        page.locator("section.pipeline h2 a", has_text="adult").click()
+        page.wait_for_url(f"{url}/ns/default/datasets/adult")
+        log = page.locator("#log")
+        log.filter(has_text=re.compile("profile: starting")).wait_for(timeout=120_000)
+        assert "fairpilot.job" in log.inner_text()
+
+        wait_for(sandbox, "adult", lambda status: status.get("phase") == "Succeeded", 300)
+        report_uri = by_name(sandbox)["adult"]["status"]["reports"]["profile"]
+        title = re.search(
+            r"<title>(.*?)</title>", Path(report_uri.removeprefix("file://")).read_text()
+        )
+        assert title is not None
+        page.reload()
+        page.locator("#log-status").filter(has_text="ended").wait_for(timeout=60_000)
+        _shoot(page, "dataset")
+
+        # The pipeline list now shows the bias stage the Dataset owns.
+        wait_for(sandbox, "adult-bias", lambda status: status.get("phase") == "Succeeded", 300)
+        page.goto(f"{url}/ns/default")
+        rows = page.locator("section.pipeline tbody tr")
+        assert rows.count() == 2
+        assert "BiasAnalysis" in rows.nth(1).inner_text()
+        _shoot(page, "pipelines")
+
+        page.locator("section.pipeline h2 a", has_text="adult").click()
+        page.get_by_role("link", name="profile").click()
+        page.wait_for_load_state()
+        assert page.title() == title.group(1)
+        assert "/ns/default/artifacts/" in page.url
+        _shoot(page, "report")
+
+        page.goto(f"{url}/ns/default/biasanalyses/adult-bias")
+        page.locator("#log-status").filter(has_text="ended").wait_for(timeout=60_000)
+        _shoot(page, "bias")
+        assert errors == []
+        assert outside == []
+        # What a refusal looks like: a model file is no report.
+        refused = page.goto(f"{url}/ns/default/artifacts/~none/model.pkl")
+        assert refused is not None and refused.status == 403
+        _shoot(page, "refused")
