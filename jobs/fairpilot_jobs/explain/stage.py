@@ -170,6 +170,9 @@ def run_explain(spec: ExplainJobSpec, store: artifacts.ArtifactStore) -> dict[st
             "version": metadata.get("version"),
         },
         "classes": classes,
+        # Those the model's TrainingRun measured its fairness on: the report shows their SHAP
+        # values per group.
+        "sensitiveFeatures": [f for f in sensitive_features(metadata) if f in features],
     }
     table = shap_table(rows, values, base, output, features, classes)
     result["artifacts"] = {
@@ -183,6 +186,13 @@ def run_explain(spec: ExplainJobSpec, store: artifacts.ArtifactStore) -> dict[st
         reports[str(level)] = store.write_text(f"report-{level}.html", html, "text/html")
     result["reports"] = reports
     return result
+
+
+def sensitive_features(metadata: dict[str, Any]) -> list[str]:
+    """The sensitive features the train stage measured the model's fairness on, from its
+    metadata (`custom_metadata.held_out.fairness`, one entry per feature); none if it did not."""
+    held_out = (metadata.get("custom_metadata") or {}).get("held_out") or {}
+    return [str(item["name"]) for item in held_out.get("fairness") or [] if item.get("name")]
 
 
 def shap_table(

@@ -1,19 +1,27 @@
 """The explain stage's HTML reports, one per expertise level (seed 001).
 
 Beginner: plain words, the few things that matter, one example. Intermediate: the standard SHAP
-plots with how to read them. Expert: method, checks and every number.
+plots (importance, beeswarm, waterfalls, dependence with interaction colouring) and the SHAP of
+the sensitive features per group, with how to read them. Expert: the same plots, then method,
+checks and every number (its "Method and checks" replaces the intermediate's short note on how
+the values were computed: no section is said twice).
+
+The sensitive features are those the model's TrainingRun measured its fairness on (the
+`sensitiveFeatures` of the result, from the model's metadata).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fairpilot.api import ExpertiseLevel
-from fairpilot_jobs.reports import charts
+from fairpilot_jobs.reports import charts, shap_charts
 from fairpilot_jobs.reports.html import Report, approx
+from fairpilot_jobs.reports.shap_charts import readable
 
 TOP = 15
 EXAMPLES = 3
@@ -27,7 +35,9 @@ def build_explanation_report(
     base: np.ndarray,
     output: np.ndarray,
     level: ExpertiseLevel,
+    links: Sequence[tuple[str, str | None]] = (),
 ) -> str:
+    """One level's report. `links` are the pipeline's other reports (html.Report)."""
     if values.ndim == 3:  # multiclass: explain the class each row is predicted as
         chosen = output.argmax(axis=1)
         values = values[np.arange(len(rows)), :, chosen]
@@ -46,6 +56,7 @@ def build_explanation_report(
         subtitle=f"{result['target']}: {result['explainedOutput']}"
         + (f" · {named}" if model.get("modelId") else ""),
         meta={"level": str(level), "model": model.get("uri") or ""},
+        links=links,
     )
     report.section("The average prediction").paragraph(average_sentence(result))
     if level is ExpertiseLevel.BEGINNER:
@@ -54,6 +65,8 @@ def build_explanation_report(
         _intermediate(report, result, rows, values, base, output)
         if level is ExpertiseLevel.EXPERT:
             _expert(report, result, rows, values)
+        else:
+            _computed(report, result)
     return report.render()
 
 
@@ -89,7 +102,7 @@ def _beginner(
 ) -> None:
     top = result["globalImportance"][:5]
     summary = report.section("What matters most")
-    names = [item["feature"] for item in top]
+    names = [readable(item["feature"]) for item in top]
     summary.paragraph(
         f"The model predicts the {result['explainedOutput']}. "
         f"Looking at {result['rows']:,} examples, "
@@ -113,17 +126,24 @@ def _beginner(
     contributions = sorted(
         zip(rows.columns, values[index], strict=True), key=lambda item: -abs(item[1])
     )
-    ups = [f"{name} = {rows.iloc[index][name]}" for name, v in contributions[:6] if v > 0][:3]
-    downs = [f"{name} = {rows.iloc[index][name]}" for name, v in contributions[:6] if v < 0][:3]
+    row = rows.iloc[index]
+    said = {n: f"{readable(n)} = {shap_charts.value_text(row[n])}" for n, _ in contributions}
+    ups = [said[n] for n, v in contributions[:6] if v > 0][:3]
+    downs = [said[n] for n, v in contributions[:6] if v < 0][:3]
     example.paragraph(
-        f"For the example below the model predicts {_fmt(output[index], result)}, against "
-        f"{_fmt(base[index], result)} on average."
+        f"For the example below (the row with the highest prediction) the model predicts "
+        f"{_fmt(output[index], result)}, against {_fmt(base[index], result)} on average."
     )
-    example.key_values({str(name): rows.iloc[index][name] for name, _ in contributions[:6]})
+    example.figure(
+        shap_charts.waterfall_chart(row, values[index], float(base[index]), most=7),
+        caption="Start at the dashed line, the average prediction; each red bar pushes this "
+        "example's prediction up, each blue bar down; the solid line is where it ends.",
+    )
     if ups:
         example.callout("Pushed the prediction up: " + "; ".join(ups), kind="info")
     if downs:
         example.callout("Pushed the prediction down: " + "; ".join(downs), kind="warning")
+    _groups(report, result, rows, values, output, beginner=True)
     caveat = report.section("Keep in mind")
     caveat.bullet_list(
         [
@@ -149,26 +169,102 @@ def _intermediate(
     )
     section.figure(
         charts.bar_chart(
-            [t["feature"] for t in top], [t["meanAbsShap"] for t in top], title="mean |SHAP value|"
+            [readable(t["feature"]) for t in top],
+            [t["meanAbsShap"] for t in top],
+            title="mean |SHAP value|",
         )
     )
     section.figure(
-        _beeswarm(rows, values, base),
-        caption="Each dot is one row: its position is the feature's effect on the prediction, "
-        "its colour the feature's value (red high, blue low; categories by code).",
+        shap_charts.beeswarm_chart(rows, values, top=TOP, title="SHAP value of every row"),
+        caption="Each dot is one row: its position is the feature's effect on that row's "
+        "prediction, its colour the feature's value, blue low to red high. A categorical "
+        "feature's categories are coloured by their mean SHAP value, from the one that lowers "
+        "the prediction most (blue) to the one that raises it most (red), both named on the "
+        "right. Grey: missing value.",
     )
     examples = report.section(
-        "Examples", intro="Why the model predicted what it did for a few rows."
+        "Examples",
+        intro="Why the model predicted what it did for a few rows: the lowest, the median and "
+        "the highest prediction. Each starts at the average prediction and adds the SHAP value "
+        "of every feature; the bars end at the row's prediction.",
     )
     picks = sorted(
         {int(np.argmax(output)), int(np.argmin(output)), int(np.argsort(output)[len(output) // 2])}
     )
     for index in picks[:EXAMPLES]:
         examples.figure(
-            _waterfall(rows, values, base, index),
-            caption=f"Row {rows.index[index]}: prediction {_fmt(output[index], result)} "
-            f"from a base of {_fmt(base[index], result)}.",
+            shap_charts.waterfall_chart(
+                rows.iloc[index],
+                values[index],
+                float(base[index]),
+                title=f"Row {rows.index[index]}",
+            ),
+            caption=f"Row {rows.index[index]}: prediction {_fmt(output[index], result)}, "
+            f"from the average prediction {_fmt(base[index], result)}.",
         )
+    dependence = report.section(
+        "Dependence",
+        intro="SHAP value against the feature's value for the most important features: the "
+        "shape of its effect. Each dot is coloured by the feature that interacts with it most "
+        "(shap's approximate_interactions): where colours separate vertically, the effect "
+        "depends on that feature too.",
+    )
+    for item in result["globalImportance"][:3]:
+        feature = item["feature"]
+        partner = shap_charts.strongest_interaction(rows, values, feature)
+        coloured = f", coloured by {readable(partner)}" if partner else ""
+        dependence.figure(
+            shap_charts.dependence_chart(
+                rows, values, feature, partner, title=f"{readable(feature)}{coloured}"
+            )
+        )
+    _groups(report, result, rows, values, output, beginner=False)
+
+
+def _groups(
+    report: Report,
+    result: dict[str, Any],
+    rows: pd.DataFrame,
+    values: np.ndarray,
+    output: np.ndarray,
+    *,
+    beginner: bool,
+) -> None:
+    features = [f for f in result.get("sensitiveFeatures") or [] if f in rows.columns]
+    if not features:
+        return
+    section = report.section(
+        "Sensitive features by group" if not beginner else "Groups of people",
+        intro=(
+            "How much belonging to each group moves the prediction, on average over the "
+            "explained rows: the mean SHAP value of the sensitive feature in the group. Far from "
+            "0 means the model uses the feature itself to tell the groups apart."
+            if not beginner
+            else "Does the model's prediction change with the group a person belongs to? Red "
+            "bars: being in this group raises the prediction on average; blue: lowers it."
+        ),
+    )
+    for feature in features:
+        table = shap_charts.shap_by_group(rows, values, output, feature)
+        section.figure(
+            shap_charts.group_chart(table, feature, title=f"{readable(feature)}: by group")
+        )
+        if not beginner:
+            section.table(
+                table.rename(
+                    columns={
+                        "group": readable(feature),
+                        "mean_shap": f"mean SHAP of {readable(feature)}",
+                        "mean_abs": "mean |SHAP|",
+                        "mean_output": "mean prediction",
+                    }
+                ),
+                rounded=True,
+                sortable=False,
+            )
+
+
+def _computed(report: Report, result: dict[str, Any]) -> None:
     notes = report.section("How these were computed")
     notes.paragraph(f"Method: {result['method']} ({result['algorithm']}).")
     error = result["localAccuracy"]["maxAbsError"]
@@ -189,9 +285,10 @@ def _expert(report: Report, result: dict[str, Any], rows: pd.DataFrame, values: 
             "Explained output": result["explainedOutput"],
             "Rows explained": result["rows"],
             "Background rows": result["backgroundRows"],
-            "Base value": result["baseValue"],
+            "Base value (the average prediction)": result["baseValue"],
             "Local accuracy max |error|": result["localAccuracy"]["maxAbsError"],
             "Checked against": result["localAccuracy"]["checkedAgainst"],
+            "Sensitive features": ", ".join(result.get("sensitiveFeatures") or []) or "none",
             "SHAP time (s)": result["shapSeconds"],
             "Model": result["model"]["uri"],
         }
@@ -202,12 +299,18 @@ def _expert(report: Report, result: dict[str, Any], rows: pd.DataFrame, values: 
             caption="Ensemble members",
         )
     table = report.section("All features")
-    table.table(result["globalImportance"], rounded=True)
-    dependence = report.section(
-        "Dependence", intro="SHAP value against feature value, top features."
+    table.table(
+        [
+            {
+                "feature": readable(item["feature"]),
+                "column": item["feature"],
+                "mean |SHAP|": item["meanAbsShap"],
+                "mean SHAP": item["meanShap"],
+            }
+            for item in result["globalImportance"]
+        ],
+        rounded=True,
     )
-    for item in result["globalImportance"][:3]:
-        dependence.figure(_scatter(rows, values, item["feature"]))
     shown = min(SAMPLE_ROWS, len(rows))
     sample = report.section(
         "SHAP values of the first rows",
@@ -217,72 +320,7 @@ def _expert(report: Report, result: dict[str, Any], rows: pd.DataFrame, values: 
     )
     frame = pd.DataFrame(
         values[:shown].T,
-        index=pd.Index(rows.columns, name="feature"),
+        index=pd.Index([readable(c) for c in rows.columns], name="feature"),
         columns=[f"row {index}" for index in rows.index[:shown]],
     )
     sample.table(frame, max_rows=len(rows.columns), rounded=True, sortable=False)
-
-
-def _explanation(rows: pd.DataFrame, values: np.ndarray, base: np.ndarray) -> Any:
-    import shap
-
-    numeric = pd.DataFrame(
-        {
-            c: (
-                rows[c]
-                if pd.api.types.is_numeric_dtype(rows[c])
-                and not pd.api.types.is_bool_dtype(rows[c])
-                else pd.factorize(rows[c])[0]
-            )
-            for c in rows.columns
-        }
-    ).astype("float64")
-    return shap.Explanation(
-        values=values,
-        base_values=base,
-        data=numeric.to_numpy(),
-        display_data=rows.astype(str).to_numpy(),
-        feature_names=[str(c) for c in rows.columns],
-    )
-
-
-def _beeswarm(rows: pd.DataFrame, values: np.ndarray, base: np.ndarray) -> str:
-    import matplotlib.pyplot as plt
-    import shap
-
-    shap.plots.beeswarm(_explanation(rows, values, base), max_display=TOP, show=False)
-    return charts.figure_to_svg(plt.gcf())
-
-
-def _waterfall(rows: pd.DataFrame, values: np.ndarray, base: np.ndarray, index: int) -> str:
-    import matplotlib.pyplot as plt
-    import shap
-
-    shap.plots.waterfall(_explanation(rows, values, base)[index], max_display=10, show=False)
-    return charts.figure_to_svg(plt.gcf())
-
-
-def _scatter(rows: pd.DataFrame, values: np.ndarray, feature: str) -> str:
-    import matplotlib.pyplot as plt
-
-    column = list(rows.columns).index(feature)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    x = rows[feature]
-    if not pd.api.types.is_numeric_dtype(x):
-        codes, uniques = pd.factorize(x)
-        ax.scatter(
-            codes + np.random.default_rng(0).uniform(-0.2, 0.2, len(codes)),
-            values[:, column],
-            s=6,
-            alpha=0.5,
-        )
-        ax.set_xticks(
-            range(len(uniques)), [str(u)[:14] for u in uniques], rotation=45, ha="right", fontsize=7
-        )
-    else:
-        ax.scatter(x, values[:, column], s=6, alpha=0.5)
-    ax.axhline(0, color="#999", lw=0.8)
-    ax.set_xlabel(feature)
-    ax.set_ylabel(f"SHAP value of {feature}")
-    fig.tight_layout()
-    return charts.figure_to_svg(fig)
