@@ -418,12 +418,15 @@ def _warning(kind: str, column: str, text: str) -> dict[str, str]:
 
 
 def run_profile(spec: ProfileJobSpec, store: ArtifactStore) -> dict[str, Any]:
+    from fairpilot_jobs.reports.html import pipeline_links
     from fairpilot_jobs.reports.profile_report import build_profile_report
 
     frame = read_table(spec)
     log.info("profiling %d rows x %d columns", *frame.shape)
     result = profile_frame(frame, spec)
-    report = build_profile_report(result, spec)
+    here = store.root.child("report.html").uri
+    links = pipeline_links(spec.pipeline_index, here, "Profile")
+    report = build_profile_report(result, spec, links)
     result["reports"] = {"profile": store.write_text("report.html", report, "text/html")}
     result["dataset"] = {"uri": spec.uri, "format": str(spec.format) if spec.format else None}
     return result

@@ -359,6 +359,7 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
     clock.mark("start")
     from autogluon.tabular import TabularPredictor
 
+    from fairpilot_jobs.reports.html import pipeline_links
     from fairpilot_jobs.reports.training_report import build_training_report
 
     # The model's (id, version) is claimed first: a version taken fails now, not after training.
@@ -558,7 +559,8 @@ def run_train(spec: TrainJobSpec, store: artifacts.ArtifactStore) -> dict[str, A
         # What the explain and bias stages check the model against (model.digest in their spec).
         "modelDigest": digest,
     }
-    report = build_training_report(result, spec)
+    links = pipeline_links(spec.pipeline_index, store.root.child("report.html").uri, "Training")
+    report = build_training_report(result, spec, links)
     result["reports"] = {"training": store.write_text("report.html", report, "text/html")}
     store.write_json("model_metadata.json", metadata)
     return result

@@ -37,6 +37,7 @@ import contextlib
 import errno
 import json
 import os
+import posixpath
 import secrets
 import stat
 import tempfile
@@ -47,7 +48,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import quote, unquote, urlparse, urlsplit
 
 from fairpilot import access
 from fairpilot.api.validation import invisible_characters
@@ -198,6 +199,17 @@ def _check_allowed(uri: str, location: Location) -> None:
 def _file_uri(path: str) -> str:
     """The `file://` URI of a (decoded) local path, for `access.within`, which decodes it."""
     return "file://" + quote(path, safe="/")
+
+
+def relative_link(page_uri: str, target_uri: str) -> str:
+    """The href from the page at `page_uri` to `target_uri`: a relative path where both lie in
+    the same store (scheme and bucket or host), so that it works wherever the store is opened
+    (a local folder, a console serving S3); else the target's URI."""
+    page, target = urlsplit(page_uri), urlsplit(target_uri)
+    if (page.scheme, page.netloc) != (target.scheme, target.netloc) or not page.scheme:
+        return target_uri
+    folder = posixpath.dirname(page.path) or "/"
+    return posixpath.relpath(target.path or "/", folder)
 
 
 @cache

@@ -23,6 +23,14 @@ def child_name(dataset: str, kind: Kind) -> str:
     return f"{dataset}-{suffix}"[:253]
 
 
+def dataset_owner(resource: dict[str, Any]) -> dict[str, Any] | None:
+    """The owner reference to a Dataset, if `resource` has one (a pipeline's stage)."""
+    for ref in (resource.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == DATASET.kind and ref.get("apiVersion") == DATASET.api_version:
+            return ref
+    return None
+
+
 # Who and what a resource is about (set by the Kafka bridge on a Dataset it made): the stages
 # carry them on, so their events name the seed's user_id and dataset_id.
 INHERITED = (label.USER_ID, label.DATASET_ID)

@@ -13,14 +13,15 @@ through a console, or from a local directory; other reports keep their URI.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["INDEX_FILE", "STAGE_KINDS", "Stage", "index_page", "relative_href", "stages_of"]
+from fairpilot.artifacts import relative_link
+
+__all__ = ["INDEX_FILE", "STAGE_KINDS", "Stage", "index_page", "stages_of"]
 
 INDEX_FILE = "index.html"
 # Pipeline order (ARCHITECTURE.md): what each stage's reports are called on the page.
@@ -77,16 +78,6 @@ def stages_of(
     return found
 
 
-def relative_href(index_uri: str, report_uri: str) -> str:
-    """The link from the index at `index_uri` to `report_uri`: a relative path where both lie
-    in the same store (scheme and bucket or host), else the report's URI."""
-    index, report = urlsplit(index_uri), urlsplit(report_uri)
-    if (index.scheme, index.netloc) != (report.scheme, report.netloc) or not index.scheme:
-        return report_uri
-    folder = posixpath.dirname(index.path) or "/"
-    return posixpath.relpath(report.path or "/", folder)
-
-
 _LINKABLE = ("s3", "file", "http", "https", "")
 
 
@@ -94,7 +85,7 @@ def _link(name: str, index_uri: str, uri: str) -> str:
     """A report's link; a URI of any other scheme (javascript:, data:) is shown as text."""
     if urlsplit(uri).scheme.lower() not in _LINKABLE:
         return f"<li>{escape(name)}: {escape(uri)}</li>"
-    return f'<li><a href="{escape(relative_href(index_uri, uri))}">{escape(name)}</a></li>'
+    return f'<li><a href="{escape(relative_link(index_uri, uri))}">{escape(name)}</a></li>'
 
 
 _STYLE = """

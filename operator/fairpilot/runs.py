@@ -59,6 +59,16 @@ def output_uri(config: OperatorConfig, kind: Kind, resource: dict[str, Any], run
     return f"{root}/{user}/{kind.plural}/{meta['name']}/{uid}/{run}"
 
 
+def pipeline_index_uri(config: OperatorConfig, dataset: dict[str, Any]) -> str:
+    """Where the index page of a Dataset's pipeline lies: in the Dataset's own folder (by uid),
+    beside its runs and outside every run's claimed location, so the operator may rewrite it."""
+    meta, spec = dataset["metadata"], dataset.get("spec") or {}
+    root = artifact_root(config, meta["namespace"])
+    user = folder_name(spec.get("userId"))
+    uid = folder_name(meta.get("uid") or "no-uid")
+    return f"{root}/{user}/datasets/{meta['name']}/{uid}/index.html"
+
+
 def records_uri(config: OperatorConfig, resource: dict[str, Any]) -> str:
     """Where the Kafka bridge writes a ModelMonitor's windows of prediction records: its own
     folder (by uid), beside its runs, never another monitor's."""

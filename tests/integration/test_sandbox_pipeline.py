@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import yaml
 
 from fairpilot.sandbox.app import Sandbox
-from fairpilot.sandbox.testing import by_name, resource, wait_for
+from fairpilot.sandbox.testing import by_name, eventually, resource, wait_for
 
 PIPELINE = (
     Path(__file__).resolve().parents[2] / "manifests" / "examples" / "adult" / "pipeline.yaml"
@@ -63,6 +66,36 @@ def test_adult_pipeline_runs_end_to_end(sandbox: Sandbox, adult: dict[str, str])
     )
     report = Path(items["adult-explain"]["status"]["reports"]["beginner"].removeprefix("file://"))
     assert report.is_file()
+    check_pipeline_links(sandbox, items)
+
+
+def _local_links(page: Path) -> list[Path]:
+    """The files a page's relative links lead to (fragments and remote URIs left out)."""
+    hrefs = re.findall(r'href="([^"#]+)"', page.read_text())
+    return [(page.parent / unquote(h)).resolve() for h in hrefs if ":" not in h]
+
+
+def check_pipeline_links(sandbox: Sandbox, items: dict[str, dict[str, Any]]) -> None:
+    """The operator's index page lists every stage as it ended, linking to each report that
+    exists; each report links back to the index (as relative paths: the folder can move)."""
+    uid = items["adult"]["metadata"]["uid"]
+    index = next(sandbox.artifacts.glob(f"**/datasets/adult/{uid}/index.html"))
+    reports = {
+        Path(uri.removeprefix("file://")).resolve()
+        for name in ("adult", "adult-bias", "adult-train", "adult-explain")
+        for uri in items[name]["status"]["reports"].values()
+    }
+
+    def current() -> bool:
+        text = index.read_text()
+        return text.count(">Succeeded<") == 5 and set(_local_links(index)) == reports
+
+    assert eventually(current, timeout=20), index.read_text()
+    assert "not created" not in index.read_text()
+    for report in reports:
+        links = _local_links(report)
+        assert index.resolve() in links, report
+        assert all(link.is_file() for link in links), (report, links)
 
 
 def test_missing_reference_waits_then_proceeds(sandbox: Sandbox, tiny_csv: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from fairpilot.api.kinds import DATASET, TRAINING_RUN, Kind
 from fairpilot.config import OperatorConfig
@@ -263,3 +264,53 @@ def test_the_plan_does_not_change_when_the_clock_does(monkeypatch: pytest.Monkey
     }
     first = plan_for(DATASET, world, reads)
     assert decide(DATASET, world, CONFIG) == first
+
+
+def _job_spec(plan: Outcome) -> dict[str, Any]:
+    create = next(w for w in plan.writes if isinstance(w, CreateJob))
+    return yaml.safe_load(next(iter(create.config_map["data"].values())))
+
+
+def test_a_pipeline_stage_job_spec_names_the_pipeline_index() -> None:
+    """Every stage of a Dataset's pipeline (the Dataset's own profile too) is told where the
+    index page is, so its report links to it; a Dataset without a pipeline is not."""
+    body = dataset(pipeline={"bias": {}})
+    reads = {
+        ("get", "Dataset", "census"): body,
+        ("references", "g1"): resolved({"uri": "file:///data/census.csv"}),
+    }
+    spec = _job_spec(plan_for(DATASET, World(body), reads))
+    assert spec["pipelineIndex"] == "file:///artifacts/ml/~none/datasets/census/u1/index.html"
+    alone = dataset()
+    reads[("get", "Dataset", "census")] = alone
+    assert "pipelineIndex" not in _job_spec(plan_for(DATASET, World(alone), reads))
+
+    owner = {"apiVersion": "fairpilot.io/v1alpha1", "kind": "Dataset", "name": "census",
+             "uid": "u1"}  # fmt: skip
+    run = {
+        "apiVersion": "fairpilot.io/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {
+            "name": "census-train",
+            "namespace": "ml",
+            "uid": "t1",
+            "generation": 1,
+            "ownerReferences": [owner],
+        },
+        "spec": {"target": "income", "datasetRef": "census"},
+        "status": {},
+    }
+    train_reads: dict[tuple[Any, ...], Any] = {
+        ("get", "TrainingRun", "census-train"): run,
+        ("references", "g1"): resolved(
+            {"target": "income", "modelId": "census-train", "dataset": {"uri": "file:///d"}}
+        ),
+        ("names", "file:///artifacts/ml/~none/models/census-train"): [],
+        ("get", "Dataset", "census"): body,
+    }
+    spec = _job_spec(plan_for(TRAINING_RUN, World(run), train_reads))
+    assert spec["pipelineIndex"] == "file:///artifacts/ml/~none/datasets/census/u1/index.html"
+    # An owner reference to a Dataset made again under that name (another uid): no index.
+    again = {**body, "metadata": {**body["metadata"], "uid": "u2"}}
+    train_reads[("get", "Dataset", "census")] = again
+    assert "pipelineIndex" not in _job_spec(plan_for(TRAINING_RUN, World(run), train_reads))

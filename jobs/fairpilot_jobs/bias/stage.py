@@ -65,6 +65,7 @@ def predictions(
 
 def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
     from fairpilot_jobs.reports.bias_report import build_bias_report
+    from fairpilot_jobs.reports.html import pipeline_links
 
     frame = read_table(spec.dataset)
     named = {spec.target: "target", **{f: "sensitiveFeatures" for f in spec.sensitive_features}}
@@ -108,9 +109,7 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
                 min_group_size=spec.min_group_size,
                 strata=strata,
                 flip_features=(
-                    frame[[c for c in flippable if c != feature]]
-                    if flippable is not None
-                    else None
+                    frame[[c for c in flippable if c != feature]] if flippable is not None else None
                 ),
             )
         except ValueError as exc:
@@ -162,9 +161,9 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
         "summary": summary(features),
         "mitigation": {"method": "reweighing", "uri": reweighing_uri},
     }
-    result["reports"] = {
-        "bias": store.write_text("report.html", build_bias_report(result), "text/html")
-    }
+    links = pipeline_links(spec.pipeline_index, store.root.child("report.html").uri, "Bias")
+    html = build_bias_report(result, links)
+    result["reports"] = {"bias": store.write_text("report.html", html, "text/html")}
     return result
 
 

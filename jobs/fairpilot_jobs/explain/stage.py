@@ -94,6 +94,7 @@ def run_explain(spec: ExplainJobSpec, store: artifacts.ArtifactStore) -> dict[st
     from contextlib import ExitStack
 
     from fairpilot_jobs.reports.explanation_report import build_explanation_report
+    from fairpilot_jobs.reports.html import pipeline_links
 
     with ExitStack() as stack:
         predictor, metadata = load_predictor(spec.model.uri, spec.model.digest, stack)
@@ -181,8 +182,12 @@ def run_explain(spec: ExplainJobSpec, store: artifacts.ArtifactStore) -> dict[st
         )
     }
     reports = {}
-    for level in spec.levels:
-        html = build_explanation_report(result, rows, values, base, output, level)
+    # Each level's report links to the others' (and to the pipeline's index).
+    uris = {level: store.root.child(f"report-{level}.html").uri for level in spec.levels}
+    pages = {f"Explanation ({level})": uri for level, uri in uris.items()}
+    for level, page in uris.items():
+        links = pipeline_links(spec.pipeline_index, page, "Explanation", pages)
+        html = build_explanation_report(result, rows, values, base, output, level, links)
         reports[str(level)] = store.write_text(f"report-{level}.html", html, "text/html")
     result["reports"] = reports
     return result

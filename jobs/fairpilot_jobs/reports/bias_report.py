@@ -16,7 +16,7 @@ from typing import Any
 
 from fairpilot_jobs.fairness import exact_interval
 from fairpilot_jobs.reports import charts
-from fairpilot_jobs.reports.html import Report, format_exact
+from fairpilot_jobs.reports.html import Links, Report, format_exact
 
 METRIC_NAMES = {
     "CI": "Class imbalance",
@@ -189,9 +189,11 @@ TOP_GROUPS = 20  # groups of a feature drawn and tabled, the largest by row coun
 MAX_FINDINGS = 25  # findings listed in the verdict; all of them are in result.json
 
 
-def build_bias_report(result: dict[str, Any]) -> str:
+def build_bias_report(result: dict[str, Any], links: Links = ()) -> str:
     report = Report(
-        "Bias analysis", subtitle=f"label {result['target']} = {result['positiveLabel']}"
+        "Bias analysis",
+        subtitle=f"label {result['target']} = {result['positiveLabel']}",
+        links=links,
     )
     overview = report.section("Verdict")
     threshold = result["thresholds"]["disparateImpact"]

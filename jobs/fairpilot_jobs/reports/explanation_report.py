@@ -12,7 +12,6 @@ The sensitive features are those the model's TrainingRun measured its fairness o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ import pandas as pd
 
 from fairpilot.api import ExpertiseLevel
 from fairpilot_jobs.reports import charts, shap_charts
-from fairpilot_jobs.reports.html import Report, approx
+from fairpilot_jobs.reports.html import Links, Report, approx
 from fairpilot_jobs.reports.shap_charts import readable
 
 TOP = 15
@@ -35,7 +34,7 @@ def build_explanation_report(
     base: np.ndarray,
     output: np.ndarray,
     level: ExpertiseLevel,
-    links: Sequence[tuple[str, str | None]] = (),
+    links: Links = (),
 ) -> str:
     """One level's report. `links` are the pipeline's other reports (html.Report)."""
     if values.ndim == 3:  # multiclass: explain the class each row is predicted as

@@ -34,6 +34,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
+from fairpilot.artifacts import relative_link
+
 __all__ = [
     "ROUNDED_MARK",
     "ROUNDED_NOTE",
@@ -602,6 +604,25 @@ def _checked_href(href: str) -> str:
     return href
 
 
+Links = Sequence[tuple[str, str | None]]  # (label, href); None: this page
+
+
+def pipeline_links(
+    index_uri: str | None, page_uri: str, here: str, siblings: Mapping[str, str] | None = None
+) -> list[tuple[str, str | None]]:
+    """The bar above a stage's report: its pipeline's index page (which lists every stage and
+    its reports; the operator keeps it current), the reports this stage wrote beside it
+    (`siblings`: label -> URI) and this one (`here`). Relative where they share a store."""
+    links: list[tuple[str, str | None]] = []
+    if index_uri:
+        links.append(("Pipeline index", relative_link(page_uri, index_uri)))
+    for label, uri in (siblings or {}).items():
+        links.append((label, None if uri == page_uri else relative_link(page_uri, uri)))
+    if not siblings:
+        links.append((here, None))
+    return links if len(links) > 1 else []
+
+
 class Report:
     """A whole report: header, table of contents (more than two sections), sections.
 
@@ -614,7 +635,7 @@ class Report:
         title: str,
         subtitle: str | None = None,
         meta: dict[str, str] | None = None,
-        links: Sequence[tuple[str, str | None]] = (),
+        links: Links = (),
     ) -> None:
         self.title = title
         self.subtitle = subtitle

@@ -8,7 +8,7 @@ from typing import Any
 from fairpilot.api import ProfileJobSpec
 from fairpilot_jobs.profile import HISTOGRAM_BINS
 from fairpilot_jobs.reports import charts
-from fairpilot_jobs.reports.html import ROUNDED_MARK, CalloutKind, Report, Section, approx
+from fairpilot_jobs.reports.html import ROUNDED_MARK, CalloutKind, Links, Report, Section, approx
 
 MAX_COLUMN_CHARTS = 40
 # Derived statistics, shown rounded (and marked so); min, max and every count stay exact.
@@ -16,8 +16,8 @@ ROUNDED_STATISTICS = frozenset({"mean", "std", "p25", "median", "p75"})
 ROUNDED_COLUMNS = frozenset({"missing %", "mean"})
 
 
-def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec) -> str:
-    report = Report("Dataset profile", subtitle=spec.uri)
+def build_profile_report(result: dict[str, Any], spec: ProfileJobSpec, links: Links = ()) -> str:
+    report = Report("Dataset profile", subtitle=spec.uri, links=links)
     overview = report.section("Overview")
     overview.metrics(
         {

@@ -23,7 +23,14 @@ from fairpilot_jobs.classifier_curves import MAX_POINTS as MAX_CURVE_POINTS
 from fairpilot_jobs.fairness import JOINT
 from fairpilot_jobs.reports import charts
 from fairpilot_jobs.reports.bias_report import METRIC_NAMES, TOP_GROUPS, shown_groups
-from fairpilot_jobs.reports.html import Report, Section, approx, format_exact, format_rounded
+from fairpilot_jobs.reports.html import (
+    Links,
+    Report,
+    Section,
+    approx,
+    format_exact,
+    format_rounded,
+)
 
 # The four measures the gates bound: name, definition, and what parity is.
 MEASURES: dict[str, tuple[str, str, str]] = {
@@ -69,7 +76,7 @@ LEADERBOARD_COLUMNS = {
 }
 
 
-def build_training_report(result: dict[str, Any], spec: TrainJobSpec) -> str:
+def build_training_report(result: dict[str, Any], spec: TrainJobSpec, links: Links = ()) -> str:
     best = result["bestModel"]
     metadata = result["model"].get("metadata") or {}
     named = f" · model {metadata['model_id']} {metadata.get('version', '')}" if metadata else ""
@@ -77,6 +84,7 @@ def build_training_report(result: dict[str, Any], spec: TrainJobSpec) -> str:
         "Training run",
         subtitle=f"{result['problemType']} model for {spec.target}{named}".rstrip(),
         meta={"model": result["model"]["uri"]},
+        links=links,
     )
     overview = report.section("Result")
     test = result["metrics"].get("test", {})

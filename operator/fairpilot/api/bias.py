@@ -8,6 +8,7 @@ from pydantic.json_schema import JsonDict
 from fairpilot.api.common import (
     ColumnName,
     DataLocation,
+    InPipeline,
     LabelValue,
     ModelLocation,
     OwnedSpec,
@@ -108,7 +109,7 @@ class BiasFields(BiasOptions, OwnedSpec, _UniqueColumnsMixin):
         return self
 
 
-class BiasJobSpec(BiasFields):
+class BiasJobSpec(BiasFields, InPipeline):
     """Spec file of `fairpilot-job bias`: references resolved to locations."""
 
     dataset: DataLocation = Field(description="The data to analyse.")

@@ -105,6 +105,20 @@ class OwnedSpec(SpecModel):
     )
 
 
+class InPipeline(SpecModel):
+    """Base of the stage job specs a Dataset's pipeline runs: where its index page is."""
+
+    pipeline_index: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=(
+            "URI of the pipeline's index page, which the operator writes and keeps current "
+            "(every stage, its phase and its reports): the report links to it. Set by the "
+            "operator for a stage of a Dataset's pipeline; not a field of any resource."
+        ),
+    )
+
+
 class TaskType(StrEnum):
     """What kind of prediction problem the target defines."""
 

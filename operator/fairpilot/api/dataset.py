@@ -7,6 +7,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from fairpilot.api.common import (
     ColumnName,
     DataLocation,
+    InPipeline,
     OwnedSpec,
     TaskType,
     _UniqueColumnsMixin,
@@ -34,7 +35,7 @@ class DatasetFields(DataLocation, OwnedSpec, _UniqueColumnsMixin):
     )
 
 
-class ProfileJobSpec(DatasetFields):
+class ProfileJobSpec(DatasetFields, InPipeline):
     """Spec file of `fairpilot-job profile`: the Dataset's spec."""
 
 

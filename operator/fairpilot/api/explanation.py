@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from fairpilot.api.common import DataLocation, Id, ModelLocation, OwnedSpec, SpecModel
+from fairpilot.api.common import DataLocation, Id, InPipeline, ModelLocation, OwnedSpec, SpecModel
 
 
 class ExpertiseLevel(StrEnum):
@@ -52,7 +52,7 @@ class ExplanationFields(SpecModel):
     seed: int = Field(default=0, ge=0, description="Random seed for sampling rows.")
 
 
-class ExplainJobSpec(ExplanationFields, OwnedSpec):
+class ExplainJobSpec(ExplanationFields, OwnedSpec, InPipeline):
     """Spec file of `fairpilot-job explain`: references resolved to locations."""
 
     model: ModelLocation = Field(description="Model directory written by the train stage.")

@@ -10,6 +10,7 @@ from fairpilot.api.common import (
     ColumnName,
     DataLocation,
     Id,
+    InPipeline,
     ModelLocation,
     OwnedSpec,
     SpecModel,
@@ -141,7 +142,7 @@ class JobMitigation(SpecModel):
     reweighing: DataLocation = Field(description="reweighing.json from a bias job.")
 
 
-class TrainJobSpec(TrainingFields):
+class TrainJobSpec(TrainingFields, InPipeline):
     """Spec file of `fairpilot-job train`: references resolved to locations."""
 
     model_output: ModelLocation | None = Field(

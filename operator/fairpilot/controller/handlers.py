@@ -24,13 +24,15 @@ import kopf
 
 from fairpilot import API_GROUP, API_VERSION, metrics
 from fairpilot.api import labels as label
-from fairpilot.api.kinds import BY_KIND, KINDS, MODEL_MONITOR
+from fairpilot.api.kinds import BY_KIND, KINDS, MODEL_MONITOR, Kind
+from fairpilot.controller import pipeline_pages
 from fairpilot.controller.reconcile import TERMINAL, job_state, reconcile
 from fairpilot.controller.runtime import Runtime, configure
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str, str]  # kind, namespace, name
 LOOK_SECONDS = 10.0  # how often a ModelMonitor's schedule is checked
+INDEX_ATTEMPTS = 10  # a pipeline index the store refuses: the next phase change writes it
 
 
 # -- the plain functions ------------------------------------------------------------------------
@@ -72,6 +74,8 @@ def reconcile_resource(
             _soon(runtime, dependent)
     if changed:
         _wake_dependents(runtime, key)  # a new run of an input: its users look again
+    if changed or outcome.phase_change is not None:
+        refresh_index(runtime, kind, dict(body))
     if outcome.waiting_on:
         upstream = (outcome.waiting_on[0], key[1], outcome.waiting_on[1])
         if not runtime.waiters.add(upstream, key, since=mark):
@@ -153,6 +157,17 @@ def reconcile_now(runtime: Runtime, key: Key) -> bool:
     except Exception:
         log.exception("reconciling %s %s/%s failed", kind, namespace, name)
         return True
+
+
+def refresh_index(runtime: Runtime, kind: Kind, body: dict[str, Any], attempt: int = 0) -> None:
+    """Rewrite the index page of the pipeline `body` is a stage of; tried again later, with
+    backoff, while the store cannot take it."""
+    # One page at a time: two stages ending at once must not leave the older view last.
+    with runtime.pages_lock:
+        again = pipeline_pages.refresh(runtime.cluster.get, runtime.config, kind, body)
+    if again and runtime.scheduler is not None and attempt < INDEX_ATTEMPTS:
+        delay = runtime.retry.recheck.delay(attempt)
+        runtime.scheduler.later(delay, lambda: refresh_index(runtime, kind, body, attempt + 1))
 
 
 def _soon(runtime: Runtime, key: Key) -> None:

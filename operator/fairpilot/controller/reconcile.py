@@ -55,7 +55,7 @@ from fairpilot.controller.world import (
 )
 from fairpilot.jobs import GpuNotAllowed, build_job, object_name, spec_config_map
 from fairpilot.kinds import project_result, result_conditions, summary_message
-from fairpilot.pipeline import next_resource
+from fairpilot.pipeline import dataset_owner, next_resource
 from fairpilot.references import UnresolvedReference, check_uri
 from fairpilot.runs import (
     current_run,
@@ -63,6 +63,7 @@ from fairpilot.runs import (
     next_version,
     output_uri,
     parse_run,
+    pipeline_index_uri,
     records_uri,
     run_id,
 )
@@ -390,6 +391,10 @@ def decide(kind: Kind, world: World, config: OperatorConfig) -> Outcome:
             return write(Phase.FAILED, resolved.message)
         versioned: dict[str, Any] = {}
         spec = resolved.spec
+        pipeline_dataset = _pipeline_dataset(world, kind, resource)
+        if pipeline_dataset is not None and (pipeline_dataset.get("spec") or {}).get("pipeline"):
+            # Its report links to the page that lists the pipeline's stages and reports.
+            spec = {**spec, "pipelineIndex": pipeline_index_uri(config, pipeline_dataset)}
         try:
             if kind is TRAINING_RUN:
                 versioned = _model_version(world, config, namespace, spec, status, run)
@@ -617,7 +622,7 @@ def _pipeline_dataset(world: World, kind: Kind, resource: dict[str, Any]) -> dic
     any label, and so could finish, fail or steer another's pipeline."""
     if kind is DATASET:
         return resource
-    owner = _dataset_owner(resource)
+    owner = dataset_owner(resource)
     if owner is None or not owner.get("name"):
         return None
     owner_name = owner["name"]
@@ -673,7 +678,7 @@ def _advance_pipeline(
     # someone else made, which the pipeline must neither adopt nor be steered by.
     step_kind = BY_KIND[step["kind"]]
     existing = world.need(("get", step_kind.kind, step_name), lambda r: r.get(step_kind, step_name))
-    owner = _dataset_owner(existing) if existing is not None else None
+    owner = dataset_owner(existing) if existing is not None else None
     if existing is not None and (owner or {}).get("uid") != dataset["metadata"].get("uid"):
         message = (
             f"{step['kind']} {step_name} exists and is not this pipeline's "
@@ -747,14 +752,6 @@ def _with_model(
 def _owned_by(job: dict[str, Any], uid: str | None) -> bool:
     owners = (job.get("metadata") or {}).get("ownerReferences") or []
     return uid is None or any(owner.get("uid") == uid for owner in owners)
-
-
-def _dataset_owner(resource: dict[str, Any]) -> dict[str, Any] | None:
-    """The owner reference to a Dataset, if `resource` has one."""
-    for ref in (resource.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("kind") == DATASET.kind and ref.get("apiVersion") == DATASET.api_version:
-            return ref
-    return None
 
 
 def unreadable_source(

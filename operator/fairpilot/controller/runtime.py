@@ -94,6 +94,7 @@ class Runtime:
     lines: logs.ResourceLines = field(default_factory=logs.ResourceLines)  # each logged once
     kopf_records: logs.KopfRecords | None = None  # on Kopf's logger while the operator runs
     scheduler: Scheduler | None = None  # started with the operator, stopped at its cleanup
+    pages_lock: threading.Lock = field(default_factory=threading.Lock)  # pipeline index pages
 
     def start(self) -> None:
         if self.scheduler is None:
