@@ -29,7 +29,7 @@ def _chromium() -> None:
     ("fixture", "expected"),
     [
         ("profiled", ["Dataset profile", "Suggested target", "income"]),
-        ("biased", ["Bias analysis", "Female", "Disparate impact"]),
+        ("biased", ["Bias analysis", "Female", "Disparate impact", "Before and after mitigation"]),
         ("trained", ["Training run", "Leaderboard", "WeightedEnsemble", "Classifier diagnostics"]),
         ("explained", ["How the model decides", "Global feature importance", "Method and checks"]),
     ],

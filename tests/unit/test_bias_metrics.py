@@ -30,7 +30,7 @@ from fairpilot_jobs.bias.metrics import (
     group_codes,
     population_metrics,
 )
-from fairpilot_jobs.bias.reweighing import apply_reweighing, reweighing_table
+from fairpilot_jobs.bias.reweighing import apply_reweighing, mitigation_effect, reweighing_table
 
 TOLERANCE = 1e-9
 POSITIVE = ">50K"
@@ -761,9 +761,7 @@ def sparse_cells(
     return row_cell.reshape(-1), occurring // strata_size, occurring % strata_size
 
 
-def test_generalized_entropy_by_hand_and_clarify(
-    label: np.ndarray, predicted: np.ndarray
-) -> None:
+def test_generalized_entropy_by_hand_and_clarify(label: np.ndarray, predicted: np.ndarray) -> None:
     from smclarify.bias import metrics as sm
 
     reference = sm.GE(pd.Series(label), pd.Series(predicted))
@@ -795,9 +793,7 @@ def test_flip_test_known_answer_and_sign() -> None:
 
     group, predicted, features = grid_case()
     label = predicted.copy()
-    result = feature_bias(
-        group, label, predicted, privileged_group="a", flip_features=features
-    )
+    result = feature_bias(group, label, predicted, privileged_group="a", flip_features=features)
     # F+ = 20 (x in 50..69: rejected, their neighbours in a accepted); F- = 10 (x < 10).
     assert result.metrics["d"]["FT"] == pytest.approx((20 - 10) / 100)
     # smclarify's code returns the opposite sign (its documentation has ours).
@@ -921,9 +917,7 @@ def test_stage_reports_the_new_metrics(tmp_path: Path, adult_train: pd.DataFrame
         "positiveLabel": POSITIVE,
         "sensitiveFeatures": ["sex", "race"],
     }
-    spec = BiasJobSpec.model_validate(
-        {**base, "predictionColumn": "pred", "groupVariable": STRATA}
-    )
+    spec = BiasJobSpec.model_validate({**base, "predictionColumn": "pred", "groupVariable": STRATA})
     result = run_bias(spec, ArtifactStore(f"file://{tmp_path / 'out'}"))
     assert result["groupVariable"] == STRATA
     assert set(result["populationMetrics"]) == {"GE"}
@@ -939,9 +933,7 @@ def test_stage_reports_the_new_metrics(tmp_path: Path, adult_train: pd.DataFrame
     before = run_bias(BiasJobSpec.model_validate(base), ArtifactStore(f"file://{tmp_path / 'b'}"))
     assert before["populationMetrics"] == {} and before["groupVariable"] is None
     assert "flipTest" not in before["features"]["sex"]
-    assert set(before["features"]["sex"]["metrics"]["Female"]) == {*PRETRAINING, "LDI"} - {
-        "CDDL"
-    }
+    assert set(before["features"]["sex"]["metrics"]["Female"]) == {*PRETRAINING, "LDI"} - {"CDDL"}
     wrong = BiasJobSpec.model_validate({**base, "groupVariable": "department"})
     with pytest.raises(JobError, match="groupVariable 'department'") as error:
         run_bias(wrong, ArtifactStore(f"file://{tmp_path / 'c'}"))
@@ -961,3 +953,47 @@ def test_group_variable_is_not_the_target() -> None:
     assert BiasJobSpec.model_validate({**spec, "groupVariable": "dept"}).group_variable == "dept"
     with pytest.raises(ValidationError, match="groupVariable must not be the target"):
         BiasJobSpec.model_validate({**spec, "groupVariable": "income"})
+
+
+def test_mitigation_effect_before_and_after_against_pandas(
+    adult_train: pd.DataFrame, label: np.ndarray
+) -> None:
+    """The bias report's before/after view: each group's rate of the label as the data has it
+    and as the weighted data has it (pandas' weighted mean), and LDI/DPL from those rates."""
+    features = ["sex", "workclass"]  # workclass has a one-label joint group (Never-worked)
+    table = reweighing_table(adult_train, features, label)
+    effect = mitigation_effect(adult_train, table, label, {"sex": "Male", "workclass": "Private"})
+    weights = apply_reweighing(adult_train, table, features, label)
+    for feature, privileged in (("sex", "Male"), ("workclass", "Private")):
+        column = adult_train[feature].astype(object).where(adult_train[feature].notna())
+        groups = column.fillna(MISSING_GROUP).astype(str)
+        frame = pd.DataFrame({"g": groups, "y": label, "w": weights})
+        frame["wy"] = frame["w"] * frame["y"]
+        sums = frame.groupby("g").agg(
+            n=("y", "size"), y=("y", "sum"), w=("w", "sum"), wy=("wy", "sum")
+        )
+        before, after = sums["y"] / sums["n"], sums["wy"] / sums["w"]
+        got = effect[feature]
+        assert got["privilegedGroup"] == privileged
+        assert set(got["groups"]) == set(sums.index)
+        for group, rates in got["groups"].items():
+            assert rates["count"] == sums.loc[group, "n"]
+            assert rates["positiveRate"] == pytest.approx(before[group], rel=1e-12)
+            assert rates["reweighedPositiveRate"] == pytest.approx(after[group], rel=1e-12)
+        assert set(got["metrics"]) == set(sums.index) - {privileged}
+        for group, metrics in got["metrics"].items():
+            assert metrics["LDI"] == pytest.approx(before[group] / before[privileged])
+            assert metrics["reweighedLDI"] == pytest.approx(after[group] / after[privileged])
+            assert metrics["DPL"] == pytest.approx(before[privileged] - before[group])
+            assert metrics["reweighedDPL"] == pytest.approx(after[privileged] - after[group])
+    # sex: Female's label rate is well under Male's in Adult; the weights balance it, exactly
+    # when every joint group has both labels, nearly when one (Never-worked) cannot be changed.
+    assert effect["sex"]["metrics"]["Female"]["LDI"] < 0.4
+    assert effect["sex"]["metrics"]["Female"]["reweighedLDI"] == pytest.approx(1, abs=1e-4)
+    alone = mitigation_effect(
+        adult_train, reweighing_table(adult_train, ["sex"], label), label, {"sex": "Male"}
+    )
+    assert alone["sex"]["metrics"]["Female"]["reweighedLDI"] == pytest.approx(1, abs=1e-12)
+    # Never-worked: every row has the negative label, which no weight can change.
+    never = effect["workclass"]["groups"]["Never-worked"]
+    assert never["positiveRate"] == never["reweighedPositiveRate"] == 0

@@ -20,7 +20,7 @@ from fairpilot_jobs.bias.metrics import (
     flip_columns,
     population_metrics,
 )
-from fairpilot_jobs.bias.reweighing import reweighing_table
+from fairpilot_jobs.bias.reweighing import mitigation_effect, reweighing_table
 from fairpilot_jobs.tables import read_table, require_columns
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,17 @@ def run_bias(spec: BiasJobSpec, store: ArtifactStore) -> dict[str, Any]:
         "biasDetected": bool(findings),
         "findings": findings,
         "summary": summary(features),
-        "mitigation": {"method": "reweighing", "uri": reweighing_uri},
+        "mitigation": {
+            "method": "reweighing",
+            "uri": reweighing_uri,
+            # The label's bias per feature before and after the weights, as training sees it.
+            "effect": mitigation_effect(
+                frame,
+                table,
+                label_positive,
+                {f: features[f]["privilegedGroup"] for f in spec.sensitive_features},
+            ),
+        },
     }
     links = pipeline_links(spec.pipeline_index, store.root.child("report.html").uri, "Bias")
     html = build_bias_report(result, links)

@@ -281,6 +281,8 @@ def build_bias_report(result: dict[str, Any], links: Links = ()) -> str:
         section.table(rows, caption="Metrics per group (Clarify names)" + of, rounded=True)
         if "flipTest" in data:
             section.note(_flip_test_note(data["flipTest"]))
+    if result["mitigation"].get("effect"):
+        _mitigation_section(report, result, threshold)
     glossary = report.section(
         "Glossary",
         intro="Each metric compares one group (d) with the privileged group (a), as SageMaker "
@@ -299,6 +301,76 @@ def build_bias_report(result: dict[str, Any], links: Links = ()) -> str:
         ]
     )
     return report.render()
+
+
+# The mitigation table's columns: result key by heading.
+_BEFORE_AFTER = {
+    "LDI": "LDI",
+    "LDI after": "reweighedLDI",
+    "DPL": "DPL",
+    "DPL after": "reweighedDPL",
+}
+
+
+def _mitigation_section(report: Report, result: dict[str, Any], threshold: float) -> None:
+    """Before and after mitigation: the label's bias in the data, and in the data as a learner
+    trained with the reweighing weights sees it (the TrainingRun's fairness section then
+    measures what the trained model does)."""
+    section = report.section(
+        "Before and after mitigation",
+        intro="Reweighing (Kamiran & Calders) gives each combination of groups and label a "
+        "weight, so that in the weighted data every group has the overall positive rate. A "
+        "TrainingRun with mitigation trains on these weights; its report measures the model "
+        "that results. Below: each group's positive rate of the label as the data has it and "
+        "as the weighted data has it, and the label's disparate impact (LDI) and difference in "
+        "positive proportions (DPL) against the privileged group, before and after.",
+    )
+    for feature, data in result["mitigation"]["effect"].items():
+        names, hidden = shown_groups(data)
+        of = f" ({len(names):,} of {len(data['groups']):,} groups)" if hidden else ""
+        groups, metrics = data["groups"], data["metrics"]
+        before = {g: metrics[g]["LDI"] for g in names if g in metrics}
+        after = {g: metrics[g]["reweighedLDI"] for g in names if g in metrics}
+        if before:
+            section.figure(
+                charts.grouped_bar_chart(
+                    list(before),
+                    {
+                        "before (data)": list(before.values()),
+                        "after reweighing": list(after.values()),
+                    },
+                    title=f"{feature}: label disparate impact vs {data['privilegedGroup']}{of}",
+                    ylabel="LDI",
+                ),
+                caption=f"1 means the same positive rate as {data['privilegedGroup']}; the "
+                f"four-fifths rule asks for at least {threshold}.",
+            )
+        # Off by less than the table's rounding (3 decimals) is balanced as far as anyone reads.
+        unbalanced = [g for g in after if after[g] is not None and abs(after[g] - 1) >= 5e-4]
+        if unbalanced:
+            section.note(
+                f"{feature}: {len(unbalanced):,} group(s) keep a different rate after "
+                "reweighing: they hold a combination of groups whose rows all have the same "
+                "label, which no weight can balance (those rows keep weight 1)."
+            )
+        section.table(
+            [
+                {
+                    "group": g,
+                    "positive rate": groups[g]["positiveRate"],
+                    "rate after": groups[g]["reweighedPositiveRate"],
+                    **{
+                        label: metrics[g][key]
+                        for label, key in _BEFORE_AFTER.items()
+                        if g in metrics
+                    },
+                }
+                for g in names
+            ],
+            caption=f"{feature} (privileged: {data['privilegedGroup']}): the label's positive "
+            f"rate, LDI and DPL in the data, and after reweighing{of} (group sizes: above)",
+            rounded=True,
+        )
 
 
 def _small_groups(data: dict[str, Any]) -> list[str]:

@@ -91,6 +91,13 @@ class BiasMitigation(ResultPart):
 
     method: str | None = Field(default=None, description="reweighing.")
     uri: str | None = Field(default=None, description="Where the table is (reweighing.json).")
+    effect: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Per sensitive feature: each group's positive rate of the label before and after "
+            "the weights, and LDI and DPL against the privileged group before and after."
+        ),
+    )
 
 
 class BiasResult(StageResult):
