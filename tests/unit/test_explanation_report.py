@@ -64,6 +64,22 @@ def test_waterfall_bars_sum_to_the_prediction() -> None:
     assert steps[-1].label.startswith(("x zero = ", "x one = ", "colour = ", "x three = "))
 
 
+def test_decision_paths_climb_from_the_average_to_each_prediction() -> None:
+    rows, values, base, output = product_game()
+    bases = np.full(len(rows), base)
+    for top in (2, 5, 9):
+        named, paths = shap_charts.decision_paths(values, bases, top=top)
+        importance = np.abs(values).mean(axis=0)
+        assert named == sorted(range(values.shape[1]), key=lambda i: -importance[i])[:top]
+        assert paths.shape == (len(rows), min(top, values.shape[1]) + 2)
+        np.testing.assert_allclose(paths[:, 0], base)  # every line starts at E[f(X)]
+        np.testing.assert_allclose(paths[:, -1], output, atol=1e-9)  # and ends at f(x)
+        # The last step is the most important feature's SHAP value, row by row.
+        np.testing.assert_allclose(paths[:, -1] - paths[:, -2], values[:, named[0]])
+    svg = shap_charts.decision_chart(rows, values, bases, top=3, title="t")
+    assert svg.count("<path") > 40 and "other features" in svg
+
+
 def test_categories_are_ordered_by_their_mean_shap() -> None:
     rows, values, _, _ = product_game()
     order = shap_charts.category_order(rows["colour"], values[:, 2])

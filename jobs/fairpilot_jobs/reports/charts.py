@@ -33,9 +33,14 @@ from fairpilot_jobs.reports.html import approx, format_value
 
 __all__ = [
     "BASE_COLOUR",
+    "GRID_COLOUR",
     "HIGHLIGHT_COLOUR",
+    "LABEL_BOX",
+    "MUTED_COLOUR",
     "PALETTE",
     "REFERENCE_COLOUR",
+    "TEXT_COLOUR",
+    "WIDTH",
     "bar_chart",
     "category_bars",
     "category_panels",
@@ -44,11 +49,15 @@ __all__ = [
     "distinct_labels",
     "dot_plot",
     "figure_to_svg",
+    "finish",
     "frontier_chart",
     "grouped_bar_chart",
     "histogram",
     "histogram_panels",
     "line_chart",
+    "new_figure",
+    "short_label",
+    "styled",
 ]
 
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
@@ -117,26 +126,26 @@ _STYLE: dict[Any, Any] = {
 }
 
 # Value labels stay readable where a reference line crosses them.
-_LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6}
+LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6}
 _GLYPH_WARNING = r"Glyph .* missing from font"
 _STYLE_RULE = re.compile(r"<style[^>]*>\s*\*\s*\{([^}]*)\}\s*</style>")
 
 
 @contextmanager
-def _styled() -> Iterator[None]:
+def styled() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_GLYPH_WARNING)
         with matplotlib.rc_context(_STYLE):
             yield
 
 
-def _new_figure(width: float, height: float) -> tuple[Figure, Axes]:
+def new_figure(width: float, height: float) -> tuple[Figure, Axes]:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
 
 
-def _label(value: object, width: int = MAX_LABEL) -> str:
+def short_label(value: object, width: int = MAX_LABEL) -> str:
     text = " ".join(str(value).split())  # newlines and tabs would break the layout
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
@@ -226,10 +235,10 @@ def _tag_marks(fig: Figure) -> None:
                 artist.set_gid(f"{MARK_ID}-{count}")
 
 
-def _finish(ax: Axes, title: str) -> None:
+def finish(ax: Axes, title: str) -> None:
     if title:  # aligned with the figure's left edge, above long tick labels too
         ax.figure.suptitle(
-            _label(title, 90),
+            short_label(title, 90),
             x=0.0,
             ha="left",
             fontsize=_STYLE["axes.titlesize"],
@@ -241,7 +250,7 @@ def _finish(ax: Axes, title: str) -> None:
 
 def _crowded(names: Sequence[str], width: float, limit: int) -> bool:
     """Whether horizontal tick labels would touch: about 0.075 inch a character at 9 pt."""
-    longest = max(len(_label(name, limit)) for name in names)
+    longest = max(len(short_label(name, limit)) for name in names)
     return longest * 0.075 > 0.85 * (width - 1.2) / len(names)
 
 
@@ -321,19 +330,19 @@ def bar_chart(
     heights = [v if math.isfinite(v) else 0.0 for v in numbers]
     texts = _format_values(numbers, value_format)
     horizontal = horizontal or len(names) > 25
-    with _styled():
+    with styled():
         if horizontal:
-            fig, ax = _new_figure(WIDTH, max(1.9, 0.3 * len(names) + 1.1))
+            fig, ax = new_figure(WIDTH, max(1.9, 0.3 * len(names) + 1.1))
         else:
-            fig, ax = _new_figure(min(11.0, max(4.8, 0.6 * len(names) + 1.8)), 3.8)
+            fig, ax = new_figure(min(11.0, max(4.8, 0.6 * len(names) + 1.8)), 3.8)
         if not names:
             _no_data(ax)
         elif horizontal:
             positions = np.arange(len(names))[::-1]
             bars = ax.barh(positions, heights, height=0.68, color=colours)
-            ax.set_yticks(positions, [_label(name) for name in names])
+            ax.set_yticks(positions, [short_label(name) for name in names])
             ax.tick_params(axis="y", length=0)
-            ax.bar_label(bars, texts, padding=3, fontsize=8.5, color=TEXT_COLOUR, bbox=_LABEL_BOX)
+            ax.bar_label(bars, texts, padding=3, fontsize=8.5, color=TEXT_COLOUR, bbox=LABEL_BOX)
             ax.set_xlim(*_limits(numbers, reference))
             ax.set_ylim(-0.6, len(names) - 0.4)
             ax.xaxis.grid(True)
@@ -349,13 +358,13 @@ def bar_chart(
             crowded = _crowded(names, fig.get_figwidth(), 24)
             ax.set_xticks(
                 positions,
-                [_label(name, 24) for name in names],
+                [short_label(name, 24) for name in names],
                 rotation=35 if crowded else 0,
                 ha="right" if crowded else "center",
                 rotation_mode="anchor",
             )
             ax.tick_params(axis="x", length=0)
-            ax.bar_label(bars, texts, padding=2, fontsize=8.5, color=TEXT_COLOUR, bbox=_LABEL_BOX)
+            ax.bar_label(bars, texts, padding=2, fontsize=8.5, color=TEXT_COLOUR, bbox=LABEL_BOX)
             ax.set_ylim(*_limits(numbers, reference))
             ax.yaxis.grid(True)
             if reference is not None:
@@ -368,7 +377,7 @@ def bar_chart(
             axis.set_major_formatter(FuncFormatter(_thousands))
         if names and reference is not None and reference_label:
             ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2)
-        _finish(ax, title)
+        finish(ax, title)
         return figure_to_svg(fig)
 
 
@@ -387,9 +396,9 @@ def grouped_bar_chart(
         if len(values) != len(names):
             raise ValueError(f"series {key!r} has {len(values)} values for {len(names)} categories")
     count = max(1, len(data))
-    with _styled():
+    with styled():
         width = min(11.0, max(4.8, 0.42 * len(names) * count + 2.2))
-        fig, ax = _new_figure(width, 3.9)
+        fig, ax = new_figure(width, 3.9)
         if not names or not data:
             _no_data(ax)
         else:
@@ -402,7 +411,7 @@ def grouped_bar_chart(
                     x + (i - (count - 1) / 2) * bar_width,
                     heights,
                     bar_width * 0.92,
-                    label=_label(key, 40),
+                    label=short_label(key, 40),
                     color=PALETTE[i % len(PALETTE)],
                 )
                 if labelled:
@@ -418,7 +427,7 @@ def grouped_bar_chart(
             crowded = _crowded(names, width, 24)
             ax.set_xticks(
                 x,
-                [_label(n, 24) for n in names],
+                [short_label(n, 24) for n in names],
                 rotation=30 if crowded else 0,
                 ha="right" if crowded else "center",
                 rotation_mode="anchor",
@@ -433,7 +442,7 @@ def grouped_bar_chart(
                 borderaxespad=0.0,
                 ncols=min(len(data), 3),
             )
-        _finish(ax, title)
+        finish(ax, title)
         return figure_to_svg(fig)
 
 
@@ -442,8 +451,8 @@ def histogram(values: Iterable[float], *, bins: int = 30, title: str = "", xlabe
     when they span fewer values than `bins`."""
     data = np.asarray([_number(v) for v in values], dtype="float64")
     data = data[np.isfinite(data)]
-    with _styled():
-        fig, ax = _new_figure(WIDTH, 3.2)
+    with styled():
+        fig, ax = new_figure(WIDTH, 3.2)
         if data.size == 0:
             _no_data(ax, "no finite values")
         else:
@@ -466,7 +475,7 @@ def histogram(values: Iterable[float], *, bins: int = 30, title: str = "", xlabe
             ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
             ax.set_ylabel("rows")
             ax.set_xlabel(xlabel)
-        _finish(ax, title)
+        finish(ax, title)
         return figure_to_svg(fig)
 
 
@@ -533,11 +542,11 @@ def frontier_chart(
     whiskers = {str(k): _number(v) for k, v in (margins or {}).items() if str(k) in marks}
     drawn = [(a, b, o) for a, b, o in zip(xs, ys, best, strict=True) if _finite(a, b)]
     shown = {k: p for k, p in marks.items() if _finite(*p)}
-    with _styled():
-        fig, ax = _new_figure(WIDTH, 4.4)
+    with styled():
+        fig, ax = new_figure(WIDTH, 4.4)
         if not drawn and not shown:
             _no_data(ax)
-            _finish(ax, title)
+            finish(ax, title)
             return figure_to_svg(fig)
         all_x = [a for a, _, _ in drawn] + [p[0] for p in shown.values()]
         all_x += [v for v in whiskers.values() if math.isfinite(v)]
@@ -588,7 +597,7 @@ def frontier_chart(
                 ls="none",
                 markeredgecolor="white",
                 markeredgewidth=1.0,
-                label=_label(label, 70),
+                label=short_label(label, 70),
                 gid=f"frontier-marked-{i}",
                 zorder=5,
                 **style,
@@ -620,7 +629,7 @@ def frontier_chart(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), borderaxespad=0.0, ncols=2)
-        _finish(ax, title)
+        finish(ax, title)
         return figure_to_svg(fig)
 
 
@@ -669,11 +678,11 @@ def line_chart(
     lines = [r for r in references if math.isfinite(_number(r.get("value")))]
     colours = {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(data)}
     drawn = [v for values in data.values() for v in values if math.isfinite(v)]
-    with _styled():
-        fig, ax = _new_figure(WIDTH, 3.4)
+    with styled():
+        fig, ax = new_figure(WIDTH, 3.4)
         if not xs or not drawn:
             _no_data(ax)
-            _finish(ax, title)
+            finish(ax, title)
             return figure_to_svg(fig)
         for key, values in data.items():
             ax.plot(
@@ -683,7 +692,7 @@ def line_chart(
                 lw=1.8,
                 marker="o",
                 markersize=4.5,
-                label=_label(key, 40),
+                label=short_label(key, 40),
                 zorder=3,
             )
             last = [i for i, v in enumerate(values) if math.isfinite(v)]
@@ -708,7 +717,7 @@ def line_chart(
                 color=colour,
                 ls=dashes[i % len(dashes)] if not owner else (0, (4, 3)),
                 lw=1.2,
-                label=_label(line.get("label", "reference"), 60),
+                label=short_label(line.get("label", "reference"), 60),
                 zorder=2,
             )
         bottom, top = _padded(drawn + [_number(r.get("value")) for r in lines], 0.12)
@@ -728,7 +737,7 @@ def line_chart(
             borderaxespad=0.0,
             ncols=min(3, len(data) + len(lines)),
         )
-        _finish(ax, title)
+        finish(ax, title)
         return figure_to_svg(fig)
 
 
@@ -768,8 +777,8 @@ def dot_plot(
         raise ValueError(f"{len(names)} labels but {len(numbers)} values")
     marked = {str(h) for h in highlight}
     texts = distinct_labels(numbers)
-    with _styled():
-        fig, ax = _new_figure(WIDTH, max(1.9, 0.3 * len(names) + 1.2))
+    with styled():
+        fig, ax = new_figure(WIDTH, max(1.9, 0.3 * len(names) + 1.2))
         finite = [v for v in numbers if math.isfinite(v)]
         if not finite:
             _no_data(ax)
@@ -792,7 +801,7 @@ def dot_plot(
                     fontsize=8.5,
                     color=TEXT_COLOUR,
                 )
-            ax.set_yticks(positions, [_label(name) for name in names])
+            ax.set_yticks(positions, [short_label(name) for name in names])
             ax.tick_params(axis="y", length=0)
             ax.set_ylim(-0.6, len(names) - 0.4)
             ax.set_xlim(low, high)
@@ -800,7 +809,7 @@ def dot_plot(
             start = approx(low, format_value(low, rounded=True))
             note = f"axis starts at {start}, not 0: it shows the differences"
             ax.set_xlabel(f"{xlabel} ({note})" if xlabel else note)
-        _finish(ax, title)
+        finish(ax, title)
         return figure_to_svg(fig)
 
 
@@ -810,9 +819,9 @@ def confusion_matrix_chart(
     """A square matrix of counts, rows the actual class and columns the predicted one, each
     cell with its count exactly and its share of the row (the class's rate)."""
     matrix = np.asarray(counts, dtype="float64")
-    names = [_label(n, 24) for n in class_names]
-    with _styled():
-        fig, ax = _new_figure(4.6, 3.8)
+    names = [short_label(n, 24) for n in class_names]
+    with styled():
+        fig, ax = new_figure(4.6, 3.8)
         if matrix.size == 0:
             _no_data(ax)
         else:
@@ -838,7 +847,7 @@ def confusion_matrix_chart(
             ax.tick_params(length=0)
             for spine in ax.spines.values():
                 spine.set_visible(False)
-        _finish(ax, title)
+        finish(ax, title)
         return figure_to_svg(fig)
 
 
@@ -855,8 +864,8 @@ def curve_chart(
     """Curves on the unit square (ROC, precision-recall, reliability): one line per entry of
     `curves`, each (x values, y values); `diagonal` names a dashed y = x line (chance, perfect
     calibration), `baseline` a dashed horizontal line (value, name)."""
-    with _styled():
-        fig, ax = _new_figure(5.6, 4.4)
+    with styled():
+        fig, ax = new_figure(5.6, 4.4)
         drawn = False
         for i, (name, (xs, ys)) in enumerate(curves.items()):
             if len(xs) != len(ys):
@@ -871,12 +880,12 @@ def curve_chart(
                 lw=1.8,
                 marker="o" if markers else None,
                 markersize=4.5,
-                label=_label(name, 60),
+                label=short_label(name, 60),
                 zorder=3,
             )
         if not drawn:
             _no_data(ax)
-            _finish(ax, title)
+            finish(ax, title)
             return figure_to_svg(fig)
         if diagonal:
             ax.plot([0, 1], [0, 1], color=REFERENCE_COLOUR, ls=(0, (4, 3)), lw=1.1, label=diagonal)
@@ -891,7 +900,7 @@ def curve_chart(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), borderaxespad=0.0, ncols=1)
-        _finish(ax, title)
+        finish(ax, title)
         return figure_to_svg(fig)
 
 
@@ -914,15 +923,15 @@ def histogram_panels(
 ) -> str:
     """Small multiples: one histogram per entry, from precomputed bin `edges` and `counts`
     (len(edges) == len(counts) + 1), each panel with its own axes."""
-    with _styled():
+    with styled():
         if not panels:
-            fig, ax = _new_figure(WIDTH, 2.0)
+            fig, ax = new_figure(WIDTH, 2.0)
             _no_data(ax)
-            _finish(ax, title)
+            finish(ax, title)
             return figure_to_svg(fig)
         fig, axes = _panel_grid(len(panels), columns, 1.9)
         for ax, (name, (edges, counts)) in zip(axes, panels.items(), strict=True):
-            ax.set_title(_label(name, 30), fontsize=9.5, loc="left", pad=4)
+            ax.set_title(short_label(name, 30), fontsize=9.5, loc="left", pad=4)
             if len(edges) != len(counts) + 1 or not len(counts):
                 _no_data(ax, "no finite values")
                 continue
@@ -935,7 +944,7 @@ def histogram_panels(
             ax.tick_params(labelsize=7.5, length=2)
             ax.yaxis.grid(True)
         if title:
-            fig.suptitle(_label(title, 90), x=0.0, ha="left", fontsize=11.5, fontweight="bold")
+            fig.suptitle(short_label(title, 90), x=0.0, ha="left", fontsize=11.5, fontweight="bold")
         return figure_to_svg(fig)
 
 
@@ -957,23 +966,23 @@ def category_panels(
 ) -> str:
     """Small multiples: the `top` most frequent categories of each entry as horizontal bars,
     each with its count exactly."""
-    with _styled():
+    with styled():
         if not panels:
-            fig, ax = _new_figure(WIDTH, 2.0)
+            fig, ax = new_figure(WIDTH, 2.0)
             _no_data(ax)
-            _finish(ax, title)
+            finish(ax, title)
             return figure_to_svg(fig)
         fig, axes = _panel_grid(len(panels), columns, 0.26 * top + 0.8)
         for ax, (name, counts) in zip(axes, panels.items(), strict=True):
             items = sorted(counts.items(), key=lambda item: -_number(item[1]))[:top]
-            ax.set_title(_label(name, 40), fontsize=9.5, loc="left", pad=4)
+            ax.set_title(short_label(name, 40), fontsize=9.5, loc="left", pad=4)
             if not items:
                 _no_data(ax)
                 continue
             positions = top - 1 - np.arange(len(items))  # from the top, however few
             values = [_number(v) for _, v in items]
             bars = ax.barh(positions, values, height=0.7, color=BASE_COLOUR)
-            ax.set_yticks(positions, [_label(k, 18) for k, _ in items])
+            ax.set_yticks(positions, [short_label(k, 18) for k, _ in items])
             ax.bar_label(bars, _format_values(values, None), padding=2, fontsize=7.5)
             ax.set_xlim(0, max(values) * 1.3 if max(values) > 0 else 1)
             ax.set_ylim(-0.6, top - 0.4)
@@ -982,5 +991,5 @@ def category_panels(
             ax.spines["left"].set_bounds(positions[-1] - 0.45, positions[0] + 0.45)
             ax.tick_params(axis="y", length=0, labelsize=8)
         if title:
-            fig.suptitle(_label(title, 90), x=0.0, ha="left", fontsize=11.5, fontweight="bold")
+            fig.suptitle(short_label(title, 90), x=0.0, ha="left", fontsize=11.5, fontweight="bold")
         return figure_to_svg(fig)

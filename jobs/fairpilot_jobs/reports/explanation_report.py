@@ -187,6 +187,14 @@ def _intermediate(
         "the highest prediction. Each starts at the average prediction and adds the SHAP value "
         "of every feature; the bars end at the row's prediction.",
     )
+    examples.figure(
+        shap_charts.decision_chart(rows, values, base, top=TOP, title="How predictions build up"),
+        caption="shap's decision plot: each line is one row (up to 40, spread over the range "
+        "of predictions). It starts at the average prediction at the bottom, moves by each "
+        "feature's SHAP value from the least important up, and ends at the row's prediction "
+        "at the top; blue lines end low, red ones high. Where lines fan out, that feature "
+        "separates the predictions.",
+    )
     picks = sorted(
         {int(np.argmax(output)), int(np.argmin(output)), int(np.argsort(output)[len(output) // 2])}
     )

@@ -24,20 +24,20 @@ import pandas as pd
 from matplotlib.colors import LinearSegmentedColormap
 
 from fairpilot_jobs.reports.charts import (
-    _LABEL_BOX,
     BASE_COLOUR,
     GRID_COLOUR,
     HIGHLIGHT_COLOUR,
+    LABEL_BOX,
     MUTED_COLOUR,
     PALETTE,
     REFERENCE_COLOUR,
     TEXT_COLOUR,
     WIDTH,
-    _finish,
-    _label,
-    _new_figure,
-    _styled,
     figure_to_svg,
+    finish,
+    new_figure,
+    short_label,
+    styled,
 )
 from fairpilot_jobs.reports.html import ROUNDED_MARK, approx, format_value, shows_exactly
 
@@ -46,6 +46,8 @@ __all__ = [
     "WaterfallStep",
     "beeswarm_chart",
     "category_order",
+    "decision_chart",
+    "decision_paths",
     "dependence_chart",
     "encoded",
     "group_chart",
@@ -154,8 +156,8 @@ def waterfall_chart(
     (red raises, blue lowers), each labelled with its SHAP value."""
     steps = waterfall_steps(row, shap, base, most)
     output = steps[-1].start + steps[-1].shap if steps else float(base)
-    with _styled():
-        fig, ax = _new_figure(WIDTH, 0.36 * len(steps) + 1.6)
+    with styled():
+        fig, ax = new_figure(WIDTH, 0.36 * len(steps) + 1.6)
         ends = [s.start + s.shap for s in steps] + [float(base)]
         low, high = min(ends), max(ends)
         span = (high - low) or 1.0
@@ -171,12 +173,12 @@ def waterfall_chart(
                 va="center",
                 fontsize=8.5,
                 color=TEXT_COLOUR,
-                bbox=_LABEL_BOX,
+                bbox=LABEL_BOX,
                 zorder=4,
             )
         ax.axvline(base, color=REFERENCE_COLOUR, ls=(0, (4, 3)), lw=1)
         ax.axvline(output, color=TEXT_COLOUR, lw=1)
-        ax.set_yticks(range(len(steps)), [_label(s.label, 48) for s in steps])
+        ax.set_yticks(range(len(steps)), [short_label(s.label, 48) for s in steps])
         ax.tick_params(axis="y", length=0)
         ax.set_xlim(low - 0.05 * span, high + 0.2 * span)
         ax.set_ylim(-0.6, len(steps) - 0.4)
@@ -187,7 +189,69 @@ def waterfall_chart(
             f"dashed: the average prediction E[f(X)] = {average}; "
             f"solid: this row's prediction f(x) = {predicted}"
         )
-        _finish(ax, title)
+        finish(ax, title)
+        return figure_to_svg(fig)
+
+
+# -- decision plot ----------------------------------------------------------------------------
+def decision_paths(
+    values: np.ndarray, base: np.ndarray, *, top: int = 12
+) -> tuple[list[int], np.ndarray]:
+    """The features a decision plot names (most important first) and each row's path: its
+    prediction after each step, starting at its base value E[f(X)], first adding the features
+    not named (one step), then the named ones from the least important up, so the last point
+    is base + sum of the row's SHAP values: its prediction. Shape (rows, named + 2)."""
+    values = np.asarray(values, dtype="float64")
+    importance = np.abs(values).mean(axis=0)
+    order = list(np.argsort(-importance, kind="stable"))
+    named = order[:top]
+    rest = values[:, order[top:]].sum(axis=1) if len(order) > top else np.zeros(len(values))
+    steps = np.column_stack([rest, values[:, list(reversed(named))]])
+    start = np.asarray(base, dtype="float64").reshape(len(values), 1)
+    return named, np.hstack([start, start + np.cumsum(steps, axis=1)])
+
+
+def decision_chart(
+    rows: pd.DataFrame,
+    values: np.ndarray,
+    base: np.ndarray,
+    *,
+    top: int = 12,
+    lines: int = 40,
+    title: str = "",
+) -> str:
+    """shap's decision plot: one line per row (up to `lines`, spread over the range of
+    predictions), climbing from the average prediction at the bottom through each feature's
+    SHAP value to the row's prediction at the top, coloured by that prediction."""
+    named, paths = decision_paths(values, base, top=top)
+    ranked = np.argsort(paths[:, -1], kind="stable")
+    spread = np.linspace(0, len(ranked) - 1, min(lines, len(ranked))).round().astype(int)
+    picked = ranked[np.unique(spread)]
+    labels = [short_label(readable(rows.columns[i]), 30) for i in reversed(named)]
+    if values.shape[1] > top:
+        labels.insert(0, "other features")
+    else:  # every feature named: no step for the others
+        paths = np.delete(paths, 1, axis=1)
+    ends = paths[picked, -1]
+    low, high = float(ends.min()), float(ends.max())
+    with styled():
+        fig, ax = new_figure(WIDTH, 0.36 * len(labels) + 1.8)
+        y = np.arange(paths.shape[1]) - 0.5
+        for row in picked:
+            colour = VALUE_COLOURS((paths[row, -1] - low) / ((high - low) or 1.0))
+            ax.plot(paths[row], y, color=colour, lw=1, alpha=0.8)
+        average = float(np.mean(np.asarray(base, dtype="float64")))
+        ax.axvline(average, color=REFERENCE_COLOUR, ls=(0, (4, 3)), lw=1)
+        ax.set_yticks(np.arange(len(labels)), labels)
+        ax.set_ylim(-0.5, len(labels) - 0.5)
+        ax.tick_params(axis="y", length=0)
+        ax.xaxis.grid(True)
+        ax.yaxis.grid(True)
+        ax.set_xlabel(
+            f"model output; dashed: the average prediction E[f(X)] = "
+            f"{value_text(average).replace('-', '−')}"
+        )
+        finish(ax, title)
         return figure_to_svg(fig)
 
 
@@ -220,9 +284,9 @@ def _value_colours(column: pd.Series, shap: np.ndarray) -> tuple[np.ndarray, str
         scale = max(1, len(order) - 1)
         positions = column.astype("object").map(ranks).astype("float64").to_numpy() / scale
         if len(order) >= 2:
-            note = f"blue {_label(order[0], 18)} … red {_label(order[-1], 18)}"
+            note = f"blue {short_label(order[0], 18)} … red {short_label(order[-1], 18)}"
         else:
-            note = _label(order[0], 30) if order else ""
+            note = short_label(order[0], 30) if order else ""
         return positions, note
     numbers = column.astype("float64").to_numpy()
     finite = numbers[np.isfinite(numbers)]
@@ -244,8 +308,8 @@ def beeswarm_chart(
     (red), both named right of the row."""
     importance = np.abs(values).mean(axis=0)
     order = list(np.argsort(-importance, kind="stable")[:top])
-    with _styled():
-        fig, ax = _new_figure(WIDTH, 0.42 * len(order) + 1.4)
+    with styled():
+        fig, ax = new_figure(WIDTH, 0.42 * len(order) + 1.4)
         notes = []
         for y, i in enumerate(reversed(order)):
             column = rows.iloc[:, i]
@@ -267,7 +331,7 @@ def beeswarm_chart(
                 lw=0,
                 rasterized=False,
             )
-        names = [_label(readable(rows.columns[i]), 30) for i in reversed(order)]
+        names = [short_label(readable(rows.columns[i]), 30) for i in reversed(order)]
         ax.set_yticks(range(len(order)), names)
         ax.tick_params(axis="y", length=0)
         ax.set_ylim(-0.7, len(order) - 0.3)
@@ -287,7 +351,7 @@ def beeswarm_chart(
         bar.set_ticks([0, 1], labels=["low", "high"])
         bar.set_label("feature value (categories: by their mean SHAP)", fontsize=8.5)
         bar.outline.set_visible(False)
-        _finish(ax, title)
+        finish(ax, title)
         return figure_to_svg(fig)
 
 
@@ -319,8 +383,8 @@ def dependence_chart(
     Categories of a categorical feature stand on the x axis by their mean SHAP."""
     column = list(rows.columns).index(feature)
     x_data, shap = rows[feature], values[:, column]
-    with _styled():
-        fig, ax = _new_figure(WIDTH, 3.6)
+    with styled():
+        fig, ax = new_figure(WIDTH, 3.6)
         if is_categorical(x_data):
             order = category_order(x_data, shap)
             ranks = {c: r for r, c in enumerate(order)}
@@ -328,7 +392,7 @@ def dependence_chart(
             x = x + np.random.default_rng(0).uniform(-0.22, 0.22, len(x))
             ax.set_xticks(
                 range(len(order)),
-                [_label(c, 20) for c in order],
+                [short_label(c, 20) for c in order],
                 rotation=35 if len(order) > 5 else 0,
                 ha="right" if len(order) > 5 else "center",
                 fontsize=8,
@@ -355,10 +419,10 @@ def dependence_chart(
                     color=PALETTE[k % len(PALETTE)],
                     lw=0,
                     alpha=0.8,
-                    label=_label(category, 22),
+                    label=short_label(category, 22),
                 )
             ax.legend(
-                title=_label(readable(interaction), 30),
+                title=short_label(readable(interaction), 30),
                 loc="upper left",
                 bbox_to_anchor=(1.01, 1.0),
                 markerscale=1.8,
@@ -388,8 +452,8 @@ def dependence_chart(
         ax.axhline(0, color=REFERENCE_COLOUR, lw=0.8, ls=(0, (4, 3)))
         ax.grid(True)
         ax.set_xlabel(readable(feature))
-        ax.set_ylabel(f"SHAP value of {_label(readable(feature), 24)}")
-        _finish(ax, title)
+        ax.set_ylabel(f"SHAP value of {short_label(readable(feature), 24)}")
+        finish(ax, title)
         return figure_to_svg(fig)
 
 
@@ -422,11 +486,12 @@ def group_chart(table: pd.DataFrame, feature: str, *, title: str = "") -> str:
     """Mean SHAP of the feature per group, a horizontal bar each from 0 (red raises, blue
     lowers), labelled with the value and the group's row count."""
     labels = [
-        f"{_label(g, 28)} ({n:,} rows)" for g, n in zip(table["group"], table["rows"], strict=True)
+        f"{short_label(g, 28)} ({n:,} rows)"
+        for g, n in zip(table["group"], table["rows"], strict=True)
     ]
     means = table["mean_shap"].astype("float64").to_numpy()
-    with _styled():
-        fig, ax = _new_figure(WIDTH, 0.34 * len(labels) + 1.3)
+    with styled():
+        fig, ax = new_figure(WIDTH, 0.34 * len(labels) + 1.3)
         positions = np.arange(len(labels))[::-1]
         colours = [HIGHLIGHT_COLOUR if m >= 0 else BASE_COLOUR for m in means]
         bars = ax.barh(positions, means, height=0.62, color=colours, lw=0)
@@ -439,6 +504,6 @@ def group_chart(table: pd.DataFrame, feature: str, *, title: str = "") -> str:
         ax.tick_params(axis="y", length=0)
         ax.axvline(0, color=REFERENCE_COLOUR, lw=0.8)
         ax.xaxis.grid(True)
-        ax.set_xlabel(f"mean SHAP value of {_label(readable(feature), 30)} in the group")
-        _finish(ax, title)
+        ax.set_xlabel(f"mean SHAP value of {short_label(readable(feature), 30)} in the group")
+        finish(ax, title)
         return figure_to_svg(fig)
