@@ -145,8 +145,8 @@ class Console:
             listing = _json(self.cluster.core.list_namespace(_preload_content=False))
             return sorted(item["metadata"]["name"] for item in listing.get("items") or [])
         except kubernetes.client.ApiException:
-            # Not allowed to list namespaces (a Role, not a ClusterRole), or an API server that
-            # does not list them (the sandbox's emulator): those that hold FairPilot resources.
+            # Not allowed to list namespaces (a Role, not a ClusterRole): those that hold
+            # FairPilot resources (the sandbox's emulator lists them, as an API server does).
             found: set[str] = set()
             for kind in KINDS:
                 listing = _json(
