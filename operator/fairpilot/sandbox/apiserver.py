@@ -343,7 +343,7 @@ class VersionedEmulator(kmock.KubernetesEmulator):
                 one = views.table("", "namespaces", [one], None, "v1", include_object=include)
             return aiohttp.web.json_response(one)
         labels, fields = query.get("labelSelector") or "", query.get("fieldSelector") or ""
-        items = [
+        items: list[Mapping[str, Any]] = [
             item
             for item in everything.values()
             if (not labels or matches_labels(item, labels))
