@@ -3,7 +3,8 @@
 The sandbox (real API server emulator, real operator, stage pods as local processes) runs the
 Adult Dataset with a bias stage; the console serves it from a thread; the browser clicks from
 the namespace to the pipeline list, to the Dataset, sees a line of its stage's log arrive in
-the live log view, then opens its report through the console and sees the report's title.
+the live log view, then opens its report through the console and sees the report's title,
+and opens a payload among the pipeline's Kafka events.
 Every page is checked for script errors and for requests that leave the console.
 
 `FAIRPILOT_SCREENSHOTS=DIR` keeps full-page screenshots of the main pages there.
@@ -11,6 +12,7 @@ Every page is checked for script errors and for requests that leave the console.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -145,6 +147,19 @@ def test_from_the_pipeline_list_to_a_report_and_a_live_log(
         page.goto(f"{url}/ns/default/biasanalyses/adult-bias")
         page.locator("#log-status").filter(has_text="ended").wait_for(timeout=60_000)
         _shoot(page, "bias")
+
+        # The Kafka events of the pipeline, as the sink computes them: this sandbox runs no
+        # Kafka, so each is pending; a payload opens without script (<details>).
+        page.goto(f"{url}/ns/default/datasets/adult")
+        reported = page.locator("tr.kafka-event", has_text="bias.reported")
+        reported.wait_for()
+        assert reported.locator("td.delivered").inner_text().strip() == "pending"
+        reported.locator("summary").click()
+        payload = json.loads(reported.locator("pre.json").inner_text())
+        assert payload["event_type"] == "bias.reported"
+        assert payload["dataset_id"] == "adult"
+        assert page.locator("tr.kafka-event", has_text="status.changed").count() == 4
+        _shoot(page, "kafka-events")
         assert errors == []
         assert outside == []
         # What a refusal looks like: a model file is no report.
