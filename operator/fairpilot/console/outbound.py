@@ -8,9 +8,10 @@ access to Kafka. An event is delivered once its id is among those the outbox rec
 `status.delivered.kafka` (after the broker acknowledged it); until then it is pending (Kafka
 away, or no Kafka configured for the operator: nothing is then ever recorded).
 
-An event that an earlier run called for (the spec has changed since, or an earlier window of a
-monitor) is no longer called for by the resource's state: its payload cannot be recomputed,
-so only the id the outbox recorded for it is listed.
+An event that an earlier state called for (its Pending status event, once it runs; an earlier
+run's, once the spec changed; an earlier window's alerts) is no longer called for by the
+resource's state: its payload cannot be recomputed, so only the id the outbox recorded for it
+is listed.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class KafkaEvent:
 
 @dataclass(frozen=True)
 class EarlierDelivery:
-    """A delivery the outbox recorded that the resource's state no longer calls for."""
+    """A delivery the outbox recorded that the resource's state no longer calls for (see the
+    module's docstring)."""
 
     resource: Resource
     id: str

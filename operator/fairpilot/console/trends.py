@@ -56,6 +56,9 @@ class Point:
     x: float
     y: float
     label_y: float  # where its label goes: above the point, below where another's is close
+    # The first window's label starts at its point and the last one's ends there: centred,
+    # they would run into the y axis's numbers or out of the chart.
+    anchor: str = "middle"
 
     @property
     def label(self) -> str:
@@ -188,7 +191,10 @@ def line_chart(
                 continue
             y = at[name, window]
             label_y = y + LABEL_GAP + 8 if (name, window) in below else y - LABEL_GAP
-            point = Point(window, value, round(x_of(window), 2), y, round(label_y, 2))
+            anchor = "middle"
+            if first != last:
+                anchor = "start" if window == first else "end" if window == last else "middle"
+            point = Point(window, value, round(x_of(window), 2), y, round(label_y, 2), anchor)
             points.append(point)
             run.append(f"{point.x},{point.y}")
         if run:
