@@ -261,6 +261,7 @@ def run_console(args: argparse.Namespace) -> int:
 
     from fairpilot.cluster import Cluster
     from fairpilot.console.data import Console
+    from fairpilot.console.outbound import topics_from_env
     from fairpilot.console.server import Options, serve
     from fairpilot.controller.main import config_from_env
     from fairpilot.controller.runtime import load_kubeconfig
@@ -275,7 +276,8 @@ def run_console(args: argparse.Namespace) -> int:
         else:
             load_kubeconfig()
         cluster = Cluster.connect(connections=connections)
-    console = Console(cluster, config_from_env(), args.namespace)
+    # The topics as the operator's (FAIRPILOT_KAFKA_TOPIC_*): the Kafka events pages name them.
+    console = Console(cluster, config_from_env(), args.namespace, topics_from_env())
     print(f"console: http://{args.host}:{args.port} (read-only)", flush=True)
     return serve(console, Options(args.host, args.port, args.user_header))
 

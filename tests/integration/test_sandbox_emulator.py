@@ -153,3 +153,49 @@ def test_discovery_lists_subresources_without_categories(api) -> None:
     assert resources["datasets"]["shortNames"] == ["fpds"]
     assert resources["datasets/status"]["categories"] == []
     assert resources["datasets/status"]["shortNames"] == []
+
+
+def test_namespaces_are_listed_and_read_as_an_api_server_does(api) -> None:
+    core = kubernetes.client.CoreV1Api(api)
+    custom = kubernetes.client.CustomObjectsApi(api)
+    before = core.list_namespace()
+    assert [n.metadata.name for n in before.items] == ["default"], "every cluster has default"
+    custom.create_namespaced_custom_object(GROUP, VERSION, "ml", "datasets", dataset("d1"))
+    core.create_namespaced_config_map("team-b", {"metadata": {"name": "c1"}})
+    listing = core.list_namespace()
+    assert listing.kind == "NamespaceList"
+    assert [n.metadata.name for n in listing.items] == ["default", "ml", "team-b"]
+    assert {n.status.phase for n in listing.items} == {"Active"}
+    ml = core.read_namespace("ml")
+    created = custom.get_namespaced_custom_object(GROUP, VERSION, "ml", "datasets", "d1")
+    assert ml.kind == "Namespace" and ml.metadata.name == "ml"
+    assert ml.metadata.creation_timestamp.isoformat().startswith(
+        created["metadata"]["creationTimestamp"].removesuffix("Z")
+    ), "a namespace is as old as its oldest object"
+    assert ml.metadata.uid == core.read_namespace("ml").metadata.uid, "a stable uid"
+    selected = core.list_namespace(label_selector="kubernetes.io/metadata.name=team-b")
+    assert [n.metadata.name for n in selected.items] == ["team-b"]
+    with pytest.raises(kubernetes.client.ApiException) as missing:
+        core.read_namespace("nowhere")
+    assert missing.value.status == 404
+    assert json.loads(missing.value.body)["reason"] == "NotFound"
+    # A namespace whose last object is gone is gone too (nothing here records it otherwise).
+    core.delete_namespaced_config_map("c1", "team-b")
+    assert [n.metadata.name for n in core.list_namespace().items] == ["default", "ml"]
+
+
+def test_the_console_lists_the_namespaces_it_serves_and_only_those(api) -> None:
+    from fairpilot.cluster import Cluster
+    from fairpilot.config import OperatorConfig
+    from fairpilot.console.data import Console
+
+    custom = kubernetes.client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, "ml", "datasets", dataset("d1"))
+    kubernetes.client.CoreV1Api(api).create_namespaced_config_map(
+        "team-b", {"metadata": {"name": "c1"}}
+    )
+    config = OperatorConfig(artifact_root="file:///tmp/fairpilot-none", jobs_image="local")
+    cluster = Cluster(api)
+    assert Console(cluster, config).namespaces() == ["default", "ml", "team-b"]
+    # --namespace: only those, whatever else the cluster has.
+    assert Console(cluster, config, ["ml", "elsewhere"]).namespaces() == ["elsewhere", "ml"]

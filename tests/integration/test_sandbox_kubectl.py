@@ -211,3 +211,12 @@ def test_get_crd_and_explain(sandbox: Sandbox) -> None:
     assert "uri\t<string> -required-" in explained
     assert "Column to predict." in explained
     assert "sensitiveFeatures" in kubectl(sandbox, "explain", "trainingruns.spec.fairness")
+
+
+def test_kubectl_get_namespaces(sandbox: Sandbox) -> None:
+    """`kubectl get ns` as on a cluster: default and every namespace that holds something."""
+    listed = rows(kubectl(sandbox, "get", "namespaces"))
+    assert listed[0][:2] == ["NAME", "STATUS"]
+    assert listed[1][:2] == ["default", "Active"]
+    one = json.loads(kubectl(sandbox, "get", "ns", "default", "-o", "json"))
+    assert (one["kind"], one["metadata"]["name"]) == ("Namespace", "default")

@@ -253,6 +253,7 @@ def test_the_console_is_a_read_only_deployment_of_its_own(helm: Path, all_namesp
         "console": {"enabled": True, "userHeader": "X-Forwarded-User"},
         "watch": {"allNamespaces": all_namespaces, "namespaces": ["team-a", "team-b"]},
         "s3": {"credentialsSecret": "fairpilot-s3"},
+        "kafka": {"topics": {"bias": "team-bias-events"}},
     }
     assert "0 chart(s) failed" in run_helm(helm, "lint", "--strict", str(CHART), values=values)
     objects = render(helm, values)
@@ -269,6 +270,11 @@ def test_the_console_is_a_read_only_deployment_of_its_own(helm: Path, all_namesp
     assert namespaces == ([] if all_namespaces else ["--namespace=team-a", "--namespace=team-b"])
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
     assert server["envFrom"] == [{"secretRef": {"name": "fairpilot-s3"}}]
+    # The operator's topic names, which its Kafka events pages name (it never connects).
+    env = {each["name"]: each.get("value") for each in server["env"]}
+    assert env["FAIRPILOT_KAFKA_TOPIC_BIAS"] == "team-bias-events"
+    assert env["FAIRPILOT_KAFKA_TOPIC_STATUS"] == "fairpilot-status-events"
+    assert not any(name.endswith("BOOTSTRAP_SERVERS") for name in env)
     assert pod["serviceAccountName"] == deployment["metadata"]["name"]
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]

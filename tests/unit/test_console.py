@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from html import unescape
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from support.bridge import Store, finished
 
-from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, TRAINING_RUN
+from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, KINDS, TRAINING_RUN
+from fairpilot.api.monitor import WindowSummary
+from fairpilot.api.status import ModelMonitorStatus
 from fairpilot.config import OperatorConfig
 from fairpilot.console import artifacts
-from fairpilot.console.data import Console, NamespaceNotServed, NotFound, kind_named
+from fairpilot.console.data import Console, NamespaceNotServed, NotFound, Resource, kind_named
+from fairpilot.console.outbound import kafka_events, topics_from_env
+from fairpilot.console.trends import line_chart
 from fairpilot.console.web import build_app
+from fairpilot.events.topics import Topics
+from fairpilot.kinds import events_for
 
 
 class _Raw:
@@ -35,7 +44,7 @@ class _Custom:
         self.objects = objects
 
     def list_namespaced_custom_object(self, group, version, namespace, plural, **_):  # type: ignore[no-untyped-def]
-        kinds = {k.plural: k.kind for k in (DATASET, BIAS_ANALYSIS, TRAINING_RUN)}
+        kinds = {k.plural: k.kind for k in KINDS}
         items = [
             o
             for o in self.objects
@@ -247,3 +256,193 @@ def test_a_resource_without_a_pod_says_so_in_its_log_stream(console: Console) ->
     assert stream.headers["content-type"].startswith("text/event-stream")
     assert "retry: 1000" in stream.text
     assert "event: status\ndata: Dataset adult has no pod yet" in stream.text
+
+
+# -- Kafka events ------------------------------------------------------------------------------
+def _in_ml(obj: dict[str, Any], uid: str, owner: str | None = None) -> dict[str, Any]:
+    obj["metadata"].update(namespace="ml", uid=uid)
+    if owner:
+        obj["metadata"]["ownerReferences"] = [{"kind": "Dataset", "name": "ds", "uid": owner}]
+    return obj
+
+
+def _kafka_rows(html: str) -> list[dict[str, Any]]:
+    """The Kafka events table of a page: each row's cells and its payload, parsed back."""
+    rows = []
+    for row in re.findall(r'<tr class="kafka-event".*?</tr>', html, re.S):
+        cell = {
+            name: unescape(re.sub(r"<[^>]+>", "", found).strip())
+            for name, found in re.findall(r'<td class="([\w-]+)">(.*?)</td>', row, re.S)
+            if name in ("topic", "event-type", "key", "delivered")
+        }
+        payload = re.search(r'<pre class="json">(.*?)</pre>', row, re.S)
+        assert payload is not None
+        rows.append({**cell, "payload": json.loads(unescape(payload.group(1)))})
+    return rows
+
+
+def test_a_pipelines_kafka_events_are_the_ones_the_kafka_sink_sends() -> None:
+    dataset = _in_ml(finished("Dataset", {"uri": "s3://b/k.csv", "taskType": "binary"}, {},
+                              name="ds"), "d1")  # fmt: skip
+    bias = _in_ml(
+        finished(
+            "BiasAnalysis",
+            {"datasetRef": "ds", "target": "income", "sensitiveFeatures": ["sex"], "userId": "u1"},
+            {"biasDetected": True, "minDisparateImpact": 0.36, "reports": {"bias": "s3://b/r"},
+             "findings": ["sex: DI 0.36 < 0.8"]},
+            name="ds-bias",
+        ),
+        "b1",
+        owner="d1",
+    )  # fmt: skip
+    topics = Topics(bias="team-bias-events")  # the operator's names, not the defaults
+    store = Store(dataset, bias)
+    expected = [
+        (resource, event)
+        for resource in (dataset, bias)
+        for event in events_for(resource["kind"], resource, topics, store.get)
+    ]
+    # The outbox recorded the Dataset's first event, and one of an earlier run.
+    dataset["status"]["delivered"] = {"kafka": [expected[0][1].id, "status/g0/Succeeded"]}
+    config = OperatorConfig(artifact_root="file:///nowhere", jobs_image="local")
+    console = Console(_Cluster([dataset, bias], []), config, ["ml"], topics)  # type: ignore[arg-type]
+
+    shown = kafka_events(console, [Resource(dataset), Resource(bias)])
+    assert [(e.resource.name, e.event) for e in shown.events] == [
+        (r["metadata"]["name"], e) for r, e in expected
+    ]
+    assert [e.delivered for e in shown.events] == [True] + [False] * (len(expected) - 1)
+    assert [(d.resource.name, d.id) for d in shown.earlier] == [("ds", "status/g0/Succeeded")]
+    assert "bias.reported" in [e.event_type for e in shown.events]
+
+    page = TestClient(build_app(console)).get("/ns/ml/datasets/ds")
+    assert page.status_code == 200
+    rows = _kafka_rows(page.text)
+    assert rows == [
+        {
+            "topic": event.topic,
+            "event-type": event.payload["event_type"],
+            "key": event.key,
+            "delivered": "delivered" if index == 0 else "pending",
+            "payload": event.payload,
+        }
+        for index, (_, event) in enumerate(expected)
+    ]
+    assert any(row["topic"] == "team-bias-events" for row in rows)
+    assert "status/g0/Succeeded" in page.text
+    # The stage's own page lists its events only.
+    own = _kafka_rows(TestClient(build_app(console)).get("/ns/ml/biasanalyses/ds-bias").text)
+    assert [row["payload"] for row in own] == [e.payload for r, e in expected if r is bias]
+
+
+def test_topics_are_the_operators_from_its_environment() -> None:
+    env = {"FAIRPILOT_KAFKA_TOPIC_BIAS_TRIGGER": "in", "FAIRPILOT_KAFKA_TOPIC_DRIFT": "alerts"}
+    topics = topics_from_env(env)
+    assert (topics.bias_trigger, topics.drift, topics.status) == (
+        "in",
+        "alerts",
+        Topics().status,
+    )
+
+
+# -- a ModelMonitor's trends ---------------------------------------------------------------------
+SEX = "<b>sex</b>"  # a feature name as a resource may carry it: shown, never markup
+
+
+def _monitor(windows: list[WindowSummary]) -> dict[str, Any]:
+    status = ModelMonitorStatus(phase="Succeeded", window=windows[-1].window, windows=windows)
+    return {
+        "kind": "ModelMonitor",
+        "metadata": {"name": "watch", "namespace": "ml", "uid": "m1"},
+        "spec": {"trainingRunRef": "income", "thresholds": {"psi": 0.25}},
+        "status": status.model_dump(by_alias=True, mode="json", exclude_none=True),
+    }
+
+
+WINDOWS = [
+    WindowSummary(window=1, rows=3000, max_psi=0.0149246501285, max_psi_feature="native",
+                  drifted_features=0, prediction_psi=0.008814667,
+                  disparate_impact={SEX: 0.267468116364551, "race": 0.3463},
+                  statistical_parity_difference={SEX: 0.19008035, "race": 0.1577},
+                  score=0.9173303434627169),
+    WindowSummary(window=2, rows=3014, max_psi=3.6827294800616284, max_psi_feature="age",
+                  drifted_features=2, prediction_psi=0.7553632187406017,
+                  disparate_impact={SEX: 0.0812096774, "race": None},
+                  statistical_parity_difference={SEX: 0.2262760675, "race": 0.2098},
+                  alerts=["DriftDetected", "BiasDrift"]),
+    WindowSummary(window=3, rows=2000, max_psi=1.739166001878771, max_psi_feature="age",
+                  drifted_features=1, prediction_psi=0.19900954150674702,
+                  disparate_impact={SEX: 0.34263829787234, "race": 0.1872},
+                  statistical_parity_difference={SEX: 0.18368900022, "race": 0.2375},
+                  score=0.9214085265384881),
+]  # fmt: skip
+
+
+def _points(svg: str) -> dict[str, dict[int, str]]:
+    """series name -> window -> the exact value a chart carries for it."""
+    found: dict[str, dict[int, str]] = {}
+    for name, body in re.findall(
+        r'<g class="series" data-series="([^"]*)">(.*?)\n  </g>', svg, re.S
+    ):
+        for window, value in re.findall(r'data-window="(\d+)" data-value="([^"]+)"', body):
+            found.setdefault(unescape(name), {})[int(window)] = value
+    return found
+
+
+def test_a_monitors_page_draws_the_windows_of_its_status() -> None:
+    monitor = _monitor(WINDOWS)
+    run = _obj("TrainingRun", "income", "t1")
+    run["spec"]["evalMetric"] = "roc_auc"
+    config = OperatorConfig(artifact_root="file:///nowhere", jobs_image="local")
+    console = Console(_Cluster([monitor, run], []), config, ["ml"])  # type: ignore[arg-type]
+    page = TestClient(build_app(console)).get("/ns/ml/modelmonitors/watch")
+    assert page.status_code == 200
+    charts = re.findall(r'<figure class="chart">(.*?)</figure>', page.text, re.S)
+    titles = [unescape(re.search(r"<title>(.*?)</title>", c).group(1)) for c in charts]  # type: ignore[union-attr]
+    assert titles == [
+        "Drift: largest feature PSI and prediction PSI",
+        "Features that drifted",
+        "Disparate impact per sensitive feature",
+        "Statistical parity difference per sensitive feature",
+        "roc_auc on labelled rows",  # named after the watched model's eval metric
+    ]
+    drift, drifted, impact, parity, score = (_points(c) for c in charts)
+    assert drift["largest feature PSI"] == {w.window: repr(w.max_psi) for w in WINDOWS}
+    assert drift["prediction PSI"] == {w.window: repr(w.prediction_psi) for w in WINDOWS}
+    assert drifted["features over the PSI threshold"] == {
+        w.window: str(w.drifted_features) for w in WINDOWS
+    }
+    for measure, chart in (("disparate_impact", impact), ("statistical_parity_difference", parity)):
+        for feature in (SEX, "race"):
+            assert chart[feature] == {
+                w.window: repr(getattr(w, measure)[feature])
+                for w in WINDOWS
+                if getattr(w, measure)[feature] is not None  # no value: no point, a gap
+            }
+    assert score["roc_auc"] == {1: repr(WINDOWS[0].score), 3: repr(WINDOWS[2].score)}
+    # The threshold is the spec's, and each point's tooltip says its exact value.
+    assert "PSI threshold 0.25" in charts[0]
+    assert f"<title>window 2 · largest feature PSI: {WINDOWS[1].max_psi!r}</title>" in charts[0]
+    # Names from the resource are text, never markup.
+    assert SEX not in page.text and "&lt;b&gt;sex&lt;/b&gt;" in page.text
+    # The windows table, newest first, with the figures as the status has them.
+    table = page.text.split('<table class="windows">')[1].split("</table>")[0]
+    first_cells = re.findall(r"<tr><td>(\d+)</td>", table)
+    assert first_cells == ["3", "2", "1"]
+    assert repr(WINDOWS[1].max_psi) in table and "DriftDetected, BiasDrift" in table
+    assert "<script" not in page.text.split("<main>")[1].split("</main>")[0]
+
+
+def test_a_line_chart_leaves_gaps_and_keeps_close_labels_apart() -> None:
+    chart = line_chart("t", "y", [1, 2, 3, 4], {"a": [1.0, None, 2.0, 3.0], "b": [1.01, 5, 6, 7]})
+    a, b = chart.series
+    assert len(a.segments) == 2, "a window without a value breaks the line"
+    assert [p.window for p in a.points] == [1, 3, 4]
+    assert a.points[2].y < a.points[1].y < a.points[0].y, "a larger value is drawn higher"
+    assert all(chart.top <= p.y <= chart.bottom for s in chart.series for p in s.points)
+    assert all(chart.top <= t.at <= chart.bottom for t in chart.y_ticks)
+    # Window 1: 1.0 and 1.01 are drawn at almost the same height; one label goes below.
+    first = sorted((a.points[0], b.points[0]), key=lambda p: p.y)
+    assert first[0].label_y < first[0].y and first[1].label_y > first[1].y
+    assert [t.label for t in chart.x_ticks] == ["1", "2", "3", "4"]
+    assert line_chart("t", "y", [1], {"a": [None]}).empty

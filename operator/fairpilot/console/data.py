@@ -21,6 +21,7 @@ from fairpilot import API_GROUP, API_VERSION
 from fairpilot.api.kinds import BY_KIND, DATASET, KINDS, Kind
 from fairpilot.cluster import Cluster
 from fairpilot.config import OperatorConfig
+from fairpilot.events.topics import Topics
 
 if TYPE_CHECKING:
     import urllib3
@@ -127,15 +128,25 @@ def _json(response: Any) -> dict[str, Any]:
 
 class Console:
     def __init__(
-        self, cluster: Cluster, config: OperatorConfig, namespaces: list[str] | None = None
+        self,
+        cluster: Cluster,
+        config: OperatorConfig,
+        namespaces: list[str] | None = None,
+        topics: Topics | None = None,
     ) -> None:
         self.cluster = cluster
         self.config = config
         self.watched = sorted(set(namespaces)) if namespaces else None
+        # The Kafka topics the operator sends to (its FAIRPILOT_KAFKA_TOPIC_*): the events a
+        # page lists are named by them (console/outbound.py).
+        self.topics = topics or Topics()
 
     # -- namespaces -----------------------------------------------------------------------
+    def serves(self, namespace: str) -> bool:
+        return self.watched is None or namespace in self.watched
+
     def check_namespace(self, namespace: str) -> None:
-        if self.watched is not None and namespace not in self.watched:
+        if not self.serves(namespace):
             raise NamespaceNotServed(f"the console does not serve namespace {namespace!r}")
 
     def namespaces(self) -> list[str]:
@@ -145,8 +156,8 @@ class Console:
             listing = _json(self.cluster.core.list_namespace(_preload_content=False))
             return sorted(item["metadata"]["name"] for item in listing.get("items") or [])
         except kubernetes.client.ApiException:
-            # Not allowed to list namespaces (a Role, not a ClusterRole), or an API server that
-            # does not list them (the sandbox's emulator): those that hold FairPilot resources.
+            # Not allowed to list namespaces (a Role, not a ClusterRole): those that hold
+            # FairPilot resources (the sandbox's emulator lists them, as an API server does).
             found: set[str] = set()
             for kind in KINDS:
                 listing = _json(

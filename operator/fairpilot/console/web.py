@@ -3,7 +3,8 @@
     /                                   the namespaces it serves
     /ns/NS                              the namespace's pipelines: each Dataset with its stages
     /ns/NS/KIND/NAME                    a resource: spec, status, conditions, events, reports,
-                                        and its current stage's log, live
+                                        its Kafka events (a Dataset's: its pipeline's), a
+                                        ModelMonitor's trends, and its current stage's log, live
     /ns/NS/KIND/NAME/log                that log as Server-Sent Events (one `data:` per line)
     /ns/NS/artifacts/PATH               a report, read below the namespace's artifact root
     /healthz                            200 while the process serves
@@ -34,9 +35,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from fairpilot import __version__
-from fairpilot.api.kinds import DATASET
+from fairpilot.api.kinds import DATASET, MODEL_MONITOR, TRAINING_RUN
 from fairpilot.console import artifacts
-from fairpilot.console.data import Console, NamespaceNotServed, NotFound, kind_named
+from fairpilot.console.data import Console, NamespaceNotServed, NotFound, Resource, kind_named
+from fairpilot.console.outbound import kafka_events
+from fairpilot.console.trends import MonitorTrends, exact, monitor_trends
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -78,10 +81,19 @@ def _when(value: Any) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _exact(value: Any) -> str:
+    """A number from a status as it is there (no rounding); nothing for None."""
+    if value is None:
+        return ""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return exact(value) if is_number else str(value)
+
+
 def build_app(console: Console, *, user_header: str | None = None) -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["yaml"] = _yaml
     templates.env.filters["when"] = _when
+    templates.env.filters["exact"] = _exact
     templates.env.globals["version"] = __version__
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
@@ -123,6 +135,9 @@ def build_app(console: Console, *, user_header: str | None = None) -> Starlette:
             events=console.events(item),
             reports=reports,
             report_uris=item.reports,
+            # A Dataset's page lists the events of its whole pipeline.
+            kafka=kafka_events(console, [item, *stages]),
+            trends=_trends(console, item) if item.kind is MODEL_MONITOR else None,
         )
 
     def log_stream(request: Request) -> Response:
@@ -203,6 +218,20 @@ def build_app(console: Console, *, user_header: str | None = None) -> Starlette:
             kubernetes.client.ApiException: api_error,
         },
     )
+
+
+def _trends(console: Console, monitor: Resource) -> MonitorTrends:
+    """The monitor's trends; its score is named after the eval metric of the model it watches
+    (the TrainingRun's, when the console can read it)."""
+    watched = (monitor.status.get("watched") or {}).get("trainingRun")
+    run_name = watched or monitor.spec.get("trainingRunRef")
+    run = console.cluster.get(TRAINING_RUN, monitor.namespace, run_name) if run_name else None
+    metric = None
+    if run is not None:
+        metric = (run.get("status") or {}).get("evalMetric") or (run.get("spec") or {}).get(
+            "evalMetric"
+        )
+    return monitor_trends(monitor.spec, monitor.status, metric)
 
 
 def _sse(event: str, data: str) -> str:

@@ -39,11 +39,13 @@ core group's discovery says `groupVersion: v1`; Events are one store served by b
 `events.k8s.io/v1`; `/openapi/v3` is built from the stored CRDs (`kubectl explain`); a Job gets
 the selector and labels the API server defaults; `pods/NAME/log` serves the log files under
 `pod_logs` (a kubelet's log directory: whoever runs the pods writes there), with `follow`,
-`tailLines`, `limitBytes` and `container`.
+`tailLines`, `limitBytes` and `container`. `/api/v1/namespaces` lists the namespaces that hold
+objects, and `default` (kmock cannot parse that path: it answered 500), and GETs one.
 
 Not covered: PUT (kmock routes no replace), `deletecollection`, server-side apply, strategic
 merge patches (applied as JSON merge patches, as kmock does), list `limit`/`continue` and list
-`resourceVersionMatch` (a list is always the current state).
+`resourceVersionMatch` (a list is always the current state), creating, deleting or watching
+namespaces.
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ JOBS = kmock.resource("batch", "v1", "jobs")
 EVENT_APIS = {("", "events"), ("events.k8s.io", "events")}
 # How often a followed log (`kubectl logs -f`) looks for more.
 LOG_POLL_SECONDS = 0.2
+NAMESPACES = kmock.resource("", "v1", "namespaces")
+# `/api/v1/namespaces` and `/api/v1/namespaces/NAME`: kmock's path parser reads `namespaces/`
+# as the start of a namespaced path and fails on the list (500) and misreads the get (404).
+NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
+# The namespace every cluster has, whether or not anything is in it.
+DEFAULT_NAMESPACE = "default"
 
 ObjectKey = tuple[kmock.resource, str | None, str]
 
@@ -236,6 +244,9 @@ class VersionedEmulator(kmock.KubernetesEmulator):
     _results: weakref.WeakKeyDictionary[kmock.Request, dict[str, Any]] = attrs.field(
         factory=weakref.WeakKeyDictionary, init=False
     )
+    # When this server started: the creation time of `default` (and of a namespace whose
+    # objects carry none).
+    _started_at: str = attrs.field(factory=_now, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -278,6 +289,75 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         for tick in self._ticks.values():  # idle watches wake, see the restart and end
             tick.set()
         self._ticks.clear()
+
+    # --- namespaces ---------------------------------------------------------------------------
+
+    @override
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        found = NAMESPACE_PATH.match(raw_request.path)
+        if found is not None and raw_request.method in ("GET", "HEAD"):
+            return self._serve_namespaces(raw_request, found.group(1))
+        return await super().__call__(raw_request)
+
+    def namespaces(self) -> dict[str, dict[str, Any]]:
+        """The cluster's namespaces as Namespace objects: `default`, every namespace that holds
+        an object, and the Namespace objects stored as such.
+
+        Namespaces are not created here (kmock stores objects in any namespace it is given), so
+        a namespace exists once something is in it, as `kubectl create ns` then `apply` makes
+        it on a real cluster; each is Active, created with its oldest object."""
+        oldest: dict[str, str] = {DEFAULT_NAMESPACE: self._started_at}
+        stored: dict[str, dict[str, Any]] = {}
+        for key, obj in self._objects.items():
+            if obj.deleted:
+                continue
+            if key[0] == NAMESPACES:
+                stored[key[2]] = obj.last.raw
+            elif key[1] is not None:
+                created = (obj.last.raw.get("metadata") or {}).get("creationTimestamp") or ""
+                # creationTimestamp is RFC 3339 in UTC with Z: as text, the earlier sorts first.
+                if key[1] not in oldest or (created and created < oldest[key[1]]):
+                    oldest[key[1]] = created or self._started_at
+        found = {name: _namespace(name, created) for name, created in oldest.items()}
+        return dict(sorted({**found, **stored}.items()))
+
+    def _serve_namespaces(
+        self, raw_request: aiohttp.web.BaseRequest, name: str | None
+    ) -> aiohttp.web.StreamResponse:
+        """GET of the namespace list (label and field selectors; Table when asked) or of one
+        namespace (404 as the API server words it). A watch of namespaces is not served."""
+        query = raw_request.query
+        if _flag(query.get("watch")):
+            body = _status(405, "MethodNotAllowed", "this API server does not watch namespaces")
+            return aiohttp.web.json_response(body, status=405)
+        everything = self.namespaces()
+        table = views.wants_table(",".join(raw_request.headers.getall("Accept", [])))
+        include = query.get("includeObject") or "Metadata"
+        if name is not None:
+            if name not in everything:
+                message = f'namespaces "{name}" not found'
+                body = _status(404, "NotFound", message, name=name, kind="namespaces")
+                return aiohttp.web.json_response(body, status=404)
+            one = everything[name]
+            if table:
+                one = views.table("", "namespaces", [one], None, "v1", include_object=include)
+            return aiohttp.web.json_response(one)
+        labels, fields = query.get("labelSelector") or "", query.get("fieldSelector") or ""
+        items: list[Mapping[str, Any]] = [
+            item
+            for item in everything.values()
+            if (not labels or matches_labels(item, labels))
+            and (not fields or matches_fields(item, fields))
+        ]
+        meta = {"resourceVersion": str(self._revision)}
+        if table:
+            listing = views.table(
+                "", "namespaces", items, None, "v1", include_object=include, list_meta=meta
+            )
+        else:
+            listing = {"apiVersion": "v1", "kind": "NamespaceList", "metadata": meta}
+            listing["items"] = items
+        return aiohttp.web.json_response(listing)
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -922,6 +1002,32 @@ def _error(code: int, reason: str, message: str) -> dict[str, Any]:
     status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
               "message": message, "reason": reason, "code": code}  # fmt: skip
     return {"type": ERROR, "object": status}
+
+
+def _namespace(name: str, created: str) -> dict[str, Any]:
+    """A Namespace object as the API server returns it (its uid stable across requests)."""
+    uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"namespace/{name}"))
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "uid": uid,
+            "creationTimestamp": created,
+            "labels": {"kubernetes.io/metadata.name": name},
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
+
+
+def _status(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
+    """The API server's `Status` body of a refused request."""
+    status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+              "message": message, "reason": reason, "code": code}  # fmt: skip
+    if details:
+        status["details"] = details
+    return status
 
 
 def _disconnected(request: kmock.Request) -> bool:

@@ -111,7 +111,11 @@ def up(
             if console_port is not None:
                 url = console.enter_context(
                     running_console(
-                        Console(Cluster.for_host(sandbox.url, connections=16), sandbox.config),
+                        Console(
+                            Cluster.for_host(sandbox.url, connections=16),
+                            sandbox.config,
+                            topics=sandbox.bridge_config.topics if sandbox.bridge_config else None,
+                        ),
                         Options(port=console_port),
                     )
                 )
