@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,27 @@ def test_from_the_pipeline_list_to_a_report_and_a_live_log(
         assert payload["dataset_id"] == "adult"
         assert page.locator("tr.kafka-event", has_text="status.changed").count() == 4
         _shoot(page, "kafka-events")
+
+        # The operator's pipeline index, opened through the console, and from it a report:
+        # the links between them are relative, so they work below the console's artifact path.
+        index = page.get_by_role("link", name="Pipeline index")
+        for _ in range(100):  # written after the bias stage's phase change; then final
+            page.goto(f"{url}/ns/default/datasets/adult")
+            index.click()
+            page.wait_for_load_state()
+            # The Dataset, its bias stage and the pipeline itself.
+            if page.locator("span.phase", has_text="Succeeded").count() == 3:
+                break
+            time.sleep(0.2)
+        assert page.title() == "Pipeline adult"
+        assert page.locator("span.phase", has_text="Succeeded").count() == 3
+        _shoot(page, "pipeline-index")
+        page.get_by_role("link", name="bias", exact=True).click()
+        page.wait_for_load_state()
+        assert page.title() == "Bias analysis"
+        page.get_by_role("link", name="Pipeline index").click()
+        page.wait_for_load_state()
+        assert page.title() == "Pipeline adult"
         assert errors == []
         assert outside == []
         # What a refusal looks like: a model file is no report.

@@ -40,6 +40,7 @@ from fairpilot.console import artifacts
 from fairpilot.console.data import Console, NamespaceNotServed, NotFound, Resource, kind_named
 from fairpilot.console.outbound import kafka_events
 from fairpilot.console.trends import MonitorTrends, exact, monitor_trends
+from fairpilot.runs import pipeline_index_uri
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -118,9 +119,13 @@ def build_app(console: Console, *, user_header: str | None = None) -> Starlette:
     def resource(request: Request) -> Response:
         ns, name = request.path_params["ns"], request.path_params["name"]
         item = console.resource(ns, kind_named(request.path_params["kind"]), name)
+        report_uris = dict(sorted(item.reports.items()))
+        if item.kind is DATASET and item.spec.get("pipeline"):
+            # The operator's page of the whole pipeline: every stage's phase and reports.
+            report_uris["Pipeline index"] = pipeline_index_uri(console.config, item.obj)
         reports = {
             report: artifacts.console_path(console.config, ns, uri)
-            for report, uri in sorted(item.reports.items())
+            for report, uri in report_uris.items()
         }
         stages = []
         if item.kind is DATASET:
@@ -134,7 +139,7 @@ def build_app(console: Console, *, user_header: str | None = None) -> Starlette:
             stages=stages,
             events=console.events(item),
             reports=reports,
-            report_uris=item.reports,
+            report_uris=report_uris,
             # A Dataset's page lists the events of its whole pipeline.
             kafka=kafka_events(console, [item, *stages]),
             trends=_trends(console, item) if item.kind is MODEL_MONITOR else None,
