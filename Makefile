@@ -55,8 +55,10 @@ test: venv chromium lint
 test-fast: venv chromium
 	$(PYTHON) -m pytest tests/unit tests/packaging
 
+# DEMO_ARGS="--runtime docker": each stage's pod as a container of the jobs image (make images).
+DEMO_ARGS ?=
 demo: venv
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(DEMO_ARGS)
 
 demo-monitor: venv
 	$(PYTHON) scripts/demo_monitor.py

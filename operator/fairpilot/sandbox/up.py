@@ -69,6 +69,7 @@ def up(
     kafka_port: int | None = None,
     mongo_uri: str | None = None,
     console_port: int | None = 0,
+    runtime: str = "process",
 ) -> int:
     """Run the sandbox until SIGINT or SIGTERM; `console_port` None serves no web console,
     0 serves it on a free port."""
@@ -90,6 +91,7 @@ def up(
         file_root=file_root,
         kafka_port=kafka_port,
         warehouse=warehouse,
+        runtime=runtime,
     ) as sandbox:
         print(f"API server: {sandbox.url}", flush=True)
         kubeconfig = write_kubeconfig(sandbox.artifacts.parent / "kubeconfig", sandbox.url)
