@@ -61,15 +61,26 @@ choose() {
 
 reachable() { curl -fsS -o /dev/null -m 20 "$1" 2>/dev/null; }
 
-server_pid= server_url=
+# Prints the port if it is free on the loopback (0: any free one), else fails.
+port_free() {
+    python3 -c 'import socket, sys
+with socket.socket() as s:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    print(s.getsockname()[1])' "$1" 2>/dev/null
+}
+
+server_pid='' server_url=''
 cleanup() { [[ -z $server_pid ]] || kill "$server_pid" 2>/dev/null || true; }
 trap cleanup EXIT
 
 # Serves a folder on the loopback for the build's pip (--find-links), in this shell (not in a
-# command substitution) so that server_pid is known to cleanup; sets server_url.
+# command substitution) so that server_pid is known to cleanup; sets server_url. On a fixed
+# port where it is free: the URL is a build argument of the torch layer, so a new port each
+# time would download torch again in every build instead of taking that layer from the cache.
 serve() {
-    local port
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    local port=${WHEELS_PORT:-38629}
+    port_free "$port" >/dev/null || port=0
+    port=$(port_free "$port")
     python3 -m http.server --bind 127.0.0.1 --directory "$1" "$port" >/dev/null 2>&1 &
     server_pid=$!
     for _ in $(seq 50); do
