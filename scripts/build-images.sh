@@ -135,7 +135,7 @@ for name in "$@"; do
     build_args "$name" >"${TMPDIR:-/tmp}/build-images.$$"
     mapfile -t extra <"${TMPDIR:-/tmp}/build-images.$$"
     rm -f "${TMPDIR:-/tmp}/build-images.$$"
-    args=(--network host -f "images/$name/Dockerfile" -t "$REGISTRY/$name:$TAG")
+    args=(--network host -f "images/$name/Dockerfile")
     for value in "${extra[@]}"; do args+=(--build-arg "$value"); done
     for var in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
         [[ -z ${!var:-} ]] || args+=(--build-arg "$var")
@@ -143,9 +143,13 @@ for name in "$@"; do
     # The local stand-ins go through the classic builder: BuildKit would fetch the Dockerfiles'
     # `# syntax=docker/dockerfile:1` frontend from Docker Hub, which is what cannot be reached.
     if ((${#extra[@]})); then export DOCKER_BUILDKIT=0; else unset DOCKER_BUILDKIT; fi
-    log "docker build ${args[*]} ."
+    log "docker build ${args[*]} -t $REGISTRY/$name:$TAG ."
     start=$SECONDS
-    docker build "${args[@]}" .
+    docker build "${args[@]}" -t "$REGISTRY/$name:$TAG" .
+    # The builder stage tagged too (from the cache: seconds), so that it is not a dangling image
+    # that `docker image prune` removes: it is the next build's cache (the classic builder keeps
+    # its cache as images), which saves downloading torch and the rest again.
+    docker build -q "${args[@]}" --target builder -t "fairpilot-build-cache/$name:$TAG" . >/dev/null
     log "$REGISTRY/$name:$TAG built in $((SECONDS - start)) s," \
         "$(docker image inspect -f '{{.Size}}' "$REGISTRY/$name:$TAG" | awk '{printf "%.0f MB", $1 / 1e6}')"
     cleanup
