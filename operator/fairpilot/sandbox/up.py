@@ -102,6 +102,9 @@ def up(
             flush=True,
         )
         print(f"pod logs:   {sandbox.pod_logs}", flush=True)
+        if runtime == "docker":
+            images = f"{sandbox.config.jobs_image}, {sandbox.config.jobs_cuda_image}"
+            print(f"pods:       containers of {images} (docker)", flush=True)
         print(f"Kafka:      {sandbox.kafka}", flush=True)
         print(f"artifacts:  {sandbox.artifacts}", flush=True)
         where = file_root or "anywhere on this machine (--any-file)"
