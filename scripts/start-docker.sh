@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A Docker engine for `make images` and the image tests (tests/integration/test_images.py), on a
+# A Docker engine for `make images` and the image tests (tests/integration/test_built_images.py), on a
 # Debian machine where one may be missing: used by .ci/run.
 #
 #   bash scripts/start-docker.sh      exit 0: an engine answers `docker info` (started here if
