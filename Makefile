@@ -9,6 +9,7 @@ STAMP   := $(VENV)/.fairpilot-installed
 DEMO    ?= $(or $(TMPDIR),/tmp)/fairpilot-$(shell id -un)/stages
 IMAGE_REGISTRY ?= ghcr.io/fairpilot
 IMAGE_TAG      ?= 0.1.0
+BASE           ?= auto
 
 .PHONY: help venv chromium test test-fast lint demo demo-monitor demo-stages crds manifests bench e2e clean \
 	images image-operator image-jobs image-jobs-cuda
@@ -21,7 +22,7 @@ help:
 	@echo "make demo-stages - the four stages by hand on Adult, no operator (outputs in $(DEMO))"
 	@echo "make crds   - regenerate crds/ (and the chart's copies) from the pydantic models"
 	@echo "make manifests - re-render manifests/base/ from the Helm chart"
-	@echo "make images - build the operator, jobs and jobs-cuda images (needs Docker)"
+	@echo "make images - build the operator, jobs and jobs-cuda images (needs Docker; BASE=auto|public|local)"
 	@echo "make e2e    - kind cluster, images, chart, the Adult pipeline (needs Docker and kind)"
 	@echo "make bench  - run the benchmarks under bench/ (figures in bench/results/)"
 	@echo "make lint   - ruff, mypy (zero errors) and the import contracts (layers)"
@@ -54,8 +55,10 @@ test: venv chromium lint
 test-fast: venv chromium
 	$(PYTHON) -m pytest tests/unit tests/packaging
 
+# DEMO_ARGS="--runtime docker": each stage's pod as a container of the jobs image (make images).
+DEMO_ARGS ?=
 demo: venv
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(DEMO_ARGS)
 
 demo-monitor: venv
 	$(PYTHON) scripts/demo_monitor.py
@@ -71,14 +74,10 @@ crds: venv
 manifests: venv
 	bash scripts/render-base.sh
 
-image-operator:
-	docker build -f images/operator/Dockerfile -t $(IMAGE_REGISTRY)/operator:$(IMAGE_TAG) .
-
-image-jobs:
-	docker build -f images/jobs/Dockerfile -t $(IMAGE_REGISTRY)/jobs:$(IMAGE_TAG) .
-
-image-jobs-cuda:
-	docker build -f images/jobs-cuda/Dockerfile -t $(IMAGE_REGISTRY)/jobs-cuda:$(IMAGE_TAG) .
+# BASE=auto: the public base images where they can be pulled, else local stand-ins built with
+# debootstrap (BASE=public or BASE=local to choose; scripts/build-images.sh says what changes).
+image-operator image-jobs image-jobs-cuda: image-%:
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) BASE=$(BASE) bash scripts/build-images.sh $*
 
 images: image-operator image-jobs image-jobs-cuda
 

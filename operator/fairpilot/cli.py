@@ -118,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="let resources and messages name any file of this machine (file:// URIs "
             "otherwise stay inside --file-root: a URI could name ~/.aws/credentials)",
         )
+        command.add_argument(
+            "--runtime",
+            choices=["process", "docker"],
+            default="process",
+            help="run each Job's pod as a process here (default) or as a container of the Job's "
+            "image under its security context, env, volumes and memory limit (`docker`: needs "
+            "a Docker engine, the images of `make images`, and --file-root, mounted into each)",
+        )
     serve.add_argument(
         "--noop-jobs",
         action="store_true",
@@ -348,12 +356,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             kafka_port=args.kafka_port,
             mongo_uri=args.mongo_uri,
             console_port=None if args.no_console else args.console_port,
+            runtime=args.runtime,
         )
     elif args.command == "sandbox":
         from fairpilot.sandbox.cli import run
 
         return run(
-            args.directory, args.artifacts, args.timeout, args.output_json, sandbox_file_root(args)
+            args.directory,
+            args.artifacts,
+            args.timeout,
+            args.output_json,
+            sandbox_file_root(args),
+            runtime=args.runtime,
         )
     return 0
 

@@ -102,6 +102,7 @@ class Sandbox:
         waiters: Waiters | None = None,
         jobs_seen: SeenVersions | None = None,
         pod_logs: Path | None = None,
+        runtime: str = "process",
     ) -> None:
         # noop_jobs: Jobs finish at once with a minimal result (for load benchmarks).
         # kafka: start a Tansu broker (`self.kafka` is its bootstrap address, else None), or
@@ -124,6 +125,9 @@ class Sandbox:
         # the operator's own. Given ones are kept across restart_operator().
         # pod_logs: where the runner keeps its pods' logs and the API server reads them
         # (`kubectl logs`); default: `pod-logs` beside the artifacts.
+        # runtime: how the runner runs a Job's pod: "process" (its command, here) or "docker"
+        # (its image, locked down as the Job says; needs `file_root`, the one folder mounted
+        # into the containers, and by default the operator's own image names).
         if operator_process and warehouse is not None:
             raise ValueError("an operator process reaches the warehouse only through MONGO_URI")
         if replicas > 1 and not operator_process:
@@ -155,7 +159,16 @@ class Sandbox:
         )
         self.file_root = file_root.resolve() if file_root else None
         self.kafka: str | None = None
-        self.config = config or sandbox_config(self.artifacts, self.file_root)
+        if runtime == "docker" and self.file_root is None:
+            raise ValueError("runtime docker needs a file_root to mount into the containers")
+        self.pod_runtime = runtime  # not self.runtime: that is the operator thread's Runtime
+        images: dict[str, Any] = {}
+        if runtime == "docker":  # the images `make images` builds, not the process's "local"
+            images = {
+                field: OperatorConfig.model_fields[field].default
+                for field in ("jobs_image", "jobs_cuda_image")
+            }
+        self.config = config or sandbox_config(self.artifacts, self.file_root, **images)
         self._stack = contextlib.ExitStack()
         self._stop = threading.Event()
 
@@ -171,6 +184,8 @@ class Sandbox:
 
     def _start(self) -> None:
         self.artifacts.mkdir(parents=True, exist_ok=True)
+        if self.pod_runtime == "docker":
+            self._open_to_pods()
         self.pod_logs.mkdir(parents=True, exist_ok=True)
         self.url = self._stack.enter_context(running_emulator(self.audit_log, self.pod_logs))
         if isinstance(self.with_kafka, str):
@@ -202,9 +217,28 @@ class Sandbox:
             parallelism=self.parallelism,
             noop=self.noop_jobs,
             env={"FAIRPILOT_FILE_ROOT": str(self.file_root)} if self.file_root else None,
+            runtime=self.pod_runtime,
+            binds=[self.file_root] if self.file_root and self.pod_runtime == "docker" else [],
             **{"pod_logs": self.pod_logs, **self.runner_options},
         ).start()
         self._stack.callback(self.runner.stop)
+
+    def _open_to_pods(self) -> None:
+        """Containers run as the Jobs' user (runAsUser), not as this process's: they must
+        open the file root (readable and searchable by others, its parents searchable: checked,
+        not changed, since it is the user's; the stages open each folder of a path on their
+        way down) and write artifacts (the sandbox's own folder: made so, sticky as /tmp is)."""
+        assert self.file_root is not None  # __init__ refuses docker without one
+        for folder in [self.file_root, *self.file_root.parents]:
+            needed = 0o005 if folder == self.file_root else 0o001
+            mode = folder.stat().st_mode
+            if mode & needed != needed:
+                raise ValueError(
+                    f"runtime docker: {folder} (mode {mode & 0o777:o}) is closed to other "
+                    f"users, so the pods' user {self.config.run_as_user} cannot open the file "
+                    f"root {self.file_root}"
+                )
+        self.artifacts.chmod(0o1777)
 
     def _start_operator_thread(self) -> None:
         # As `fairpilot operator` builds it (controller/main.py), logged in to the emulator.

@@ -169,6 +169,8 @@ def run(
     timeout: float,
     output_json: Path | None,
     file_root: Path | None = None,
+    *,
+    runtime: str = "process",
 ) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -187,7 +189,7 @@ def run(
             f"fairpilot sandbox run: not FairPilot resources: {', '.join(unknown)}", file=sys.stderr
         )
         return 2
-    with Sandbox(artifacts, file_root=file_root) as sandbox:
+    with Sandbox(artifacts, file_root=file_root, runtime=runtime) as sandbox:
         for kind, name in sandbox.apply(items):
             print(f"applied {kind}/{name}", flush=True)
         progress = progress_for(sys.stdout, started)

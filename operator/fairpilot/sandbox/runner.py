@@ -1,4 +1,5 @@
-"""The sandbox's kubelet and Job controller in one: runs each Job's container as a subprocess.
+"""The sandbox's kubelet and Job controller in one: runs each Job's container as a subprocess,
+or (runtime "docker") as a container of the Job's image.
 
 For every Job it has not seen, it creates a Pod object, runs the container's command with the
 container's env (the ConfigMap volume written to a temporary directory, `/tmp` an empty one),
@@ -7,6 +8,11 @@ container's memory limit (killed as `OOMKilled`, exit code 137, as the kubelet r
 OOM kill), and writes back what the real controllers would: the Job's status and conditions,
 and the Pod's termination state and message. Each pod's output is kept as the kubelet keeps
 it, in a log file per container that the API emulator serves (`kubectl logs`).
+
+With runtime "docker" the pod becomes `docker run` of its image under its own security context,
+volumes, environment and memory limit (sandbox/containers.py), with the host's network and the
+folders given as `binds` (the file:// root) mounted at their own paths; the engine enforces the
+memory limit and reports its OOM kill.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -35,6 +41,7 @@ from fairpilot.api import labels as label
 from fairpilot.api.kinds import KINDS
 from fairpilot.cluster import release
 from fairpilot.conditions import now
+from fairpilot.sandbox import containers
 from fairpilot.sandbox.children import run_container
 from fairpilot.sandbox.kubectl_views import pod_log_path
 
@@ -45,6 +52,11 @@ log = logging.getLogger(__name__)
 # The kubelet's and the Job controller's calls, told apart from the operator's in the API
 # server's audit log (they come from other components on a cluster, with their own RBAC).
 USER_AGENT = f"fairpilot-sandbox-runner/{__version__}"
+RUNTIMES = ("process", "docker")
+# Host variables the process runtime hands every container (the docker runtime: all but PATH
+# and LANG/LC_ALL, which are the image's): a node's AWS credentials and region, the file root.
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+              "AWS_REGION", "AWS_DEFAULT_REGION", "FAIRPILOT_FILE_ROOT")  # fmt: skip
 
 
 class LocalJobRunner:
@@ -62,6 +74,9 @@ class LocalJobRunner:
         hang: Callable[[dict[str, Any]], bool] | None = None,
         pod_logs: Path | None = None,
         log_limit: int = 10 * 1024 * 1024,
+        runtime: str = "process",
+        binds: Sequence[Path] = (),
+        docker: str = "docker",
     ) -> None:
         # noop: finish every Job at once with a minimal result.json (for load benchmarks).
         # env: added to every container's environment (what a node would add, e.g. the
@@ -76,6 +91,12 @@ class LocalJobRunner:
         # pod_logs: where each pod's output goes, as a kubelet keeps it
         # (`{namespace}/{pod}/{container}.log`, which the API emulator serves as the pod's
         # log), each kept to about twice `log_limit` bytes; None: discarded once the pod ends.
+        # runtime: "process" (the container's command, here) or "docker" (its image, with the
+        # `docker` client named): binds are then the host folders mounted into every
+        # container at their own paths (read-write), where its file:// URIs point.
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime {runtime!r}: one of {', '.join(RUNTIMES)}")
+        self.runtime, self.binds, self.docker = runtime, tuple(binds), docker
         self.pod_logs, self.log_limit = pod_logs, log_limit
         self.noop = noop
         self.hang = hang
@@ -297,12 +318,23 @@ class LocalJobRunner:
         pod_name = self._create_pod(job, attempt)
         container = template["spec"]["containers"][0]
         workdir = Path(tempfile.mkdtemp(prefix=f"fairpilot-{meta['name']}-"))
+        # The engine's name for the container: unique per attempt and runner, so that a
+        # sandbox started again beside an old container never meets it.
+        engine_name = f"fairpilot-{pod_name}-{os.getpid()}"[:120]
+        docker = self.runtime == "docker" and not (self.crash and self.crash(job))
+        docker = docker and not (self.hang and self.hang(job))
         try:
             try:
-                argv, env = self._materialise(
-                    meta["namespace"], template["spec"], container, workdir
-                )
+                if docker:
+                    argv, env = self._containerise(
+                        meta["namespace"], template["spec"], container, workdir, engine_name
+                    )
+                else:
+                    argv, env = self._materialise(
+                        meta["namespace"], template["spec"], container, workdir
+                    )
             except MissingSecret as exc:
+                docker = False
                 # A kubelet keeps such a pod waiting (CreateContainerConfigError); here the
                 # pod fails with the same words, so that a test or a user sees them at once.
                 argv = [sys.executable, "-c", f"import sys; sys.exit({str(exc)!r})"]
@@ -324,10 +356,18 @@ class LocalJobRunner:
                 env,
                 workdir,
                 timeout,
-                int(parse_quantity(limit)) if limit else None,
+                # The engine holds the container to its limit (--memory); the client is small.
+                int(parse_quantity(limit)) if limit and not docker else None,
                 log=pod_log,
                 log_limit=self.log_limit,
             )
+            if docker:
+                # A deadline killed the client, not the container: finish() removes it too.
+                exit_code, oom = containers.finish(engine_name, self.docker)
+                if oom and reason != "DeadlineExceeded":
+                    code, reason = 137, "OOMKilled"
+                elif exit_code is not None and not reason:
+                    code = exit_code
             self._wait_to_report(meta["name"])
             termination = workdir / "termination-log"
             message = termination.read_text() if termination.exists() else ""
@@ -336,6 +376,8 @@ class LocalJobRunner:
             self._report_pod(job, pod_name, code, reason or "Completed", message)
             return code, message, reason
         finally:
+            if docker:
+                containers.remove(engine_name, self.docker)
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _create_pod(self, job: dict[str, Any], attempt: int) -> str:
@@ -450,21 +492,7 @@ class LocalJobRunner:
             str(executable) if executable.exists() else command[0],
             *map(local_path, command[1:]),
         ]
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k
-            in (
-                "PATH",
-                "LANG",
-                "LC_ALL",
-                "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY",
-                "AWS_REGION",
-                "AWS_DEFAULT_REGION",
-                "FAIRPILOT_FILE_ROOT",
-            )
-        }
+        env = {k: v for k, v in os.environ.items() if k in PASSED_ENV}
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = local_path(str(item["value"]))
@@ -473,6 +501,46 @@ class LocalJobRunner:
         env["FAIRPILOT_TERMINATION_LOG"] = str(workdir / "termination-log")
         env["TMPDIR"] = str(mounts.get("/tmp", workdir))
         return argv, env
+
+    def _containerise(
+        self,
+        namespace: str,
+        pod_spec: dict[str, Any],
+        container: dict[str, Any],
+        workdir: Path,
+        name: str,
+    ) -> tuple[list[str], dict[str, str]]:
+        """`docker run` of the pod (the `docker` client's argv and environment): its volumes
+        as folders, its environment in an env file, the termination log mounted where the
+        kubelet mounts it."""
+        contents: dict[str, dict[str, str]] = {}
+        for volume in pod_spec.get("volumes") or []:
+            if "configMap" in volume:
+                config_map = self.core.read_namespaced_config_map(
+                    volume["configMap"]["name"], namespace
+                )
+                contents[volume["name"]] = dict(config_map.data or {})
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k in PASSED_ENV and k not in ("PATH", "LANG", "LC_ALL")
+        }
+        for item in container.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+        env.update(self._secret_env(namespace, container))
+        env.update(self.env)
+        argv = containers.docker_run_argv(
+            pod_spec,
+            name=name,
+            folders=containers.prepare_folders(pod_spec, workdir, contents),
+            env_path=containers.write_env_file(workdir, env),
+            termination_log=containers.termination_file(workdir),
+            binds=[containers.Bind(path, str(path), read_only=False) for path in self.binds],
+            network="host",  # what the sandbox serves (S3, Kafka) is on this host's loopback
+            docker=self.docker,
+        )
+        return argv, containers.client_env()
 
     def _secret_env(self, namespace: str, container: dict[str, Any]) -> dict[str, str]:
         """`envFrom` Secrets, as the kubelet resolves them: from the pod's own namespace only

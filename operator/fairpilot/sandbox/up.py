@@ -69,6 +69,7 @@ def up(
     kafka_port: int | None = None,
     mongo_uri: str | None = None,
     console_port: int | None = 0,
+    runtime: str = "process",
 ) -> int:
     """Run the sandbox until SIGINT or SIGTERM; `console_port` None serves no web console,
     0 serves it on a free port."""
@@ -90,6 +91,7 @@ def up(
         file_root=file_root,
         kafka_port=kafka_port,
         warehouse=warehouse,
+        runtime=runtime,
     ) as sandbox:
         print(f"API server: {sandbox.url}", flush=True)
         kubeconfig = write_kubeconfig(sandbox.artifacts.parent / "kubeconfig", sandbox.url)
@@ -100,6 +102,9 @@ def up(
             flush=True,
         )
         print(f"pod logs:   {sandbox.pod_logs}", flush=True)
+        if runtime == "docker":
+            images = f"{sandbox.config.jobs_image}, {sandbox.config.jobs_cuda_image}"
+            print(f"pods:       containers of {images} (docker)", flush=True)
         print(f"Kafka:      {sandbox.kafka}", flush=True)
         print(f"artifacts:  {sandbox.artifacts}", flush=True)
         where = file_root or "anywhere on this machine (--any-file)"
