@@ -13,6 +13,7 @@ import pytest
 from fairpilot.api.kinds import DATASET, TRAINING_RUN
 from fairpilot.config import OperatorConfig
 from fairpilot.jobs import build_job
+from fairpilot.sandbox import containers
 from fairpilot.sandbox.containers import (
     Bind,
     UnsupportedPod,
@@ -154,3 +155,19 @@ def test_what_cannot_be_honoured_is_refused(case: str) -> None:
 def test_a_volume_without_its_folder_is_refused() -> None:
     with pytest.raises(UnsupportedPod, match="no folder"):
         docker_run_argv(pod(), name="fp-pod", folders={"spec": Path("/w/spec")})
+
+
+def test_a_runtime_that_cannot_run_containers_is_refused_up_front(tmp_path: Path) -> None:
+    """`--runtime docker` without an engine (or without the image) says so before anything
+    starts, instead of each Job failing with docker's exit code 125."""
+    with pytest.raises(containers.ContainersUnavailable, match="no `no-such-docker` command"):
+        containers.require_containers("ghcr.io/fairpilot/jobs:0.1.0", docker="no-such-docker")
+    fake = tmp_path / "docker"  # a client whose engine does not answer, as docker says it
+    fake.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(containers.ContainersUnavailable, match=r"start-docker\.sh") as refused:
+        containers.require_containers("ghcr.io/fairpilot/jobs:0.1.0", docker=str(fake))
+    assert "Cannot connect to the Docker daemon" in str(refused.value)
+    if containers.engine_problem() is None:  # an engine here: an image nobody built
+        with pytest.raises(containers.ContainersUnavailable, match="make images"):
+            containers.require_containers("fairpilot-local/never-built:0")

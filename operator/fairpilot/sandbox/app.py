@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -26,6 +28,7 @@ from fairpilot.config import OperatorConfig
 from fairpilot.controller.runtime import Retry, Runtime, build_runtime, operate
 from fairpilot.controller.seen import SeenVersions
 from fairpilot.controller.waiters import Waiters
+from fairpilot.sandbox import containers
 from fairpilot.sandbox.emulator import running_emulator
 from fairpilot.sandbox.kafka import SEED_TOPICS, create_topics, running_broker
 from fairpilot.sandbox.process import OperatorProcess
@@ -169,6 +172,8 @@ class Sandbox:
                 for field in ("jobs_image", "jobs_cuda_image")
             }
         self.config = config or sandbox_config(self.artifacts, self.file_root, **images)
+        if runtime == "docker":
+            containers.require_containers(self.config.jobs_image)
         self._stack = contextlib.ExitStack()
         self._stop = threading.Event()
 
@@ -186,6 +191,11 @@ class Sandbox:
         self.artifacts.mkdir(parents=True, exist_ok=True)
         if self.pod_runtime == "docker":
             self._open_to_pods()
+            # The operator (this process's user) and the pods (the Jobs' user) write into the
+            # same folders: the operator's pipeline index goes into a Dataset's folder, where
+            # its pod then makes its run's folder. On a cluster both are the same user; here
+            # what this process makes is opened to the pods while the sandbox runs.
+            self._stack.callback(os.umask, os.umask(0))
         self.pod_logs.mkdir(parents=True, exist_ok=True)
         self.url = self._stack.enter_context(running_emulator(self.audit_log, self.pod_logs))
         if isinstance(self.with_kafka, str):
@@ -239,6 +249,15 @@ class Sandbox:
                     f"root {self.file_root}"
                 )
         self.artifacts.chmod(0o1777)
+        # Folders an earlier run made as this process's user (`--runtime process`, or the
+        # operator's own index pages) hold the new runs' folders too: opened the same way, so
+        # that switching runtimes on one artifacts folder works. Links are not followed.
+        for top, folders, _ in os.walk(self.artifacts):
+            for name in folders:
+                folder = Path(top) / name
+                info = folder.lstat()
+                if stat.S_ISDIR(info.st_mode) and info.st_uid != self.config.run_as_user:
+                    folder.chmod(0o1777)
 
     def _start_operator_thread(self) -> None:
         # As `fairpilot operator` builds it (controller/main.py), logged in to the emulator.

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from fairpilot.api.kinds import BY_KIND
 from fairpilot.conditions import condition_of
 from fairpilot.sandbox.app import Sandbox, documents, summary
+from fairpilot.sandbox.containers import ContainersUnavailable
 
 SYMBOLS = {"Pending": "…", "Running": "▶", "Succeeded": "✔", "Failed": "✘"}
 PHASES = tuple(SYMBOLS)  # header order
@@ -189,7 +190,12 @@ def run(
             f"fairpilot sandbox run: not FairPilot resources: {', '.join(unknown)}", file=sys.stderr
         )
         return 2
-    with Sandbox(artifacts, file_root=file_root, runtime=runtime) as sandbox:
+    try:
+        sandbox = Sandbox(artifacts, file_root=file_root, runtime=runtime)
+    except ContainersUnavailable as exc:
+        print(f"fairpilot sandbox run: {exc}", file=sys.stderr)
+        return 2
+    with sandbox:
         for kind, name in sandbox.apply(items):
             print(f"applied {kind}/{name}", flush=True)
         progress = progress_for(sys.stdout, started)

@@ -260,6 +260,25 @@ def engine_problem(docker: str = "docker") -> str | None:
     return None
 
 
+class ContainersUnavailable(Exception):
+    """Pods cannot run as containers here: why, and what to do about it."""
+
+
+def require_containers(image: str, docker: str = "docker") -> None:
+    """Refuse, before anything starts, a container runtime that cannot run `image`: a user
+    reads "no engine" or "image not built" rather than a Job failing with docker's exit 125."""
+    problem = engine_problem(docker)
+    if problem is not None:
+        raise ContainersUnavailable(
+            f"--runtime docker: {problem} (as root, `bash scripts/start-docker.sh` installs and "
+            "starts one)"
+        )
+    if not image_present(image, docker):
+        raise ContainersUnavailable(
+            f"--runtime docker: the image {image} is not built here: run `make images`"
+        )
+
+
 def image_present(image: str, docker: str = "docker") -> bool:
     done = subprocess.run(
         [docker, "image", "inspect", image], capture_output=True, timeout=30, env=client_env()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -19,6 +20,7 @@ from fairpilot.cluster import Cluster
 from fairpilot.console.data import Console
 from fairpilot.console.server import Options, running_console
 from fairpilot.sandbox.app import Sandbox
+from fairpilot.sandbox.containers import ContainersUnavailable
 from fairpilot.warehouse.store import Warehouse
 
 
@@ -84,15 +86,20 @@ def up(
     signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
     warehouse = Warehouse.from_uri(mongo_uri) if mongo_uri else None
-    with Sandbox(
-        artifacts,
-        noop_jobs=noop_jobs,
-        parallelism=parallelism,
-        file_root=file_root,
-        kafka_port=kafka_port,
-        warehouse=warehouse,
-        runtime=runtime,
-    ) as sandbox:
+    try:
+        sandbox = Sandbox(
+            artifacts,
+            noop_jobs=noop_jobs,
+            parallelism=parallelism,
+            file_root=file_root,
+            kafka_port=kafka_port,
+            warehouse=warehouse,
+            runtime=runtime,
+        )
+    except ContainersUnavailable as exc:
+        print(f"fairpilot sandbox up: {exc}", file=sys.stderr)
+        return 2
+    with sandbox:
         print(f"API server: {sandbox.url}", flush=True)
         kubeconfig = write_kubeconfig(sandbox.artifacts.parent / "kubeconfig", sandbox.url)
         print(f"kubeconfig: {kubeconfig}", flush=True)
