@@ -122,6 +122,7 @@ build_args() {
                 echo "PYTHON_PREFERENCE=system"
                 echo "PYTHON_VERSION=3.11"
                 echo "TORCH_INDEX_URL=$PYPI"
+                echo "CUDA_LABEL=CUDA of PyPI's torch wheel (nvidia-* wheels, no CUDA base)"
             fi
             ;;
         *) die "no image named $name (operator, jobs, jobs-cuda)" ;;
