@@ -25,28 +25,25 @@ from fairpilot.sandbox.kafka import free_port
 
 
 def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> Path:
-    """A kubeconfig for an API server that needs no credentials (the sandbox's)."""
-    path.write_text(
-        yaml.safe_dump(
+    """A kubeconfig whose current context is the sandbox's API server (no credentials: the
+    emulator asks for none): for `KUBECONFIG=path kubectl ...`, `fairpilot logs` and the
+    operator run as a process."""
+    name = "fairpilot-sandbox"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": str(server)}}],
+        "users": [{"name": name, "user": {}}],
+        "contexts": [
             {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "sandbox", "cluster": {"server": str(server)}}],
-                "users": [{"name": "sandbox", "user": {}}],
-                "contexts": [
-                    {
-                        "name": "sandbox",
-                        "context": {
-                            "cluster": "sandbox",
-                            "user": "sandbox",
-                            "namespace": namespace,
-                        },
-                    }
-                ],
-                "current-context": "sandbox",
+                "name": name,
+                "context": {"cluster": name, "user": name, "namespace": namespace},
             }
-        )
-    )
+        ],
+        "current-context": name,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 

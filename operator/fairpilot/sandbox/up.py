@@ -21,6 +21,7 @@ from fairpilot.console.data import Console
 from fairpilot.console.server import Options, running_console
 from fairpilot.sandbox.app import Sandbox
 from fairpilot.sandbox.containers import ContainersUnavailable
+from fairpilot.sandbox.process import write_kubeconfig
 from fairpilot.warehouse.store import Warehouse
 
 
@@ -33,33 +34,6 @@ def masked(uri: str) -> str:
         return uri
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-
-
-def write_kubeconfig(path: Path, server: str) -> Path:
-    """A kubeconfig whose current context is the sandbox's API server (no credentials: the
-    emulator asks for none), for `KUBECONFIG=path kubectl ...` and `fairpilot logs`."""
-    import yaml
-
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "fairpilot-sandbox", "cluster": {"server": str(server)}}],
-        "users": [{"name": "fairpilot-sandbox", "user": {}}],
-        "contexts": [
-            {
-                "name": "fairpilot-sandbox",
-                "context": {
-                    "cluster": "fairpilot-sandbox",
-                    "user": "fairpilot-sandbox",
-                    "namespace": "default",
-                },
-            }
-        ],
-        "current-context": "fairpilot-sandbox",
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 def up(
