@@ -47,8 +47,7 @@ def measure(
     score = None if probability is None else np.asarray(probability, dtype="float64")
     columns = {feature: heldout[feature] for feature in features}
     if 2 <= len(features) <= MAX_INTERSECTION_FEATURES:
-        joint = heldout[features].astype(str).agg(JOINT.join, axis=1)
-        columns[JOINT.join(features)] = joint.where(heldout[features].notna().all(axis=1))
+        columns[JOINT.join(features)] = joint_groups(heldout, features)
     measured = {
         name: _feature(values.rename(name), label, chosen, score, options.min_group_size)
         for name, values in columns.items()
@@ -63,6 +62,13 @@ def measure(
         "intersections": {name: m for name, m in measured.items() if JOINT in name},
         "gates": gates,
     }
+
+
+def joint_groups(frame: pd.DataFrame, features: list[str]) -> pd.Series:
+    """Each row's group at the intersection of `features` ("Female × Black"); missing where any
+    of them is (it then falls in the "(missing)" group, as a single feature's missing values)."""
+    joint = frame[features].astype(str).agg(JOINT.join, axis=1)
+    return joint.where(frame[features].notna().all(axis=1))
 
 
 def plain_label(value: Any) -> Any:

@@ -11,6 +11,7 @@ unless the pipeline's training block names its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fairpilot.api import labels as label
@@ -29,6 +30,21 @@ def dataset_owner(resource: dict[str, Any]) -> dict[str, Any] | None:
         if ref.get("kind") == DATASET.kind and ref.get("apiVersion") == DATASET.api_version:
             return ref
     return None
+
+
+def dataset_by_reference(
+    owner: Mapping[str, Any] | None, read: Callable[[str], dict[str, Any] | None]
+) -> dict[str, Any] | None:
+    """The Dataset a reference (name and uid, as an owner reference has them) names: read by
+    name, and taken only when its uid is the reference's; None when it was deleted or made
+    again under the same name. A label says nothing here: anyone who can create a resource can
+    give it any label, and so could finish, fail or steer another's pipeline."""
+    if owner is None or not owner.get("name"):
+        return None
+    dataset = read(str(owner["name"]))
+    if dataset is None or dataset["metadata"].get("uid") != owner.get("uid"):
+        return None
+    return dataset
 
 
 # Who and what a resource is about (set by the Kafka bridge on a Dataset it made): the stages

@@ -21,7 +21,7 @@ from fairpilot_jobs.bias.metrics import (
     population_metrics,
 )
 from fairpilot_jobs.bias.reweighing import mitigation_effect, reweighing_table
-from fairpilot_jobs.fairness import JOINT, MAX_INTERSECTION_FEATURES
+from fairpilot_jobs.fairness import JOINT, MAX_INTERSECTION_FEATURES, joint_groups
 from fairpilot_jobs.tables import read_table, require_columns
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _intersections(
     if not 2 <= len(names) <= MAX_INTERSECTION_FEATURES:
         return {}, []
     name = JOINT.join(names)
-    joint = frame[names].astype(str).agg(JOINT.join, axis=1).where(frame[names].notna().all(axis=1))
+    joint = joint_groups(frame, names)
     reference = JOINT.join(features[f]["privilegedGroup"] for f in names)
     size = int((joint == reference).sum())
     bias = feature_bias(

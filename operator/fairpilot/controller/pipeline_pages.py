@@ -18,7 +18,7 @@ from fairpilot import access
 from fairpilot.api.kinds import BIAS_ANALYSIS, DATASET, EXPLANATION, TRAINING_RUN, Kind
 from fairpilot.artifacts import ArtifactStore
 from fairpilot.config import OperatorConfig
-from fairpilot.pipeline import child_name, dataset_owner
+from fairpilot.pipeline import child_name, dataset_by_reference, dataset_owner
 from fairpilot.pipeline_index import INDEX_FILE, index_page, stages_of
 from fairpilot.runs import pipeline_index_uri
 
@@ -41,13 +41,10 @@ def pipeline_of(get: Get, kind: Kind, resource: dict[str, Any]) -> dict[str, Any
     no pipeline's, or its Dataset is gone or was made again (another uid)."""
     meta = resource["metadata"]
     owner = {"name": meta["name"], "uid": meta.get("uid")} if kind is DATASET else None
-    owner = owner or dataset_owner(resource)
-    if owner is None or not owner.get("name"):
-        return None
-    dataset = get(DATASET, meta["namespace"], owner["name"])
-    if dataset is None or dataset["metadata"].get("uid") != owner.get("uid"):
-        return None
-    if not (dataset.get("spec") or {}).get("pipeline"):
+    dataset = dataset_by_reference(
+        owner or dataset_owner(resource), lambda name: get(DATASET, meta["namespace"], name)
+    )
+    if dataset is None or not (dataset.get("spec") or {}).get("pipeline"):
         return None
     return dataset
 

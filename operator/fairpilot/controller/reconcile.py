@@ -55,7 +55,7 @@ from fairpilot.controller.world import (
 )
 from fairpilot.jobs import GpuNotAllowed, build_job, object_name, spec_config_map
 from fairpilot.kinds import project_result, result_conditions, summary_message
-from fairpilot.pipeline import dataset_owner, next_resource
+from fairpilot.pipeline import dataset_by_reference, dataset_owner, next_resource
 from fairpilot.references import UnresolvedReference, check_uri
 from fairpilot.runs import (
     current_run,
@@ -618,18 +618,14 @@ def _model_version(
 # -- the pipeline a Dataset runs ---------------------------------------------------------------
 def _pipeline_dataset(world: World, kind: Kind, resource: dict[str, Any]) -> dict[str, Any] | None:
     """The Dataset whose pipeline this resource is a step of: the one its owner reference
-    names, by uid. A label says nothing here: anyone who can create a resource can give it
-    any label, and so could finish, fail or steer another's pipeline."""
+    names, by uid (`pipeline.dataset_by_reference`)."""
     if kind is DATASET:
         return resource
-    owner = dataset_owner(resource)
-    if owner is None or not owner.get("name"):
-        return None
-    owner_name = owner["name"]
-    dataset = world.need(("get", DATASET.kind, owner_name), lambda r: r.get(DATASET, owner_name))
-    if dataset is None or dataset["metadata"].get("uid") != owner.get("uid"):
-        return None  # deleted, or re-created: another Dataset under the same name
-    return dataset
+
+    def read(name: str) -> dict[str, Any] | None:
+        return world.need(("get", DATASET.kind, name), lambda r: r.get(DATASET, name))
+
+    return dataset_by_reference(dataset_owner(resource), read)
 
 
 def _pipeline_status(plan: Outcome, dataset: dict[str, Any], state: str, message: str) -> None:
